@@ -20,7 +20,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError { key: key.into(), message: message.into() }
+        ConfigError {
+            key: key.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -56,7 +59,10 @@ impl Config {
     /// Reads, parses and validates `path`. Relative paths inside the file are resolved
     /// against the file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let fail = |errors| ConfigErrors { path: path.to_path_buf(), errors };
+        let fail = |errors| ConfigErrors {
+            path: path.to_path_buf(),
+            errors,
+        };
         let text = std::fs::read_to_string(path)
             .map_err(|e| fail(vec![ConfigError::new("", format!("cannot read: {e}"))]))?;
         let base = path.parent().unwrap_or(Path::new("."));

@@ -67,20 +67,40 @@ pub struct RcptParams {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Ehlo { domain: String },
-    Helo { domain: String },
-    Mail { from: ReversePath, params: MailParams },
-    Rcpt { to: Address, params: RcptParams },
+    Ehlo {
+        domain: String,
+    },
+    Helo {
+        domain: String,
+    },
+    Mail {
+        from: ReversePath,
+        params: MailParams,
+    },
+    Rcpt {
+        to: Address,
+        params: RcptParams,
+    },
     Data,
-    Bdat { size: u64, last: bool },
+    Bdat {
+        size: u64,
+        last: bool,
+    },
     Rset,
     Noop,
     Quit,
-    Vrfy { arg: String },
-    Expn { arg: String },
+    Vrfy {
+        arg: String,
+    },
+    Expn {
+        arg: String,
+    },
     Help,
     StartTls,
-    Auth { mechanism: String, initial_response: Option<String> },
+    Auth {
+        mechanism: String,
+        initial_response: Option<String>,
+    },
 }
 
 /// Why a command line could not be parsed; each maps to its RFC 5321 reply.
@@ -101,13 +121,21 @@ pub enum CommandError {
 impl CommandError {
     pub fn reply(&self) -> Reply {
         match self {
-            CommandError::Unrecognized => Reply::new(500, Enhanced(5, 5, 1), "Command not recognized"),
-            CommandError::Syntax(why) => Reply::new(501, Enhanced(5, 5, 4), format!("Syntax error: {why}")),
-            CommandError::BadAddress(why) => Reply::new(553, Enhanced(5, 1, 3), format!("Bad address syntax: {why}")),
+            CommandError::Unrecognized => {
+                Reply::new(500, Enhanced(5, 5, 1), "Command not recognized")
+            }
+            CommandError::Syntax(why) => {
+                Reply::new(501, Enhanced(5, 5, 4), format!("Syntax error: {why}"))
+            }
+            CommandError::BadAddress(why) => {
+                Reply::new(553, Enhanced(5, 1, 3), format!("Bad address syntax: {why}"))
+            }
             CommandError::UnsupportedParameter(p) => {
                 Reply::new(555, Enhanced(5, 5, 4), format!("Unsupported parameter {p}"))
             }
-            CommandError::BadParameterValue(p) => Reply::new(501, Enhanced(5, 5, 4), format!("Invalid value for {p}")),
+            CommandError::BadParameterValue(p) => {
+                Reply::new(501, Enhanced(5, 5, 4), format!("Invalid value for {p}"))
+            }
         }
     }
 }
@@ -125,7 +153,9 @@ impl LineError {
     pub fn reply(&self) -> Reply {
         match self {
             LineError::TooLong(_) => Reply::new(500, Enhanced(5, 5, 2), "Line too long"),
-            LineError::BareLf => Reply::new(500, Enhanced(5, 5, 2), "Bare LF not allowed, use CRLF"),
+            LineError::BareLf => {
+                Reply::new(500, Enhanced(5, 5, 2), "Bare LF not allowed, use CRLF")
+            }
         }
     }
 }
@@ -140,7 +170,10 @@ pub struct LineReader {
 impl LineReader {
     /// `max_len` counts the CRLF (RFC 5321 §4.5.3.1.4: at least 512).
     pub fn new(max_len: usize, allow_bare_lf: bool) -> Self {
-        LineReader { max_len, allow_bare_lf }
+        LineReader {
+            max_len,
+            allow_bare_lf,
+        }
     }
 
     /// Takes one line (without its line ending) off the front of `buf`; `Ok(None)` means more

@@ -25,8 +25,16 @@ impl DataError {
                 Enhanced(5, 6, 0),
                 "Message contains bare CR or LF; lines must end with CRLF",
             ),
-            DataError::LineTooLong(_) => Reply::new(550, Enhanced(5, 6, 0), "Message contains a line that is too long"),
-            DataError::TooBig(max) => Reply::new(552, Enhanced(5, 3, 4), format!("Message exceeds maximum size of {max} octets")),
+            DataError::LineTooLong(_) => Reply::new(
+                550,
+                Enhanced(5, 6, 0),
+                "Message contains a line that is too long",
+            ),
+            DataError::TooBig(max) => Reply::new(
+                552,
+                Enhanced(5, 3, 4),
+                format!("Message exceeds maximum size of {max} octets"),
+            ),
         }
     }
 }

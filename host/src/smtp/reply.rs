@@ -24,17 +24,29 @@ pub struct Reply {
 impl Reply {
     /// A one-line reply with an enhanced status code.
     pub fn new(code: u16, enhanced: Enhanced, text: impl Into<String>) -> Self {
-        Reply { code, enhanced: Some(enhanced), lines: vec![sanitize(text.into())] }
+        Reply {
+            code,
+            enhanced: Some(enhanced),
+            lines: vec![sanitize(text.into())],
+        }
     }
 
     /// A one-line reply without an enhanced status code (greeting, EHLO, 354 ...).
     pub fn plain(code: u16, text: impl Into<String>) -> Self {
-        Reply { code, enhanced: None, lines: vec![sanitize(text.into())] }
+        Reply {
+            code,
+            enhanced: None,
+            lines: vec![sanitize(text.into())],
+        }
     }
 
     /// A multi-line reply (EHLO keywords, HELP).
     pub fn multiline(code: u16, lines: Vec<String>) -> Self {
-        Reply { code, enhanced: None, lines: lines.into_iter().map(sanitize).collect() }
+        Reply {
+            code,
+            enhanced: None,
+            lines: lines.into_iter().map(sanitize).collect(),
+        }
     }
 
     pub fn is_positive(&self) -> bool {
@@ -81,8 +93,13 @@ impl fmt::Display for Reply {
 
 /// Reply text comes from config and plugins too: strip anything that could break framing.
 fn sanitize(text: String) -> String {
-    if text.bytes().any(|b| b == b'\r' || b == b'\n' || b < 0x20 && b != b'\t') {
-        text.chars().map(|c| if c.is_control() && c != '\t' { ' ' } else { c }).collect()
+    if text
+        .bytes()
+        .any(|b| b == b'\r' || b == b'\n' || b < 0x20 && b != b'\t')
+    {
+        text.chars()
+            .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
+            .collect()
     } else {
         text
     }
@@ -100,8 +117,14 @@ mod tests {
 
     #[test]
     fn multiline_uses_dash_until_last() {
-        let r = Reply::multiline(250, vec!["mx.example".into(), "PIPELINING".into(), "SIZE 100".into()]);
-        assert_eq!(r.to_wire(), b"250-mx.example\r\n250-PIPELINING\r\n250 SIZE 100\r\n");
+        let r = Reply::multiline(
+            250,
+            vec!["mx.example".into(), "PIPELINING".into(), "SIZE 100".into()],
+        );
+        assert_eq!(
+            r.to_wire(),
+            b"250-mx.example\r\n250-PIPELINING\r\n250 SIZE 100\r\n"
+        );
     }
 
     #[test]

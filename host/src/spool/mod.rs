@@ -51,7 +51,15 @@ pub struct Recipient {
 
 impl Recipient {
     pub fn pending(address: String) -> Self {
-        Recipient { address, notify: vec![], orcpt: None, status: RecipientStatus::Pending, attempts: 0, next_attempt: 0, last_reply: None }
+        Recipient {
+            address,
+            notify: vec![],
+            orcpt: None,
+            status: RecipientStatus::Pending,
+            attempts: 0,
+            next_attempt: 0,
+            last_reply: None,
+        }
     }
 }
 
@@ -93,9 +101,15 @@ pub struct Envelope {
 pub enum SpoolError {
     /// Disk full, permission, I/O: the message was not stored and must not be acknowledged.
     #[error("spool write failed for {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("spool read failed for {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("spooled message {0} not found")]
     NotFound(MessageId),
     #[error("spooled message {id} is corrupt: {why}")]
