@@ -19,6 +19,11 @@ impl Address {
     pub fn domain_lower(&self) -> String {
         self.domain.to_ascii_lowercase()
     }
+
+    /// True when the local part could route mail elsewhere (`%`-hack, bang path, quoted `@`).
+    pub fn has_routing_chars(&self) -> bool {
+        self.local.contains(['%', '!', '@'])
+    }
 }
 
 impl std::fmt::Display for Address {
