@@ -210,3 +210,72 @@ pub fn resolve(base: &Path, p: &mut PathBuf) {
         *p = base.join(&*p);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        Config::parse(text, Path::new("/nonexistent"))
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn quickstart_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/relay.toml");
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.listeners.len(), 1);
+        assert!(config.spool.dir.is_absolute());
+        assert!(config.relay.is_relay_network("127.0.0.1".parse().unwrap()));
+        assert!(config
+            .relay
+            .is_relay_network("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!config.relay.is_relay_network("192.0.2.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn unknown_fields_are_named_with_their_table() {
+        let e = errors("[[listeners]]\naddress = \"127.0.0.1:25\"\n[[listeners]]\naddress = \"127.0.0.1:26\"\nport = 3\n");
+        assert!(
+            e[0].starts_with("listeners[1].port: unknown field"),
+            "{e:?}"
+        );
+        let e = errors("[limits]\nmax_errors = \"ten\"\n");
+        assert!(e[0].starts_with("limits.max_errors:"), "{e:?}");
+    }
+
+    #[test]
+    fn semantic_errors_are_all_reported() {
+        let e =
+            errors("hostname = \"bad host\"\n[limits]\nmax_recipients = 5\nmax_text_line = 10\n");
+        let keys: Vec<_> = e
+            .iter()
+            .map(|e| e.split(':').next().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "hostname",
+                "listeners",
+                "limits.max_recipients",
+                "limits.max_text_line"
+            ]
+        );
+    }
+
+    #[test]
+    fn wildcard_local_domains_match_subdomains_only() {
+        let relay = RelayConfig {
+            local_domains: vec!["*.example.com".into(), "Example.org".into()],
+            relay_networks: vec![],
+        };
+        assert!(relay.is_local_domain("a.example.com"));
+        assert!(relay.is_local_domain("A.B.EXAMPLE.COM."));
+        assert!(!relay.is_local_domain("example.com"));
+        assert!(!relay.is_local_domain("badexample.com"));
+        assert!(relay.is_local_domain("example.ORG"));
+    }
+}
