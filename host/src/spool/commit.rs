@@ -72,7 +72,7 @@ pub(crate) enum Op {
 /// What a successful op changes in the index once the batch is durable.
 enum Applied {
     Nothing,
-    Insert(MessageId, Entry),
+    Insert(MessageId, Box<Entry>),
     Drop(MessageId),
 }
 
@@ -200,7 +200,7 @@ fn commit_batch(
                 // index in line with what the directory shows.
                 if let Applied::Insert(id, entry) = applied {
                     if !stored_now.contains(&id) {
-                        index.insert(id, entry);
+                        index.insert(id, *entry);
                     }
                 } else {
                     apply_to_index(&mut index, applied);
@@ -221,7 +221,7 @@ fn apply_to_index(index: &mut BTreeMap<MessageId, Entry>, applied: Applied) {
     match applied {
         Applied::Nothing => {}
         Applied::Insert(id, entry) => {
-            index.insert(id, entry);
+            index.insert(id, *entry);
         }
         Applied::Drop(id) => {
             index.remove(&id);
@@ -262,7 +262,7 @@ fn apply_store(
         return Err(SpoolError::Write { path: env, source });
     }
     stored_now.insert(id.clone());
-    Ok(Applied::Insert(id, Entry { record }))
+    Ok(Applied::Insert(id, Box::new(Entry { record })))
 }
 
 fn apply_update(
@@ -302,7 +302,7 @@ fn apply_update(
         return Err(SpoolError::Write { path: env, source });
     }
     last_seq.insert(id.clone(), seq);
-    Ok(Applied::Insert(id, Entry { record }))
+    Ok(Applied::Insert(id, Box::new(Entry { record })))
 }
 
 fn apply_remove(shared: &Shared, id: MessageId) -> Result<Applied, SpoolError> {
