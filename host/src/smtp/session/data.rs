@@ -1,7 +1,7 @@
 //! DATA and BDAT: read the message, add our `Received:` header, spool it, and answer `250`
 //! only once it is on disk.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{info, warn};
@@ -10,7 +10,7 @@ use super::{Flow, Session, Transaction};
 use crate::smtp::codec::{BodyType, DsnReturn, ReversePath};
 use crate::smtp::data::{ChunkChecker, DataError, DataLimits, DataReader};
 use crate::smtp::reply::{Enhanced, Reply};
-use crate::spool::{ClientInfo, Envelope, MessageId, Recipient};
+use crate::spool::{unix_now, ClientInfo, Envelope, MessageId, Recipient};
 
 /// A BDAT transfer in progress.
 #[derive(Debug)]
@@ -238,11 +238,4 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             host = self.env.hostname
         )
     }
-}
-
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

@@ -1,5 +1,7 @@
 //! Command line: `serve`, `check-config`, `queue`, `sink`, `hash-password`.
 
+mod queue;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -36,6 +38,13 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Inspect or edit the queue (safe while the relay runs).
+    Queue {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: queue::QueueCommand,
+    },
     /// Read a password on standard input and print an argon2id hash for `[[users]]`.
     HashPassword,
     /// A catch-all SMTP server that writes every message it receives to a directory.
@@ -53,6 +62,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Serve { config } => serve(&config).await.map(|_| 0),
         Command::CheckConfig { config } => Ok(check_config(&config)),
+        Command::Queue { config, command } => queue::run(&config, command).await,
         Command::HashPassword => {
             let mut password = String::new();
             std::io::stdin()
