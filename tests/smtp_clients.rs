@@ -498,7 +498,9 @@ fn queue_list_show_delete_while_running() {
         c.cmd("MAIL FROM:<app@example.org>", "250");
         c.cmd("RCPT TO:<bob@example.com>", "250");
         c.cmd("DATA", "354");
-        ids.push(queued_id(&c.cmd(&format!("Subject: queued {n}\r\n\r\nbody\r\n."), "250")));
+        ids.push(queued_id(
+            &c.cmd(&format!("Subject: queued {n}\r\n\r\nbody\r\n."), "250"),
+        ));
     }
     let queue = |args: &[&str]| {
         let out = std::process::Command::new(binary())
@@ -511,14 +513,26 @@ fn queue_list_show_delete_while_running() {
         String::from_utf8(out.stdout).unwrap()
     };
     let list = queue(&["list"]);
-    assert!(list.contains(&ids[0]) && list.contains(&ids[1]) && list.contains("2 message(s)"), "{list}");
-    assert!(list.contains("app@example.org") && list.contains("1/1 pending"), "{list}");
+    assert!(
+        list.contains(&ids[0]) && list.contains(&ids[1]) && list.contains("2 message(s)"),
+        "{list}"
+    );
+    assert!(
+        list.contains("app@example.org") && list.contains("1/1 pending"),
+        "{list}"
+    );
     let show = queue(&["show", &ids[0], "--headers"]);
-    assert!(show.contains("\"bob@example.com\"") && show.contains("Subject: queued 0"), "{show}");
+    assert!(
+        show.contains("\"bob@example.com\"") && show.contains("Subject: queued 0"),
+        "{show}"
+    );
     queue(&["delete", &ids[0]]);
     let list = queue(&["list"]);
     assert!(!list.contains(&ids[0]) && list.contains(&ids[1]), "{list}");
     relay.terminate();
-    let left: Vec<_> = spooled(s.dir.path()).into_iter().map(|(e, _)| e.id.0).collect();
+    let left: Vec<_> = spooled(s.dir.path())
+        .into_iter()
+        .map(|(e, _)| e.id.0)
+        .collect();
     assert_eq!(left, [ids[1].clone()]);
 }
