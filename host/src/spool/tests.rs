@@ -80,6 +80,17 @@ async fn store_then_read_back() {
 }
 
 #[tokio::test]
+async fn open_creates_the_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = dir.path().join("var/spool");
+    let (spool, report) = Spool::open(&spool_dir).await.unwrap();
+    assert_eq!(report.recovered, 0);
+    assert!(spool_dir.join("queue").is_dir() && spool_dir.join("corrupt").is_dir());
+    assert_eq!(spool.dir(), spool_dir);
+    assert_eq!(read_queue(&spool_dir).await.unwrap(), vec![]);
+}
+
+#[tokio::test]
 async fn reopen_recovers_everything_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let mut stored = Vec::new();
