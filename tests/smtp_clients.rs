@@ -543,16 +543,29 @@ fn sighup_reloads_config_and_refuses_a_bad_one() {
     let config_path = relay.config.clone();
     let original = std::fs::read_to_string(&config_path).unwrap();
     let hup = |relay: &RelayProcess| {
-        std::process::Command::new("kill").arg("-HUP").arg(relay.child.id().to_string()).status().unwrap();
+        std::process::Command::new("kill")
+            .arg("-HUP")
+            .arg(relay.child.id().to_string())
+            .status()
+            .unwrap();
     };
     let mut old = Raw::connect(s.relay_port);
     old.cmd("EHLO old.test", "250");
     old.cmd("MAIL FROM:<a@example.org>", "250");
     old.cmd("RCPT TO:<x@example.net>", "554 5.7.1");
 
-    std::fs::write(&config_path, original.replace("local_domains = [\"example.com\"]", "local_domains = [\"example.net\"]")).unwrap();
+    std::fs::write(
+        &config_path,
+        original.replace(
+            "local_domains = [\"example.com\"]",
+            "local_domains = [\"example.net\"]",
+        ),
+    )
+    .unwrap();
     hup(&relay);
-    wait_for("the reload", Duration::from_secs(30), || relay.log().contains("configuration reloaded"));
+    wait_for("the reload", Duration::from_secs(30), || {
+        relay.log().contains("configuration reloaded")
+    });
     let mut new = Raw::connect(s.relay_port);
     new.cmd("EHLO new.test", "250");
     new.cmd("MAIL FROM:<a@example.org>", "250");
@@ -562,9 +575,15 @@ fn sighup_reloads_config_and_refuses_a_bad_one() {
     old.cmd("RCPT TO:<y@example.com>", "250");
     old.cmd("RCPT TO:<y@example.net>", "554 5.7.1");
 
-    std::fs::write(&config_path, original.replace("[relay]", "[relay]\nbogus = true")).unwrap();
+    std::fs::write(
+        &config_path,
+        original.replace("[relay]", "[relay]\nbogus = true"),
+    )
+    .unwrap();
     hup(&relay);
-    wait_for("the refusal", Duration::from_secs(30), || relay.log().contains("reload refused"));
+    wait_for("the refusal", Duration::from_secs(30), || {
+        relay.log().contains("reload refused")
+    });
     let mut after = Raw::connect(s.relay_port);
     after.cmd("EHLO after.test", "250");
     after.cmd("MAIL FROM:<a@example.org>", "250");
