@@ -3,46 +3,49 @@
 use super::*;
 use CommandError::*;
 
-fn addr(local: &str, domain: &str) -> Address {
+mod framing;
+mod params;
+
+pub(super) fn addr(local: &str, domain: &str) -> Address {
     Address {
         local: local.into(),
         domain: domain.into(),
     }
 }
 
-fn mail(from: ReversePath) -> Command {
+pub(super) fn mail(from: ReversePath) -> Command {
     Command::Mail {
         from,
         params: MailParams::default(),
     }
 }
 
-fn mail_with(local: &str, domain: &str, params: MailParams) -> Command {
+pub(super) fn mail_with(local: &str, domain: &str, params: MailParams) -> Command {
     Command::Mail {
         from: ReversePath::Mailbox(addr(local, domain)),
         params,
     }
 }
 
-fn rcpt(local: &str, domain: &str) -> Command {
+pub(super) fn rcpt(local: &str, domain: &str) -> Command {
     Command::Rcpt {
         to: addr(local, domain),
         params: RcptParams::default(),
     }
 }
 
-fn rcpt_with(local: &str, domain: &str, params: RcptParams) -> Command {
+pub(super) fn rcpt_with(local: &str, domain: &str, params: RcptParams) -> Command {
     Command::Rcpt {
         to: addr(local, domain),
         params,
     }
 }
 
-fn ehlo(d: &str) -> Command {
+pub(super) fn ehlo(d: &str) -> Command {
     Command::Ehlo { domain: d.into() }
 }
 
-fn check(cases: &[(&str, Result<Command, CommandError>)]) {
+pub(super) fn check(cases: &[(&str, Result<Command, CommandError>)]) {
     for (line, want) in cases {
         assert_eq!(&parse_command(line.as_bytes()), want, "line {line:?}");
     }
@@ -348,335 +351,6 @@ fn rcpt_paths() {
 }
 
 #[test]
-fn mail_params() {
-    let p = |params: MailParams| mail_with("a", "b", params);
-    check(&[
-        (
-            "MAIL FROM:<a@b> SIZE=12345",
-            Ok(p(MailParams {
-                size: Some(12345),
-                ..Default::default()
-            })),
-        ),
-        (
-            "MAIL FROM:<a@b> size=0",
-            Ok(p(MailParams {
-                size: Some(0),
-                ..Default::default()
-            })),
-        ),
-        (
-            "MAIL FROM:<a@b> SIZE=18446744073709551615",
-            Ok(p(MailParams {
-                size: Some(u64::MAX),
-                ..Default::default()
-            })),
-        ),
-        (
-            "MAIL FROM:<a@b> BODY=7BIT",
-            Ok(p(MailParams {
-                body: Some(BodyType::SevenBit),
-                ..Default::default()
-            })),
-        ),
-        (
-            "MAIL FROM:<a@b> body=8bitmime",
-            Ok(p(MailParams {
-                body: Some(BodyType::EightBitMime),
-                ..Default::default()
-            })),
-        ),
-        (
-            "MAIL FROM:<a@b> RET=FULL",
-            Ok(p(MailParams {
-                ret: Some(DsnReturn::Full),
-                ..Default::default()
-            })),
-        ),
-        (
-            "MAIL FROM:<a@b> RET=hdrs",
-            Ok(p(MailParams {
-                ret: Some(DsnReturn::Headers),
-                ..Default::default()
-            })),
-        ),
-        (
-            "MAIL FROM:<a@b> ENVID=QQ314159+2B+3Dx",
-            Ok(p(MailParams {
-                envid: Some("QQ314159+=x".into()),
-                ..Default::default()
-            })),
-        ),
-        (
-            "MAIL FROM:<a@b> AUTH=<>",
-            Ok(p(MailParams {
-                auth: Some("<>".into()),
-                ..Default::default()
-            })),
-        ),
-        (
-            "MAIL FROM:<a@b> AUTH=e+2Bf@example.com",
-            Ok(p(MailParams {
-                auth: Some("e+f@example.com".into()),
-                ..Default::default()
-            })),
-        ),
-        (
-            "MAIL FROM:<a@b>  SIZE=1   BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=x AUTH=<> ",
-            Ok(p(MailParams {
-                size: Some(1),
-                body: Some(BodyType::EightBitMime),
-                smtputf8: true,
-                ret: Some(DsnReturn::Headers),
-                envid: Some("x".into()),
-                auth: Some("<>".into()),
-            })),
-        ),
-        (
-            "MAIL FROM:<> SIZE=10",
-            Ok(Command::Mail {
-                from: ReversePath::Null,
-                params: MailParams {
-                    size: Some(10),
-                    ..Default::default()
-                },
-            }),
-        ),
-        // Errors.
-        (
-            "MAIL FROM:<a@b> SIZE",
-            Err(BadParameterValue("SIZE".into())),
-        ),
-        (
-            "MAIL FROM:<a@b> SIZE=",
-            Err(BadParameterValue("SIZE".into())),
-        ),
-        (
-            "MAIL FROM:<a@b> SIZE=-1",
-            Err(BadParameterValue("SIZE".into())),
-        ),
-        (
-            "MAIL FROM:<a@b> SIZE=1k",
-            Err(BadParameterValue("SIZE".into())),
-        ),
-        (
-            "MAIL FROM:<a@b> SIZE=+1",
-            Err(BadParameterValue("SIZE".into())),
-        ),
-        (
-            "MAIL FROM:<a@b> SIZE=18446744073709551616",
-            Err(BadParameterValue("SIZE".into())),
-        ),
-        (
-            "MAIL FROM:<a@b> SIZE=1 SIZE=2",
-            Err(Syntax("duplicate parameter")),
-        ),
-        (
-            "MAIL FROM:<a@b> SIZE=1 size=1",
-            Err(Syntax("duplicate parameter")),
-        ),
-        (
-            "MAIL FROM:<a@b> SMTPUTF8 SMTPUTF8",
-            Err(Syntax("duplicate parameter")),
-        ),
-        (
-            "MAIL FROM:<a@b> BODY=8BIT",
-            Err(BadParameterValue("BODY".into())),
-        ),
-        (
-            "MAIL FROM:<a@b> BODY",
-            Err(BadParameterValue("BODY".into())),
-        ),
-        (
-            "MAIL FROM:<a@b> BODY=BINARYMIME",
-            Err(UnsupportedParameter("BODY=BINARYMIME".into())),
-        ),
-        (
-            "MAIL FROM:<a@b> SMTPUTF8=yes",
-            Err(BadParameterValue("SMTPUTF8".into())),
-        ),
-        (
-            "MAIL FROM:<a@b> RET=ALL",
-            Err(BadParameterValue("RET".into())),
-        ),
-        ("MAIL FROM:<a@b> RET", Err(BadParameterValue("RET".into()))),
-        (
-            "MAIL FROM:<a@b> ENVID=a+2",
-            Err(BadParameterValue("ENVID".into())),
-        ),
-        (
-            "MAIL FROM:<a@b> ENVID=a+ZZb",
-            Err(BadParameterValue("ENVID".into())),
-        ),
-        (
-            "MAIL FROM:<a@b> ENVID=a+0Ab",
-            Err(BadParameterValue("ENVID".into())),
-        ),
-        (
-            "MAIL FROM:<a@b> ENVID=a+C3+A9",
-            Err(BadParameterValue("ENVID".into())),
-        ),
-        (
-            "MAIL FROM:<a@b> ENVID=é",
-            Err(BadParameterValue("ENVID".into())),
-        ),
-        (
-            "MAIL FROM:<a@b> ENVID",
-            Err(BadParameterValue("ENVID".into())),
-        ),
-        (
-            "MAIL FROM:<a@b> AUTH",
-            Err(BadParameterValue("AUTH".into())),
-        ),
-        (
-            "MAIL FROM:<a@b> AUTH=a+",
-            Err(BadParameterValue("AUTH".into())),
-        ),
-        (
-            "MAIL FROM:<a@b> NOTIFY=NEVER",
-            Err(UnsupportedParameter("NOTIFY".into())),
-        ),
-        (
-            "MAIL FROM:<a@b> ORCPT=rfc822;a@b",
-            Err(UnsupportedParameter("ORCPT".into())),
-        ),
-        (
-            "MAIL FROM:<a@b> X-FOO",
-            Err(UnsupportedParameter("X-FOO".into())),
-        ),
-        (
-            "MAIL FROM:<a@b> x-foo=bar",
-            Err(UnsupportedParameter("X-FOO".into())),
-        ),
-        ("MAIL FROM:<a@b> -X", Err(Syntax("bad parameter keyword"))),
-        ("MAIL FROM:<a@b> =1", Err(Syntax("bad parameter keyword"))),
-        (
-            "MAIL FROM:<a@b> SI_ZE=1",
-            Err(Syntax("bad parameter keyword")),
-        ),
-        (
-            "MAIL FROM:<a@b> SIZE=1=2",
-            Err(BadParameterValue("SIZE".into())),
-        ),
-        (
-            "MAIL FROM:<a@b>\tSIZE=1",
-            Err(Syntax("bad parameter keyword")),
-        ),
-    ]);
-    let long_envid = format!("MAIL FROM:<a@b> ENVID={}", "e".repeat(101));
-    assert_eq!(
-        parse_command(long_envid.as_bytes()),
-        Err(BadParameterValue("ENVID".into()))
-    );
-    let envid = format!("MAIL FROM:<a@b> ENVID={}", "e".repeat(100));
-    assert!(parse_command(envid.as_bytes()).is_ok());
-}
-
-#[test]
-fn rcpt_params() {
-    let notify = |v: &[&str]| RcptParams {
-        notify: Some(v.iter().map(|s| s.to_string()).collect()),
-        orcpt: None,
-    };
-    check(&[
-        (
-            "RCPT TO:<a@b> NOTIFY=NEVER",
-            Ok(rcpt_with("a", "b", notify(&["NEVER"]))),
-        ),
-        (
-            "RCPT TO:<a@b> notify=success,Failure,DELAY",
-            Ok(rcpt_with(
-                "a",
-                "b",
-                notify(&["SUCCESS", "FAILURE", "DELAY"]),
-            )),
-        ),
-        (
-            "RCPT TO:<a@b> ORCPT=rfc822;a+2Bb@c.example",
-            Ok(rcpt_with(
-                "a",
-                "b",
-                RcptParams {
-                    notify: None,
-                    orcpt: Some("rfc822;a+2Bb@c.example".into()),
-                },
-            )),
-        ),
-        (
-            "RCPT TO:<a@b> NOTIFY=FAILURE ORCPT=rfc822;x@y",
-            Ok(rcpt_with(
-                "a",
-                "b",
-                RcptParams {
-                    notify: Some(vec!["FAILURE".into()]),
-                    orcpt: Some("rfc822;x@y".into()),
-                },
-            )),
-        ),
-        (
-            "RCPT TO:<a@b> NOTIFY=NEVER,SUCCESS",
-            Err(BadParameterValue("NOTIFY".into())),
-        ),
-        (
-            "RCPT TO:<a@b> NOTIFY=SUCCESS,SUCCESS",
-            Err(BadParameterValue("NOTIFY".into())),
-        ),
-        (
-            "RCPT TO:<a@b> NOTIFY=ALWAYS",
-            Err(BadParameterValue("NOTIFY".into())),
-        ),
-        (
-            "RCPT TO:<a@b> NOTIFY=SUCCESS,",
-            Err(BadParameterValue("NOTIFY".into())),
-        ),
-        (
-            "RCPT TO:<a@b> NOTIFY",
-            Err(BadParameterValue("NOTIFY".into())),
-        ),
-        (
-            "RCPT TO:<a@b> NOTIFY=NEVER NOTIFY=NEVER",
-            Err(Syntax("duplicate parameter")),
-        ),
-        (
-            "RCPT TO:<a@b> ORCPT=a@b",
-            Err(BadParameterValue("ORCPT".into())),
-        ),
-        (
-            "RCPT TO:<a@b> ORCPT=rfc822;",
-            Err(BadParameterValue("ORCPT".into())),
-        ),
-        (
-            "RCPT TO:<a@b> ORCPT=;a@b",
-            Err(BadParameterValue("ORCPT".into())),
-        ),
-        (
-            "RCPT TO:<a@b> ORCPT=rfc822;a+b",
-            Err(BadParameterValue("ORCPT".into())),
-        ),
-        (
-            "RCPT TO:<a@b> ORCPT=rf(c;a",
-            Err(BadParameterValue("ORCPT".into())),
-        ),
-        (
-            "RCPT TO:<a@b> ORCPT=rfc 822;a",
-            Err(Syntax("bad parameter keyword")),
-        ),
-        (
-            "RCPT TO:<a@b> ORCPT=x;a ORCPT=x;b",
-            Err(Syntax("duplicate parameter")),
-        ),
-        (
-            "RCPT TO:<a@b> SIZE=10",
-            Err(UnsupportedParameter("SIZE".into())),
-        ),
-        (
-            "RCPT TO:<a@b> SMTPUTF8",
-            Err(UnsupportedParameter("SMTPUTF8".into())),
-        ),
-    ]);
-}
-
-#[test]
 fn bdat_and_auth() {
     let auth = |m: &str, i: Option<&str>| Command::Auth {
         mechanism: m.into(),
@@ -801,140 +475,4 @@ fn error_replies() {
     assert_eq!(BadParameterValue("X".into()).reply().code, 501);
     assert_eq!(LineError::TooLong(512).reply().code, 500);
     assert_eq!(LineError::BareLf.reply().code, 500);
-}
-
-/// Feeds `input` in pieces of `step` octets (the whole input at once when 0) and collects
-/// every line or error.
-fn frame(reader: &mut LineReader, input: &[u8], step: usize) -> Vec<Result<Vec<u8>, LineError>> {
-    let mut buf = BytesMut::new();
-    let mut got = Vec::new();
-    let step = if step == 0 { input.len().max(1) } else { step };
-    for piece in input.chunks(step) {
-        buf.extend_from_slice(piece);
-        loop {
-            match reader.next_line(&mut buf) {
-                Ok(Some(line)) => got.push(Ok(line.to_vec())),
-                Ok(None) => break,
-                Err(e) => got.push(Err(e)),
-            }
-        }
-        assert!(buf.len() <= 16, "an overlong line must not be buffered");
-    }
-    got
-}
-
-#[test]
-fn line_framing() {
-    type Want<'a> = Vec<Result<&'a [u8], LineError>>;
-    let too_long = || Err(LineError::TooLong(16));
-    // max_len 16: 14 octets of text + CRLF fit.
-    let cases: Vec<(&[u8], bool, Want)> = vec![
-        (b"NOOP\r\n", false, vec![Ok(b"NOOP")]),
-        (
-            b"NOOP\r\nRSET\r\nQUIT\r\n",
-            false,
-            vec![Ok(b"NOOP"), Ok(b"RSET"), Ok(b"QUIT")],
-        ),
-        (b"NOOP\r\nRSET", false, vec![Ok(b"NOOP")]),
-        (b"\r\n", false, vec![Ok(b"")]),
-        (b"NOOP\n", false, vec![Err(LineError::BareLf)]),
-        (
-            b"NOOP\nRSET\r\n",
-            false,
-            vec![Err(LineError::BareLf), Ok(b"RSET")],
-        ),
-        (b"NOOP\nRSET\r\n", true, vec![Ok(b"NOOP"), Ok(b"RSET")]),
-        (b"NO\rOP\r\n", false, vec![Ok(b"NO\rOP")]),
-        (b"\r\r\n", false, vec![Ok(b"\r")]),
-        (b"01234567890123\r\n", false, vec![Ok(b"01234567890123")]),
-        (b"012345678901234\r\n", false, vec![too_long()]),
-        (b"012345678901234\n", true, vec![too_long()]),
-        (b"01234567890123\n", true, vec![Ok(b"01234567890123")]),
-        (
-            b"0123456789012345678\r\nNOOP\r\n",
-            false,
-            vec![too_long(), Ok(b"NOOP")],
-        ),
-        (
-            b"0123456789012345678901234567890123456789\r\nNOOP\r\n",
-            false,
-            vec![too_long(), Ok(b"NOOP")],
-        ),
-        (
-            b"0123456789012345678901234567890123456789\nNOOP\r\n",
-            false,
-            vec![too_long(), Ok(b"NOOP")],
-        ),
-        (b"01234567890123456789", false, vec![]),
-        (
-            b"aaaaaaaaaaaaaaaaaaaa\r\nbbbbbbbbbbbbbbbbbbbbbbbbbbb\r\nok\r\n",
-            false,
-            vec![too_long(), too_long(), Ok(b"ok")],
-        ),
-    ];
-    for (input, bare_lf, want) in cases {
-        let want: Vec<Result<Vec<u8>, LineError>> =
-            want.into_iter().map(|r| r.map(<[u8]>::to_vec)).collect();
-        for step in [0, 1, 2, 3, 5, 7, 16, 17] {
-            let got = frame(&mut LineReader::new(16, bare_lf), input, step);
-            assert_eq!(
-                got,
-                want,
-                "input {:?} step {step}",
-                String::from_utf8_lossy(input)
-            );
-        }
-    }
-}
-
-#[test]
-fn discarding_survives_many_feeds_and_reset() {
-    let mut reader = LineReader::new(16, false);
-    let mut buf = BytesMut::new();
-    for _ in 0..1000 {
-        buf.extend_from_slice(b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
-        assert_eq!(reader.next_line(&mut buf), Ok(None));
-        assert!(buf.is_empty());
-    }
-    buf.extend_from_slice(b"x\r\nQUIT\r\n");
-    assert_eq!(reader.next_line(&mut buf), Err(LineError::TooLong(16)));
-    assert_eq!(reader.next_line(&mut buf).unwrap().unwrap(), &b"QUIT"[..]);
-
-    // STARTTLS drops the buffer; reset forgets the half-discarded line.
-    buf.extend_from_slice(&[b'y'; 40]);
-    assert_eq!(reader.next_line(&mut buf), Ok(None));
-    buf.clear();
-    reader.reset();
-    buf.extend_from_slice(b"EHLO x\r\n");
-    assert_eq!(reader.next_line(&mut buf).unwrap().unwrap(), &b"EHLO x"[..]);
-}
-
-#[test]
-fn pipelined_commands_parse_in_order() {
-    let input = b"EHLO client.example\r\nMAIL FROM:<a@b> SIZE=10\r\nRCPT TO:<c@d>\r\n\
-                  RCPT TO:<postmaster>\r\nDATA\r\n";
-    let mut reader = LineReader::new(512, false);
-    let mut buf = BytesMut::from(&input[..]);
-    let mut cmds = Vec::new();
-    while let Some(line) = reader.next_line(&mut buf).unwrap() {
-        cmds.push(parse_command(&line).unwrap());
-    }
-    assert_eq!(
-        cmds,
-        vec![
-            ehlo("client.example"),
-            mail_with(
-                "a",
-                "b",
-                MailParams {
-                    size: Some(10),
-                    ..Default::default()
-                }
-            ),
-            rcpt("c", "d"),
-            rcpt("postmaster", ""),
-            Command::Data,
-        ]
-    );
-    assert!(buf.is_empty());
 }
