@@ -12,7 +12,15 @@
 //! - [`dkim`]: DKIM signing per sending domain, and key generation.
 //!
 //! The server starts delivery with [`QueueRunner::new`] and [`QueueRunner::run`], and tells it
-//! about new mail through the [`QueueHandle`].
+//! about new mail through the [`QueueHandle`] (or by storing through [`WakingStore`]):
+//!
+//! ```ignore
+//! let resolver = MxResolver::from_config(&config.delivery.resolver)?;
+//! let runner = QueueRunner::new(&config.delivery, spool.clone(), resolver)?;
+//! let store: Arc<dyn MessageStore> = Arc::new(runner.store()); // for the listeners
+//! let handle = runner.handle(); // wake(id), flush(), bounce(id)
+//! tokio::spawn(runner.run(shutdown.clone()));
+//! ```
 
 mod attempt;
 pub mod client;
@@ -28,7 +36,7 @@ pub mod wire;
 pub use dkim::{keygen, DkimSigners};
 pub use resolve::MxResolver;
 pub use route::{Route, Router};
-pub use runner::{DeliveryError, QueueHandle, QueueRunner};
+pub use runner::{DeliveryError, QueueHandle, QueueRunner, WakingStore};
 
 use crate::smtp::reply::Enhanced;
 

@@ -22,7 +22,8 @@ use super::dkim::{DkimError, DkimSigners};
 use super::resolve::MxResolver;
 use super::route::Router;
 use crate::config::delivery::DeliveryConfig;
-use crate::spool::{MessageId, Spool};
+use crate::smtp::session::{MessageStore, StoreFuture};
+use crate::spool::{Envelope, MessageId, Spool};
 
 /// Why the runner could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +58,29 @@ impl QueueHandle {
     /// Give up on every pending recipient of `id` and bounce it to the sender.
     pub fn bounce(&self, id: MessageId) {
         let _ = self.tx.send(Command::Bounce(id));
+    }
+}
+
+/// The server's message store with delivery attached: stores durably in the spool, then
+/// wakes the runner so a fresh message is attempted at once. Give it to the listeners in place
+/// of the bare [`Spool`].
+#[derive(Clone)]
+pub struct WakingStore {
+    pub spool: Spool,
+    pub handle: QueueHandle,
+}
+
+impl MessageStore for WakingStore {
+    fn new_id(&self) -> MessageId {
+        self.spool.new_id()
+    }
+
+    fn store<'a>(&'a self, envelope: &'a Envelope, message: &'a [u8]) -> StoreFuture<'a> {
+        Box::pin(async move {
+            self.spool.store(envelope, message).await?;
+            self.handle.wake(envelope.id.clone());
+            Ok(())
+        })
     }
 }
 
@@ -126,6 +150,14 @@ impl QueueRunner {
     /// The handle the server keeps to wake the runner.
     pub fn handle(&self) -> QueueHandle {
         self.shared.handle.clone()
+    }
+
+    /// A [`MessageStore`] for the listeners that wakes this runner after each store.
+    pub fn store(&self) -> WakingStore {
+        WakingStore {
+            spool: self.shared.spool.clone(),
+            handle: self.handle(),
+        }
     }
 
     /// Runs until `shutdown` is cancelled; then lets attempts in flight finish (for at most

@@ -2,6 +2,8 @@
 
 use super::*;
 use crate::config::delivery::TimeoutConfig;
+use crate::delivery::Outcome;
+use crate::smtp::reply::Enhanced;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 fn opts() -> ClientOptions {
