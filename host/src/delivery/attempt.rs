@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use tokio::task::JoinSet;
 
-use super::client::{ClientOptions, SmtpClient, Transaction, TxRecipient};
+use super::client::{ClientError, ClientOptions, SmtpClient, Transaction, TxRecipient};
 use super::dsn::{self, Action, DsnRecipient};
 use super::retry;
 use super::route::{config_route, Route};
@@ -380,12 +380,21 @@ async fn deliver_destination(
         ret_headers_only: env.ret_headers_only,
         envid: env.envid.as_deref(),
     };
+    // What to report if every hop fails: a hop that answered (TLS, AUTH, a reply) says more
+    // than one that refused the connection, whichever came last.
     let mut last = Failure::local(Enhanced(4, 4, 4), format!("no route to {domain}"));
+    let mut last_answered = false;
+    let mut note = |f: Failure, answered: bool| {
+        if answered || !last_answered {
+            last = f;
+            last_answered |= answered;
+        }
+    };
     for hop in hops {
         let addrs = match shared.resolver.addrs(&hop.name).await {
             Ok(a) => a,
             Err(f) => {
-                last = f;
+                note(f, false);
                 continue;
             }
         };
@@ -407,7 +416,7 @@ async fn deliver_destination(
                     Ok(c) => c,
                     Err(e) => {
                         tracing::info!(%addr, error = %e, "next hop unavailable");
-                        last = e.to_failure();
+                        note(e.to_failure(), !matches!(e, ClientError::Connect { .. }));
                         continue;
                     }
                 },
@@ -419,7 +428,7 @@ async fn deliver_destination(
                 }
                 Err(e) => {
                     tracing::info!(%addr, error = %e, "session failed");
-                    last = e.to_failure();
+                    note(e.to_failure(), true);
                 }
             }
         }

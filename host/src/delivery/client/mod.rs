@@ -122,7 +122,7 @@ impl ClientError {
     /// The DSN-ready classification: 5xx replies are permanent, everything else retries.
     pub fn to_failure(&self) -> Failure {
         let (status, remote) = match self {
-            ClientError::Connect { addr, .. } => (Enhanced(4, 4, 1), Some(addr.to_string())),
+            ClientError::Connect { .. } => (Enhanced(4, 4, 1), None),
             ClientError::Timeout { remote, .. } => (Enhanced(4, 4, 2), Some(remote.clone())),
             ClientError::Io { remote, .. } => (Enhanced(4, 4, 2), Some(remote.clone())),
             ClientError::Protocol { remote, .. } => (Enhanced(4, 5, 0), Some(remote.clone())),
@@ -134,10 +134,19 @@ impl ClientError {
                 return reply_failure(remote, reply);
             }
         };
+        // The remote is reported separately; keep it out of the words.
+        let text = self.to_string();
+        let diagnostic = match &remote {
+            Some(r) => text
+                .strip_prefix(&format!("{r}: "))
+                .unwrap_or(&text)
+                .to_string(),
+            None => text,
+        };
         Failure {
             status,
             remote,
-            diagnostic: self.to_string(),
+            diagnostic,
             smtp_reply: false,
         }
     }
