@@ -247,3 +247,102 @@ async fn pending_mail_resumes_after_restart() {
     relay.wait_empty(5).await;
     relay.stop().await;
 }
+
+/// A route hook (what the plugin chain plugs in) overrides config routes per domain.
+struct HookRoutes {
+    port: u16,
+}
+
+impl wasmrelay::delivery::Router for HookRoutes {
+    fn route<'a>(
+        &'a self,
+        _envelope: &'a wasmrelay::spool::Envelope,
+        domain: &'a str,
+    ) -> wasmrelay::delivery::route::BoxFuture<'a, Option<wasmrelay::delivery::Route>> {
+        Box::pin(async move {
+            match domain {
+                "hooked.test" => Some(wasmrelay::delivery::Route::SmartHosts(vec![
+                    wasmrelay::config::delivery::SmartHostConfig {
+                        host: "127.0.0.1".into(),
+                        port: self.port,
+                        tls: wasmrelay::config::delivery::TlsPolicy::None,
+                        ..Default::default()
+                    },
+                ])),
+                "dropped.test" => Some(wasmrelay::delivery::Route::Drop),
+                _ => None,
+            }
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn router_hook_comes_before_config_routes() {
+    let hooked = Sink::start("127.0.0.1", 0, &[]);
+    let configured = Sink::start("127.0.0.1", 0, &[]);
+    // Config sends every test domain to `configured`; the hook takes hooked.test elsewhere.
+    let config = fast_config(&route_to(&configured, &["*.test"], ""));
+    let relay = Relay::start_with_router(
+        &config,
+        std::sync::Arc::new(HookRoutes {
+            port: hooked.port(),
+        }),
+    )
+    .await;
+    relay
+        .submit(
+            Some("a@origin.test"),
+            &["x@hooked.test", "y@plain.test", "z@dropped.test"],
+            b"Subject: hook\r\n\r\nx\r\n",
+        )
+        .await;
+    relay.wait_empty(15).await;
+    assert_eq!(hooked.messages()[0].rcpts(), ["x@hooked.test"]);
+    let rest = configured.messages();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].rcpts(), ["y@plain.test"]);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delay_notice_then_expiry_bounce() {
+    let stuck = Sink::start("127.0.0.1", 0, &["--tempfail-data", "1000"]);
+    let senders = Sink::start("127.0.0.1", 0, &[]);
+    let extra = format!(
+        "[[routes]]\ndomains = [\"origin.test\"]\nhosts = [{{ host = \"127.0.0.1\", port = {}, tls = \"none\" }}]",
+        senders.port()
+    );
+    let mut config = fast_config(&route_to(&stuck, &["dest.test"], &extra));
+    config.retry.max_age.0 = std::time::Duration::from_secs(3);
+    config.retry.delay_notice_after = Some(wasmrelay::config::delivery::Dur(
+        std::time::Duration::from_millis(900),
+    ));
+    let relay = Relay::start(&config).await;
+    relay
+        .submit(
+            Some("a@origin.test"),
+            &["b@dest.test"],
+            b"Subject: slow\r\n\r\nx\r\n",
+        )
+        .await;
+    let got = senders.wait_for(2, 20).await;
+    relay.wait_empty(10).await;
+    let delayed = got[0].text();
+    let failed = got[1].text();
+    assert!(
+        delayed.contains("Action: delayed\r\nStatus: 4.3.0"),
+        "{delayed}"
+    );
+    assert!(delayed.contains("Will-Retry-Until:"), "{delayed}");
+    assert!(
+        failed.contains("Action: failed\r\nStatus: 4.4.7"),
+        "{failed}"
+    );
+    assert!(failed.contains("delivery time expired"), "{failed}");
+    assert_eq!(
+        senders.messages().len(),
+        2,
+        "exactly one delay notice and one bounce"
+    );
+    relay.stop().await;
+}

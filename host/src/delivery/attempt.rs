@@ -56,7 +56,11 @@ pub(crate) async fn process(shared: &Arc<Shared>, id: &MessageId, force: bool) -
         })
         .collect();
     if due.is_empty() {
-        return finish(shared, &env).await;
+        // Woken early: nothing changed, so nothing to write unless nobody is pending.
+        return match next_due_ms(&env) {
+            Some(next) => Some(next),
+            None => finish(shared, &env).await,
+        };
     }
     let message = match shared.spool.message(id).await {
         Ok(m) => m,

@@ -160,8 +160,9 @@ impl QueueRunner {
         }
     }
 
-    /// Runs until `shutdown` is cancelled; then lets attempts in flight finish (for at most
-    /// the data-final timeout), and closes idle connections.
+    /// Runs until `shutdown` is cancelled; then gives attempts in flight a short grace period
+    /// (at most 10 s) before aborting them, and closes idle connections. An aborted attempt
+    /// is simply retried after the next start (it may deliver twice, never zero times).
     pub async fn run(mut self, shutdown: CancellationToken) {
         let shared = self.shared.clone();
         let workers = Arc::new(Semaphore::new(shared.config.max_concurrency));
@@ -251,7 +252,12 @@ impl QueueRunner {
                 }
             }
         }
-        let grace = shared.config.timeouts.data_final.0;
+        let grace = shared
+            .config
+            .timeouts
+            .data_final
+            .0
+            .min(Duration::from_secs(10));
         if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
             .await
             .is_err()

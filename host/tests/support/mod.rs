@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use wasmrelay::config::delivery::{DeliveryConfig, Dur};
-use wasmrelay::delivery::{MxResolver, QueueHandle, QueueRunner};
+
+use wasmrelay::delivery::{MxResolver, QueueHandle, QueueRunner, Router};
 use wasmrelay::spool::{ClientInfo, Envelope, Recipient, Spool};
 
 pub fn support_dir() -> PathBuf {
@@ -196,9 +198,24 @@ impl Relay {
     }
 
     pub async fn start_in(config: &DeliveryConfig, spool_dir: tempfile::TempDir) -> Relay {
+        Relay::start_full(config, spool_dir, None).await
+    }
+
+    pub async fn start_with_router(config: &DeliveryConfig, router: Arc<dyn Router>) -> Relay {
+        Relay::start_full(config, tempfile::tempdir().unwrap(), Some(router)).await
+    }
+
+    async fn start_full(
+        config: &DeliveryConfig,
+        spool_dir: tempfile::TempDir,
+        router: Option<Arc<dyn Router>>,
+    ) -> Relay {
         let (spool, _) = Spool::open(spool_dir.path()).await.unwrap();
         let resolver = MxResolver::from_config(&config.resolver).unwrap();
-        let runner = QueueRunner::new(config, spool.clone(), resolver).unwrap();
+        let mut runner = QueueRunner::new(config, spool.clone(), resolver).unwrap();
+        if let Some(router) = router {
+            runner = runner.with_router(router);
+        }
         let handle = runner.handle();
         let token = CancellationToken::new();
         let task = tokio::spawn(runner.run(token.clone()));
