@@ -346,3 +346,52 @@ async fn delay_notice_then_expiry_bounce() {
     );
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_flush_retries_now_and_bounce_gives_up() {
+    let flaky = Sink::start("127.0.0.1", 0, &["--tempfail-data", "2"]);
+    let senders = Sink::start("127.0.0.1", 0, &[]);
+    let extra = format!(
+        "[[routes]]\ndomains = [\"origin.test\"]\nhosts = [{{ host = \"127.0.0.1\", port = {}, tls = \"none\" }}]",
+        senders.port()
+    );
+    let mut config = fast_config(&route_to(&flaky, &["dest.test"], &extra));
+    // Without an operator, nothing would be retried within the test.
+    config.retry.initial_interval.0 = std::time::Duration::from_secs(3600);
+    config.retry.max_interval.0 = std::time::Duration::from_secs(3600);
+    let relay = Relay::start(&config).await;
+    let first = relay
+        .submit(
+            Some("a@origin.test"),
+            &["b@dest.test"],
+            b"Subject: one\r\n\r\n1\r\n",
+        )
+        .await;
+    let second = relay
+        .submit(
+            Some("a@origin.test"),
+            &["c@dest.test"],
+            b"Subject: two\r\n\r\n2\r\n",
+        )
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    for env in [&first, &second] {
+        while relay.spool.envelope(&env.id).await.unwrap().recipients[0].attempts == 0 {
+            assert!(std::time::Instant::now() < deadline, "no deferral");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    // `queue bounce` on the second: the sender gets a DSN at once.
+    relay.handle.bounce(second.id.clone());
+    let dsn = senders.wait_for(1, 10).await;
+    assert!(dsn[0]
+        .text()
+        .contains("Final-Recipient: rfc822; c@dest.test"));
+    assert!(dsn[0].text().contains("bounced by the relay operator"));
+    // `queue flush`: the first is retried now and accepted (the sink's 451s are used up).
+    relay.handle.flush();
+    let got = flaky.wait_for(1, 10).await;
+    assert_eq!(got[0].rcpts(), ["b@dest.test"]);
+    relay.wait_empty(10).await;
+    relay.stop().await;
+}

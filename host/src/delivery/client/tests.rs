@@ -205,3 +205,32 @@ async fn auth_plain_after_mail_refused_sequentially() {
         .all(|o| matches!(o, Outcome::Permanent(f) if f.status == Enhanced(5, 7, 1))));
     server.await.unwrap();
 }
+
+#[tokio::test]
+async fn auth_login_when_plain_is_not_offered() {
+    let (a, b) = tokio::io::duplex(1 << 16);
+    let server = tokio::spawn(serve(
+        b,
+        vec![
+            ("", "220 x\r\n"),
+            ("EHLO", "250-x\r\n250 AUTH LOGIN\r\n"),
+            ("AUTH LOGIN", "334 VXNlcm5hbWU6\r\n"),
+            ("dXNlcg==", "334 UGFzc3dvcmQ6\r\n"),
+            ("cGFzcw==", "535 5.7.8 no\r\n"),
+        ],
+    ));
+    let mut o = opts();
+    o.auth = Some(AuthConfig {
+        user: "user".into(),
+        password: "pass".into(),
+        allow_plaintext: true,
+    });
+    let err = SmtpClient::handshake(Box::new(a), "x".into(), "x", &o, TlsPolicy::None)
+        .await
+        .err()
+        .unwrap();
+    // A rejected login is retried later, not bounced.
+    assert!(matches!(err, ClientError::Auth { .. }), "{err}");
+    assert_eq!(err.to_failure().status, Enhanced(4, 7, 8));
+    server.await.unwrap();
+}
