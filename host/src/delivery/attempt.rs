@@ -196,8 +196,18 @@ pub(crate) async fn process(shared: &Arc<Shared>, id: &MessageId, force: bool) -
     }
     for i in held {
         let r = &mut env.recipients[i];
-        r.next_attempt =
-            (now + shared.config.retry.initial_interval.0.as_millis() as u64).div_ceil(1000);
+        if now_s >= expires {
+            // Held past the max age: expire like any recipient that never got through.
+            r.status = RecipientStatus::Expired;
+            let f = Failure::local(Enhanced(4, 4, 7), "delivery time expired while held");
+            r.last_reply = Some(f.summary());
+            if dsn::wants(r, Action::Failed) {
+                bounced.push(dsn_rcpt(r, f, now_s));
+            }
+            continue;
+        }
+        let wait = shared.config.retry.initial_interval.0.as_millis() as u64;
+        r.next_attempt = (now + wait).min(expires * 1000).div_ceil(1000);
         r.last_reply = Some("held by route".into());
     }
     if !bounced.is_empty() || !delayed.is_empty() {
