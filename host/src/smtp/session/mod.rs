@@ -85,11 +85,6 @@ pub(crate) enum Flow {
     Close,
 }
 
-/// An address with non-ASCII characters may only be used with SMTPUTF8 (RFC 6531).
-fn needs_smtputf8(addr: &Address) -> bool {
-    !(addr.local.is_ascii() && addr.domain.is_ascii())
-}
-
 static SESSION_IDS: AtomicU64 = AtomicU64::new(1);
 
 /// Runs one SMTP session to its end. Never panics on peer input; I/O errors end the session.

@@ -1,15 +1,17 @@
 //! Command line: `serve`, `check-config`, `queue`, `sink`, `hash-password`.
 
+mod queue;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{error, info};
 
 use crate::config::{Config, ListenerConfig, RelayConfig};
-use crate::relay::Relay;
+use crate::relay::{Relay, Reloader};
 use crate::smtp::server::{self, ConnectionLimits, Listener};
 use crate::smtp::session::{SessionEnv, Users};
 
@@ -36,6 +38,13 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Inspect or edit the queue (safe while the relay runs).
+    Queue {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: queue::QueueCommand,
+    },
     /// Read a password on standard input and print an argon2id hash for `[[users]]`.
     HashPassword,
     /// A catch-all SMTP server that writes every message it receives to a directory.
@@ -53,6 +62,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Serve { config } => serve(&config).await.map(|_| 0),
         Command::CheckConfig { config } => Ok(check_config(&config)),
+        Command::Queue { config, command } => queue::run(&config, command).await,
         Command::HashPassword => {
             let mut password = String::new();
             std::io::stdin()
@@ -89,8 +99,29 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
     let relay = Relay::start(&config).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
+    tokio::spawn(reload_on_sighup(path.to_path_buf(), relay.reloader()));
     relay.run(shutdown).await;
     Ok(())
+}
+
+/// SIGHUP re-reads the config file; a config that fails validation is refused and the
+/// running one stays.
+async fn reload_on_sighup(path: PathBuf, reloader: Reloader) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        info!(config = %path.display(), "SIGHUP: reloading");
+        match Config::load(&path) {
+            Ok(config) => {
+                if let Err(e) = reloader.reload(&config) {
+                    error!(error = %e, "reload refused; keeping the running configuration");
+                }
+            }
+            Err(e) => error!(error = %e, "reload refused; keeping the running configuration"),
+        }
+    }
 }
 
 async fn sink(listen: SocketAddr, dir: &Path) -> anyhow::Result<()> {
