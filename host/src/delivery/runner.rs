@@ -179,6 +179,10 @@ impl QueueRunner {
         let mut in_flight: HashSet<MessageId> = HashSet::new();
         let mut rewake: HashSet<MessageId> = HashSet::new();
         let mut bouncing: HashSet<MessageId> = HashSet::new();
+        // A safety net: anything in the spool the timetable does not know (a lost wake, a
+        // message stored by another path) is picked up within a minute.
+        let mut rescan = tokio::time::interval(Duration::from_secs(60));
+        rescan.tick().await;
         let mut reaper =
             tokio::time::interval(shared.config.idle_timeout.0.max(Duration::from_millis(100)));
         loop {
@@ -229,6 +233,14 @@ impl QueueRunner {
                     }
                 }
                 _ = reaper.tick() => attempt::reap_idle(&shared).await,
+                _ = rescan.tick() => {
+                    for env in shared.spool.list().await {
+                        if !in_flight.contains(&env.id) && !timetable.knows(&env.id) {
+                            let due = attempt::next_due_ms(&env).unwrap_or(0);
+                            timetable.schedule(env.id, due, false);
+                        }
+                    }
+                }
                 _ = tokio::time::sleep(sleep_for) => {
                     for (id, force) in timetable.pop_due(now_ms()) {
                         if !in_flight.insert(id.clone()) {
@@ -279,6 +291,10 @@ struct Timetable {
 impl Timetable {
     fn len(&self) -> usize {
         self.due.len()
+    }
+
+    fn knows(&self, id: &MessageId) -> bool {
+        self.due.contains_key(id)
     }
 
     /// Sets (or moves earlier) the time `id` is due; `force` ignores recipient schedules.

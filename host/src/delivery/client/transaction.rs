@@ -28,6 +28,15 @@ pub struct Transaction<'a> {
     pub envid: Option<&'a str>,
 }
 
+impl Transaction<'_> {
+    /// RFC 6531: the envelope carries non-ASCII addresses, or the client asked for SMTPUTF8.
+    fn needs_smtputf8(&self) -> bool {
+        self.smtputf8
+            || !self.mail_from.is_ascii()
+            || self.recipients.iter().any(|r| !r.address.is_ascii())
+    }
+}
+
 impl SmtpClient {
     /// Runs one transaction. `Ok` carries one outcome per recipient, in order; `Err` means the
     /// session broke and no recipient of this transaction can be counted as delivered.
@@ -132,10 +141,7 @@ impl SmtpClient {
                 "8-bit message, and the server does not offer 8BITMIME".into(),
             ));
         }
-        let needs_utf8 = tx.smtputf8
-            || !tx.mail_from.is_ascii()
-            || tx.recipients.iter().any(|r| !r.address.is_ascii());
-        if needs_utf8 && !self.caps.smtputf8 {
+        if tx.needs_smtputf8() && !self.caps.smtputf8 {
             return Some(local(
                 Enhanced(5, 6, 7),
                 "internationalized addresses, and the server does not offer SMTPUTF8".into(),
@@ -152,7 +158,7 @@ impl SmtpClient {
         if tx.eight_bit && self.caps.eight_bit_mime {
             cmd.push_str(" BODY=8BITMIME");
         }
-        if self.caps.smtputf8 && (tx.smtputf8 || !tx.mail_from.is_ascii()) {
+        if self.caps.smtputf8 && tx.needs_smtputf8() {
             cmd.push_str(" SMTPUTF8");
         }
         if self.caps.dsn {
