@@ -536,3 +536,56 @@ fn queue_list_show_delete_while_running() {
         .collect();
     assert_eq!(left, [ids[1].clone()]);
 }
+
+#[test]
+fn sighup_reloads_config_and_refuses_a_bad_one() {
+    let (s, relay) = setup("");
+    let config_path = relay.config.clone();
+    let original = std::fs::read_to_string(&config_path).unwrap();
+    let hup = |relay: &RelayProcess| {
+        std::process::Command::new("kill")
+            .arg("-HUP")
+            .arg(relay.child.id().to_string())
+            .status()
+            .unwrap();
+    };
+    let mut old = Raw::connect(s.relay_port);
+    old.cmd("EHLO old.test", "250");
+    old.cmd("MAIL FROM:<a@example.org>", "250");
+    old.cmd("RCPT TO:<x@example.net>", "554 5.7.1");
+
+    std::fs::write(
+        &config_path,
+        original.replace(
+            "local_domains = [\"example.com\"]",
+            "local_domains = [\"example.net\"]",
+        ),
+    )
+    .unwrap();
+    hup(&relay);
+    wait_for("the reload", Duration::from_secs(30), || {
+        relay.log().contains("configuration reloaded")
+    });
+    let mut new = Raw::connect(s.relay_port);
+    new.cmd("EHLO new.test", "250");
+    new.cmd("MAIL FROM:<a@example.org>", "250");
+    new.cmd("RCPT TO:<x@example.net>", "250");
+    new.cmd("RCPT TO:<x@example.com>", "554 5.7.1");
+    // The session that started before the reload keeps its configuration.
+    old.cmd("RCPT TO:<y@example.com>", "250");
+    old.cmd("RCPT TO:<y@example.net>", "554 5.7.1");
+
+    std::fs::write(
+        &config_path,
+        original.replace("[relay]", "[relay]\nbogus = true"),
+    )
+    .unwrap();
+    hup(&relay);
+    wait_for("the refusal", Duration::from_secs(30), || {
+        relay.log().contains("reload refused")
+    });
+    let mut after = Raw::connect(s.relay_port);
+    after.cmd("EHLO after.test", "250");
+    after.cmd("MAIL FROM:<a@example.org>", "250");
+    after.cmd("RCPT TO:<x@example.net>", "250");
+}

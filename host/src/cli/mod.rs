@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{error, info};
 
 use crate::config::{Config, ListenerConfig, RelayConfig};
-use crate::relay::Relay;
+use crate::relay::{Relay, Reloader};
 use crate::smtp::server::{self, ConnectionLimits, Listener};
 use crate::smtp::session::{SessionEnv, Users};
 
@@ -99,8 +99,29 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
     let relay = Relay::start(&config).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
+    tokio::spawn(reload_on_sighup(path.to_path_buf(), relay.reloader()));
     relay.run(shutdown).await;
     Ok(())
+}
+
+/// SIGHUP re-reads the config file; a config that fails validation is refused and the
+/// running one stays.
+async fn reload_on_sighup(path: PathBuf, reloader: Reloader) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        info!(config = %path.display(), "SIGHUP: reloading");
+        match Config::load(&path) {
+            Ok(config) => {
+                if let Err(e) = reloader.reload(&config) {
+                    error!(error = %e, "reload refused; keeping the running configuration");
+                }
+            }
+            Err(e) => error!(error = %e, "reload refused; keeping the running configuration"),
+        }
+    }
 }
 
 async fn sink(listen: SocketAddr, dir: &Path) -> anyhow::Result<()> {
