@@ -511,8 +511,14 @@ async fn checkin(shared: &Shared, key: String, client: SmtpClient) {
     });
 }
 
-/// Closes connections idle longer than `idle_timeout`.
+/// Closes connections idle longer than `idle_timeout`, and forgets the concurrency limits of
+/// destinations nobody is delivering to.
 pub(crate) async fn reap_idle(shared: &Shared) {
+    shared
+        .destinations
+        .lock()
+        .unwrap()
+        .retain(|_, limit| Arc::strong_count(limit) > 1);
     let mut stale = Vec::new();
     {
         let mut pool = shared.pool.lock().await;
