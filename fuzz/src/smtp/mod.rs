@@ -3,8 +3,8 @@
 #[path = "../../../host/src/smtp/reply.rs"]
 pub mod reply;
 
-#[path = "../../../host/src/smtp/codec.rs"]
+#[path = "../../../host/src/smtp/codec/mod.rs"]
 pub mod codec;
 
-#[path = "../../../host/src/smtp/data.rs"]
+#[path = "../../../host/src/smtp/data/mod.rs"]
 pub mod data;
