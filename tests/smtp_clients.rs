@@ -59,8 +59,18 @@ password_hash = "{hash}"
 
 [spool]
 dir = "spool"
+
+# Delivery goes nowhere: a closed loopback port, and a loopback resolver, so accepted
+# messages stay queued for inspection and nothing leaves this machine.
+[[delivery.routes]]
+domains = ["*"]
+hosts = [{{ host = "127.0.0.1", port = {dead_port}, tls = "none" }}]
+
+[delivery.resolver]
+nameservers = ["127.0.0.1:9"]
 {extra}
 "#,
+        dead_port = free_port(),
         cert = cert.display(),
         key = key.display(),
         hash = hash(PASSWORD_HASH_CMD),

@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod delivery;
 pub mod relay;
 pub mod sink;

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::config::Config;
+use crate::delivery::{DeliveryError, MxResolver, QueueHandle, QueueRunner};
 use crate::smtp::server::{self, ConnectionLimits, Listener, SharedEnv};
 use crate::smtp::session::{MessageStore, SessionEnv, Users};
 use crate::smtp::tls;
@@ -31,6 +32,12 @@ pub enum StartError {
     Spool(#[from] SpoolError),
     #[error("listeners: {0} (listener changes need a restart)")]
     ListenersChanged(String),
+    #[error("delivery.resolver: {0}")]
+    Resolver(String),
+    #[error("delivery: {0}")]
+    Delivery(#[from] DeliveryError),
+    #[error("control socket in {dir}: {source}")]
+    Control { dir: String, source: std::io::Error },
 }
 
 /// A relay with its sockets bound and its spool recovered, ready to serve.
@@ -38,6 +45,7 @@ pub struct Relay {
     listeners: Vec<Listener>,
     limits: ConnectionLimits,
     reloader: Reloader,
+    runner: QueueRunner,
     pub spool: Spool,
 }
 
@@ -80,7 +88,11 @@ impl Relay {
             corrupt = report.corrupt,
             "spool open"
         );
-        let store: Arc<dyn MessageStore> = Arc::new(spool.clone());
+        let resolver = MxResolver::from_config(&config.delivery.resolver)
+            .map_err(|e| StartError::Resolver(e.to_string()))?;
+        let runner = QueueRunner::new(&config.delivery, spool.clone(), resolver)?;
+        // Stores go through the runner's store, which wakes delivery for each new message.
+        let store: Arc<dyn MessageStore> = Arc::new(runner.store());
         let mut listeners = Vec::new();
         for (index, env) in session_envs(config, &store)?.into_iter().enumerate() {
             let address = env.listener.address;
@@ -106,6 +118,7 @@ impl Relay {
             listeners,
             limits,
             reloader,
+            runner,
             spool,
         })
     }
@@ -119,10 +132,25 @@ impl Relay {
         self.reloader.clone()
     }
 
-    /// Serves until `shutdown`, then lets sessions finish.
-    pub async fn run(self, shutdown: CancellationToken) {
+    /// The running queue, for `flush`/`bounce`.
+    pub fn queue(&self) -> QueueHandle {
+        self.runner.handle()
+    }
+
+    /// Serves and delivers until `shutdown`; then lets sessions finish their transactions and
+    /// delivery attempts their grace period.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), StartError> {
+        crate::control::start(self.spool.dir(), self.runner.handle(), shutdown.clone()).map_err(
+            |source| StartError::Control {
+                dir: self.spool.dir().display().to_string(),
+                source,
+            },
+        )?;
+        let delivery = tokio::spawn(self.runner.run(shutdown.clone()));
         server::serve(self.listeners, self.limits, shutdown).await;
+        let _ = delivery.await;
         info!("relay stopped");
+        Ok(())
     }
 }
 

@@ -1,5 +1,6 @@
 //! MX routing through a zone served by a DNS server on loopback: preference order, fallback
-//! to the next MX when the first refuses connections, implicit MX, null MX and NXDOMAIN
+//! to the next MX when the first refuses connections, implicit MX, address literals, null MX
+//! and NXDOMAIN
 //! bounces, SERVFAIL deferral. The MX hosts are aiosmtpd sinks on 127.0.0.2 and 127.0.0.3
 //! (same port, so `mx_port` fits both); 127.0.0.4 has nothing listening.
 
@@ -47,7 +48,12 @@ async fn preference_order_fallback_and_implicit_mx() {
     relay
         .submit(
             Some("s@origin.test"),
-            &["u@pref.test", "v@fallback.test", "w@implicit.test"],
+            &[
+                "u@pref.test",
+                "v@fallback.test",
+                "w@implicit.test",
+                "l@[127.0.0.3]",
+            ],
             msg,
         )
         .await;
@@ -58,10 +64,14 @@ async fn preference_order_fallback_and_implicit_mx() {
     assert_eq!(a.len(), 1, "a got {a:?}");
     assert_eq!(a[0].rcpts(), ["u@pref.test"]);
     assert_eq!(a[0].data, msg);
-    // fallback.test: MX 10 refuses connections, MX 20 (b) takes it; implicit.test's A is b.
+    // fallback.test: MX 10 refuses connections, MX 20 (b) takes it; implicit.test's A is b;
+    // the address literal goes straight to b.
     let mut b_rcpts: Vec<String> = b.iter().flat_map(|m| m.rcpts()).collect();
     b_rcpts.sort();
-    assert_eq!(b_rcpts, ["v@fallback.test", "w@implicit.test"]);
+    assert_eq!(
+        b_rcpts,
+        ["l@[127.0.0.3]", "v@fallback.test", "w@implicit.test"]
+    );
     relay.stop().await;
 }
 

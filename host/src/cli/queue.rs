@@ -21,6 +21,10 @@ pub enum QueueCommand {
     },
     /// Remove a message from the queue without delivering or bouncing it.
     Delete { id: String },
+    /// Attempt delivery now, ignoring the retry schedule: one message, or all of them.
+    Flush { id: Option<String> },
+    /// Give up on a message's pending recipients and send the sender a bounce (DSN).
+    Bounce { id: String },
 }
 
 pub async fn run(config: &Path, command: QueueCommand) -> anyhow::Result<i32> {
@@ -53,6 +57,14 @@ pub async fn run(config: &Path, command: QueueCommand) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+        QueueCommand::Flush { id } => {
+            let command = match id {
+                Some(id) => format!("flush {}", parse_id(&id)?),
+                None => "flush".to_string(),
+            };
+            control(dir, &command).await
+        }
+        QueueCommand::Bounce { id } => control(dir, &format!("bounce {}", parse_id(&id)?)).await,
         QueueCommand::Delete { id } => {
             let id = parse_id(&id)?;
             spool::delete_by_id(dir, &id).await?;
@@ -60,6 +72,18 @@ pub async fn run(config: &Path, command: QueueCommand) -> anyhow::Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// Flush and bounce act on the running relay's queue, through its control socket.
+async fn control(dir: &Path, command: &str) -> anyhow::Result<i32> {
+    let answer = crate::control::send(dir, command).await.with_context(|| {
+        format!(
+            "no relay is running on the spool {} (its control socket did not answer)",
+            dir.display()
+        )
+    })?;
+    println!("{answer}");
+    Ok(if answer == "ok" { 0 } else { 1 })
 }
 
 fn parse_id(id: &str) -> anyhow::Result<MessageId> {

@@ -37,6 +37,7 @@ use super::ConfigError;
 #[serde(deny_unknown_fields, default)]
 pub struct DeliveryConfig {
     /// Our name: sent in EHLO/HELO and used as the reporting MTA and `From:` of DSNs.
+    /// Defaults to the top-level `hostname`.
     pub hostname: String,
     /// Routes by recipient domain, first match wins; unmatched domains go to their MX hosts.
     pub routes: Vec<RouteConfig>,
@@ -63,7 +64,7 @@ pub struct DeliveryConfig {
 impl Default for DeliveryConfig {
     fn default() -> Self {
         DeliveryConfig {
-            hostname: "localhost".into(),
+            hostname: String::new(),
             routes: Vec::new(),
             resolver: ResolverConfig::default(),
             retry: RetryConfig::default(),
@@ -82,7 +83,8 @@ impl Default for DeliveryConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RouteConfig {
-    /// Recipient domains: exact (`example.com`) or wildcard (`*.example.com`, subdomains only).
+    /// Recipient domains: exact (`example.com`), wildcard (`*.example.com`, subdomains only), or
+    /// `*` for every domain (a default route).
     pub domains: Vec<String>,
     /// Smart hosts, tried in order (failover); empty means this route uses MX lookup.
     pub hosts: Vec<SmartHostConfig>,
@@ -349,7 +351,8 @@ impl DeliveryConfig {
     /// Collects every semantic error, each under its dotted key.
     pub fn validate(&self, key: &str, errors: &mut Vec<ConfigError>) {
         let mut err = |k: String, m: String| errors.push(ConfigError::new(k, m));
-        if !valid_domain(&self.hostname) {
+        // Empty means "the top-level hostname", filled in after validation.
+        if !self.hostname.is_empty() && !valid_domain(&self.hostname) {
             err(
                 format!("{key}.hostname"),
                 format!("{:?} is not a host name", self.hostname),
@@ -386,7 +389,7 @@ impl DeliveryConfig {
             }
             for (j, d) in route.domains.iter().enumerate() {
                 let bare = d.strip_prefix("*.").unwrap_or(d);
-                if !valid_domain(bare) {
+                if d != "*" && !valid_domain(bare) {
                     err(
                         format!("{rk}.domains[{j}]"),
                         format!("{d:?} is not a domain"),

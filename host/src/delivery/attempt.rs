@@ -143,6 +143,19 @@ pub(crate) async fn process(shared: &Arc<Shared>, id: &MessageId, force: bool) -
             Err(e) => tracing::error!(%id, error = %e, "destination task failed"),
         }
     }
+    // A recipient left without an outcome (a failed task) waits like a deferral instead of
+    // being retried in a tight loop.
+    let mut settled = vec![false; env.recipients.len()];
+    for (i, _) in &outcomes {
+        settled[*i] = true;
+    }
+    for &i in &held {
+        settled[i] = true;
+    }
+    for i in due.iter().copied().filter(|&i| !settled[i]) {
+        let f = Failure::local(Enhanced(4, 3, 0), "internal error during delivery");
+        outcomes.push((i, Outcome::Transient(f)));
+    }
 
     let now = now_ms();
     let now_s = now / 1000;
@@ -498,8 +511,14 @@ async fn checkin(shared: &Shared, key: String, client: SmtpClient) {
     });
 }
 
-/// Closes connections idle longer than `idle_timeout`.
+/// Closes connections idle longer than `idle_timeout`, and forgets the concurrency limits of
+/// destinations nobody is delivering to.
 pub(crate) async fn reap_idle(shared: &Shared) {
+    shared
+        .destinations
+        .lock()
+        .unwrap()
+        .retain(|_, limit| Arc::strong_count(limit) > 1);
     let mut stale = Vec::new();
     {
         let mut pool = shared.pool.lock().await;

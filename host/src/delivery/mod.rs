@@ -11,16 +11,10 @@
 //! - [`dsn`]: RFC 3464 bounce and delay notices.
 //! - [`dkim`]: DKIM signing per sending domain, and key generation.
 //!
-//! The server starts delivery with [`QueueRunner::new`] and [`QueueRunner::run`], and tells it
-//! about new mail through the [`QueueHandle`] (or by storing through [`WakingStore`]):
-//!
-//! ```ignore
-//! let resolver = MxResolver::from_config(&config.delivery.resolver)?;
-//! let runner = QueueRunner::new(&config.delivery, spool.clone(), resolver)?;
-//! let store: Arc<dyn MessageStore> = Arc::new(runner.store()); // for the listeners
-//! let handle = runner.handle(); // wake(id), flush(), bounce(id)
-//! tokio::spawn(runner.run(shutdown.clone()));
-//! ```
+//! The relay (`crate::relay`) starts delivery with [`QueueRunner::new`] and
+//! [`QueueRunner::run`]; its listeners store through [`QueueRunner::store`], a [`WakingStore`]
+//! that wakes the runner for each new message, and the control socket reaches the
+//! [`QueueHandle`] for `flush` and `bounce`.
 
 mod attempt;
 pub mod client;

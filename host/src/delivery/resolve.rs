@@ -72,6 +72,13 @@ impl MxResolver {
 
     /// The mail exchangers for `domain`, best first. An empty answer becomes the implicit MX.
     pub async fn mx(&self, domain: &str) -> Result<Vec<MxHost>, Failure> {
+        if domain.starts_with('[') {
+            // An address literal (RFC 5321 §4.1.3) names the host itself: no MX lookup.
+            return Ok(vec![MxHost {
+                preference: 0,
+                name: domain.to_string(),
+            }]);
+        }
         let fqdn = fqdn(domain);
         let lookup = match self.inner.mx_lookup(fqdn.as_str()).await {
             Ok(l) => l,
@@ -124,7 +131,9 @@ impl MxResolver {
 
     /// The addresses of `host` (A and AAAA). An IP literal is returned as is.
     pub async fn addrs(&self, host: &str) -> Result<Vec<IpAddr>, Failure> {
-        if let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>() {
+        let literal = host.trim_matches(['[', ']']);
+        let literal = literal.strip_prefix("IPv6:").unwrap_or(literal);
+        if let Ok(ip) = literal.parse::<IpAddr>() {
             return Ok(vec![ip]);
         }
         match self.inner.lookup_ip(fqdn(host).as_str()).await {

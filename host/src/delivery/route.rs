@@ -45,11 +45,15 @@ pub trait Router: Send + Sync {
 }
 
 /// The route `[[delivery.routes]]` gives `domain` (already lower-case): the first route with an
-/// exact match or a matching wildcard; MX with opportunistic TLS when none matches.
+/// exact match, a matching wildcard, or the catch-all `*`; MX with opportunistic TLS when none
+/// matches.
 pub fn config_route(config: &DeliveryConfig, domain: &str) -> Route {
     for r in &config.routes {
         let hit = r.domains.iter().any(|d| {
             let d = d.to_ascii_lowercase();
+            if d == "*" {
+                return true;
+            }
             match d.strip_prefix("*.") {
                 Some(parent) => domain
                     .strip_suffix(parent)
@@ -107,5 +111,26 @@ mod tests {
                 tls: TlsPolicy::Require
             }
         );
+    }
+
+    #[test]
+    fn catch_all_matches_what_earlier_routes_did_not() {
+        let config: DeliveryConfig = toml::from_str(
+            r#"
+            [[routes]]
+            domains = ["example.com"]
+            hosts = [{ host = "a.test" }]
+            [[routes]]
+            domains = ["*"]
+            hosts = [{ host = "default.test" }]
+            "#,
+        )
+        .unwrap();
+        let host = |d: &str| match config_route(&config, d) {
+            Route::SmartHosts(h) => h[0].host.clone(),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(host("example.com"), "a.test");
+        assert_eq!(host("anything.example"), "default.test");
     }
 }

@@ -234,3 +234,22 @@ async fn auth_login_when_plain_is_not_offered() {
     assert_eq!(err.to_failure().status, Enhanced(4, 7, 8));
     server.await.unwrap();
 }
+
+#[tokio::test]
+async fn addresses_cannot_inject_commands() {
+    let (a, b) = tokio::io::duplex(1 << 16);
+    let server = tokio::spawn(serve(b, vec![("", "220 x\r\n"), ("EHLO", "250 x\r\n")]));
+    let mut c = SmtpClient::handshake(Box::new(a), "x".into(), "x", &opts(), TlsPolicy::None)
+        .await
+        .unwrap();
+    let out = c
+        .send(&tx(&["b@y.test>\r\nRCPT TO:<evil@z.test"], b"x"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&out[0], Outcome::Permanent(f) if f.status == Enhanced(5, 1, 3)),
+        "{out:?}"
+    );
+    // Refused before MAIL: the status is the precheck's, not a server reply.
+    server.await.unwrap();
+}

@@ -141,6 +141,14 @@ impl SmtpClient {
                 "8-bit message, and the server does not offer 8BITMIME".into(),
             ));
         }
+        // Addresses reach the wire inside commands: never let one carry a line break.
+        let unsafe_addr = |a: &str| a.chars().any(|c| c.is_control() || c == '<' || c == '>');
+        if unsafe_addr(tx.mail_from) || tx.recipients.iter().any(|r| unsafe_addr(r.address)) {
+            return Some(local(
+                Enhanced(5, 1, 3),
+                "envelope address with control or bracket characters".into(),
+            ));
+        }
         if tx.needs_smtputf8() && !self.caps.smtputf8 {
             return Some(local(
                 Enhanced(5, 6, 7),
