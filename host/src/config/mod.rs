@@ -6,10 +6,15 @@
 
 pub mod delivery;
 pub mod plugins;
+pub mod server;
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+pub use server::{
+    LimitsConfig, ListenerConfig, ListenerRole, RelayConfig, SpoolConfig, UserConfig,
+};
 
 /// One problem in a config file, with the dotted key it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,13 +51,49 @@ pub struct ConfigErrors {
 }
 
 /// The whole `relay.toml`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// Our name in the greeting, EHLO reply and `Received:` headers.
+    pub hostname: String,
+    /// Where to accept SMTP; several at once, each with its role.
+    pub listeners: Vec<ListenerConfig>,
+    /// Which domains we take mail for and who may relay.
+    pub relay: RelayConfig,
+    /// Protocol and resource limits.
+    pub limits: LimitsConfig,
+    /// SMTP AUTH accounts.
+    pub users: Vec<UserConfig>,
+    /// The durable queue.
+    pub spool: SpoolConfig,
     /// Delivery: routes, retries, DKIM signing.
     pub delivery: delivery::DeliveryConfig,
     /// The plugin chain, in order.
     pub plugins: Vec<plugins::PluginConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            hostname: default_hostname(),
+            listeners: Vec::new(),
+            relay: RelayConfig::default(),
+            limits: LimitsConfig::default(),
+            users: Vec::new(),
+            spool: SpoolConfig::default(),
+            delivery: delivery::DeliveryConfig::default(),
+            plugins: Vec::new(),
+        }
+    }
+}
+
+/// The machine's host name, or `localhost` when it cannot be read.
+fn default_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
 }
 
 impl Config {
@@ -71,7 +112,7 @@ impl Config {
 
     /// Parses and validates config text; `base` resolves relative paths.
     pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigError>> {
-        let mut config: Config = toml::from_str(text).map_err(|e| vec![toml_error(&e)])?;
+        let mut config: Config = toml::from_str(text).map_err(|e| vec![toml_error(text, &e)])?;
         config.resolve_paths(base);
         let errors = config.validate();
         if errors.is_empty() {
@@ -82,6 +123,7 @@ impl Config {
     }
 
     fn resolve_paths(&mut self, base: &Path) {
+        server::resolve_listener_paths(&mut self.listeners, &mut self.spool, base);
         self.delivery.resolve_paths(base);
         for p in &mut self.plugins {
             p.resolve_paths(base);
@@ -91,6 +133,16 @@ impl Config {
     /// Every semantic error in the config.
     pub fn validate(&self) -> Vec<ConfigError> {
         let mut errors = Vec::new();
+        if self.hostname.is_empty() || self.hostname.contains([' ', '@']) {
+            errors.push(ConfigError::new(
+                "hostname",
+                format!("not a host name: {:?}", self.hostname),
+            ));
+        }
+        server::validate_listeners(&self.listeners, &mut errors);
+        server::validate_relay(&self.relay, &mut errors);
+        server::validate_limits(&self.limits, &mut errors);
+        server::validate_users(&self.users, &mut errors);
         self.delivery.validate("delivery", &mut errors);
         for (i, p) in self.plugins.iter().enumerate() {
             p.validate(&format!("plugins[{i}]"), &mut errors);
@@ -99,14 +151,131 @@ impl Config {
     }
 }
 
-/// Turns a toml/serde error into a keyed error (toml reports a span; serde the field).
-fn toml_error(e: &toml::de::Error) -> ConfigError {
-    ConfigError::new("", e.message().to_string())
+/// Turns a toml/serde error into a keyed error: the key is recovered from the span toml
+/// reports, so `unknown field` and type errors name where they are.
+fn toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let key = e
+        .span()
+        .map(|span| key_at(text, span.start))
+        .unwrap_or_default();
+    let line = e
+        .span()
+        .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+    let message = match line {
+        Some(line) => format!("{} (line {line})", e.message()),
+        None => e.message().to_string(),
+    };
+    ConfigError::new(key, message)
+}
+
+/// The dotted key at byte `offset`: the innermost table header before it (with array
+/// indexes counted) plus the key on the offending line.
+fn key_at(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let mut table = String::new();
+    let mut counts: std::collections::HashMap<String, usize> = Default::default();
+    for line in before.lines() {
+        let t = line.trim();
+        if let Some(name) = t.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
+            let name = name.trim().to_string();
+            let n = counts
+                .entry(name.clone())
+                .and_modify(|c| *c += 1)
+                .or_insert(0);
+            table = format!("{name}[{n}]");
+        } else if let Some(name) = t.strip_prefix('[').and_then(|r| r.split(']').next()) {
+            table = name.trim().to_string();
+        }
+    }
+    let line = text[offset.min(text.len())..].lines().next().unwrap_or("");
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let whole_line = &text[line_start..];
+    let whole_line = whole_line.lines().next().unwrap_or(line);
+    let field = whole_line.split('=').next().unwrap_or("").trim();
+    let field = if field.starts_with('[') || whole_line.trim_start().starts_with('#') {
+        ""
+    } else {
+        field
+    };
+    match (table.is_empty(), field.is_empty()) {
+        (true, _) => field.to_string(),
+        (false, true) => table,
+        (false, false) => format!("{table}.{field}"),
+    }
 }
 
 /// Makes `p` absolute against `base` if it is relative.
 pub fn resolve(base: &Path, p: &mut PathBuf) {
     if p.is_relative() && !p.as_os_str().is_empty() {
         *p = base.join(&*p);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        Config::parse(text, Path::new("/nonexistent"))
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn quickstart_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/relay.toml");
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.listeners.len(), 1);
+        assert!(config.spool.dir.is_absolute());
+        assert!(config.relay.is_relay_network("127.0.0.1".parse().unwrap()));
+        assert!(config
+            .relay
+            .is_relay_network("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!config.relay.is_relay_network("192.0.2.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn unknown_fields_are_named_with_their_table() {
+        let e = errors("[[listeners]]\naddress = \"127.0.0.1:25\"\n[[listeners]]\naddress = \"127.0.0.1:26\"\nport = 3\n");
+        assert!(
+            e[0].starts_with("listeners[1].port: unknown field"),
+            "{e:?}"
+        );
+        let e = errors("[limits]\nmax_errors = \"ten\"\n");
+        assert!(e[0].starts_with("limits.max_errors:"), "{e:?}");
+    }
+
+    #[test]
+    fn semantic_errors_are_all_reported() {
+        let e =
+            errors("hostname = \"bad host\"\n[limits]\nmax_recipients = 5\nmax_text_line = 10\n");
+        let keys: Vec<_> = e
+            .iter()
+            .map(|e| e.split(':').next().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "hostname",
+                "listeners",
+                "limits.max_recipients",
+                "limits.max_text_line"
+            ]
+        );
+    }
+
+    #[test]
+    fn wildcard_local_domains_match_subdomains_only() {
+        let relay = RelayConfig {
+            local_domains: vec!["*.example.com".into(), "Example.org".into()],
+            relay_networks: vec![],
+        };
+        assert!(relay.is_local_domain("a.example.com"));
+        assert!(relay.is_local_domain("A.B.EXAMPLE.COM."));
+        assert!(!relay.is_local_domain("example.com"));
+        assert!(!relay.is_local_domain("badexample.com"));
+        assert!(relay.is_local_domain("example.ORG"));
     }
 }

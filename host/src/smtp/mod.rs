@@ -4,3 +4,7 @@
 pub mod codec;
 pub mod data;
 pub mod reply;
+pub mod server;
+pub mod session;
+pub mod stream;
+pub mod tls;

@@ -1,0 +1,146 @@
+//! Command line: `serve`, `check-config`, `queue`, `sink`, `hash-password`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::config::{Config, ListenerConfig, RelayConfig};
+use crate::relay::Relay;
+use crate::smtp::server::{self, ConnectionLimits, Listener};
+use crate::smtp::session::{SessionEnv, Users};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "wasmrelay",
+    version,
+    about = "An SMTP relay whose policy lives in WebAssembly plugins"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the relay.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config file and print every error with its key.
+    CheckConfig {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Read a password on standard input and print an argon2id hash for `[[users]]`.
+    HashPassword,
+    /// A catch-all SMTP server that writes every message it receives to a directory.
+    Sink {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:2526")]
+        listen: SocketAddr,
+        /// Directory for `<id>.eml` and `<id>.json` files.
+        #[arg(long, default_value = "sink")]
+        dir: PathBuf,
+    },
+}
+
+pub async fn main(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Serve { config } => serve(&config).await.map(|_| 0),
+        Command::CheckConfig { config } => Ok(check_config(&config)),
+        Command::HashPassword => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("reading password from stdin")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(!password.is_empty(), "empty password");
+            println!(
+                "{}",
+                crate::smtp::session::hash_password(password)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?
+            );
+            Ok(0)
+        }
+        Command::Sink { listen, dir } => sink(listen, &dir).await.map(|_| 0),
+    }
+}
+
+fn check_config(path: &Path) -> i32 {
+    match Config::load(path) {
+        Ok(_) => {
+            println!("{}: OK", path.display());
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}
+
+async fn serve(path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    let relay = Relay::start(&config).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    relay.run(shutdown).await;
+    Ok(())
+}
+
+async fn sink(listen: SocketAddr, dir: &Path) -> anyhow::Result<()> {
+    let store =
+        crate::sink::DirStore::new(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let listener_config = ListenerConfig {
+        address: listen,
+        role: Default::default(),
+        name: Some("sink".into()),
+        tls_cert: None,
+        tls_key: None,
+        require_auth: Some(false),
+        allow_plaintext_auth: false,
+        normalize_line_endings: false,
+    };
+    let env = SessionEnv {
+        hostname: "sink.localhost".into(),
+        listener: listener_config,
+        relay: RelayConfig {
+            local_domains: vec![],
+            relay_networks: vec!["0.0.0.0/0".parse()?, "::/0".parse()?],
+        },
+        limits: Default::default(),
+        users: Users::default(),
+        tls: None,
+        store,
+    };
+    let listener = Listener::bind(env)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    info!(address = %listener.local_addr(), dir = %dir.display(), "sink listening");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    server::serve(vec![listener], ConnectionLimits::new(1000, 1000), shutdown).await;
+    Ok(())
+}
+
+/// SIGINT or SIGTERM starts a graceful shutdown.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    info!("shutting down");
+    shutdown.cancel();
+}

@@ -1,0 +1,351 @@
+//! The receiving side: `hostname`, `[[listeners]]`, `[relay]`, `[limits]`, `[[users]]`, `[spool]`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use super::{resolve, ConfigError};
+
+/// What a listener is for; it sets the defaults for TLS and AUTH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ListenerRole {
+    /// Port 25/2525: mail from other servers and trusted networks; STARTTLS offered if a
+    /// certificate is configured; AUTH optional.
+    #[default]
+    Relay,
+    /// Port 587: STARTTLS, then AUTH, then mail (RFC 6409).
+    Submission,
+    /// Port 465: TLS from the first byte (RFC 8314), then AUTH.
+    Smtps,
+}
+
+/// One `[[listeners]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Socket address to bind, e.g. `"0.0.0.0:25"` or `"[::1]:2525"`.
+    pub address: SocketAddr,
+    /// `relay` (default), `submission` or `smtps`.
+    #[serde(default)]
+    pub role: ListenerRole,
+    /// A name for logs and plugins; defaults to the role and port.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// PEM certificate chain; with `tls_key`, enables STARTTLS (or implicit TLS for `smtps`).
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key matching `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// Require AUTH before MAIL. Default: true for `submission` and `smtps`, false for `relay`.
+    #[serde(default)]
+    pub require_auth: Option<bool>,
+    /// Allow AUTH without TLS. Honoured only for clients on a loopback address.
+    #[serde(default)]
+    pub allow_plaintext_auth: bool,
+    /// Accept bare CR/LF in DATA and rewrite them to CRLF (trusted networks only; the default
+    /// rejects them, which is what keeps SMTP smuggling out).
+    #[serde(default)]
+    pub normalize_line_endings: bool,
+}
+
+impl ListenerConfig {
+    pub fn display_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            let role = match self.role {
+                ListenerRole::Relay => "relay",
+                ListenerRole::Submission => "submission",
+                ListenerRole::Smtps => "smtps",
+            };
+            format!("{role}-{}", self.address.port())
+        })
+    }
+
+    pub fn requires_auth(&self) -> bool {
+        self.require_auth
+            .unwrap_or(self.role != ListenerRole::Relay)
+    }
+
+    pub fn has_tls(&self) -> bool {
+        self.tls_cert.is_some() && self.tls_key.is_some()
+    }
+}
+
+/// `[relay]`: who may send where. Never an open relay: a recipient outside `local_domains`
+/// needs an authenticated session or a client in `relay_networks`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelayConfig {
+    /// Domains we accept mail for from anyone (exact, or `*.example.com` for subdomains).
+    pub local_domains: Vec<String>,
+    /// Client networks allowed to relay to any domain, e.g. `["127.0.0.0/8", "::1/128"]`.
+    pub relay_networks: Vec<IpNet>,
+}
+
+impl RelayConfig {
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        self.local_domains.iter().any(|d| {
+            let d = d.to_ascii_lowercase();
+            match d.strip_prefix("*.") {
+                Some(parent) => {
+                    domain.len() > parent.len() + 1 && domain.ends_with(&format!(".{parent}"))
+                }
+                None => d == domain,
+            }
+        })
+    }
+
+    pub fn is_relay_network(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        self.relay_networks.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// IPv4-mapped IPv6 peers (`::ffff:1.2.3.4` on dual-stack sockets) compare as IPv4.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// `[limits]`: RFC 5321 §4.5.3 floors with overrides.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest message accepted, in octets; advertised with SIZE.
+    pub max_message_size: u64,
+    /// Most recipients per message (RFC floor 100).
+    pub max_recipients: usize,
+    /// Longest command line including CRLF (RFC floor 512).
+    pub max_command_line: usize,
+    /// Longest text line in DATA including CRLF (RFC floor 1000).
+    pub max_text_line: usize,
+    /// Simultaneous connections across all listeners.
+    pub max_connections: usize,
+    /// Simultaneous connections from one client IP.
+    pub max_connections_per_ip: usize,
+    /// Failed commands before the session is closed with `421`.
+    pub max_errors: u32,
+    /// Seconds to wait for a command (RFC 5321 §4.5.3.2.7: 5 minutes).
+    pub command_timeout_secs: u64,
+    /// Seconds to wait for each block of DATA (§4.5.3.2.5: 3 minutes).
+    pub data_block_timeout_secs: u64,
+    /// Seconds a session may take for the TLS handshake.
+    pub tls_handshake_timeout_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_message_size: 25 * 1024 * 1024,
+            max_recipients: 100,
+            max_command_line: 2048,
+            max_text_line: 1000,
+            max_connections: 1000,
+            max_connections_per_ip: 50,
+            max_errors: 10,
+            command_timeout_secs: 300,
+            data_block_timeout_secs: 180,
+            tls_handshake_timeout_secs: 30,
+        }
+    }
+}
+
+/// One `[[users]]` entry for SMTP AUTH.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// The login name.
+    pub name: String,
+    /// A PHC string from `wasmrelay hash-password` (argon2id).
+    pub password_hash: String,
+}
+
+/// `[spool]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolConfig {
+    /// Directory holding queued messages; relative paths are against the config file.
+    pub dir: PathBuf,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            dir: PathBuf::from("spool"),
+        }
+    }
+}
+
+pub(super) fn resolve_listener_paths(
+    listeners: &mut [ListenerConfig],
+    spool: &mut SpoolConfig,
+    base: &Path,
+) {
+    for l in listeners {
+        if let Some(p) = &mut l.tls_cert {
+            resolve(base, p);
+        }
+        if let Some(p) = &mut l.tls_key {
+            resolve(base, p);
+        }
+    }
+    resolve(base, &mut spool.dir);
+}
+
+pub(super) fn validate_listeners(listeners: &[ListenerConfig], errors: &mut Vec<ConfigError>) {
+    if listeners.is_empty() {
+        errors.push(ConfigError::new(
+            "listeners",
+            "at least one listener is required",
+        ));
+    }
+    for (i, l) in listeners.iter().enumerate() {
+        let key = format!("listeners[{i}]");
+        if l.tls_cert.is_some() != l.tls_key.is_some() {
+            errors.push(ConfigError::new(
+                format!("{key}.tls_key"),
+                "tls_cert and tls_key must be set together",
+            ));
+        }
+        for (field, path) in [("tls_cert", &l.tls_cert), ("tls_key", &l.tls_key)] {
+            if let Some(p) = path {
+                if !p.is_file() {
+                    errors.push(ConfigError::new(
+                        format!("{key}.{field}"),
+                        format!("no such file: {}", p.display()),
+                    ));
+                }
+            }
+        }
+        if l.role == ListenerRole::Smtps && !l.has_tls() {
+            errors.push(ConfigError::new(
+                format!("{key}.tls_cert"),
+                "an smtps listener needs tls_cert and tls_key",
+            ));
+        }
+        if l.role == ListenerRole::Submission && !l.has_tls() && !l.allow_plaintext_auth {
+            errors.push(ConfigError::new(
+                format!("{key}.tls_cert"),
+                "a submission listener needs TLS (or allow_plaintext_auth for loopback testing)",
+            ));
+        }
+        if let Some(j) = listeners[..i].iter().position(|o| o.address == l.address) {
+            errors.push(ConfigError::new(
+                format!("{key}.address"),
+                format!("same address as listeners[{j}]"),
+            ));
+        }
+    }
+}
+
+pub(super) fn validate_limits(l: &LimitsConfig, errors: &mut Vec<ConfigError>) {
+    let mut floor = |field: &str, value: u64, min: u64, why: &str| {
+        if value < min {
+            errors.push(ConfigError::new(
+                format!("limits.{field}"),
+                format!("must be at least {min} ({why})"),
+            ));
+        }
+    };
+    floor(
+        "max_recipients",
+        l.max_recipients as u64,
+        100,
+        "RFC 5321 §4.5.3.1.8",
+    );
+    floor(
+        "max_command_line",
+        l.max_command_line as u64,
+        512,
+        "RFC 5321 §4.5.3.1.4",
+    );
+    floor(
+        "max_text_line",
+        l.max_text_line as u64,
+        1000,
+        "RFC 5321 §4.5.3.1.6",
+    );
+    floor(
+        "max_message_size",
+        l.max_message_size,
+        65536,
+        "RFC 5321 §4.5.3.1.7",
+    );
+    floor(
+        "max_connections",
+        l.max_connections as u64,
+        1,
+        "no connection could be served",
+    );
+    floor(
+        "max_connections_per_ip",
+        l.max_connections_per_ip as u64,
+        1,
+        "no connection could be served",
+    );
+    floor(
+        "max_errors",
+        l.max_errors as u64,
+        1,
+        "the first error would close the session",
+    );
+    floor(
+        "command_timeout_secs",
+        l.command_timeout_secs,
+        1,
+        "zero would close every session",
+    );
+    floor(
+        "data_block_timeout_secs",
+        l.data_block_timeout_secs,
+        1,
+        "zero would close every session",
+    );
+    floor(
+        "tls_handshake_timeout_secs",
+        l.tls_handshake_timeout_secs,
+        1,
+        "zero would fail every handshake",
+    );
+}
+
+pub(super) fn validate_relay(r: &RelayConfig, errors: &mut Vec<ConfigError>) {
+    for (i, d) in r.local_domains.iter().enumerate() {
+        let bare = d.strip_prefix("*.").unwrap_or(d);
+        if bare.is_empty() || bare.contains(['@', ' ', '*']) || bare.starts_with('.') {
+            errors.push(ConfigError::new(
+                format!("relay.local_domains[{i}]"),
+                format!("not a domain: {d:?}"),
+            ));
+        }
+    }
+}
+
+pub(super) fn validate_users(users: &[UserConfig], errors: &mut Vec<ConfigError>) {
+    for (i, u) in users.iter().enumerate() {
+        if u.name.is_empty() {
+            errors.push(ConfigError::new(
+                format!("users[{i}].name"),
+                "must not be empty",
+            ));
+        }
+        if users[..i].iter().any(|o| o.name == u.name) {
+            errors.push(ConfigError::new(
+                format!("users[{i}].name"),
+                format!("duplicate user {:?}", u.name),
+            ));
+        }
+        if argon2::PasswordHash::new(&u.password_hash).is_err() {
+            errors.push(ConfigError::new(
+                format!("users[{i}].password_hash"),
+                "not a PHC password hash; make one with `wasmrelay hash-password`",
+            ));
+        }
+    }
+}

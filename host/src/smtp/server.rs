@@ -1,0 +1,168 @@
+//! The tokio server: binds every listener, caps connections (total and per client IP), hands
+//! each socket to a session, and shuts down gracefully.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use super::reply::{Enhanced, Reply};
+use super::session::{self, SessionEnv};
+
+/// A bound listener and the environment its sessions get.
+pub struct Listener {
+    pub socket: TcpListener,
+    pub env: Arc<SessionEnv>,
+}
+
+impl Listener {
+    pub async fn bind(env: SessionEnv) -> std::io::Result<Listener> {
+        let socket = TcpListener::bind(env.listener.address).await?;
+        Ok(Listener {
+            socket,
+            env: Arc::new(env),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.socket
+            .local_addr()
+            .expect("bound socket has an address")
+    }
+}
+
+/// Connection caps shared by all listeners.
+#[derive(Clone)]
+pub struct ConnectionLimits {
+    total: Arc<Semaphore>,
+    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    max_per_ip: usize,
+}
+
+/// Held by a session for its lifetime; releases both caps on drop.
+struct ConnectionGuard {
+    _permit: OwnedSemaphorePermit,
+    ip: IpAddr,
+    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl ConnectionLimits {
+    pub fn new(max_total: usize, max_per_ip: usize) -> Self {
+        ConnectionLimits {
+            total: Arc::new(Semaphore::new(max_total)),
+            per_ip: Default::default(),
+            max_per_ip,
+        }
+    }
+
+    fn admit(&self, ip: IpAddr) -> Result<ConnectionGuard, Reply> {
+        let permit = self.total.clone().try_acquire_owned().map_err(|_| {
+            Reply::new(
+                421,
+                Enhanced(4, 3, 2),
+                "Too many connections, try again later",
+            )
+        })?;
+        let ip = ip.to_canonical();
+        let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= self.max_per_ip {
+            return Err(Reply::new(
+                421,
+                Enhanced(4, 7, 0),
+                "Too many connections from your address",
+            ));
+        }
+        *n += 1;
+        Ok(ConnectionGuard {
+            _permit: permit,
+            ip,
+            per_ip: self.per_ip.clone(),
+        })
+    }
+}
+
+/// Accepts on every listener until `shutdown`, then waits for all sessions to end (each
+/// finishes its transaction and gets `421 4.3.2`).
+pub async fn serve(
+    listeners: Vec<Listener>,
+    limits: ConnectionLimits,
+    shutdown: CancellationToken,
+) {
+    let tracker = TaskTracker::new();
+    for listener in listeners {
+        let tracker2 = tracker.clone();
+        let limits = limits.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move { accept_loop(listener, limits, tracker2, shutdown).await });
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+async fn accept_loop(
+    listener: Listener,
+    limits: ConnectionLimits,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let local = listener.local_addr();
+    info!(address = %local, listener = %listener.env.listener.display_name(), "listening");
+    loop {
+        let accepted = tokio::select! {
+            a = listener.socket.accept() => a,
+            _ = shutdown.cancelled() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                error!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        stream.set_nodelay(true).ok();
+        match limits.admit(peer.ip()) {
+            Ok(guard) => {
+                let env = listener.env.clone();
+                let shutdown = shutdown.clone();
+                tracker.spawn(async move {
+                    session::run(stream, peer, local, env, shutdown).await;
+                    drop(guard);
+                });
+            }
+            Err(reply) => {
+                warn!(peer = %peer, reply = %reply, "connection refused");
+                tracker.spawn(refuse(stream, reply));
+            }
+        }
+    }
+    info!(address = %local, "listener stopped");
+}
+
+async fn refuse(mut stream: TcpStream, reply: Reply) {
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.write_all(&reply.to_wire()),
+    )
+    .await;
+}

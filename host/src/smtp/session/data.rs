@@ -1,0 +1,248 @@
+//! DATA and BDAT: read the message, add our `Received:` header, spool it, and answer `250`
+//! only once it is on disk.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::{info, warn};
+
+use super::{Flow, Session, Transaction};
+use crate::smtp::codec::{BodyType, DsnReturn, ReversePath};
+use crate::smtp::data::{ChunkChecker, DataError, DataLimits, DataReader};
+use crate::smtp::reply::{Enhanced, Reply};
+use crate::spool::{ClientInfo, Envelope, MessageId, Recipient};
+
+/// A BDAT transfer in progress.
+#[derive(Debug)]
+pub(crate) struct ChunkState {
+    checker: ChunkChecker,
+    message: Vec<u8>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    fn data_limits(&self) -> DataLimits {
+        DataLimits {
+            max_size: self.env.limits.max_message_size,
+            max_line: self.env.limits.max_text_line,
+            normalize: self.env.listener.normalize_line_endings,
+        }
+    }
+
+    /// Can the transaction take its message now? The reply to send if not.
+    fn data_refusal(&self) -> Option<Reply> {
+        match &self.txn {
+            None => Some(Reply::new(503, Enhanced(5, 5, 1), "Need MAIL before DATA")),
+            Some(t) if t.recipients.is_empty() => {
+                Some(Reply::new(554, Enhanced(5, 5, 1), "No valid recipients"))
+            }
+            Some(_) => None,
+        }
+    }
+
+    pub(super) async fn data(&mut self) -> Flow {
+        if let Some(reply) = self.data_refusal() {
+            return self.fail(reply);
+        }
+        if self.txn.as_ref().is_some_and(|t| t.chunks.is_some()) {
+            return self.fail(Reply::new(
+                503,
+                Enhanced(5, 5, 1),
+                "DATA not allowed after BDAT",
+            ));
+        }
+        self.io.reply(&Reply::plain(
+            354,
+            "Start mail input; end with <CRLF>.<CRLF>",
+        ));
+        let mut reader = DataReader::new(self.data_limits());
+        let mut message = Vec::with_capacity(8192);
+        let timeout = Duration::from_secs(self.env.limits.data_block_timeout_secs);
+        let result = loop {
+            if let Some(result) = reader.feed(self.io.buffer(), &mut message) {
+                break result;
+            }
+            if self.io.flush().await.is_err() {
+                return Flow::Close;
+            }
+            if let Err(e) = self.io.read_more(timeout).await {
+                // A message that did not end with CRLF.CRLF was never acknowledged: drop it.
+                if let Some(reply) = e.reply() {
+                    self.io.reply(&reply);
+                }
+                return Flow::Close;
+            }
+        };
+        self.finish_message(message, result).await
+    }
+
+    pub(super) async fn bdat(&mut self, size: u64, last: bool) -> Flow {
+        // The chunk follows the command whatever we answer, so it is always consumed.
+        let refusal = self.data_refusal();
+        let limits = self.data_limits();
+        let mut chunk_state = match (&refusal, self.txn.as_mut()) {
+            (None, Some(txn)) => Some(txn.chunks.take().unwrap_or_else(|| ChunkState {
+                checker: ChunkChecker::new(limits),
+                message: Vec::new(),
+            })),
+            _ => None,
+        };
+        let timeout = Duration::from_secs(self.env.limits.data_block_timeout_secs);
+        let mut remaining = size;
+        while remaining > 0 {
+            if self.io.buffer().is_empty() {
+                if self.io.flush().await.is_err() {
+                    return Flow::Close;
+                }
+                if let Err(e) = self.io.read_more(timeout).await {
+                    if let Some(reply) = e.reply() {
+                        self.io.reply(&reply);
+                    }
+                    return Flow::Close;
+                }
+            }
+            let take = remaining.min(self.io.buffer().len() as u64) as usize;
+            let bytes = self.io.buffer().split_to(take);
+            if let Some(state) = &mut chunk_state {
+                state.checker.push(&bytes, &mut state.message);
+            }
+            remaining -= take as u64;
+        }
+        if let Some(reply) = refusal {
+            return self.fail(reply);
+        }
+        let Some(mut state) = chunk_state else {
+            return Flow::Continue;
+        };
+        if !last {
+            if let Some(txn) = self.txn.as_mut() {
+                txn.chunks = Some(state);
+            }
+            return self.ok(Reply::new(
+                250,
+                Enhanced(2, 0, 0),
+                format!("{size} octets received"),
+            ));
+        }
+        let result = state.checker.finish(&mut state.message);
+        self.finish_message(state.message, result).await
+    }
+
+    /// Ends the transaction either way; stores the message if it was read cleanly.
+    async fn finish_message(&mut self, body: Vec<u8>, result: Result<(), DataError>) -> Flow {
+        let Some(txn) = self.txn.take() else {
+            return self.fail(Reply::new(503, Enhanced(5, 5, 1), "No transaction"));
+        };
+        if let Err(e) = result {
+            info!(error = %e, "message refused");
+            return self.fail(e.reply());
+        }
+        let id = self.env.store.new_id();
+        let envelope = self.envelope(&id, &txn);
+        let received = self.received_header(&id, &txn);
+        let mut message = Vec::with_capacity(received.len() + body.len());
+        message.extend_from_slice(received.as_bytes());
+        message.extend_from_slice(&body);
+        drop(body);
+        let envelope = Envelope {
+            size: message.len() as u64,
+            ..envelope
+        };
+        match self.env.store.store(&envelope, &message).await {
+            Ok(()) => {
+                info!(
+                    id = %id,
+                    from = envelope.mail_from.as_deref().unwrap_or("<>"),
+                    rcpts = envelope.recipients.len(),
+                    size = envelope.size,
+                    "queued"
+                );
+                self.ok(Reply::new(
+                    250,
+                    Enhanced(2, 0, 0),
+                    format!("OK: queued as {id}"),
+                ))
+            }
+            Err(e) => {
+                warn!(error = %e, "spool write failed; message not accepted");
+                self.ok(Reply::new(
+                    452,
+                    Enhanced(4, 3, 1),
+                    "Insufficient system storage, try again later",
+                ))
+            }
+        }
+    }
+
+    fn envelope(&self, id: &MessageId, txn: &Transaction) -> Envelope {
+        let recipients = txn
+            .recipients
+            .iter()
+            .map(|(addr, params)| Recipient {
+                notify: params.notify.clone().unwrap_or_default(),
+                orcpt: params.orcpt.clone(),
+                ..Recipient::pending(addr.to_string())
+            })
+            .collect();
+        Envelope {
+            id: id.clone(),
+            received_at: unix_now(),
+            mail_from: match &txn.from {
+                ReversePath::Null => None,
+                ReversePath::Mailbox(a) => Some(a.to_string()),
+            },
+            recipients,
+            client: ClientInfo {
+                ip: self.ctx.peer.ip().to_canonical(),
+                helo: self.ctx.helo.clone().unwrap_or_default(),
+                auth_user: self.ctx.auth_user.clone(),
+                tls: self.ctx.tls.is_some(),
+            },
+            eight_bit: txn.params.body == Some(BodyType::EightBitMime),
+            smtputf8: txn.params.smtputf8,
+            ret_headers_only: txn.params.ret == Some(DsnReturn::Headers),
+            envid: txn.params.envid.clone(),
+            size: 0,
+        }
+    }
+
+    /// RFC 5321 §4.4 trace header, with the RFC 3848 protocol keyword.
+    fn received_header(&self, id: &MessageId, txn: &Transaction) -> String {
+        let protocol = match (
+            self.ctx.esmtp,
+            self.ctx.tls.is_some(),
+            self.ctx.auth_user.is_some(),
+        ) {
+            (false, _, _) => "SMTP",
+            (true, false, false) => "ESMTP",
+            (true, true, false) => "ESMTPS",
+            (true, false, true) => "ESMTPA",
+            (true, true, true) => "ESMTPSA",
+        };
+        let helo = self.ctx.helo.as_deref().unwrap_or("unknown");
+        let ip = self.ctx.peer.ip().to_canonical();
+        let tls = self
+            .ctx
+            .tls
+            .as_ref()
+            .map(|t| format!(" ({t})"))
+            .unwrap_or_default();
+        let rcpt = match txn.recipients.as_slice() {
+            [(only, _)] => format!("\r\n\tfor <{only}>"),
+            _ => String::new(),
+        };
+        let date = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc2822)
+            .unwrap_or_default();
+        format!(
+            "Received: from {helo} ([{ip}])\r\n\tby {host} (wasmrelay) with {protocol}{tls} id {id}{rcpt};\r\n\t{date}\r\n",
+            host = self.env.hostname
+        )
+    }
+}
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

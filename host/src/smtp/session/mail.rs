@@ -1,0 +1,64 @@
+//! MAIL FROM.
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{needs_smtputf8, Flow, Session, Transaction};
+use crate::smtp::codec::{MailParams, ReversePath};
+use crate::smtp::reply::{Enhanced, Reply};
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    pub(super) fn mail(&mut self, from: ReversePath, params: MailParams) -> Flow {
+        if self.ctx.helo.is_none() {
+            return self.fail(Reply::new(503, Enhanced(5, 5, 1), "Send HELO/EHLO first"));
+        }
+        if self.txn.is_some() {
+            return self.fail(Reply::new(
+                503,
+                Enhanced(5, 5, 1),
+                "Sender already specified",
+            ));
+        }
+        if self.env.listener.requires_auth() && self.ctx.auth_user.is_none() {
+            return self.fail(Reply::new(
+                530,
+                Enhanced(5, 7, 0),
+                "Authentication required",
+            ));
+        }
+        if !self.ctx.esmtp && params != MailParams::default() {
+            return self.fail(Reply::new(
+                555,
+                Enhanced(5, 5, 4),
+                "MAIL parameters need EHLO",
+            ));
+        }
+        if let Some(size) = params.size {
+            if size > self.env.limits.max_message_size {
+                return self.fail(Reply::new(
+                    552,
+                    Enhanced(5, 3, 4),
+                    format!(
+                        "Message size exceeds fixed maximum of {} octets",
+                        self.env.limits.max_message_size
+                    ),
+                ));
+            }
+        }
+        if let ReversePath::Mailbox(addr) = &from {
+            if !params.smtputf8 && needs_smtputf8(addr) {
+                return self.fail(Reply::new(
+                    553,
+                    Enhanced(5, 6, 7),
+                    "Non-ASCII address needs SMTPUTF8",
+                ));
+            }
+        }
+        self.txn = Some(Transaction {
+            from,
+            params,
+            recipients: Vec::new(),
+            chunks: None,
+        });
+        self.ok(Reply::new(250, Enhanced(2, 1, 0), "Sender OK"))
+    }
+}

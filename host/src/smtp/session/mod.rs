@@ -1,0 +1,297 @@
+//! The SMTP session: one state machine per connection, generic over any byte stream so tests
+//! drive it through `tokio::io::duplex` with no sockets.
+//!
+//! Connection facts (peer, HELO, TLS, AUTH) live in [`ConnectionContext`]; sender and
+//! recipients live in a [`Transaction`] that RSET and the end of DATA drop. Each verb has its
+//! own module: `ehlo` (EHLO/HELO/STARTTLS), `auth`, `mail`, `rcpt`, `data` (DATA and BDAT).
+
+mod auth;
+mod data;
+mod ehlo;
+mod io;
+mod mail;
+mod rcpt;
+mod store;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, Instrument};
+
+pub use self::auth::{hash_password, Users};
+use self::io::{Io, ReadError};
+pub use self::store::{MessageStore, StoreFuture};
+use super::codec::{Address, Command, LineReader, MailParams, RcptParams, ReversePath};
+use super::reply::{Enhanced, Reply};
+use crate::config::{LimitsConfig, ListenerConfig, ListenerRole, RelayConfig};
+
+/// Everything a session needs that outlives it, shared by all sessions of a listener.
+pub struct SessionEnv {
+    pub hostname: String,
+    pub listener: ListenerConfig,
+    pub relay: RelayConfig,
+    pub limits: LimitsConfig,
+    pub users: Users,
+    /// Present when the listener has a certificate: STARTTLS (or implicit TLS for smtps).
+    pub tls: Option<TlsAcceptor>,
+    pub store: Arc<dyn MessageStore>,
+}
+
+/// Facts about the connection, kept across transactions.
+#[derive(Debug, Clone)]
+pub struct ConnectionContext {
+    /// A process-unique number for logs.
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub listener: String,
+    pub helo: Option<String>,
+    pub esmtp: bool,
+    /// Protocol and cipher once TLS is up.
+    pub tls: Option<String>,
+    pub auth_user: Option<String>,
+    /// The peer is in `relay.relay_networks`.
+    pub trusted_network: bool,
+    /// Failed commands so far, for `limits.max_errors`.
+    pub errors: u32,
+}
+
+impl ConnectionContext {
+    /// May this session send to domains that are not ours?
+    pub fn may_relay(&self) -> bool {
+        self.trusted_network || self.auth_user.is_some()
+    }
+}
+
+/// The current mail transaction: from `MAIL` to the end of data or `RSET`.
+#[derive(Debug)]
+pub struct Transaction {
+    pub from: ReversePath,
+    pub params: MailParams,
+    pub recipients: Vec<(Address, RcptParams)>,
+    /// Bytes of a BDAT transfer in progress.
+    pub(crate) chunks: Option<data::ChunkState>,
+}
+
+/// What a command handler tells the loop.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Continue,
+    Close,
+}
+
+/// An address with non-ASCII characters may only be used with SMTPUTF8 (RFC 6531).
+fn needs_smtputf8(addr: &Address) -> bool {
+    !(addr.local.is_ascii() && addr.domain.is_ascii())
+}
+
+static SESSION_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// Runs one SMTP session to its end. Never panics on peer input; I/O errors end the session.
+pub async fn run<S>(
+    stream: S,
+    peer: SocketAddr,
+    local: SocketAddr,
+    env: Arc<SessionEnv>,
+    shutdown: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let id = SESSION_IDS.fetch_add(1, Ordering::Relaxed);
+    let listener = env.listener.display_name();
+    let span = tracing::info_span!("session", id, peer = %peer, listener = %listener);
+    async move {
+        let ctx = ConnectionContext {
+            id,
+            peer,
+            local,
+            listener,
+            helo: None,
+            esmtp: false,
+            tls: None,
+            auth_user: None,
+            trusted_network: env.relay.is_relay_network(peer.ip()),
+            errors: 0,
+        };
+        debug!("connected");
+        let mut session = Session {
+            io: Io::new(stream),
+            ctx,
+            txn: None,
+            env,
+            shutdown,
+        };
+        let outcome = session.serve().await;
+        debug!(?outcome, "closed");
+    }
+    .instrument(span)
+    .await
+}
+
+struct Session<S> {
+    io: Io<S>,
+    ctx: ConnectionContext,
+    txn: Option<Transaction>,
+    env: Arc<SessionEnv>,
+    shutdown: CancellationToken,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    async fn serve(&mut self) -> Result<(), ReadError> {
+        if self.env.listener.role == ListenerRole::Smtps {
+            let Some(acceptor) = self.env.tls.clone() else {
+                return Ok(());
+            };
+            if !self.handshake(&acceptor).await {
+                return Ok(());
+            }
+        }
+        let greeting = Reply::plain(220, format!("{} ESMTP wasmrelay", self.env.hostname));
+        self.io.reply(&greeting);
+        let mut lines = LineReader::new(
+            self.env.limits.max_command_line,
+            self.env.listener.normalize_line_endings,
+        );
+        loop {
+            match lines.next_line(self.io.buffer()) {
+                Ok(Some(line)) => {
+                    if self.command(&line).await == Flow::Close {
+                        break;
+                    }
+                }
+                Ok(None) => {
+                    if let Err(e) = self.wait_for_input().await {
+                        if let Some(reply) = e.reply() {
+                            self.io.reply(&reply);
+                        }
+                        self.io.flush().await.ok();
+                        return Err(e);
+                    }
+                }
+                Err(e) => {
+                    if self.fail(e.reply()) == Flow::Close {
+                        break;
+                    }
+                }
+            }
+        }
+        self.io.flush().await.ok();
+        self.io.shutdown().await;
+        Ok(())
+    }
+
+    /// Flushes pending replies and reads more input. While no transaction is in progress a
+    /// shutdown ends the session; a transaction in flight is allowed to finish first.
+    async fn wait_for_input(&mut self) -> Result<(), ReadError> {
+        let timeout = Duration::from_secs(self.env.limits.command_timeout_secs);
+        if self.txn.is_none() && self.shutdown.is_cancelled() {
+            return Err(ReadError::Shutdown);
+        }
+        self.io.flush().await?;
+        if self.txn.is_none() {
+            let shutdown = self.shutdown.clone();
+            tokio::select! {
+                r = self.io.read_more(timeout) => r,
+                _ = shutdown.cancelled() => Err(ReadError::Shutdown),
+            }
+        } else {
+            self.io.read_more(timeout).await
+        }
+    }
+
+    async fn command(&mut self, line: &[u8]) -> Flow {
+        let command = match super::codec::parse_command(line) {
+            Ok(c) => c,
+            Err(e) => return self.fail(e.reply()),
+        };
+        match command {
+            Command::Ehlo { domain } => self.ehlo(domain, true),
+            Command::Helo { domain } => self.ehlo(domain, false),
+            Command::StartTls => self.starttls().await,
+            Command::Auth {
+                mechanism,
+                initial_response,
+            } => self.auth(&mechanism, initial_response).await,
+            Command::Mail { from, params } => self.mail(from, params),
+            Command::Rcpt { to, params } => self.rcpt(to, params),
+            Command::Data => self.data().await,
+            Command::Bdat { size, last } => self.bdat(size, last).await,
+            Command::Rset => {
+                self.txn = None;
+                self.ok(Reply::new(250, Enhanced(2, 0, 0), "OK"))
+            }
+            Command::Noop => self.ok(Reply::new(250, Enhanced(2, 0, 0), "OK")),
+            Command::Quit => {
+                self.io.reply(&Reply::new(
+                    221,
+                    Enhanced(2, 0, 0),
+                    format!("{} closing connection", self.env.hostname),
+                ));
+                Flow::Close
+            }
+            Command::Vrfy { .. } => self.ok(Reply::new(
+                252,
+                Enhanced(2, 5, 2),
+                "Cannot VRFY user, but will accept message and attempt delivery",
+            )),
+            Command::Expn { .. } => {
+                self.fail(Reply::new(502, Enhanced(5, 5, 1), "EXPN not available"))
+            }
+            Command::Help => self.ok(Reply::new(
+                214,
+                Enhanced(2, 0, 0),
+                "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH",
+            )),
+        }
+    }
+
+    /// Queues a positive reply.
+    fn ok(&mut self, reply: Reply) -> Flow {
+        self.io.reply(&reply);
+        Flow::Continue
+    }
+
+    /// Queues a negative reply and counts it; too many errors end the session.
+    fn fail(&mut self, reply: Reply) -> Flow {
+        self.io.reply(&reply);
+        self.ctx.errors += 1;
+        if self.ctx.errors >= self.env.limits.max_errors {
+            info!(errors = self.ctx.errors, "too many errors, closing");
+            self.io.reply(&Reply::new(
+                421,
+                Enhanced(4, 7, 0),
+                "Too many errors, closing connection",
+            ));
+            return Flow::Close;
+        }
+        Flow::Continue
+    }
+
+    /// TLS handshake with a deadline; on failure the connection is simply closed.
+    async fn handshake(&mut self, acceptor: &TlsAcceptor) -> bool {
+        let timeout = Duration::from_secs(self.env.limits.tls_handshake_timeout_secs);
+        match tokio::time::timeout(timeout, self.io.upgrade(acceptor)).await {
+            Ok(Ok(())) => {
+                self.ctx.tls = self.io.tls_description();
+                debug!(tls = ?self.ctx.tls, "TLS established");
+                true
+            }
+            Ok(Err(e)) => {
+                info!(error = %e, "TLS handshake failed");
+                false
+            }
+            Err(_) => {
+                info!("TLS handshake timed out");
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

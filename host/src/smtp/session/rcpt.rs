@@ -1,0 +1,74 @@
+//! RCPT TO, and the relay decision: never an open relay.
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::info;
+
+use super::{needs_smtputf8, Flow, Session};
+use crate::smtp::codec::{Address, RcptParams};
+use crate::smtp::reply::{Enhanced, Reply};
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    pub(super) fn rcpt(&mut self, to: Address, params: RcptParams) -> Flow {
+        let Some(txn) = &self.txn else {
+            return self.fail(Reply::new(503, Enhanced(5, 5, 1), "Need MAIL before RCPT"));
+        };
+        if txn.chunks.is_some() {
+            return self.fail(Reply::new(
+                503,
+                Enhanced(5, 5, 1),
+                "RCPT not allowed during BDAT",
+            ));
+        }
+        if txn.recipients.len() >= self.env.limits.max_recipients {
+            // 452, not 552: the client should send the rest in another transaction (RFC 5321 §4.5.3.1.10).
+            return self.ok(Reply::new(452, Enhanced(4, 5, 3), "Too many recipients"));
+        }
+        if !txn.params.smtputf8 && needs_smtputf8(&to) {
+            return self.fail(Reply::new(
+                553,
+                Enhanced(5, 6, 7),
+                "Non-ASCII address needs SMTPUTF8",
+            ));
+        }
+        // `RCPT TO:<postmaster>` must always be accepted (RFC 5321 §4.5.1).
+        let to = if to.domain.is_empty() {
+            Address {
+                local: to.local,
+                domain: self.env.hostname.clone(),
+            }
+        } else {
+            to
+        };
+        if let Some(reply) = self.relay_refusal(&to) {
+            info!(rcpt = %to, "relay denied");
+            return self.fail(reply);
+        }
+        if let Some(txn) = &mut self.txn {
+            txn.recipients.push((to, params));
+        }
+        self.ok(Reply::new(250, Enhanced(2, 1, 5), "Recipient OK"))
+    }
+
+    /// Why this recipient is refused for this session, if it is. Trusted sessions may send
+    /// anywhere; everyone else only to our own domains, and never through routing tricks in
+    /// the local part (`%`-hack, bang paths, quoted `@`) that a downstream could act on.
+    fn relay_refusal(&self, to: &Address) -> Option<Reply> {
+        if self.ctx.may_relay() {
+            return None;
+        }
+        let is_postmaster = to.local.eq_ignore_ascii_case("postmaster")
+            && to.domain.eq_ignore_ascii_case(&self.env.hostname);
+        let is_ours = is_postmaster || self.env.relay.is_local_domain(&to.domain);
+        if !is_ours {
+            return Some(Reply::new(554, Enhanced(5, 7, 1), "Relay access denied"));
+        }
+        if to.has_routing_chars() {
+            return Some(Reply::new(
+                554,
+                Enhanced(5, 7, 1),
+                "Relay access denied: routing in local part",
+            ));
+        }
+        None
+    }
+}

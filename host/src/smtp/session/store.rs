@@ -1,0 +1,25 @@
+//! Where a session puts an accepted message: the spool (serve) or a plain directory (sink).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::spool::{Envelope, MessageId, Spool, SpoolError};
+
+pub type StoreFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SpoolError>> + Send + 'a>>;
+
+/// Durable storage for accepted messages. `store` must not return `Ok` before the message is
+/// on stable storage: the session answers `250` right after.
+pub trait MessageStore: Send + Sync + 'static {
+    fn new_id(&self) -> MessageId;
+    fn store<'a>(&'a self, envelope: &'a Envelope, message: &'a [u8]) -> StoreFuture<'a>;
+}
+
+impl MessageStore for Spool {
+    fn new_id(&self) -> MessageId {
+        Spool::new_id(self)
+    }
+
+    fn store<'a>(&'a self, envelope: &'a Envelope, message: &'a [u8]) -> StoreFuture<'a> {
+        Box::pin(Spool::store(self, envelope, message))
+    }
+}
