@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod plugins;
 pub mod relay;
 pub mod sink;
 pub mod smtp;

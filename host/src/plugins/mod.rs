@@ -1,0 +1,3 @@
+mod bindings;
+pub mod context;
+pub mod message;
