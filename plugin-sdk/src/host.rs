@@ -81,6 +81,14 @@ pub fn kv_delete(key: &str) -> bool {
 }
 
 /// DNS lookup through the relay's resolver (A, AAAA, TXT, MX as `"pref exchange"`).
-pub fn dns_lookup(name: &str, rtype: RecordType, timeout: Duration) -> Result<Vec<String>, DnsError> {
-    imp::dns_lookup(name, rtype, timeout.as_millis().min(u32::MAX as u128) as u32)
+pub fn dns_lookup(
+    name: &str,
+    rtype: RecordType,
+    timeout: Duration,
+) -> Result<Vec<String>, DnsError> {
+    imp::dns_lookup(
+        name,
+        rtype,
+        timeout.as_millis().min(u32::MAX as u128) as u32,
+    )
 }

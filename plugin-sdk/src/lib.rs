@@ -35,8 +35,8 @@ mod reply;
 
 pub use address::{Address, AddressError};
 pub use bindings::wasmrelay::plugin::types::{
-    AuthResult, Context, Credentials, DeliveryReport, DeliveryStatus, EnhancedCode, Hook,
-    Message, Reply, RouteDecision, RouteRequest, Smarthost, TlsInfo, TlsPolicy, Verdict,
+    AuthResult, Context, Credentials, DeliveryReport, DeliveryStatus, EnhancedCode, Hook, Message,
+    Reply, RouteDecision, RouteRequest, Smarthost, TlsInfo, TlsPolicy, Verdict,
 };
 
 use __private::bindings;

@@ -167,10 +167,16 @@ impl PluginConfig {
         let l = &self.limits;
         let k = |f: &str| format!("{key}.limits.{f}");
         if l.cpu_ms == 0 || l.cpu_ms > MAX_WALL_MS {
-            errors.push(ConfigError::new(k("cpu_ms"), format!("must be 1..={MAX_WALL_MS}")));
+            errors.push(ConfigError::new(
+                k("cpu_ms"),
+                format!("must be 1..={MAX_WALL_MS}"),
+            ));
         }
         if l.wall_ms == 0 || l.wall_ms > MAX_WALL_MS {
-            errors.push(ConfigError::new(k("wall_ms"), format!("must be 1..={MAX_WALL_MS}")));
+            errors.push(ConfigError::new(
+                k("wall_ms"),
+                format!("must be 1..={MAX_WALL_MS}"),
+            ));
         } else if l.wall_ms < l.cpu_ms {
             errors.push(ConfigError::new(k("wall_ms"), "must be at least cpu_ms"));
         }
@@ -181,7 +187,10 @@ impl PluginConfig {
             ));
         }
         if l.capability_calls == 0 {
-            errors.push(ConfigError::new(k("capability_calls"), "must be at least 1"));
+            errors.push(ConfigError::new(
+                k("capability_calls"),
+                "must be at least 1",
+            ));
         }
     }
 }
@@ -214,7 +223,10 @@ mod tests {
             "path = \"/nonexistent/x.wasm\"\nname = \"bad name\"\n\
              limits = { cpu_ms = 0, wall_ms = 5, memory_mb = 1, capability_calls = 0 }",
         );
-        let keys: Vec<&str> = errors.iter().map(|e| e.split(':').next().unwrap()).collect();
+        let keys: Vec<&str> = errors
+            .iter()
+            .map(|e| e.split(':').next().unwrap())
+            .collect();
         assert_eq!(
             keys,
             [
