@@ -55,6 +55,113 @@ pub trait StateBackend: Send + Sync + 'static {
     fn kv_delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, bool>;
 }
 
+/// DNS record types plugins may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DnsType {
+    A,
+    Aaaa,
+    Txt,
+    Mx,
+}
+
+/// Why a lookup gave no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DnsFailure {
+    NotFound,
+    Timeout,
+    Failed(String),
+}
+
+/// DNS for `dns-lookup`: the relay's hickory resolver, or a fixed table in tests and
+/// `wasmrelay plugin test`. Answers are textual as the WIT documents (MX: `"pref host"`).
+pub trait DnsLookup: Send + Sync + 'static {
+    fn lookup<'a>(
+        &'a self,
+        name: &'a str,
+        rtype: DnsType,
+    ) -> BoxFuture<'a, Result<Vec<String>, DnsFailure>>;
+}
+
+impl DnsLookup for hickory_resolver::TokioResolver {
+    fn lookup<'a>(
+        &'a self,
+        name: &'a str,
+        rtype: DnsType,
+    ) -> BoxFuture<'a, Result<Vec<String>, DnsFailure>> {
+        use hickory_resolver::proto::rr::{RData, RecordType};
+        let qtype = match rtype {
+            DnsType::A => RecordType::A,
+            DnsType::Aaaa => RecordType::AAAA,
+            DnsType::Txt => RecordType::TXT,
+            DnsType::Mx => RecordType::MX,
+        };
+        Box::pin(async move {
+            let lookup = match hickory_resolver::TokioResolver::lookup(self, name, qtype).await {
+                Ok(l) => l,
+                Err(e) if e.is_nx_domain() || e.is_no_records_found() => {
+                    return Err(DnsFailure::NotFound)
+                }
+                Err(e) => return Err(DnsFailure::Failed(e.to_string())),
+            };
+            Ok(lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::A(a) if qtype == RecordType::A => Some(a.to_string()),
+                    RData::AAAA(a) if qtype == RecordType::AAAA => Some(a.to_string()),
+                    RData::TXT(t) if qtype == RecordType::TXT => Some(
+                        t.txt_data
+                            .iter()
+                            .map(|s| String::from_utf8_lossy(s))
+                            .collect(),
+                    ),
+                    RData::MX(mx) if qtype == RecordType::MX => {
+                        Some(format!("{} {}", mx.preference, mx.exchange))
+                    }
+                    _ => None,
+                })
+                .collect())
+        })
+    }
+}
+
+/// A fixed table of answers: names not in it are `NotFound`.
+#[derive(Debug, Clone, Default)]
+pub struct StaticDns {
+    answers: HashMap<(String, DnsType), Vec<String>>,
+}
+
+impl StaticDns {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an answer (names compare case-insensitively, trailing dot ignored).
+    pub fn insert(&mut self, name: &str, rtype: DnsType, answer: impl Into<String>) {
+        let key = (normalize(name), rtype);
+        self.answers.entry(key).or_default().push(answer.into());
+    }
+}
+
+fn normalize(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+impl DnsLookup for StaticDns {
+    fn lookup<'a>(
+        &'a self,
+        name: &'a str,
+        rtype: DnsType,
+    ) -> BoxFuture<'a, Result<Vec<String>, DnsFailure>> {
+        let answer = self
+            .answers
+            .get(&(normalize(name), rtype))
+            .cloned()
+            .ok_or(DnsFailure::NotFound);
+        Box::pin(std::future::ready(answer))
+    }
+}
+
 /// Receives plugin events (`host.emit`).
 pub trait EventSink: Send + Sync + 'static {
     fn emit(&self, plugin: &str, name: &str, fields: &[(String, String)]);

@@ -41,7 +41,10 @@ use wasmtime::Engine;
 
 use crate::config::plugins::{OnError, PluginConfig, PluginLimits, PluginRuntimeConfig};
 
-pub use caps::{EventSink, InProcessBackend, RateDecision, StateBackend, TracingEvents};
+pub use caps::{
+    DnsFailure, DnsLookup, DnsType, EventSink, InProcessBackend, RateDecision, StateBackend,
+    StaticDns, TracingEvents,
+};
 pub use chain::{DeliveryPlugins, SessionPlugins};
 pub use engine::CacheOutcome;
 pub use error::{FailureKind, PluginLoadError};
@@ -64,8 +67,9 @@ pub struct PluginHostOptions {
     pub max_instances: u32,
     /// Rate, counter and kv state.
     pub backend: Arc<dyn StateBackend>,
-    /// The relay's resolver for `dns-lookup`; `None` makes every lookup fail.
-    pub resolver: Option<Arc<hickory_resolver::TokioResolver>>,
+    /// DNS for `dns-lookup`: the relay's `hickory_resolver::TokioResolver` (wrapped in an
+    /// `Arc`) or a [`StaticDns`] table; `None` makes every lookup fail.
+    pub dns: Option<Arc<dyn DnsLookup>>,
     /// Upper bound of one DNS lookup.
     pub dns_timeout: Duration,
     /// Where `host.emit` goes.
@@ -82,7 +86,7 @@ impl Default for PluginHostOptions {
             epoch_tick: Duration::from_millis(runtime.epoch_tick_ms),
             max_instances: runtime.max_instances,
             backend: Arc::new(InProcessBackend::new()),
-            resolver: None,
+            dns: None,
             dns_timeout: Duration::from_secs(2),
             events: Arc::new(TracingEvents),
             max_message_size: 64 << 20,
@@ -152,7 +156,7 @@ impl PluginHost {
         bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(linker_err)?;
         let caps = Arc::new(Capabilities {
             backend: opts.backend,
-            resolver: opts.resolver,
+            dns: opts.dns,
             events: opts.events,
             dns_timeout: opts.dns_timeout,
         });

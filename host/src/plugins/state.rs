@@ -4,14 +4,13 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hickory_resolver::proto::rr::{RData, RecordType as DnsType};
 use tokio::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::wasmrelay::plugin::host::{self as wit, DnsError, LogLevel, RecordType};
-use super::caps::{EventSink, StateBackend};
+use super::caps::{DnsFailure, DnsLookup, DnsType, EventSink, StateBackend};
 use super::PluginMeta;
 
 /// Longest key a plugin may use for rate, counter and kv; largest kv value.
@@ -27,7 +26,7 @@ const MAX_DNS_ANSWERS: usize = 64;
 /// What every store of a host shares: state backend, resolver, event sink.
 pub(crate) struct Capabilities {
     pub backend: Arc<dyn StateBackend>,
-    pub resolver: Option<Arc<hickory_resolver::TokioResolver>>,
+    pub dns: Option<Arc<dyn DnsLookup>>,
     pub events: Arc<dyn EventSink>,
     pub dns_timeout: Duration,
 }
@@ -281,48 +280,35 @@ impl wit::Host for StoreState {
         if name.is_empty() || name.len() > 255 {
             return Ok(Err(DnsError::Failed(format!("invalid name {name:?}"))));
         }
-        let Some(resolver) = self.caps.resolver.clone() else {
+        let Some(dns) = self.caps.dns.clone() else {
             return Ok(Err(DnsError::Failed("no resolver configured".into())));
         };
         let mut timeout = Duration::from_millis(timeout_ms.into()).min(self.caps.dns_timeout);
         if let Some(deadline) = self.deadline {
             timeout = timeout.min(deadline.saturating_duration_since(Instant::now()));
         }
-        let qtype = match rtype {
+        let rtype = match rtype {
             RecordType::A => DnsType::A,
-            RecordType::Aaaa => DnsType::AAAA,
-            RecordType::Txt => DnsType::TXT,
-            RecordType::Mx => DnsType::MX,
+            RecordType::Aaaa => DnsType::Aaaa,
+            RecordType::Txt => DnsType::Txt,
+            RecordType::Mx => DnsType::Mx,
         };
-        let lookup =
-            match tokio::time::timeout(timeout, resolver.lookup(name.as_str(), qtype)).await {
-                Err(_) => return Ok(Err(DnsError::Timeout)),
-                Ok(Err(e)) if e.is_nx_domain() || e.is_no_records_found() => {
-                    return Ok(Err(DnsError::NotFound))
+        Ok(
+            match tokio::time::timeout(timeout, dns.lookup(&name, rtype)).await {
+                Err(_) | Ok(Err(DnsFailure::Timeout)) => Err(DnsError::Timeout),
+                Ok(Err(DnsFailure::NotFound)) => Err(DnsError::NotFound),
+                Ok(Err(DnsFailure::Failed(why))) => {
+                    Err(DnsError::Failed(cut(&why, MAX_LOG).to_string()))
                 }
-                Ok(Err(e)) => return Ok(Err(DnsError::Failed(e.to_string()))),
-                Ok(Ok(lookup)) => lookup,
-            };
-        let answers = lookup
-            .answers()
-            .iter()
-            .filter_map(|r| match &r.data {
-                RData::A(a) if qtype == DnsType::A => Some(a.to_string()),
-                RData::AAAA(a) if qtype == DnsType::AAAA => Some(a.to_string()),
-                RData::TXT(t) if qtype == DnsType::TXT => Some(
-                    t.txt_data
-                        .iter()
-                        .map(|s| String::from_utf8_lossy(s))
-                        .collect::<String>(),
-                ),
-                RData::MX(mx) if qtype == DnsType::MX => {
-                    Some(format!("{} {}", mx.preference, mx.exchange))
+                Ok(Ok(mut answers)) => {
+                    answers.truncate(MAX_DNS_ANSWERS);
+                    for a in &mut answers {
+                        a.truncate(cut(a, MAX_LOG).len());
+                    }
+                    Ok(answers)
                 }
-                _ => None,
-            })
-            .take(MAX_DNS_ANSWERS)
-            .collect();
-        Ok(Ok(answers))
+            },
+        )
     }
 }
 

@@ -79,6 +79,42 @@ async fn policy_verdicts_in_order() {
 }
 
 #[tokio::test]
+async fn dns_blocklist_through_the_lookup_capability() {
+    let mut dns = StaticDns::new();
+    dns.insert("1.2.0.192.bl.test", DnsType::A, "127.0.0.2");
+    let options = PluginHostOptions {
+        dns: Some(Arc::new(dns)),
+        ..opts()
+    };
+    let host = PluginHost::load(&[plugin("policy", "")], options)
+        .await
+        .unwrap();
+    assert_eq!(
+        host.session().connect(&conn("192.0.2.1")).await,
+        reject(554, (5, 7, 1), "192.0.2.1 listed in bl.test (127.0.0.2)")
+    );
+    assert_eq!(
+        host.session().connect(&conn("192.0.2.2")).await,
+        Verdict::Continue
+    );
+}
+
+#[test]
+fn session_futures_are_send() {
+    fn send<T: Send>(_: &T) {}
+    let host: Option<Arc<PluginHost>> = None;
+    if let Some(host) = host {
+        let mut s = host.session();
+        let c = conn("192.0.2.1");
+        let t = tx("");
+        let mut m = Vec::new();
+        send(&s.rcpt(&c, &t, "x"));
+        send(&s.data(&c, &t, &mut m));
+        send(&host.delivery().route(&RouteRequest::default()));
+    }
+}
+
+#[tokio::test]
 async fn rate_limit_through_the_backend() {
     let host = load(&[plugin("policy", "")]).await;
     let c = conn("192.0.2.1");

@@ -1,5 +1,6 @@
 //! Well-behaved test plugin exercising every kind of decision:
-//! - connect: rejects the IP given as `"block_ip":"..."` in its config;
+//! - connect: rejects the IP given as `"block_ip":"..."` in its config, and IPv4 clients
+//!   listed in the DNS blocklist `bl.test` (an A record for the reversed address);
 //! - mail-from: rate-limits each sender to 2 messages per minute (GCRA, burst 2);
 //! - rcpt: rejects `blocked@...` with 550 5.1.1, accepts `vip@...`;
 //! - data: adds `X-Policy: checked`, prepends `X-Seen-By: policy`, removes `X-Remove-Me`,
@@ -8,6 +9,7 @@
 //! - delivery-result: counts results per status in kv.
 use std::time::Duration;
 
+use wasmrelay_plugin_sdk::host::{DnsError, RecordType};
 use wasmrelay_plugin_sdk::{
     export_plugin, host, Address, Context, DeliveryReport, Hook, Message, Plugin, RouteDecision,
     RouteRequest, Smarthost, TlsPolicy, Verdict,
@@ -47,6 +49,18 @@ impl Plugin for Policy {
         if self.block_ip.as_deref() == Some(ctx.remote_ip().as_str()) {
             host::emit("blocked-ip", &[("ip", &ctx.remote_ip())]);
             return Verdict::disconnect(554, "5.7.1", "client blocked by policy");
+        }
+        let ip = ctx.remote_ip();
+        if ip.contains('.') {
+            let reversed: Vec<&str> = ip.split('.').rev().collect();
+            let name = format!("{}.bl.test", reversed.join("."));
+            match host::dns_lookup(&name, RecordType::A, Duration::from_millis(500)) {
+                Ok(answers) if !answers.is_empty() => {
+                    return Verdict::reject(554, "5.7.1", format!("{ip} listed in bl.test ({})", answers[0]));
+                }
+                Ok(_) | Err(DnsError::NotFound) => {}
+                Err(e) => host::warn(&format!("bl.test lookup failed: {e:?}")),
+            }
         }
         Verdict::Continue
     }
