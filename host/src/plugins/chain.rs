@@ -113,6 +113,20 @@ async fn instantiate(
     }
 }
 
+/// Instantiates plugin `index` (and runs its `init` if asked) outside any session, then
+/// drops the instance. For the benchmark; not part of the API.
+#[doc(hidden)]
+pub async fn bench_instantiate(host: &Arc<PluginHost>, index: usize, init: bool) -> bool {
+    let plugin = &host.plugins[index];
+    if init {
+        return instantiate(host, &plugin.pre, &plugin.meta).await.is_ok();
+    }
+    let mut store = new_store(host, &plugin.meta);
+    store.data_mut().arm();
+    store.set_epoch_deadline(1);
+    plugin.pre.instantiate_async(&mut store).await.is_ok()
+}
+
 /// Load-time check of one plugin: instantiate, `init`, ask `hooks()`.
 pub(crate) async fn probe(
     host: &PluginHost,

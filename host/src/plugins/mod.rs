@@ -45,6 +45,8 @@ pub use caps::{
     DnsFailure, DnsLookup, DnsType, EventSink, InProcessBackend, RateDecision, StateBackend,
     StaticDns, TracingEvents,
 };
+#[doc(hidden)]
+pub use chain::bench_instantiate;
 pub use chain::{DeliveryPlugins, SessionPlugins};
 pub use engine::CacheOutcome;
 pub use error::{FailureKind, PluginLoadError};
