@@ -20,15 +20,20 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("target"))
 }
 
-/// Path of the component of test plugin `name` (`policy`, `loop`, `wrong-world` ...),
-/// building all of them with `cargo build --release --target wasm32-wasip2` on first use.
+/// Path of the component of test plugin `name` (`policy`, `loop`, `wrong-world` ...; or
+/// `example`, the crate in `examples/rust-plugin`), building all of them with
+/// `cargo build --release --target wasm32-wasip2` on first use.
 pub fn component(name: &str) -> PathBuf {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let dir = BUILT
         .get_or_init(build)
         .as_ref()
         .unwrap_or_else(|e| panic!("{e}"));
-    let path = dir.join(format!("test_plugin_{}.wasm", name.replace('-', "_")));
+    let file = match name {
+        "example" => "example_rust_plugin.wasm".to_string(),
+        _ => format!("test_plugin_{}.wasm", name.replace('-', "_")),
+    };
+    let path = dir.join(file);
     assert!(path.is_file(), "no test plugin at {}", path.display());
     path
 }
@@ -75,9 +80,15 @@ fn newest(dir: &Path) -> std::time::SystemTime {
 /// directory's lock is often held by other builds, so a fresh set is not rebuilt.
 fn up_to_date(out: &Path) -> bool {
     let root = repo_root();
-    let sources = newest(&root.join("tests/plugins")).max(newest(&root.join("plugin-sdk")));
-    PLUGINS.iter().all(|p| {
-        std::fs::metadata(out.join(format!("test_plugin_{p}.wasm")))
+    let sources = newest(&root.join("tests/plugins"))
+        .max(newest(&root.join("plugin-sdk")))
+        .max(newest(&root.join("examples/rust-plugin")));
+    let files = PLUGINS
+        .iter()
+        .map(|p| format!("test_plugin_{p}.wasm"))
+        .chain(["example_rust_plugin.wasm".to_string()]);
+    files.into_iter().all(|f| {
+        std::fs::metadata(out.join(f))
             .and_then(|m| m.modified())
             .is_ok_and(|t| t >= sources)
     })
@@ -89,26 +100,24 @@ fn build() -> Result<PathBuf, String> {
     if up_to_date(&out_dir) {
         return Ok(out_dir);
     }
-    let manifest = repo_root().join("tests/plugins/Cargo.toml");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-        ])
-        .arg(&manifest)
-        .env("CARGO_TARGET_DIR", &target)
-        .output()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "building test plugins failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
+    for manifest in [
+        "tests/plugins/Cargo.toml",
+        "examples/rust-plugin/Cargo.toml",
+    ] {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let out = Command::new(cargo)
+            .args(["build", "--release", "--quiet", "--target", "wasm32-wasip2"])
+            .arg("--manifest-path")
+            .arg(repo_root().join(manifest))
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "building {manifest} failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
     }
     Ok(out_dir)
 }

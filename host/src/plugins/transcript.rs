@@ -545,6 +545,25 @@ mod tests {
         assert_eq!(summary.plugin_errors, 0);
     }
 
+    /// The example plugin with the transcript its docs show.
+    #[tokio::test]
+    async fn example_plugin_session() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let script = root.join("examples/rust-plugin/session.txt");
+        let config = parse_config_arg("blocked = \"nobody@example.org\"").unwrap();
+        let mut out = Vec::new();
+        run_transcript(&component("example"), &config, &script, &mut out)
+            .await
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("rcpt <nobody@example.org> -> reject 550 5.1.1 mailbox unavailable\n")
+                && text.contains("rcpt <friend@example.org> -> continue\n")
+                && text.contains("  | X-Example-Plugin: seen 1 recipients\n"),
+            "{text}"
+        );
+    }
+
     #[tokio::test]
     async fn script_mistakes_name_the_line() {
         let mut out = Vec::new();
