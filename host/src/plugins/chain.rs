@@ -148,6 +148,10 @@ pub(crate) async fn probe(
         Ok(Err(e)) => return Err(classify(e, store.data())),
         Ok(Ok(h)) => h,
     };
+    if hooks.len() > 64 {
+        let why = format!("hooks() listed {} hooks", hooks.len());
+        return Err(FailureKind::Malformed(why));
+    }
     Ok(hooks
         .into_iter()
         .fold(0, |bits, h| bits | Hook::from(h).bit()))

@@ -324,6 +324,21 @@ fn load_error(name: &str) -> String {
 }
 
 #[test]
+fn init_refusal_fails_the_load() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let configs = [plugin("policy", "config = { fail_init = true }")];
+    let e = match rt.block_on(PluginHost::load(&configs, opts())) {
+        Ok(_) => panic!("loaded"),
+        Err(e) => e.to_string(),
+    };
+    let expected = "plugin policy: cannot instantiate: init refused its config: refusing config {\"fail_init\":true}";
+    assert_eq!(e, expected);
+}
+
+#[test]
 fn foreign_component_is_refused() {
     let e = load_error("wrong-world");
     assert!(

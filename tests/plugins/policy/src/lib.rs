@@ -6,7 +6,8 @@
 //! - data: adds `X-Policy: checked`, prepends `X-Seen-By: policy`, removes `X-Remove-Me`,
 //!   replaces `Subject` when it is `rewrite me`, replaces the body when it contains `REPLACE-BODY`;
 //! - route: `routed.test` to a smart host pool, `hold.test` held, `drop.test` dropped;
-//! - delivery-result: counts results per status in kv.
+//! - delivery-result: counts results per status in kv;
+//! - init: refuses a config with a `fail_init` key.
 use std::time::Duration;
 
 use wasmrelay_plugin_sdk::host::{DnsError, RecordType};
@@ -37,8 +38,8 @@ impl Plugin for Policy {
     ];
 
     fn init(config: &str) -> Result<Self, String> {
-        if !config.trim_start().starts_with('{') {
-            return Err(format!("config is not a JSON object: {config}"));
+        if !config.trim_start().starts_with('{') || config.contains("\"fail_init\"") {
+            return Err(format!("refusing config {config}"));
         }
         Ok(Policy {
             block_ip: json_str(config, "block_ip"),
