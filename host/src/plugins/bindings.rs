@@ -157,6 +157,7 @@ pub(crate) fn route_request(r: &host::RouteRequest) -> wit::RouteRequest {
         recipients: r.recipients.clone(),
         attempt: r.attempt,
         size: r.size,
+        attributes: r.attributes.clone(),
     }
 }
 

@@ -57,6 +57,7 @@ pub(crate) struct Ticker {
 
 impl Ticker {
     pub(crate) fn start(engine: &Engine, tick: Duration) -> Ticker {
+        let tick = tick.max(Duration::from_micros(100));
         let stop = Arc::new(AtomicBool::new(false));
         let (engine, flag) = (engine.clone(), stop.clone());
         std::thread::Builder::new()

@@ -164,6 +164,7 @@ async fn route_and_delivery_result() {
         recipients: vec![format!("x@{domain}")],
         attempt: 1,
         size: 100,
+        attributes: vec![("auth-user".into(), "alice".into())],
     };
     match d.route(&req("routed.test")).await {
         RouteDecision::Smarthosts(hosts) => {

@@ -400,6 +400,12 @@ impl Run {
                     recipients,
                     attempt: 1,
                     size: 0,
+                    attributes: self
+                        .conn
+                        .auth_user
+                        .iter()
+                        .map(|u| ("auth-user".to_string(), u.clone()))
+                        .collect(),
                 };
                 let d = self.host.delivery().route(&req).await;
                 self.summary.hooks += 1;

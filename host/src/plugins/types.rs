@@ -181,6 +181,9 @@ pub struct RouteRequest {
     /// 1 for the first attempt.
     pub attempt: u32,
     pub size: u64,
+    /// Facts from reception (`auth-user`, `client-ip`, `helo`, `listener`) for routing by
+    /// submitter.
+    pub attributes: Vec<(String, String)>,
 }
 
 /// Where delivery sends a domain's recipients.
