@@ -59,8 +59,18 @@ password_hash = "{hash}"
 
 [spool]
 dir = "spool"
+
+# Delivery goes nowhere: a closed loopback port, and a loopback resolver, so accepted
+# messages stay queued for inspection and nothing leaves this machine.
+[[delivery.routes]]
+domains = ["*"]
+hosts = [{{ host = "127.0.0.1", port = {dead_port}, tls = "none" }}]
+
+[delivery.resolver]
+nameservers = ["127.0.0.1:9"]
 {extra}
 "#,
+        dead_port = free_port(),
         cert = cert.display(),
         key = key.display(),
         hash = hash(PASSWORD_HASH_CMD),
@@ -486,4 +496,106 @@ password_hash = "plaintext"
         .output()
         .unwrap();
     assert_success("check-config on the quickstart", &out);
+}
+
+#[test]
+fn queue_list_show_delete_while_running() {
+    let (s, mut relay) = setup("");
+    let mut c = Raw::connect(s.relay_port);
+    c.cmd("EHLO client.test", "250");
+    let mut ids = Vec::new();
+    for n in 0..2 {
+        c.cmd("MAIL FROM:<app@example.org>", "250");
+        c.cmd("RCPT TO:<bob@example.com>", "250");
+        c.cmd("DATA", "354");
+        ids.push(queued_id(
+            &c.cmd(&format!("Subject: queued {n}\r\n\r\nbody\r\n."), "250"),
+        ));
+    }
+    let queue = |args: &[&str]| {
+        let out = std::process::Command::new(binary())
+            .args(["queue", "--config"])
+            .arg(&relay.config)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_success(&format!("queue {args:?}"), &out);
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let list = queue(&["list"]);
+    assert!(
+        list.contains(&ids[0]) && list.contains(&ids[1]) && list.contains("2 message(s)"),
+        "{list}"
+    );
+    assert!(
+        list.contains("app@example.org") && list.contains("1/1 pending"),
+        "{list}"
+    );
+    let show = queue(&["show", &ids[0], "--headers"]);
+    assert!(
+        show.contains("\"bob@example.com\"") && show.contains("Subject: queued 0"),
+        "{show}"
+    );
+    queue(&["delete", &ids[0]]);
+    let list = queue(&["list"]);
+    assert!(!list.contains(&ids[0]) && list.contains(&ids[1]), "{list}");
+    relay.terminate();
+    let left: Vec<_> = spooled(s.dir.path())
+        .into_iter()
+        .map(|(e, _)| e.id.0)
+        .collect();
+    assert_eq!(left, [ids[1].clone()]);
+}
+
+#[test]
+fn sighup_reloads_config_and_refuses_a_bad_one() {
+    let (s, relay) = setup("");
+    let config_path = relay.config.clone();
+    let original = std::fs::read_to_string(&config_path).unwrap();
+    let hup = |relay: &RelayProcess| {
+        std::process::Command::new("kill")
+            .arg("-HUP")
+            .arg(relay.child.id().to_string())
+            .status()
+            .unwrap();
+    };
+    let mut old = Raw::connect(s.relay_port);
+    old.cmd("EHLO old.test", "250");
+    old.cmd("MAIL FROM:<a@example.org>", "250");
+    old.cmd("RCPT TO:<x@example.net>", "554 5.7.1");
+
+    std::fs::write(
+        &config_path,
+        original.replace(
+            "local_domains = [\"example.com\"]",
+            "local_domains = [\"example.net\"]",
+        ),
+    )
+    .unwrap();
+    hup(&relay);
+    wait_for("the reload", Duration::from_secs(30), || {
+        relay.log().contains("configuration reloaded")
+    });
+    let mut new = Raw::connect(s.relay_port);
+    new.cmd("EHLO new.test", "250");
+    new.cmd("MAIL FROM:<a@example.org>", "250");
+    new.cmd("RCPT TO:<x@example.net>", "250");
+    new.cmd("RCPT TO:<x@example.com>", "554 5.7.1");
+    // The session that started before the reload keeps its configuration.
+    old.cmd("RCPT TO:<y@example.com>", "250");
+    old.cmd("RCPT TO:<y@example.net>", "554 5.7.1");
+
+    std::fs::write(
+        &config_path,
+        original.replace("[relay]", "[relay]\nbogus = true"),
+    )
+    .unwrap();
+    hup(&relay);
+    wait_for("the refusal", Duration::from_secs(30), || {
+        relay.log().contains("reload refused")
+    });
+    let mut after = Raw::connect(s.relay_port);
+    after.cmd("EHLO after.test", "250");
+    after.cmd("MAIL FROM:<a@example.org>", "250");
+    after.cmd("RCPT TO:<x@example.net>", "250");
 }

@@ -1,4 +1,5 @@
-//! Wiring: turns a [`Config`] into bound listeners over an open spool, and runs them.
+//! Wiring: turns a [`Config`] into bound listeners over an open spool, runs them, and reloads
+//! what can change without dropping a session.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,7 +8,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::config::Config;
-use crate::smtp::server::{self, ConnectionLimits, Listener};
+use crate::delivery::{DeliveryError, MxResolver, QueueHandle, QueueRunner};
+use crate::smtp::server::{self, ConnectionLimits, Listener, SharedEnv};
 use crate::smtp::session::{MessageStore, SessionEnv, Users};
 use crate::smtp::tls;
 use crate::spool::{Spool, SpoolError};
@@ -28,21 +30,86 @@ pub enum StartError {
     },
     #[error("spool: {0}")]
     Spool(#[from] SpoolError),
+    #[error("listeners: {0} (listener changes need a restart)")]
+    ListenersChanged(String),
+    #[error("delivery.resolver: {0}")]
+    Resolver(String),
+    #[error("delivery: {0}")]
+    Delivery(#[from] DeliveryError),
+    #[error("control socket in {dir}: {source}")]
+    Control { dir: String, source: std::io::Error },
 }
 
 /// A relay with its sockets bound and its spool recovered, ready to serve.
 pub struct Relay {
     listeners: Vec<Listener>,
     limits: ConnectionLimits,
+    reloader: Reloader,
+    runner: QueueRunner,
     pub spool: Spool,
+}
+
+/// Swaps the session environment of every listener: new sessions see the new config,
+/// sessions in flight finish with the one they started with.
+#[derive(Clone)]
+pub struct Reloader {
+    envs: Vec<SharedEnv>,
+    addresses: Vec<SocketAddr>,
+    store: Arc<dyn MessageStore>,
+}
+
+impl Reloader {
+    /// Applies a validated config. Everything is built before anything is swapped, so a
+    /// failure (a bad certificate, changed listeners) leaves the running config in place.
+    pub fn reload(&self, config: &Config) -> Result<(), StartError> {
+        let addresses: Vec<SocketAddr> = config.listeners.iter().map(|l| l.address).collect();
+        if addresses != self.addresses {
+            return Err(StartError::ListenersChanged(format!(
+                "{:?} → {:?}",
+                self.addresses, addresses
+            )));
+        }
+        let envs = session_envs(config, &self.store)?;
+        for (shared, env) in self.envs.iter().zip(envs) {
+            shared.replace(env);
+        }
+        info!("configuration reloaded");
+        Ok(())
+    }
 }
 
 impl Relay {
     pub async fn start(config: &Config) -> Result<Relay, StartError> {
         let (spool, report) = Spool::open(&config.spool.dir).await?;
-        info!(dir = %config.spool.dir.display(), recovered = report.recovered, discarded = report.discarded_partial, "spool open");
-        let store: Arc<dyn MessageStore> = Arc::new(spool.clone());
-        let listeners = bind_listeners(config, store).await?;
+        info!(
+            dir = %config.spool.dir.display(),
+            recovered = report.recovered,
+            discarded = report.discarded_partial,
+            corrupt = report.corrupt,
+            "spool open"
+        );
+        let resolver = MxResolver::from_config(&config.delivery.resolver)
+            .map_err(|e| StartError::Resolver(e.to_string()))?;
+        let runner = QueueRunner::new(&config.delivery, spool.clone(), resolver)?;
+        // Stores go through the runner's store, which wakes delivery for each new message.
+        let store: Arc<dyn MessageStore> = Arc::new(runner.store());
+        let mut listeners = Vec::new();
+        for (index, env) in session_envs(config, &store)?.into_iter().enumerate() {
+            let address = env.listener.address;
+            let listener = Listener::bind(env)
+                .await
+                .map_err(|source| StartError::Bind {
+                    index,
+                    address,
+                    source,
+                })?;
+            listeners.push(listener);
+        }
+        let reloader = Reloader {
+            envs: listeners.iter().map(|l| l.env.clone()).collect(),
+            addresses: config.listeners.iter().map(|l| l.address).collect(),
+            store,
+        };
         let limits = ConnectionLimits::new(
             config.limits.max_connections,
             config.limits.max_connections_per_ip,
@@ -50,6 +117,8 @@ impl Relay {
         Ok(Relay {
             listeners,
             limits,
+            reloader,
+            runner,
             spool,
         })
     }
@@ -59,20 +128,39 @@ impl Relay {
         self.listeners.iter().map(|l| l.local_addr()).collect()
     }
 
-    /// Serves until `shutdown`, then lets sessions finish.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
+    /// The running queue, for `flush`/`bounce`.
+    pub fn queue(&self) -> QueueHandle {
+        self.runner.handle()
+    }
+
+    /// Serves and delivers until `shutdown`; then lets sessions finish their transactions and
+    /// delivery attempts their grace period.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), StartError> {
+        crate::control::start(self.spool.dir(), self.runner.handle(), shutdown.clone()).map_err(
+            |source| StartError::Control {
+                dir: self.spool.dir().display().to_string(),
+                source,
+            },
+        )?;
+        let delivery = tokio::spawn(self.runner.run(shutdown.clone()));
         server::serve(self.listeners, self.limits, shutdown).await;
+        let _ = delivery.await;
         info!("relay stopped");
+        Ok(())
     }
 }
 
-/// Binds every configured listener with the given message store.
-pub async fn bind_listeners(
+/// One session environment per configured listener, in order.
+fn session_envs(
     config: &Config,
-    store: Arc<dyn MessageStore>,
-) -> Result<Vec<Listener>, StartError> {
+    store: &Arc<dyn MessageStore>,
+) -> Result<Vec<SessionEnv>, StartError> {
     let users = Users::from_config(&config.users);
-    let mut listeners = Vec::new();
+    let mut envs = Vec::new();
     for (index, l) in config.listeners.iter().enumerate() {
         let tls = match (&l.tls_cert, &l.tls_key) {
             (Some(cert), Some(key)) => {
@@ -84,7 +172,7 @@ pub async fn bind_listeners(
             }
             _ => None,
         };
-        let env = SessionEnv {
+        envs.push(SessionEnv {
             hostname: config.hostname.clone(),
             listener: l.clone(),
             relay: config.relay.clone(),
@@ -92,15 +180,7 @@ pub async fn bind_listeners(
             users: users.clone(),
             tls,
             store: store.clone(),
-        };
-        let listener = Listener::bind(env)
-            .await
-            .map_err(|source| StartError::Bind {
-                index,
-                address: l.address,
-                source,
-            })?;
-        listeners.push(listener);
+        });
     }
-    Ok(listeners)
+    Ok(envs)
 }

@@ -2,7 +2,6 @@
 //! and bytes) to a directory, for trying routes and plugins locally.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::smtp::session::{MessageStore, StoreFuture};
@@ -11,32 +10,20 @@ use crate::spool::{Envelope, MessageId, SpoolError};
 /// Writes `<id>.eml` (the message as received) and `<id>.json` (the envelope) per message.
 pub struct DirStore {
     dir: PathBuf,
-    counter: AtomicU64,
-    started: u64,
 }
 
 impl DirStore {
     pub fn new(dir: &Path) -> std::io::Result<Arc<DirStore>> {
         std::fs::create_dir_all(dir)?;
-        let started = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
         Ok(Arc::new(DirStore {
             dir: dir.to_path_buf(),
-            counter: AtomicU64::new(0),
-            started,
         }))
     }
 }
 
 impl MessageStore for DirStore {
     fn new_id(&self) -> MessageId {
-        MessageId(format!(
-            "{:013}-{:06}",
-            self.started,
-            self.counter.fetch_add(1, Ordering::Relaxed)
-        ))
+        MessageId::generate()
     }
 
     fn store<'a>(&'a self, envelope: &'a Envelope, message: &'a [u8]) -> StoreFuture<'a> {

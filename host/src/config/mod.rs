@@ -118,6 +118,9 @@ impl Config {
         let mut config: Config = toml::from_str(text).map_err(|e| vec![toml_error(text, &e)])?;
         config.resolve_paths(base);
         let errors = config.validate();
+        if config.delivery.hostname.is_empty() {
+            config.delivery.hostname = config.hostname.clone();
+        }
         if errors.is_empty() {
             Ok(config)
         } else {

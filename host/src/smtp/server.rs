@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -15,10 +15,29 @@ use tracing::{error, info, warn};
 use super::reply::{Enhanced, Reply};
 use super::session::{self, SessionEnv};
 
+/// The environment new sessions of a listener get. A reload swaps it; sessions in flight keep
+/// the one they started with.
+#[derive(Clone)]
+pub struct SharedEnv(Arc<RwLock<Arc<SessionEnv>>>);
+
+impl SharedEnv {
+    pub fn new(env: SessionEnv) -> Self {
+        SharedEnv(Arc::new(RwLock::new(Arc::new(env))))
+    }
+
+    pub fn current(&self) -> Arc<SessionEnv> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn replace(&self, env: SessionEnv) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(env);
+    }
+}
+
 /// A bound listener and the environment its sessions get.
 pub struct Listener {
     pub socket: TcpListener,
-    pub env: Arc<SessionEnv>,
+    pub env: SharedEnv,
 }
 
 impl Listener {
@@ -26,7 +45,7 @@ impl Listener {
         let socket = TcpListener::bind(env.listener.address).await?;
         Ok(Listener {
             socket,
-            env: Arc::new(env),
+            env: SharedEnv::new(env),
         })
     }
 
@@ -125,7 +144,7 @@ async fn accept_loop(
     shutdown: CancellationToken,
 ) {
     let local = listener.local_addr();
-    info!(address = %local, listener = %listener.env.listener.display_name(), "listening");
+    info!(address = %local, listener = %listener.env.current().listener.display_name(), "listening");
     loop {
         let accepted = tokio::select! {
             a = listener.socket.accept() => a,
@@ -143,7 +162,7 @@ async fn accept_loop(
         stream.set_nodelay(true).ok();
         match limits.admit(peer.ip()) {
             Ok(guard) => {
-                let env = listener.env.clone();
+                let env = listener.env.current();
                 let shutdown = shutdown.clone();
                 tracker.spawn(async move {
                     session::run(stream, peer, local, env, shutdown).await;

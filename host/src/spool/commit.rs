@@ -187,6 +187,11 @@ fn commit_batch(
         let _ = format::sync_dir(&shared.queue);
     }
     let _ = lock.unlock();
+    tracing::trace!(
+        ops = results.len(),
+        synced = synced.is_ok(),
+        "spool batch committed"
+    );
 
     let mut index = shared.index.write().unwrap_or_else(|e| e.into_inner());
     for (reply, result) in results {
@@ -279,6 +284,7 @@ fn apply_update(
         remove_quietly(env_tmp);
         return Err(SpoolError::NotFound(id));
     }
+    // Also covers a `remove` earlier in this batch, whose index change is not applied yet.
     // Deleted behind our back (`queue delete` from another process): do not resurrect the
     // envelope. The commit lock keeps that deletion from interleaving with this check.
     if fs::symlink_metadata(&msg).is_err() {

@@ -67,6 +67,14 @@ use format::EnvelopeRecord;
 use readonly::blocking;
 pub use readonly::{delete_by_id, read_envelope, read_message, read_queue};
 
+/// Now, in the unit envelope times use (Unix seconds).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// A spooled message's id: sortable by arrival, safe as a file name, shown in the `250` reply.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct MessageId(pub String);

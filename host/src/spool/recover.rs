@@ -28,7 +28,12 @@ fn write_err(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
 
 /// Creates the layout if needed, fsyncing every directory entry it creates.
 pub(crate) fn ensure_layout(dir: &Path) -> Result<(), SpoolError> {
-    fs::create_dir_all(dir).map_err(write_err(dir))?;
+    if !dir.is_dir() {
+        fs::create_dir_all(dir).map_err(write_err(dir))?;
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            format::sync_dir(parent).map_err(write_err(parent))?;
+        }
+    }
     let mut created = false;
     for sub in [format::QUEUE_DIR, format::CORRUPT_DIR] {
         let path = dir.join(sub);

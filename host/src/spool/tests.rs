@@ -80,6 +80,17 @@ async fn store_then_read_back() {
 }
 
 #[tokio::test]
+async fn open_creates_the_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = dir.path().join("var/spool");
+    let (spool, report) = Spool::open(&spool_dir).await.unwrap();
+    assert_eq!(report.recovered, 0);
+    assert!(spool_dir.join("queue").is_dir() && spool_dir.join("corrupt").is_dir());
+    assert_eq!(spool.dir(), spool_dir);
+    assert_eq!(read_queue(&spool_dir).await.unwrap(), vec![]);
+}
+
+#[tokio::test]
 async fn reopen_recovers_everything_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let mut stored = Vec::new();
@@ -429,41 +440,50 @@ async fn an_io_error_mid_store_leaves_nothing_behind() {
 
 /// Throughput with group commit. Run with:
 /// `cargo test -p wasmrelay --lib spool::tests::throughput -- --ignored --nocapture`
+/// (`SPOOL_BENCH_N`, `SPOOL_BENCH_TASKS`, `SPOOL_BENCH_DIR` override 2000, 20 and `$TMPDIR`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement, not a check"]
 async fn throughput() {
-    const N: usize = 2000;
-    const TASKS: usize = 20;
-    let dir =
-        tempfile::tempdir_in(std::env::var_os("SPOOL_BENCH_DIR").unwrap_or(".".into())).unwrap();
+    let var = |name, default| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (n, tasks): (usize, usize) = (var("SPOOL_BENCH_N", 2000), var("SPOOL_BENCH_TASKS", 20));
+    let dir = tempfile::tempdir_in(
+        std::env::var_os("SPOOL_BENCH_DIR").unwrap_or(std::env::temp_dir().into()),
+    )
+    .unwrap();
     let (spool, _) = Spool::open(dir.path()).await.unwrap();
     let msg = vec![b'x'; 2048];
     let start = Instant::now();
-    let tasks: Vec<_> = (0..TASKS)
+    let handles: Vec<_> = (0..tasks)
         .map(|_| {
             let (spool, msg) = (spool.clone(), msg.clone());
             tokio::spawn(async move {
-                for _ in 0..N / TASKS {
+                for _ in 0..n / tasks {
                     let env = envelope(spool.new_id(), &["r@example.com"]);
                     spool.store(&env, &msg).await.unwrap();
                 }
             })
         })
         .collect();
-    for t in tasks {
-        t.await.unwrap();
+    for h in handles {
+        h.await.unwrap();
     }
+    let n = n / tasks * tasks;
     let secs = start.elapsed().as_secs_f64();
     let s = spool.stats();
     println!(
-        "stored {N} x 2 KB from {TASKS} tasks in {secs:.2}s: {:.0} msgs/s; \
+        "stored {n} x 2 KB from {tasks} tasks in {secs:.2}s: {:.0} msgs/s; \
          fsyncs/msg {:.3} (file {:.3} + dir {:.3}); {} batches, {:.1} msgs/batch",
-        N as f64 / secs,
-        (s.file_syncs + s.dir_syncs) as f64 / N as f64,
-        s.file_syncs as f64 / N as f64,
-        s.dir_syncs as f64 / N as f64,
+        n as f64 / secs,
+        (s.file_syncs + s.dir_syncs) as f64 / n as f64,
+        s.file_syncs as f64 / n as f64,
+        s.dir_syncs as f64 / n as f64,
         s.batches,
-        N as f64 / s.batches as f64,
+        n as f64 / s.batches as f64,
     );
-    assert_eq!(spool.list().await.len(), N);
+    assert_eq!(spool.list().await.len(), n);
 }

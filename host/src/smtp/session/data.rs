@@ -1,7 +1,7 @@
 //! DATA and BDAT: read the message, add our `Received:` header, spool it, and answer `250`
 //! only once it is on disk.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{info, warn};
@@ -10,12 +10,13 @@ use super::{Flow, Session, Transaction};
 use crate::smtp::codec::{BodyType, DsnReturn, ReversePath};
 use crate::smtp::data::{ChunkChecker, DataError, DataLimits, DataReader};
 use crate::smtp::reply::{Enhanced, Reply};
-use crate::spool::{ClientInfo, Envelope, MessageId, Recipient};
+use crate::spool::{unix_now, ClientInfo, Envelope, MessageId, Recipient};
 
 /// A BDAT transfer in progress.
 #[derive(Debug)]
 pub(crate) struct ChunkState {
     checker: ChunkChecker,
+    id: MessageId,
     message: Vec<u8>,
 }
 
@@ -55,7 +56,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             "Start mail input; end with <CRLF>.<CRLF>",
         ));
         let mut reader = DataReader::new(self.data_limits());
-        let mut message = Vec::with_capacity(8192);
+        let (id, mut message) = self.start_message();
         let timeout = Duration::from_secs(self.env.limits.data_block_timeout_secs);
         let result = loop {
             if let Some(result) = reader.feed(self.io.buffer(), &mut message) {
@@ -72,19 +73,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 return Flow::Close;
             }
         };
-        self.finish_message(message, result).await
+        self.finish_message(id, message, result).await
+    }
+
+    /// A fresh id and the message buffer, which starts with our `Received:` header so the
+    /// body is read straight in behind it and never copied.
+    fn start_message(&self) -> (MessageId, Vec<u8>) {
+        let id = self.env.store.new_id();
+        let received = match &self.txn {
+            Some(txn) => self.received_header(&id, txn),
+            None => String::new(),
+        };
+        let mut message = Vec::with_capacity(received.len() + 8192);
+        message.extend_from_slice(received.as_bytes());
+        (id, message)
     }
 
     pub(super) async fn bdat(&mut self, size: u64, last: bool) -> Flow {
         // The chunk follows the command whatever we answer, so it is always consumed.
         let refusal = self.data_refusal();
-        let limits = self.data_limits();
-        let mut chunk_state = match (&refusal, self.txn.as_mut()) {
-            (None, Some(txn)) => Some(txn.chunks.take().unwrap_or_else(|| ChunkState {
-                checker: ChunkChecker::new(limits),
-                message: Vec::new(),
-            })),
-            _ => None,
+        let mut chunk_state = match refusal {
+            Some(_) => None,
+            None => match self.txn.as_mut().and_then(|t| t.chunks.take()) {
+                Some(state) => Some(state),
+                None => {
+                    let (id, message) = self.start_message();
+                    Some(ChunkState {
+                        checker: ChunkChecker::new(self.data_limits()),
+                        id,
+                        message,
+                    })
+                }
+            },
         };
         let timeout = Duration::from_secs(self.env.limits.data_block_timeout_secs);
         let mut remaining = size;
@@ -124,11 +144,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             ));
         }
         let result = state.checker.finish(&mut state.message);
-        self.finish_message(state.message, result).await
+        self.finish_message(state.id, state.message, result).await
     }
 
     /// Ends the transaction either way; stores the message if it was read cleanly.
-    async fn finish_message(&mut self, body: Vec<u8>, result: Result<(), DataError>) -> Flow {
+    async fn finish_message(
+        &mut self,
+        id: MessageId,
+        message: Vec<u8>,
+        result: Result<(), DataError>,
+    ) -> Flow {
         let Some(txn) = self.txn.take() else {
             return self.fail(Reply::new(503, Enhanced(5, 5, 1), "No transaction"));
         };
@@ -136,16 +161,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             info!(error = %e, "message refused");
             return self.fail(e.reply());
         }
-        let id = self.env.store.new_id();
-        let envelope = self.envelope(&id, &txn);
-        let received = self.received_header(&id, &txn);
-        let mut message = Vec::with_capacity(received.len() + body.len());
-        message.extend_from_slice(received.as_bytes());
-        message.extend_from_slice(&body);
-        drop(body);
         let envelope = Envelope {
             size: message.len() as u64,
-            ..envelope
+            ..self.envelope(&id, &txn)
         };
         match self.env.store.store(&envelope, &message).await {
             Ok(()) => {
@@ -238,11 +256,4 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             host = self.env.hostname
         )
     }
-}
-
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

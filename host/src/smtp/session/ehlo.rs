@@ -53,6 +53,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return Flow::Close;
         }
         // Everything learnt before TLS is forgotten; the client must EHLO again (RFC 3207 §4.2).
+        self.lines.reset();
         self.ctx.helo = None;
         self.ctx.esmtp = false;
         self.ctx.auth_user = None;

@@ -2,7 +2,7 @@
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{needs_smtputf8, Flow, Session, Transaction};
+use super::{Flow, Session, Transaction};
 use crate::smtp::codec::{MailParams, ReversePath};
 use crate::smtp::reply::{Enhanced, Reply};
 
@@ -45,7 +45,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
         }
         if let ReversePath::Mailbox(addr) = &from {
-            if !params.smtputf8 && needs_smtputf8(addr) {
+            if !params.smtputf8 && !addr.is_ascii() {
                 return self.fail(Reply::new(
                     553,
                     Enhanced(5, 6, 7),

@@ -85,11 +85,6 @@ pub(crate) enum Flow {
     Close,
 }
 
-/// An address with non-ASCII characters may only be used with SMTPUTF8 (RFC 6531).
-fn needs_smtputf8(addr: &Address) -> bool {
-    !(addr.local.is_ascii() && addr.domain.is_ascii())
-}
-
 static SESSION_IDS: AtomicU64 = AtomicU64::new(1);
 
 /// Runs one SMTP session to its end. Never panics on peer input; I/O errors end the session.
@@ -119,8 +114,13 @@ pub async fn run<S>(
             errors: 0,
         };
         debug!("connected");
+        let lines = LineReader::new(
+            env.limits.max_command_line,
+            env.listener.normalize_line_endings,
+        );
         let mut session = Session {
             io: Io::new(stream),
+            lines,
             ctx,
             txn: None,
             env,
@@ -135,6 +135,7 @@ pub async fn run<S>(
 
 struct Session<S> {
     io: Io<S>,
+    lines: LineReader,
     ctx: ConnectionContext,
     txn: Option<Transaction>,
     env: Arc<SessionEnv>,
@@ -153,12 +154,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         let greeting = Reply::plain(220, format!("{} ESMTP wasmrelay", self.env.hostname));
         self.io.reply(&greeting);
-        let mut lines = LineReader::new(
-            self.env.limits.max_command_line,
-            self.env.listener.normalize_line_endings,
-        );
         loop {
-            match lines.next_line(self.io.buffer()) {
+            match self.lines.next_line(self.io.buffer()) {
                 Ok(Some(line)) => {
                     if self.command(&line).await == Flow::Close {
                         break;

@@ -3,7 +3,7 @@
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::info;
 
-use super::{needs_smtputf8, Flow, Session};
+use super::{Flow, Session};
 use crate::smtp::codec::{Address, RcptParams};
 use crate::smtp::reply::{Enhanced, Reply};
 
@@ -23,7 +23,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             // 452, not 552: the client should send the rest in another transaction (RFC 5321 §4.5.3.1.10).
             return self.ok(Reply::new(452, Enhanced(4, 5, 3), "Too many recipients"));
         }
-        if !txn.params.smtputf8 && needs_smtputf8(&to) {
+        if !txn.params.smtputf8 && !to.is_ascii() {
             return self.fail(Reply::new(
                 553,
                 Enhanced(5, 6, 7),

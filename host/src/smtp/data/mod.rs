@@ -74,25 +74,31 @@ impl Body {
         self.error.get_or_insert(error);
     }
 
-    /// Text inside a line (no CR or LF).
+    /// Text inside a line (no CR or LF). On a limit breach, the octets that still fit are kept,
+    /// so `out` ends at the same octet however the input was split.
     fn text(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
         if self.error.is_some() || bytes.is_empty() {
             return;
         }
-        self.line_len += bytes.len();
-        if self.line_len + 2 > self.limits.max_line {
+        let room = self.limits.max_line.saturating_sub(2 + self.line_len);
+        if bytes.len() > room {
+            self.append(&bytes[..room], out);
             self.fail(DataError::LineTooLong(self.limits.max_line));
             return;
         }
+        self.line_len += bytes.len();
         self.append(bytes, out);
     }
 
     fn append(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
-        self.size += bytes.len() as u64;
-        if self.size > self.limits.max_size {
+        let room = self.limits.max_size - self.size;
+        if bytes.len() as u64 > room {
+            out.extend_from_slice(&bytes[..room as usize]);
+            self.size = self.limits.max_size;
             self.fail(DataError::TooBig(self.limits.max_size));
             return;
         }
+        self.size += bytes.len() as u64;
         out.extend_from_slice(bytes);
     }
 
@@ -145,7 +151,8 @@ enum DataState {
 /// data begins right after the 354). A dot right after a CRLF is removed (dot-unstuffing).
 /// With `normalize`, a bare CR or LF ends a line as if it were CRLF, but the line that follows is
 /// plain text: its leading dot is kept and `.` on its own never ends the message, so a bare-LF
-/// "terminator" cannot smuggle a second message past a downstream server. The reader holds no
+/// "terminator" cannot smuggle a second message past a downstream server. Likewise a lone `.`
+/// ended by a bare CR or LF is kept as text, however the line began. The reader holds no
 /// bytes back in `buf`: a CR that might start a CRLF is remembered in its state. After `Some` it
 /// is ready for the next message.
 #[derive(Debug)]
@@ -164,7 +171,8 @@ impl DataReader {
 
     /// Moves message bytes from `buf` into `out` (unstuffed, CRLF line endings). Returns `None`
     /// while the terminator has not been seen; `Some(result)` once it has, with any bytes after
-    /// the terminator left in `buf` (pipelined commands).
+    /// the terminator left in `buf` (pipelined commands). After the first error nothing more is
+    /// appended: `out` then holds the message up to the offending octet, however it was split.
     pub fn feed(&mut self, buf: &mut BytesMut, out: &mut Vec<u8>) -> Option<Result<(), DataError>> {
         use DataState::*;
         let data: &[u8] = buf;
@@ -186,6 +194,11 @@ impl DataReader {
                         i += 1;
                         self.state = DotCr;
                     }
+                    // `.` then a bare LF: not a terminator, and not stuffing either.
+                    Some(b'\n') => {
+                        body.text(b".", out);
+                        self.state = Text;
+                    }
                     Some(_) => self.state = Text,
                 },
                 DotCr => match data.get(i) {
@@ -194,7 +207,9 @@ impl DataReader {
                         i += 1;
                         break true;
                     }
+                    // `.` then a bare CR: the lone dot is text, as above.
                     Some(_) => {
+                        body.text(b".", out);
                         body.bare_line_end(out);
                         self.state = Text;
                     }
@@ -297,3 +312,6 @@ impl ChunkChecker {
         self.body.finish()
     }
 }
+
+#[cfg(test)]
+mod tests;

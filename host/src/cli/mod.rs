@@ -1,15 +1,18 @@
 //! Command line: `serve`, `check-config`, `queue`, `sink`, `hash-password`.
 
+mod queue;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{error, info};
 
+use crate::config::delivery::DkimAlgorithm;
 use crate::config::{Config, ListenerConfig, RelayConfig};
-use crate::relay::Relay;
+use crate::relay::{Relay, Reloader};
 use crate::smtp::server::{self, ConnectionLimits, Listener};
 use crate::smtp::session::{SessionEnv, Users};
 
@@ -36,6 +39,18 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Inspect or edit the queue (safe while the relay runs).
+    Queue {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: queue::QueueCommand,
+    },
+    /// DKIM keys: `dkim keygen --domain D --selector S` writes a key and prints the DNS records.
+    Dkim {
+        #[command(subcommand)]
+        command: DkimCommand,
+    },
     /// Read a password on standard input and print an argon2id hash for `[[users]]`.
     HashPassword,
     /// A catch-all SMTP server that writes every message it receives to a directory.
@@ -49,10 +64,52 @@ pub enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum DkimCommand {
+    /// Generate a signing key, write it as PEM, and print the TXT record to publish (and the
+    /// SPF and DMARC records to consider).
+    Keygen {
+        #[arg(long)]
+        domain: String,
+        #[arg(long)]
+        selector: String,
+        /// `rsa-sha256` (2048-bit) or `ed25519-sha256`.
+        #[arg(long, default_value = "rsa-sha256")]
+        algorithm: String,
+        /// Where to write the private key; default `<selector>._domainkey.<domain>.pem`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
 pub async fn main(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Serve { config } => serve(&config).await.map(|_| 0),
         Command::CheckConfig { config } => Ok(check_config(&config)),
+        Command::Queue { config, command } => queue::run(&config, command).await,
+        Command::Dkim {
+            command:
+                DkimCommand::Keygen {
+                    domain,
+                    selector,
+                    algorithm,
+                    out,
+                },
+        } => {
+            let algorithm = match algorithm.as_str() {
+                "rsa-sha256" | "rsa" => DkimAlgorithm::RsaSha256,
+                "ed25519-sha256" | "ed25519" => DkimAlgorithm::Ed25519Sha256,
+                other => {
+                    anyhow::bail!("unknown algorithm {other:?}: use rsa-sha256 or ed25519-sha256")
+                }
+            };
+            let out =
+                out.unwrap_or_else(|| PathBuf::from(format!("{selector}._domainkey.{domain}.pem")));
+            let records = crate::delivery::keygen(&domain, &selector, algorithm, &out)?;
+            eprintln!("private key written to {}", out.display());
+            println!("{records}");
+            Ok(0)
+        }
         Command::HashPassword => {
             let mut password = String::new();
             std::io::stdin()
@@ -89,8 +146,29 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
     let relay = Relay::start(&config).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    relay.run(shutdown).await;
+    tokio::spawn(reload_on_sighup(path.to_path_buf(), relay.reloader()));
+    relay.run(shutdown).await?;
     Ok(())
+}
+
+/// SIGHUP re-reads the config file; a config that fails validation is refused and the
+/// running one stays.
+async fn reload_on_sighup(path: PathBuf, reloader: Reloader) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        info!(config = %path.display(), "SIGHUP: reloading");
+        match Config::load(&path) {
+            Ok(config) => {
+                if let Err(e) = reloader.reload(&config) {
+                    error!(error = %e, "reload refused; keeping the running configuration");
+                }
+            }
+            Err(e) => error!(error = %e, "reload refused; keeping the running configuration"),
+        }
+    }
 }
 
 async fn sink(listen: SocketAddr, dir: &Path) -> anyhow::Result<()> {

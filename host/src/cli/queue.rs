@@ -1,0 +1,118 @@
+//! `wasmrelay queue`: inspect and edit the spool, safely while a relay is running.
+
+use std::path::Path;
+
+use anyhow::Context;
+use clap::Subcommand;
+
+use crate::config::Config;
+use crate::spool::{self, Envelope, MessageId, RecipientStatus};
+
+#[derive(Subcommand, Debug)]
+pub enum QueueCommand {
+    /// One line per queued message: id, age, size, sender, pending/total recipients.
+    List,
+    /// The envelope of one message (and its headers with --headers).
+    Show {
+        id: String,
+        /// Also print the message header section.
+        #[arg(long)]
+        headers: bool,
+    },
+    /// Remove a message from the queue without delivering or bouncing it.
+    Delete { id: String },
+    /// Attempt delivery now, ignoring the retry schedule: one message, or all of them.
+    Flush { id: Option<String> },
+    /// Give up on a message's pending recipients and send the sender a bounce (DSN).
+    Bounce { id: String },
+}
+
+pub async fn run(config: &Path, command: QueueCommand) -> anyhow::Result<i32> {
+    let config = Config::load(config)?;
+    let dir = &config.spool.dir;
+    match command {
+        QueueCommand::List => {
+            let queue = spool::read_queue(dir)
+                .await
+                .with_context(|| format!("reading {}", dir.display()))?;
+            let now = spool::unix_now();
+            for env in &queue {
+                println!("{}", list_line(env, now));
+            }
+            println!("{} message(s)", queue.len());
+            Ok(0)
+        }
+        QueueCommand::Show { id, headers } => {
+            let id = parse_id(&id)?;
+            let env = spool::read_envelope(dir, &id).await?;
+            println!("{}", serde_json::to_string_pretty(&env)?);
+            if headers {
+                let bytes = spool::read_message(dir, &id).await?;
+                let end = bytes
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .map(|p| p + 2)
+                    .unwrap_or(bytes.len());
+                print!("{}", String::from_utf8_lossy(&bytes[..end]));
+            }
+            Ok(0)
+        }
+        QueueCommand::Flush { id } => {
+            let command = match id {
+                Some(id) => format!("flush {}", parse_id(&id)?),
+                None => "flush".to_string(),
+            };
+            control(dir, &command).await
+        }
+        QueueCommand::Bounce { id } => control(dir, &format!("bounce {}", parse_id(&id)?)).await,
+        QueueCommand::Delete { id } => {
+            let id = parse_id(&id)?;
+            spool::delete_by_id(dir, &id).await?;
+            println!("deleted {id}");
+            Ok(0)
+        }
+    }
+}
+
+/// Flush and bounce act on the running relay's queue, through its control socket.
+async fn control(dir: &Path, command: &str) -> anyhow::Result<i32> {
+    let answer = crate::control::send(dir, command).await.with_context(|| {
+        format!(
+            "no relay is running on the spool {} (its control socket did not answer)",
+            dir.display()
+        )
+    })?;
+    println!("{answer}");
+    Ok(if answer == "ok" { 0 } else { 1 })
+}
+
+fn parse_id(id: &str) -> anyhow::Result<MessageId> {
+    MessageId::parse(id).with_context(|| format!("not a message id: {id:?}"))
+}
+
+fn list_line(env: &Envelope, now: u64) -> String {
+    let pending = env
+        .recipients
+        .iter()
+        .filter(|r| r.status == RecipientStatus::Pending)
+        .count();
+    let age = now.saturating_sub(env.received_at);
+    format!(
+        "{}  {:>6}  {:>8}  {}  {}/{} pending",
+        env.id,
+        human_age(age),
+        env.size,
+        env.mail_from.as_deref().unwrap_or("<>"),
+        pending,
+        env.recipients.len()
+    )
+}
+
+fn human_age(secs: u64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}

@@ -1,0 +1,95 @@
+//! The control socket: `<spool>/control.sock`, a Unix socket through which `wasmrelay queue
+//! flush|bounce` reaches the running relay's queue. One line in, one line out:
+//! `flush` · `flush ID` · `bounce ID` → `ok` or `error: ...`.
+
+use std::path::{Path, PathBuf};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::delivery::QueueHandle;
+use crate::spool::MessageId;
+
+pub fn socket_path(spool_dir: &Path) -> PathBuf {
+    spool_dir.join("control.sock")
+}
+
+/// Binds the socket (replacing a stale one: the spool's owner lock already guarantees we are
+/// the only relay on this spool) and serves it until shutdown.
+pub fn start(
+    spool_dir: &Path,
+    queue: QueueHandle,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let path = socket_path(spool_dir);
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path)?;
+    tokio::spawn(async move {
+        loop {
+            let stream = tokio::select! {
+                s = listener.accept() => s,
+                _ = shutdown.cancelled() => break,
+            };
+            match stream {
+                Ok((stream, _)) => {
+                    tokio::spawn(serve(stream, queue.clone()));
+                }
+                Err(e) => {
+                    warn!(error = %e, "control socket accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+    });
+    Ok(())
+}
+
+async fn serve(stream: UnixStream, queue: QueueHandle) {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let mut read = BufReader::new(read.take(1024));
+    if read.read_line(&mut line).await.is_err() {
+        return;
+    }
+    let answer = execute(line.trim(), &queue);
+    let _ = write.write_all(format!("{answer}\n").as_bytes()).await;
+}
+
+fn execute(command: &str, queue: &QueueHandle) -> String {
+    let mut words = command.split_whitespace();
+    let verb = words.next().unwrap_or("");
+    let id = words.next().map(MessageId::parse);
+    match (verb, id, words.next()) {
+        ("flush", None, None) => {
+            info!("control: flush");
+            queue.flush();
+            "ok".into()
+        }
+        ("flush", Some(Some(id)), None) => {
+            info!(id = %id, "control: flush");
+            queue.wake(id);
+            "ok".into()
+        }
+        ("bounce", Some(Some(id)), None) => {
+            info!(id = %id, "control: bounce");
+            queue.bounce(id);
+            "ok".into()
+        }
+        (_, Some(None), _) => "error: not a message id".into(),
+        _ => format!("error: unknown command {command:?}"),
+    }
+}
+
+/// Sends one command to the relay owning `spool_dir`; `Err` if no relay is listening.
+pub async fn send(spool_dir: &Path, command: &str) -> std::io::Result<String> {
+    let stream = UnixStream::connect(socket_path(spool_dir)).await?;
+    let (read, mut write) = stream.into_split();
+    write.write_all(format!("{command}\n").as_bytes()).await?;
+    write.shutdown().await?;
+    let mut line = String::new();
+    BufReader::new(read).read_line(&mut line).await?;
+    Ok(line.trim().to_string())
+}

@@ -1,0 +1,239 @@
+//! One mail transaction on an open session: MAIL, RCPT, DATA (pipelined when offered),
+//! with the per-recipient outcome of every reply.
+
+use super::{reply_failure, ClientError, SmtpClient};
+use crate::delivery::wire::{encode_data, xtext};
+use crate::delivery::{Failure, Outcome};
+use crate::smtp::reply::{Enhanced, Reply};
+
+/// One recipient of a transaction, with its RFC 3461 parameters.
+#[derive(Debug, Clone)]
+pub struct TxRecipient<'a> {
+    pub address: &'a str,
+    pub notify: &'a [String],
+    pub orcpt: Option<&'a str>,
+}
+
+/// One message transaction.
+#[derive(Debug, Clone)]
+pub struct Transaction<'a> {
+    /// Envelope sender; empty for the null sender `<>`.
+    pub mail_from: &'a str,
+    pub recipients: Vec<TxRecipient<'a>>,
+    /// The message as spooled (and signed); encoded for the wire while sending.
+    pub message: &'a [u8],
+    pub eight_bit: bool,
+    pub smtputf8: bool,
+    pub ret_headers_only: bool,
+    pub envid: Option<&'a str>,
+}
+
+impl Transaction<'_> {
+    /// RFC 6531: the envelope carries non-ASCII addresses, or the client asked for SMTPUTF8.
+    fn needs_smtputf8(&self) -> bool {
+        self.smtputf8
+            || !self.mail_from.is_ascii()
+            || self.recipients.iter().any(|r| !r.address.is_ascii())
+    }
+}
+
+impl SmtpClient {
+    /// Runs one transaction. `Ok` carries one outcome per recipient, in order; `Err` means the
+    /// session broke and no recipient of this transaction can be counted as delivered.
+    pub async fn send(&mut self, tx: &Transaction<'_>) -> Result<Vec<Outcome>, ClientError> {
+        self.transactions += 1;
+        let n = tx.recipients.len();
+        let all = |f: Failure| vec![Outcome::failed(f); n];
+        if let Some(f) = self.precheck(tx) {
+            return Ok(all(f));
+        }
+        let data = encode_data(tx.message);
+        let mail = self.mail_command(tx, data.len());
+        let rcpts: Vec<String> = tx.recipients.iter().map(|r| self.rcpt_command(r)).collect();
+
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
+        let mail_reply;
+        let mut accepted = 0;
+        if self.caps.pipelining {
+            let mut batch = mail.clone();
+            for r in &rcpts {
+                batch.push_str(r);
+            }
+            batch.push_str("DATA\r\n");
+            self.write(&batch, "MAIL").await?;
+            mail_reply = self.read_reply(self.timeouts.command.0, "MAIL").await?;
+            for (i, _) in rcpts.iter().enumerate() {
+                let r = self.read_reply(self.timeouts.command.0, "RCPT").await?;
+                if mail_reply.code == 250 {
+                    accepted += self.record_rcpt(&mut outcomes[i], r);
+                }
+            }
+            let data_reply = self.read_reply(self.timeouts.data_init.0, "DATA").await?;
+            if mail_reply.code != 250 {
+                if data_reply.code == 354 {
+                    self.finish_empty_data().await?;
+                }
+                return Ok(all(reply_failure(&self.remote, &mail_reply)));
+            }
+            if accepted == 0 {
+                if data_reply.code == 354 {
+                    self.finish_empty_data().await?;
+                }
+                return Ok(outcomes.into_iter().map(Option::unwrap).collect());
+            }
+            if data_reply.code != 354 {
+                return Ok(self.fill(outcomes, &data_reply));
+            }
+        } else {
+            self.write(&mail, "MAIL").await?;
+            mail_reply = self.read_reply(self.timeouts.command.0, "MAIL").await?;
+            if mail_reply.code != 250 {
+                return Ok(all(reply_failure(&self.remote, &mail_reply)));
+            }
+            for (i, cmd) in rcpts.iter().enumerate() {
+                self.write(cmd, "RCPT").await?;
+                let r = self.read_reply(self.timeouts.command.0, "RCPT").await?;
+                accepted += self.record_rcpt(&mut outcomes[i], r);
+            }
+            if accepted == 0 {
+                return Ok(outcomes.into_iter().map(Option::unwrap).collect());
+            }
+            self.write("DATA\r\n", "DATA").await?;
+            let data_reply = self.read_reply(self.timeouts.data_init.0, "DATA").await?;
+            if data_reply.code != 354 {
+                return Ok(self.fill(outcomes, &data_reply));
+            }
+        }
+
+        for block in data.chunks(64 * 1024) {
+            self.write_timed(block, self.timeouts.data_block.0, "message data")
+                .await?;
+        }
+        self.flush(self.timeouts.data_block.0).await?;
+        let done = self
+            .read_reply(self.timeouts.data_final.0, "end of data")
+            .await?;
+        Ok(self.fill(outcomes, &done))
+    }
+
+    /// Refusals decided from the EHLO answer alone, before any command is sent.
+    fn precheck(&self, tx: &Transaction<'_>) -> Option<Failure> {
+        let local = |status, why: String| Failure {
+            status,
+            remote: Some(self.remote.clone()),
+            diagnostic: why,
+            smtp_reply: false,
+        };
+        if let Some(limit) = self.caps.size.filter(|&l| l > 0) {
+            if tx.message.len() as u64 > limit {
+                return Some(local(
+                    Enhanced(5, 3, 4),
+                    format!(
+                        "message size {} exceeds the server's limit {limit}",
+                        tx.message.len()
+                    ),
+                ));
+            }
+        }
+        if tx.eight_bit && !self.caps.eight_bit_mime {
+            return Some(local(
+                Enhanced(5, 6, 3),
+                "8-bit message, and the server does not offer 8BITMIME".into(),
+            ));
+        }
+        // Addresses reach the wire inside commands: never let one carry a line break.
+        let unsafe_addr = |a: &str| a.chars().any(|c| c.is_control() || c == '<' || c == '>');
+        if unsafe_addr(tx.mail_from) || tx.recipients.iter().any(|r| unsafe_addr(r.address)) {
+            return Some(local(
+                Enhanced(5, 1, 3),
+                "envelope address with control or bracket characters".into(),
+            ));
+        }
+        if tx.needs_smtputf8() && !self.caps.smtputf8 {
+            return Some(local(
+                Enhanced(5, 6, 7),
+                "internationalized addresses, and the server does not offer SMTPUTF8".into(),
+            ));
+        }
+        None
+    }
+
+    fn mail_command(&self, tx: &Transaction<'_>, encoded_len: usize) -> String {
+        let mut cmd = format!("MAIL FROM:<{}>", tx.mail_from);
+        if self.caps.size.is_some() {
+            cmd.push_str(&format!(" SIZE={encoded_len}"));
+        }
+        if tx.eight_bit && self.caps.eight_bit_mime {
+            cmd.push_str(" BODY=8BITMIME");
+        }
+        if self.caps.smtputf8 && tx.needs_smtputf8() {
+            cmd.push_str(" SMTPUTF8");
+        }
+        if self.caps.dsn {
+            if tx.ret_headers_only {
+                cmd.push_str(" RET=HDRS");
+            }
+            if let Some(envid) = tx.envid {
+                cmd.push_str(&format!(" ENVID={}", xtext(envid)));
+            }
+        }
+        cmd.push_str("\r\n");
+        cmd
+    }
+
+    fn rcpt_command(&self, r: &TxRecipient<'_>) -> String {
+        let mut cmd = format!("RCPT TO:<{}>", r.address);
+        if self.caps.dsn {
+            if !r.notify.is_empty() {
+                cmd.push_str(&format!(" NOTIFY={}", r.notify.join(",")));
+            }
+            if let Some(orcpt) = r.orcpt {
+                let value = if orcpt.contains(';') {
+                    orcpt.to_string()
+                } else {
+                    format!("rfc822;{orcpt}")
+                };
+                cmd.push_str(&format!(" ORCPT={}", xtext(&value)));
+            }
+        }
+        cmd.push_str("\r\n");
+        cmd
+    }
+
+    /// Records a RCPT reply; returns 1 if the recipient was accepted.
+    fn record_rcpt(&self, slot: &mut Option<Outcome>, reply: Reply) -> usize {
+        if reply.code == 250 || reply.code == 251 {
+            1
+        } else {
+            *slot = Some(Outcome::failed(reply_failure(&self.remote, &reply)));
+            0
+        }
+    }
+
+    /// Gives every accepted recipient (those without an outcome yet) the outcome of `reply`.
+    fn fill(&self, outcomes: Vec<Option<Outcome>>, reply: &Reply) -> Vec<Outcome> {
+        outcomes
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| {
+                    if reply.code == 250 {
+                        Outcome::Delivered {
+                            remote: self.remote.clone(),
+                            reply: reply.to_string(),
+                        }
+                    } else {
+                        Outcome::failed(reply_failure(&self.remote, reply))
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// A server that answered DATA with 354 although nothing was accepted gets an empty body.
+    async fn finish_empty_data(&mut self) -> Result<(), ClientError> {
+        self.write(".\r\n", "end of data").await?;
+        self.read_reply(self.timeouts.data_final.0, "end of data")
+            .await?;
+        Ok(())
+    }
+}
