@@ -131,4 +131,20 @@ criterion_group! {
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
     targets = plugins
 }
-criterion_main!(benches);
+criterion_main!(benches, extra);
+
+fn parts(c: &mut Criterion) {
+    c.bench_function("part: WasiCtx build", |b| {
+        b.iter(|| black_box(wasmtime_wasi::WasiCtx::builder().build()))
+    });
+    let rt = runtime();
+    c.bench_function("part: block_on + timeout", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                black_box(tokio::time::timeout(Duration::from_secs(1), async { 1 }).await)
+            })
+        })
+    });
+}
+
+criterion_group!(extra, parts);
