@@ -1,8 +1,12 @@
 //! Plugin runtime benchmark: what a session pays for plugins.
 //!
 //! Run: `cargo bench --bench plugins -- --quick` (builds the test plugins for
-//! wasm32-wasip2 first if needed). Targets: instantiate from the pool ≤ 10 µs, a hook call
-//! returning `continue` ≤ 1 µs, ≤ 2 MiB resident per live instance.
+//! wasm32-wasip2 first if needed). Without a release build of the dependencies at hand,
+//! `CARGO_PROFILE_DEV_OPT_LEVEL=2 cargo bench --bench plugins --profile dev -- --quick`
+//! reuses the dev build (dependencies are optimized there already).
+//! Targets: instantiate from the pool ≤ 10 µs, a hook call returning `continue` ≤ 1 µs,
+//! ≤ 2 MiB resident per live instance. The `part:` entries price the host-side pieces of a
+//! call and an instantiation, to tell them from wasmtime's own cost.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -137,6 +141,16 @@ fn parts(c: &mut Criterion) {
     c.bench_function("part: WasiCtx build", |b| {
         b.iter(|| black_box(wasmtime_wasi::WasiCtx::builder().build()))
     });
+    c.bench_function("part: Instant::now", |b| {
+        b.iter(|| black_box(Instant::now()))
+    });
+    c.bench_function("part: tokio Instant::now", |b| {
+        b.iter(|| black_box(tokio::time::Instant::now()))
+    });
+    let (conn, tx) = (conn(), TransactionInfo::default());
+    c.bench_function("part: clone connection + transaction into an Arc", |b| {
+        b.iter(|| black_box(Arc::new((conn.clone(), tx.clone()))))
+    });
     let rt = runtime();
     c.bench_function("part: block_on + timeout", |b| {
         b.iter(|| {
@@ -147,4 +161,8 @@ fn parts(c: &mut Criterion) {
     });
 }
 
-criterion_group!(extra, parts);
+criterion_group! {
+    name = extra;
+    config = Criterion::default().measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500));
+    targets = parts
+}
