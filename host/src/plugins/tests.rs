@@ -61,7 +61,10 @@ async fn policy_verdicts_in_order() {
     let c = conn("192.0.2.1");
     let mut s = host.session();
     assert_eq!(s.connect(&c).await, Verdict::Continue);
+    // helo is not among the plugin's hooks: the host does not call it.
+    let calls = host.metrics()[0].calls;
     assert_eq!(s.helo(&c).await, Verdict::Continue);
+    assert_eq!(host.metrics()[0].calls, calls);
     let t = tx("a@example.org");
     assert_eq!(s.mail_from(&c, &t).await, Verdict::Continue);
     assert_eq!(
@@ -294,6 +297,29 @@ async fn on_error_accept_and_reject() {
     assert_eq!(
         host.session().rcpt(&c, &t, "bad@example.org").await,
         reject(550, (5, 7, 0), "Rejected by policy")
+    );
+}
+
+/// A reload builds a new host; sessions already running keep the chain they started with.
+#[tokio::test]
+async fn sessions_keep_their_chain_across_a_reload() {
+    let c = conn("192.0.2.1");
+    let t = tx("a@example.org");
+    let old = load(&[plugin("policy", "")]).await;
+    let mut in_flight = old.session();
+    assert_eq!(
+        in_flight.rcpt(&c, &t, "vip@example.org").await,
+        Verdict::Accept
+    );
+    let new = load(&[plugin("trap", "on_error = \"reject\"")]).await;
+    drop(old);
+    assert_eq!(
+        in_flight.rcpt(&c, &t, "bad@example.org").await,
+        Verdict::Continue
+    );
+    assert_eq!(
+        new.session().rcpt(&c, &t, "bad@example.org").await,
+        Verdict::plugin_reject()
     );
 }
 

@@ -7,7 +7,8 @@
 //!   replaces `Subject` when it is `rewrite me`, replaces the body when it contains `REPLACE-BODY`;
 //! - route: `routed.test` to a smart host pool, `hold.test` held, `drop.test` dropped;
 //! - delivery-result: counts results per status in kv;
-//! - init: refuses a config with a `fail_init` key.
+//! - init: refuses a config with a `fail_init` key, and fails if it can see any
+//!   environment variable, file or socket (the sandbox is deny-all).
 use std::time::Duration;
 
 use wasmrelay_plugin_sdk::host::{DnsError, RecordType};
@@ -40,6 +41,14 @@ impl Plugin for Policy {
     fn init(config: &str) -> Result<Self, String> {
         if !config.trim_start().starts_with('{') || config.contains("\"fail_init\"") {
             return Err(format!("refusing config {config}"));
+        }
+        // The sandbox is deny-all: no environment, no files, no sockets.
+        if std::env::vars().next().is_some()
+            || std::fs::read_dir("/").is_ok()
+            || std::fs::read("/etc/hostname").is_ok()
+            || std::net::TcpStream::connect("127.0.0.1:25").is_ok()
+        {
+            return Err("the sandbox leaks environment, files or network".into());
         }
         Ok(Policy {
             block_ip: json_str(config, "block_ip"),
