@@ -1,13 +1,14 @@
 //! wasmrelay: an SMTP relay whose policy lives in sandboxed WebAssembly plugins.
 //!
 //! Layout: [`smtp`] (codec, session, server) receives mail, [`spool`] keeps it durable,
-//! [`delivery`] sends it on, `plugins` runs the Wasm policy chain, [`config`] ties them
+//! [`delivery`] sends it on, [`plugins`] runs the Wasm policy chain, [`config`] ties them
 //! together from one TOML file, and [`relay`] wires them into a running server.
 
 pub mod cli;
 pub mod config;
 pub mod control;
 pub mod delivery;
+pub mod plugins;
 pub mod relay;
 pub mod sink;
 pub mod smtp;

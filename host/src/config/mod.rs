@@ -70,6 +70,8 @@ pub struct Config {
     pub delivery: delivery::DeliveryConfig,
     /// The plugin chain, in order.
     pub plugins: Vec<plugins::PluginConfig>,
+    /// The sandbox shared by all plugins: compile cache, CPU tick, instance pool.
+    pub plugin_runtime: plugins::PluginRuntimeConfig,
 }
 
 impl Default for Config {
@@ -83,6 +85,7 @@ impl Default for Config {
             spool: SpoolConfig::default(),
             delivery: delivery::DeliveryConfig::default(),
             plugins: Vec::new(),
+            plugin_runtime: plugins::PluginRuntimeConfig::default(),
         }
     }
 }
@@ -131,6 +134,7 @@ impl Config {
         for p in &mut self.plugins {
             p.resolve_paths(base);
         }
+        self.plugin_runtime.resolve_paths(base);
     }
 
     /// Every semantic error in the config.
@@ -150,6 +154,7 @@ impl Config {
         for (i, p) in self.plugins.iter().enumerate() {
             p.validate(&format!("plugins[{i}]"), &mut errors);
         }
+        self.plugin_runtime.validate("plugin_runtime", &mut errors);
         errors
     }
 }

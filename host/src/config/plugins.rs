@@ -1,21 +1,250 @@
-//! `[[plugins]]`: the plugin chain, in order.
+//! `[[plugins]]`: the plugin chain, in order, and `[plugin_runtime]`, the sandbox shared by
+//! every plugin.
+//!
+//! ```toml
+//! [plugin_runtime]
+//! cache_dir = "/var/cache/wasmrelay"
+//!
+//! [[plugins]]
+//! path = "plugins/rate-limit.wasm"
+//! on_error = "tempfail"
+//! limits = { cpu_ms = 20, wall_ms = 500, memory_mb = 16 }
+//! config = { per_ip = "30/min" }
+//! ```
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use super::ConfigError;
 
+/// One plugin in the chain.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct PluginConfig {}
+pub struct PluginConfig {
+    /// The component (`.wasm`, built for `wasm32-wasip2`); relative to the config file.
+    pub path: PathBuf,
+    /// Name in logs, metrics and events; defaults to the file stem of `path`.
+    pub name: Option<String>,
+    /// The plugin's own settings, handed to it as JSON by `init` and `host.config()`.
+    pub config: toml::Table,
+    /// Per-hook resource limits.
+    pub limits: PluginLimits,
+    /// What a trap, timeout or limit breach in this plugin means for the client.
+    pub on_error: OnError,
+}
 
-impl PluginConfig {
+/// Limits applied to every hook call of one plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginLimits {
+    /// CPU time per hook call in milliseconds (measured in epoch ticks of
+    /// `plugin_runtime.epoch_tick_ms`).
+    pub cpu_ms: u64,
+    /// Wall-clock time per hook call in milliseconds, DNS lookups included.
+    pub wall_ms: u64,
+    /// Linear memory per instance, in MiB.
+    pub memory_mb: u64,
+    /// Host capability calls (log, kv, rate, DNS ...) per hook call.
+    pub capability_calls: u32,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        PluginLimits {
+            cpu_ms: 100,
+            wall_ms: 2_000,
+            memory_mb: 32,
+            capability_calls: 1_000,
+        }
+    }
+}
+
+/// The reply when a plugin fails.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// `451 4.3.0`: the client retries later. Safe default: mail is never lost.
+    #[default]
+    Tempfail,
+    /// Ignore the plugin and continue the chain as if it said `continue`.
+    Accept,
+    /// `550 5.7.0`: refuse permanently.
+    Reject,
+}
+
+/// `[plugin_runtime]`: the sandbox shared by every plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginRuntimeConfig {
+    /// Where compiled components are cached (keyed by content hash and engine); empty
+    /// disables the cache and compiles at every start.
+    pub cache_dir: PathBuf,
+    /// Epoch tick in milliseconds: the granularity of `limits.cpu_ms`.
+    pub epoch_tick_ms: u64,
+    /// Pool size: live plugin instances across all sessions (sessions × plugins).
+    pub max_instances: u32,
+}
+
+impl Default for PluginRuntimeConfig {
+    fn default() -> Self {
+        PluginRuntimeConfig {
+            cache_dir: PathBuf::new(),
+            epoch_tick_ms: 2,
+            max_instances: 1_000,
+        }
+    }
+}
+
+impl PluginRuntimeConfig {
     pub fn resolve_paths(&mut self, base: &Path) {
-        let _ = base;
+        super::resolve(base, &mut self.cache_dir);
     }
 
     pub fn validate(&self, key: &str, errors: &mut Vec<ConfigError>) {
-        let _ = (key, errors);
+        if !(1..=1_000).contains(&self.epoch_tick_ms) {
+            errors.push(ConfigError::new(
+                format!("{key}.epoch_tick_ms"),
+                "must be between 1 and 1000",
+            ));
+        }
+        if !(1..=100_000).contains(&self.max_instances) {
+            errors.push(ConfigError::new(
+                format!("{key}.max_instances"),
+                "must be between 1 and 100000",
+            ));
+        }
+    }
+}
+
+/// Hard ceilings: a plugin never gets more than this, whatever the config says.
+pub const MAX_MEMORY_MB: u64 = 4_096;
+pub const MAX_WALL_MS: u64 = 600_000;
+
+impl PluginConfig {
+    pub fn resolve_paths(&mut self, base: &Path) {
+        super::resolve(base, &mut self.path);
+    }
+
+    /// The name used in logs: `name`, else the file stem of `path`.
+    pub fn display_name(&self) -> String {
+        match &self.name {
+            Some(n) => n.clone(),
+            None => self
+                .path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "plugin".to_string()),
+        }
+    }
+
+    /// The `config` table as the JSON object the plugin receives.
+    pub fn config_json(&self) -> String {
+        serde_json::to_string(&self.config).unwrap_or_else(|_| "{}".to_string())
+    }
+
+    pub fn validate(&self, key: &str, errors: &mut Vec<ConfigError>) {
+        if self.path.as_os_str().is_empty() {
+            errors.push(ConfigError::new(format!("{key}.path"), "is required"));
+        } else if !self.path.is_file() {
+            errors.push(ConfigError::new(
+                format!("{key}.path"),
+                format!("no such file: {}", self.path.display()),
+            ));
+        }
+        if let Some(name) = &self.name {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                errors.push(ConfigError::new(
+                    format!("{key}.name"),
+                    "must be non-empty ASCII letters, digits, '-', '_' or '.'",
+                ));
+            }
+        }
+        let l = &self.limits;
+        let k = |f: &str| format!("{key}.limits.{f}");
+        if l.cpu_ms == 0 || l.cpu_ms > MAX_WALL_MS {
+            errors.push(ConfigError::new(
+                k("cpu_ms"),
+                format!("must be 1..={MAX_WALL_MS}"),
+            ));
+        }
+        if l.wall_ms == 0 || l.wall_ms > MAX_WALL_MS {
+            errors.push(ConfigError::new(
+                k("wall_ms"),
+                format!("must be 1..={MAX_WALL_MS}"),
+            ));
+        } else if l.wall_ms < l.cpu_ms {
+            errors.push(ConfigError::new(k("wall_ms"), "must be at least cpu_ms"));
+        }
+        if l.memory_mb < 2 || l.memory_mb > MAX_MEMORY_MB {
+            errors.push(ConfigError::new(
+                k("memory_mb"),
+                format!("must be 2..={MAX_MEMORY_MB}"),
+            ));
+        }
+        if l.capability_calls == 0 {
+            errors.push(ConfigError::new(
+                k("capability_calls"),
+                "must be at least 1",
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors_of(toml_text: &str) -> Vec<String> {
+        let p: PluginConfig = toml::from_str(toml_text).unwrap();
+        let mut errors = Vec::new();
+        p.validate("plugins[2]", &mut errors);
+        errors.into_iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn defaults_and_json_config() {
+        let p: PluginConfig =
+            toml::from_str("path = \"x.wasm\"\nconfig = { per_ip = 30, name = \"a\" }").unwrap();
+        assert_eq!(p.on_error, OnError::Tempfail);
+        assert_eq!(p.limits, PluginLimits::default());
+        assert_eq!(p.display_name(), "x");
+        let json: serde_json::Value = serde_json::from_str(&p.config_json()).unwrap();
+        assert_eq!(json["per_ip"], 30);
+    }
+
+    #[test]
+    fn errors_name_dotted_keys() {
+        let errors = errors_of(
+            "path = \"/nonexistent/x.wasm\"\nname = \"bad name\"\n\
+             limits = { cpu_ms = 0, wall_ms = 5, memory_mb = 1, capability_calls = 0 }",
+        );
+        let keys: Vec<&str> = errors
+            .iter()
+            .map(|e| e.split(':').next().unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "plugins[2].path",
+                "plugins[2].name",
+                "plugins[2].limits.cpu_ms",
+                "plugins[2].limits.memory_mb",
+                "plugins[2].limits.capability_calls",
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_on_error_are_refused() {
+        assert!(toml::from_str::<PluginConfig>("path = \"x\"\nlimit = {}").is_err());
+        assert!(toml::from_str::<PluginConfig>("on_error = \"ignore\"").is_err());
+        assert!(toml::from_str::<PluginConfig>("limits = { cpu = 5 }").is_err());
+        let p: PluginConfig = toml::from_str("on_error = \"accept\"").unwrap();
+        assert_eq!(p.on_error, OnError::Accept);
     }
 }

@@ -1,0 +1,168 @@
+//! Plugin runtime benchmark: what a session pays for plugins.
+//!
+//! Run: `cargo bench --bench plugins -- --quick` (builds the test plugins for
+//! wasm32-wasip2 first if needed). Without a release build of the dependencies at hand,
+//! `CARGO_PROFILE_DEV_OPT_LEVEL=2 cargo bench --bench plugins --profile dev -- --quick`
+//! reuses the dev build (dependencies are optimized there already).
+//! Targets: instantiate from the pool ≤ 10 µs, a hook call returning `continue` ≤ 1 µs,
+//! ≤ 2 MiB resident per live instance. The `part:` entries price the host-side pieces of a
+//! call and an instantiation, to tell them from wasmtime's own cost.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use wasmrelay::config::plugins::PluginConfig;
+use wasmrelay::plugins::test_plugins::component;
+use wasmrelay::plugins::{
+    bench_instantiate, ConnectionInfo, PluginHost, PluginHostOptions, TransactionInfo, Verdict,
+};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn host(rt: &tokio::runtime::Runtime, max_instances: u32) -> Arc<PluginHost> {
+    let config = PluginConfig {
+        path: component("noop"),
+        ..PluginConfig::default()
+    };
+    let opts = PluginHostOptions {
+        max_instances,
+        ..PluginHostOptions::default()
+    };
+    rt.block_on(PluginHost::load(&[config], opts)).unwrap()
+}
+
+fn conn() -> ConnectionInfo {
+    ConnectionInfo::new(
+        "bench",
+        "192.0.2.1:40000".parse().unwrap(),
+        "127.0.0.1:25".parse().unwrap(),
+    )
+}
+
+/// Resident set size of this process, from /proc.
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn plugins(c: &mut Criterion) {
+    let rt = runtime();
+    let host = host(&rt, 1_100);
+    let conn = conn();
+    let tx = TransactionInfo {
+        mail_from: Some("a@example.org".into()),
+        ..TransactionInfo::default()
+    };
+
+    c.bench_function("instantiate from pool", |b| {
+        b.iter(|| rt.block_on(async { assert!(bench_instantiate(&host, 0, false).await) }))
+    });
+    c.bench_function("instantiate from pool + init", |b| {
+        b.iter(|| rt.block_on(async { assert!(bench_instantiate(&host, 0, true).await) }))
+    });
+    c.bench_function("new session, first hook (instantiate + init + call)", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let mut s = host.session();
+                    black_box(s.rcpt(&conn, &tx, "b@example.org").await);
+                }
+                start.elapsed()
+            })
+        })
+    });
+    c.bench_function("hook call returning continue (live instance)", |b| {
+        let mut s = host.session();
+        rt.block_on(s.connect(&conn));
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let v = s.rcpt(&conn, &tx, "b@example.org").await;
+                    debug_assert_eq!(v, Verdict::Continue);
+                    black_box(v);
+                }
+                start.elapsed()
+            })
+        })
+    });
+
+    // Resident memory per live instance: open many sessions, each with its instance
+    // created by a first hook, and divide the growth of the resident set.
+    let live = 1_000;
+    let warm: Vec<_> = (0..50)
+        .map(|_| {
+            let mut s = host.session();
+            rt.block_on(s.connect(&conn));
+            s
+        })
+        .collect();
+    drop(warm);
+    let before = rss_bytes();
+    let sessions: Vec<_> = (0..live)
+        .map(|_| {
+            let mut s = host.session();
+            rt.block_on(s.connect(&conn));
+            s
+        })
+        .collect();
+    let after = rss_bytes();
+    let per = (after.saturating_sub(before)) as f64 / live as f64;
+    println!(
+        "resident memory per live instance: {:.1} KiB ({live} instances, RSS {:.1} -> {:.1} MiB)",
+        per / 1024.0,
+        before as f64 / (1 << 20) as f64,
+        after as f64 / (1 << 20) as f64
+    );
+    drop(sessions);
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    targets = plugins
+}
+criterion_main!(benches, extra);
+
+fn parts(c: &mut Criterion) {
+    c.bench_function("part: WasiCtx build", |b| {
+        b.iter(|| black_box(wasmtime_wasi::WasiCtx::builder().build()))
+    });
+    c.bench_function("part: Instant::now", |b| {
+        b.iter(|| black_box(Instant::now()))
+    });
+    c.bench_function("part: tokio Instant::now", |b| {
+        b.iter(|| black_box(tokio::time::Instant::now()))
+    });
+    let (conn, tx) = (conn(), TransactionInfo::default());
+    c.bench_function("part: clone connection + transaction into an Arc", |b| {
+        b.iter(|| black_box(Arc::new((conn.clone(), tx.clone()))))
+    });
+    let rt = runtime();
+    c.bench_function("part: block_on + timeout", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                black_box(tokio::time::timeout(Duration::from_secs(1), async { 1 }).await)
+            })
+        })
+    });
+}
+
+criterion_group! {
+    name = extra;
+    config = Criterion::default().measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500));
+    targets = parts
+}

@@ -1,0 +1,236 @@
+//! Host bindings generated from `plugin-sdk/wit` (the only copy of the interface).
+
+wasmtime::component::bindgen!({
+    world: "plugin",
+    path: "../plugin-sdk/wit",
+    imports: {
+        "wasmrelay:plugin/host.dns-lookup": async | trappable,
+        "wasmrelay:plugin/host.rate-limit": async | trappable,
+        "wasmrelay:plugin/host.counter-add": async | trappable,
+        "wasmrelay:plugin/host.counter-get": async | trappable,
+        "wasmrelay:plugin/host.kv-get": async | trappable,
+        "wasmrelay:plugin/host.kv-set": async | trappable,
+        "wasmrelay:plugin/host.kv-add": async | trappable,
+        "wasmrelay:plugin/host.kv-delete": async | trappable,
+        default: trappable,
+    },
+    exports: { default: async },
+    with: {
+        "wasmrelay:plugin/types.context": super::context::ContextRes,
+        "wasmrelay:plugin/types.message": super::message::MessageRes,
+    },
+});
+
+use crate::smtp::reply::{Enhanced, Reply};
+
+use self::wasmrelay::plugin::types as wit;
+use super::types::{self as host, Hook};
+
+/// Longest reply text or reason a plugin may return.
+const MAX_TEXT: usize = 512;
+/// Most smart hosts in one route.
+const MAX_SMARTHOSTS: usize = 16;
+
+/// Why a plugin's return value was refused.
+pub(crate) type Malformed = String;
+
+impl From<wit::Hook> for Hook {
+    fn from(h: wit::Hook) -> Hook {
+        match h {
+            wit::Hook::Connect => Hook::Connect,
+            wit::Hook::Helo => Hook::Helo,
+            wit::Hook::Auth => Hook::Auth,
+            wit::Hook::MailFrom => Hook::MailFrom,
+            wit::Hook::Rcpt => Hook::Rcpt,
+            wit::Hook::Data => Hook::Data,
+            wit::Hook::Queued => Hook::Queued,
+            wit::Hook::Route => Hook::Route,
+            wit::Hook::DeliveryResult => Hook::DeliveryResult,
+        }
+    }
+}
+
+/// Checks a plugin reply against the code range its verdict allows.
+fn reply(r: wit::Reply, codes: std::ops::RangeInclusive<u16>) -> Result<Reply, Malformed> {
+    if !codes.contains(&r.code) {
+        return Err(format!("reply code {} outside {codes:?}", r.code));
+    }
+    if r.text.len() > MAX_TEXT {
+        return Err(format!(
+            "reply text of {} bytes (max {MAX_TEXT})",
+            r.text.len()
+        ));
+    }
+    let enhanced = match r.enhanced {
+        None => None,
+        Some(e) => {
+            if u16::from(e.class) != r.code / 100 || e.subject > 999 || e.detail > 999 {
+                return Err(format!(
+                    "enhanced code {}.{}.{} does not fit reply code {}",
+                    e.class, e.subject, e.detail, r.code
+                ));
+            }
+            Some(Enhanced(e.class, e.subject, e.detail))
+        }
+    };
+    let text = if r.text.trim().is_empty() {
+        "Policy decision".to_string()
+    } else {
+        r.text
+    };
+    Ok(match enhanced {
+        Some(e) => Reply::new(r.code, e, text),
+        None => Reply::plain(r.code, text),
+    })
+}
+
+pub(crate) fn verdict(v: wit::Verdict) -> Result<host::Verdict, Malformed> {
+    Ok(match v {
+        wit::Verdict::Continue => host::Verdict::Continue,
+        wit::Verdict::Accept => host::Verdict::Accept,
+        wit::Verdict::Reject(r) => host::Verdict::Reject(reply(r, 500..=599)?),
+        wit::Verdict::Tempfail(r) => host::Verdict::Tempfail(reply(r, 400..=499)?),
+        wit::Verdict::Disconnect(r) => host::Verdict::Disconnect(reply(r, 400..=599)?),
+    })
+}
+
+fn reason(s: String) -> Result<String, Malformed> {
+    if s.len() > MAX_TEXT || s.contains(['\r', '\n']) {
+        return Err("route reason too long or not one line".to_string());
+    }
+    Ok(s)
+}
+
+fn smarthost(s: wit::Smarthost) -> Result<host::Smarthost, Malformed> {
+    let bad_host = s.host.is_empty()
+        || s.host.len() > 255
+        || s.host
+            .contains(|c: char| c.is_whitespace() || c.is_control());
+    if bad_host || s.port == 0 {
+        return Err(format!("invalid smart host {:?}:{}", s.host, s.port));
+    }
+    let credentials = match s.credentials {
+        Some(c) if c.username.len() > 1024 || c.password.len() > 1024 => {
+            return Err("smart host credentials too long".to_string())
+        }
+        Some(c) => Some(host::Credentials {
+            username: c.username,
+            password: c.password,
+        }),
+        None => None,
+    };
+    Ok(host::Smarthost {
+        host: s.host,
+        port: s.port,
+        tls: match s.tls {
+            wit::TlsPolicy::None => host::TlsPolicy::None,
+            wit::TlsPolicy::Opportunistic => host::TlsPolicy::Opportunistic,
+            wit::TlsPolicy::Require => host::TlsPolicy::Require,
+        },
+        credentials,
+    })
+}
+
+pub(crate) fn route(r: wit::RouteDecision) -> Result<host::RouteDecision, Malformed> {
+    Ok(match r {
+        wit::RouteDecision::Continue => host::RouteDecision::Continue,
+        wit::RouteDecision::Smarthosts(list) => {
+            if list.is_empty() || list.len() > MAX_SMARTHOSTS {
+                return Err(format!("{} smart hosts (1..={MAX_SMARTHOSTS})", list.len()));
+            }
+            let hosts = list.into_iter().map(smarthost).collect::<Result<_, _>>()?;
+            host::RouteDecision::Smarthosts(hosts)
+        }
+        wit::RouteDecision::Mx => host::RouteDecision::Mx,
+        wit::RouteDecision::Hold(s) => host::RouteDecision::Hold(reason(s)?),
+        wit::RouteDecision::Drop(s) => host::RouteDecision::Drop(reason(s)?),
+        wit::RouteDecision::Defer(r) => host::RouteDecision::Defer(reply(r, 400..=499)?),
+        wit::RouteDecision::Bounce(r) => host::RouteDecision::Bounce(reply(r, 500..=599)?),
+    })
+}
+
+pub(crate) fn route_request(r: &host::RouteRequest) -> wit::RouteRequest {
+    wit::RouteRequest {
+        queue_id: r.queue_id.clone(),
+        mail_from: r.mail_from.clone(),
+        domain: r.domain.clone(),
+        recipients: r.recipients.clone(),
+        attempt: r.attempt,
+        size: r.size,
+        attributes: r.attributes.clone(),
+    }
+}
+
+pub(crate) fn delivery_report(r: &host::DeliveryReport) -> wit::DeliveryReport {
+    wit::DeliveryReport {
+        queue_id: r.queue_id.clone(),
+        domain: r.domain.clone(),
+        recipients: r.recipients.clone(),
+        status: match r.status {
+            host::DeliveryStatus::Delivered => wit::DeliveryStatus::Delivered,
+            host::DeliveryStatus::Deferred => wit::DeliveryStatus::Deferred,
+            host::DeliveryStatus::Bounced => wit::DeliveryStatus::Bounced,
+        },
+        attempt: r.attempt,
+        remote_host: r.remote_host.clone(),
+        reply: r.reply.as_ref().map(|r| wit::Reply {
+            code: r.code,
+            enhanced: r.enhanced.map(|e| wit::EnhancedCode {
+                class: e.0,
+                subject: e.1,
+                detail: e.2,
+            }),
+            text: r.lines.join(" "),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(code: u16, enhanced: Option<(u8, u16, u16)>, text: &str) -> wit::Reply {
+        wit::Reply {
+            code,
+            enhanced: enhanced.map(|(class, subject, detail)| wit::EnhancedCode {
+                class,
+                subject,
+                detail,
+            }),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn verdict_replies_must_fit_their_kind() {
+        let ok = verdict(wit::Verdict::Reject(r(550, Some((5, 1, 1)), "no"))).unwrap();
+        assert_eq!(
+            ok,
+            host::Verdict::Reject(Reply::new(550, Enhanced(5, 1, 1), "no"))
+        );
+        for bad in [
+            wit::Verdict::Reject(r(250, None, "ok")),
+            wit::Verdict::Tempfail(r(550, None, "no")),
+            wit::Verdict::Reject(r(550, Some((4, 1, 1)), "class mismatch")),
+            wit::Verdict::Reject(r(550, None, &"x".repeat(MAX_TEXT + 1))),
+        ] {
+            assert!(verdict(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn routes_are_validated() {
+        let host = |h: &str, port| wit::Smarthost {
+            host: h.into(),
+            port,
+            tls: wit::TlsPolicy::Require,
+            credentials: None,
+        };
+        assert!(route(wit::RouteDecision::Smarthosts(vec![host("mx.example", 25)])).is_ok());
+        assert!(route(wit::RouteDecision::Smarthosts(vec![])).is_err());
+        assert!(route(wit::RouteDecision::Smarthosts(vec![host("a b", 25)])).is_err());
+        assert!(route(wit::RouteDecision::Smarthosts(vec![host("mx", 0)])).is_err());
+        assert!(route(wit::RouteDecision::Hold("a\r\nb".into())).is_err());
+        assert!(route(wit::RouteDecision::Defer(r(550, None, "x"))).is_err());
+    }
+}

@@ -1,0 +1,194 @@
+//! The one wasmtime `Engine` (component model, pooling allocator, copy-on-write memory
+//! images, epoch interruption driven by a ticker thread) and the on-disk compile cache.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::Component;
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::error::PluginLoadError;
+
+/// The interface every plugin exports, without its version.
+pub(crate) const HOOKS_INTERFACE: &str = "wasmrelay:plugin/hooks";
+/// The only interface major this host speaks (for `0.x`, the minor is the major).
+pub(crate) const SUPPORTED_MAJOR: &str = "0.1";
+
+/// Builds the engine. `max_instances` sizes the pool; `max_memory` is the largest linear
+/// memory any plugin may have (per-plugin limits are enforced below it by the store).
+pub(crate) fn build_engine(
+    max_instances: u32,
+    max_memory: usize,
+) -> Result<Engine, PluginLoadError> {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(max_instances)
+        // A Rust component has one memory and a few core instances (the main module
+        // plus the shims `wasm-component-ld` adds).
+        .total_memories(max_instances)
+        .total_tables(max_instances.saturating_mul(2))
+        .total_core_instances(max_instances.saturating_mul(8))
+        .total_stacks(max_instances)
+        .max_memories_per_component(2)
+        .max_memory_size(max_memory)
+        // Reset a reused slot by rewriting only its dirty pages (PAGEMAP_SCAN, Linux 6.7+)
+        // instead of unmapping them: a Rust plugin dirties its stack top (below 1 MiB),
+        // data and a little heap, and keeping those resident saves page faults on the
+        // next instantiation. Without PAGEMAP_SCAN only the low 64 KiB are kept.
+        .pagemap_scan(Enabled::Auto)
+        .linear_memory_keep_resident(if PoolingAllocationConfig::is_pagemap_scan_available() {
+            2 << 20
+        } else {
+            64 << 10
+        })
+        .table_keep_resident(64 * 1024);
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        // Plugins are synchronous components driven on fibers; the component-model
+        // async machinery (tasks, streams) would only add per-call and per-store cost.
+        .concurrency_support(false)
+        .epoch_interruption(true)
+        .memory_init_cow(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .max_wasm_stack(512 * 1024)
+        .async_stack_size(1024 * 1024);
+    Engine::new(&config).map_err(|e| PluginLoadError::Engine(format!("{e:#}")))
+}
+
+/// Advances the engine's epoch every `tick` until dropped: the clock behind CPU budgets.
+pub(crate) struct Ticker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Ticker {
+    pub(crate) fn start(engine: &Engine, tick: Duration) -> Ticker {
+        let tick = tick.max(Duration::from_micros(100));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (engine, flag) = (engine.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("wasmrelay-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawn epoch ticker thread");
+        Ticker { stop }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Whether a component came from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    Hit,
+    Miss,
+    Disabled,
+}
+
+/// Where a compiled component lives: content hash + engine compatibility hash, so a new
+/// wasmtime or different engine settings never load stale code.
+fn cache_path(engine: &Engine, dir: &Path, wasm: &[u8]) -> PathBuf {
+    let content = Sha256::digest(wasm);
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    let hex: String = content[..16].iter().map(|b| format!("{b:02x}")).collect();
+    dir.join(format!("{hex}-{:016x}.cwasm", h.finish()))
+}
+
+/// Compiles `path` (or loads it from `cache_dir`) and checks it is a plugin this host speaks.
+pub(crate) fn load_component(
+    engine: &Engine,
+    path: &Path,
+    cache_dir: Option<&Path>,
+) -> Result<(Component, CacheOutcome), PluginLoadError> {
+    let wasm = std::fs::read(path).map_err(|e| PluginLoadError::Read(path.to_path_buf(), e))?;
+    let compile_err =
+        |e: wasmtime::Error| PluginLoadError::Compile(path.to_path_buf(), format!("{e:#}"));
+    let (component, outcome) = match cache_dir {
+        None => (
+            Component::new(engine, &wasm).map_err(compile_err)?,
+            CacheOutcome::Disabled,
+        ),
+        Some(dir) => {
+            let cached = cache_path(engine, dir, &wasm);
+            // SAFETY: the cache directory belongs to the relay and only ever holds artifacts
+            // it serialized itself, keyed by the engine's compatibility hash.
+            match unsafe { Component::deserialize_file(engine, &cached) } {
+                Ok(c) => (c, CacheOutcome::Hit),
+                Err(_) => {
+                    let bytes = engine.precompile_component(&wasm).map_err(compile_err)?;
+                    if let Err(e) = write_atomically(dir, &cached, &bytes) {
+                        tracing::warn!(path = %cached.display(), error = %e, "cannot write plugin cache");
+                    }
+                    // SAFETY: `bytes` was produced just now by this engine.
+                    let c =
+                        unsafe { Component::deserialize(engine, &bytes) }.map_err(compile_err)?;
+                    (c, CacheOutcome::Miss)
+                }
+            }
+        }
+    };
+    check_world(engine, &component)
+        .map_err(|why| PluginLoadError::Interface(path.to_path_buf(), why))?;
+    Ok((component, outcome))
+}
+
+fn write_atomically(dir: &Path, dest: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = dest.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, dest)
+}
+
+/// Refuses components that do not export `wasmrelay:plugin/hooks@0.1.x`, naming what they
+/// export instead. The exact shape is checked again when the instance is pre-linked.
+fn check_world(engine: &Engine, component: &Component) -> Result<(), String> {
+    let ty = component.component_type();
+    let mut versions = Vec::new();
+    let mut exports = Vec::new();
+    for (name, item) in ty.exports(engine) {
+        exports.push(name.to_string());
+        if let (Some((iface, version)), ComponentItem::ComponentInstance(_)) =
+            (name.split_once('@'), item.ty)
+        {
+            if iface == HOOKS_INTERFACE {
+                versions.push(version.to_string());
+            }
+        }
+    }
+    let Some(version) = versions.first() else {
+        return Err(format!(
+            "not a wasmrelay plugin: it does not export {HOOKS_INTERFACE}@{SUPPORTED_MAJOR}.x (exports: {})",
+            if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") }
+        ));
+    };
+    let major = if version.starts_with("0.") {
+        version.splitn(3, '.').take(2).collect::<Vec<_>>().join(".")
+    } else {
+        version.split('.').next().unwrap_or_default().to_string()
+    };
+    if major != SUPPORTED_MAJOR {
+        return Err(format!(
+            "built for {HOOKS_INTERFACE}@{version}; this relay supports {SUPPORTED_MAJOR}.x only"
+        ));
+    }
+    for (name, _) in ty.imports(engine) {
+        let allowed = name.starts_with("wasmrelay:plugin/") || name.starts_with("wasi:");
+        if !allowed {
+            return Err(format!("imports {name}, which this relay does not provide"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,352 @@
+//! The `message` resource: header fields parsed once, the body shared and read lazily, edits
+//! kept as a new field list and an optional new body until the chain is done.
+
+use std::sync::Arc;
+
+use wasmtime::component::Resource;
+
+use super::bindings::wasmrelay::plugin::types::HostMessage;
+use super::state::StoreState;
+
+/// Largest body chunk one `read-body` call returns.
+const MAX_READ: usize = 1 << 20;
+/// Header names and values a plugin may write.
+const MAX_NAME: usize = 128;
+const MAX_VALUE: usize = 8 * 1024;
+/// Most header fields a message may end up with.
+const MAX_FIELDS: usize = 1_000;
+
+/// One header field as it appears on the wire, continuation lines included (without the
+/// final CRLF; folded lines joined by CRLF).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Field {
+    name: String,
+    raw: Vec<u8>,
+}
+
+impl Field {
+    fn new(name: &str, value: &str) -> Field {
+        Field {
+            name: name.to_string(),
+            raw: format!("{name}: {value}").into_bytes(),
+        }
+    }
+
+    /// The value unfolded and trimmed.
+    fn value(&self) -> String {
+        let after = self
+            .raw
+            .iter()
+            .position(|&b| b == b':')
+            .map_or(&self.raw[..0], |i| &self.raw[i + 1..]);
+        let unfolded: Vec<u8> = after
+            .iter()
+            .copied()
+            .filter(|&b| b != b'\r' && b != b'\n')
+            .collect();
+        String::from_utf8_lossy(&unfolded).trim().to_string()
+    }
+}
+
+/// A message as plugins see it. Cloning is cheap: the original bytes and a replaced body are
+/// shared, only the field list is copied.
+#[derive(Debug, Clone)]
+pub struct MessageRes {
+    fields: Vec<Field>,
+    original: Arc<Vec<u8>>,
+    body_start: usize,
+    new_body: Option<Arc<Vec<u8>>>,
+    edited: bool,
+    max_body: usize,
+}
+
+impl MessageRes {
+    /// Parses the header section (up to the first empty line) of a CRLF message.
+    pub(crate) fn parse(bytes: Vec<u8>, max_body: usize) -> MessageRes {
+        let mut fields: Vec<Field> = Vec::new();
+        let mut pos = 0;
+        let mut body_start = bytes.len();
+        while pos < bytes.len() {
+            let end = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |i| pos + i);
+            let next = (end + 1).min(bytes.len());
+            let line = &bytes[pos..end];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() {
+                body_start = next;
+                break;
+            }
+            match (line[0], fields.last_mut()) {
+                (b' ' | b'\t', Some(f)) => {
+                    f.raw.extend_from_slice(b"\r\n");
+                    f.raw.extend_from_slice(line);
+                }
+                _ => {
+                    let name = line
+                        .iter()
+                        .position(|&b| b == b':')
+                        .map(|i| String::from_utf8_lossy(&line[..i]).trim().to_string())
+                        .unwrap_or_default();
+                    fields.push(Field {
+                        name,
+                        raw: line.to_vec(),
+                    });
+                }
+            }
+            pos = next;
+        }
+        MessageRes {
+            fields,
+            original: Arc::new(bytes),
+            body_start,
+            new_body: None,
+            edited: false,
+            max_body,
+        }
+    }
+
+    fn body(&self) -> &[u8] {
+        match &self.new_body {
+            Some(b) => b,
+            None => &self.original[self.body_start.min(self.original.len())..],
+        }
+    }
+
+    /// Whether any plugin changed the message.
+    pub(crate) fn is_edited(&self) -> bool {
+        self.edited
+    }
+
+    /// The message bytes after every edit (headers, blank line, body).
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        if !self.edited {
+            return Arc::try_unwrap(self.original).unwrap_or_else(|a| (*a).clone());
+        }
+        let body = self.body();
+        let mut out = Vec::with_capacity(body.len() + self.fields.len() * 64 + 2);
+        for f in &self.fields {
+            out.extend_from_slice(&f.raw);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(body);
+        out
+    }
+
+    fn check_field(&self, name: &str, value: &str, adding: bool) -> wasmtime::Result<()> {
+        let name_ok = !name.is_empty()
+            && name.len() <= MAX_NAME
+            && name.bytes().all(|b| (33..=126).contains(&b) && b != b':');
+        if !name_ok {
+            wasmtime::bail!("invalid header name {name:?}");
+        }
+        if value.len() > MAX_VALUE || value.contains(['\r', '\n', '\0']) {
+            wasmtime::bail!(
+                "invalid value for header {name} (CR, LF, NUL or over {MAX_VALUE} bytes)"
+            );
+        }
+        if adding && self.fields.len() >= MAX_FIELDS {
+            wasmtime::bail!("too many header fields (max {MAX_FIELDS})");
+        }
+        Ok(())
+    }
+}
+
+/// Converts bare LF to CRLF so a replaced body keeps SMTP line endings.
+fn crlf(body: Vec<u8>) -> Vec<u8> {
+    let bare = body
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || body[i - 1] != b'\r'));
+    if !bare {
+        return body;
+    }
+    let mut out = Vec::with_capacity(body.len() + body.len() / 32);
+    let mut prev = 0u8;
+    for b in body {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev = b;
+    }
+    out
+}
+
+impl StoreState {
+    fn message(&mut self, r: &Resource<MessageRes>) -> wasmtime::Result<&mut MessageRes> {
+        self.charge()?;
+        Ok(self.table.get_mut(r)?)
+    }
+}
+
+impl HostMessage for StoreState {
+    fn headers(&mut self, r: Resource<MessageRes>) -> wasmtime::Result<Vec<(String, String)>> {
+        let m = self.message(&r)?;
+        Ok(m.fields
+            .iter()
+            .map(|f| (f.name.clone(), f.value()))
+            .collect())
+    }
+
+    fn header(&mut self, r: Resource<MessageRes>, name: String) -> wasmtime::Result<Vec<String>> {
+        let m = self.message(&r)?;
+        Ok(m.fields
+            .iter()
+            .filter(|f| f.name.eq_ignore_ascii_case(&name))
+            .map(Field::value)
+            .collect())
+    }
+
+    fn body_size(&mut self, r: Resource<MessageRes>) -> wasmtime::Result<u64> {
+        Ok(self.message(&r)?.body().len() as u64)
+    }
+
+    fn read_body(
+        &mut self,
+        r: Resource<MessageRes>,
+        offset: u64,
+        len: u32,
+    ) -> wasmtime::Result<Vec<u8>> {
+        let body = self.message(&r)?.body();
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(body.len());
+        let end = start
+            .saturating_add((len as usize).min(MAX_READ))
+            .min(body.len());
+        Ok(body[start..end].to_vec())
+    }
+
+    fn add_header(
+        &mut self,
+        r: Resource<MessageRes>,
+        name: String,
+        value: String,
+    ) -> wasmtime::Result<()> {
+        let m = self.message(&r)?;
+        m.check_field(&name, &value, true)?;
+        m.fields.push(Field::new(&name, &value));
+        m.edited = true;
+        Ok(())
+    }
+
+    fn prepend_header(
+        &mut self,
+        r: Resource<MessageRes>,
+        name: String,
+        value: String,
+    ) -> wasmtime::Result<()> {
+        let m = self.message(&r)?;
+        m.check_field(&name, &value, true)?;
+        m.fields.insert(0, Field::new(&name, &value));
+        m.edited = true;
+        Ok(())
+    }
+
+    fn remove_header(&mut self, r: Resource<MessageRes>, name: String) -> wasmtime::Result<u32> {
+        let m = self.message(&r)?;
+        let before = m.fields.len();
+        m.fields.retain(|f| !f.name.eq_ignore_ascii_case(&name));
+        let removed = before - m.fields.len();
+        m.edited |= removed > 0;
+        Ok(removed as u32)
+    }
+
+    fn replace_header(
+        &mut self,
+        r: Resource<MessageRes>,
+        name: String,
+        value: String,
+    ) -> wasmtime::Result<()> {
+        let m = self.message(&r)?;
+        m.check_field(&name, &value, false)?;
+        let new = Field::new(&name, &value);
+        match m
+            .fields
+            .iter()
+            .position(|f| f.name.eq_ignore_ascii_case(&name))
+        {
+            Some(i) => {
+                m.fields[i] = new;
+                let mut seen = 0;
+                m.fields.retain(|f| {
+                    let same = f.name.eq_ignore_ascii_case(&name);
+                    seen += same as usize;
+                    !same || seen == 1
+                });
+            }
+            None if m.fields.len() < MAX_FIELDS => m.fields.push(new),
+            None => wasmtime::bail!("too many header fields (max {MAX_FIELDS})"),
+        }
+        m.edited = true;
+        Ok(())
+    }
+
+    fn replace_body(&mut self, r: Resource<MessageRes>, body: Vec<u8>) -> wasmtime::Result<()> {
+        let m = self.message(&r)?;
+        if body.len() > m.max_body {
+            wasmtime::bail!(
+                "replacement body of {} bytes over the {} byte limit",
+                body.len(),
+                m.max_body
+            );
+        }
+        m.new_body = Some(Arc::new(crlf(body)));
+        m.edited = true;
+        Ok(())
+    }
+
+    fn drop(&mut self, r: Resource<MessageRes>) -> wasmtime::Result<()> {
+        self.table.delete(r)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MSG: &[u8] = b"From: a@example.org\r\nSubject: hello\r\n  world\r\nX-Two: 1\r\nx-two: 2\r\n\r\nbody line\r\n";
+
+    #[test]
+    fn parses_fields_and_body() {
+        let m = MessageRes::parse(MSG.to_vec(), 1 << 20);
+        let names: Vec<&str> = m.fields.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["From", "Subject", "X-Two", "x-two"]);
+        assert_eq!(m.fields[1].value(), "hello  world");
+        assert_eq!(m.body(), b"body line\r\n");
+        assert!(!m.is_edited());
+        assert_eq!(m.into_bytes(), MSG);
+    }
+
+    #[test]
+    fn edits_serialize_with_crlf() {
+        let mut m = MessageRes::parse(MSG.to_vec(), 1 << 20);
+        m.fields.insert(0, Field::new("X-First", "1"));
+        m.new_body = Some(Arc::new(crlf(b"new\nbody\n".to_vec())));
+        m.edited = true;
+        assert_eq!(
+            m.into_bytes(),
+            b"X-First: 1\r\nFrom: a@example.org\r\nSubject: hello\r\n  world\r\nX-Two: 1\r\nx-two: 2\r\n\r\nnew\r\nbody\r\n"
+        );
+    }
+
+    #[test]
+    fn headers_only_message() {
+        let m = MessageRes::parse(b"Subject: x\r\n".to_vec(), 1 << 20);
+        assert_eq!(m.fields.len(), 1);
+        assert!(m.body().is_empty());
+        let m = MessageRes::parse(b"\r\nbody only\r\n".to_vec(), 1 << 20);
+        assert!(m.fields.is_empty());
+        assert_eq!(m.body(), b"body only\r\n");
+    }
+
+    #[test]
+    fn field_checks() {
+        let m = MessageRes::parse(MSG.to_vec(), 1 << 20);
+        assert!(m.check_field("X-Ok", "fine value", true).is_ok());
+        assert!(m.check_field("Bad Name", "v", true).is_err());
+        assert!(m.check_field("X-Inject", "a\r\nBcc: x", true).is_err());
+        assert!(m.check_field("", "v", true).is_err());
+    }
+}

@@ -1,0 +1,254 @@
+//! The Wasm policy chain: every stage of a message's life asks the configured plugins, in
+//! order, what to do; the first verdict other than `continue` wins.
+//!
+//! Layout:
+//! - `plugin-sdk/wit/plugin.wit` is the interface (`wasmrelay:plugin@0.1.0`); `bindings`
+//!   generates the host side from it and validates what plugins return.
+//! - `engine`: one `Engine` (pooling allocator, copy-on-write images, epoch ticker) and the
+//!   on-disk compile cache; components are refused at load unless they export
+//!   `wasmrelay:plugin/hooks@0.1.x`.
+//! - `chain`: [`SessionPlugins`] (one lazily created instance per plugin per SMTP session)
+//!   and [`DeliveryPlugins`] (the same for a delivery batch).
+//! - `state`: the store data, budgets and the `host` capability imports; [`caps`] the
+//!   shared-state backend, `context` and `message` the two resources.
+//! - [`transcript`]: `wasmrelay plugin test`, a scripted session against one plugin.
+//!
+//! Limits per hook call: CPU (epoch ticks), wall time (`tokio::time::timeout`), memory
+//! (store limiter under the pool's ceiling), capability calls, and caps on every value that
+//! crosses the boundary. Any failure discards the instance (the next hook gets a fresh one),
+//! is logged with the plugin's name and counted, and becomes the plugin's `on_error` verdict.
+
+mod bindings;
+pub mod caps;
+mod chain;
+mod context;
+mod engine;
+mod error;
+mod message;
+mod metrics;
+mod state;
+#[doc(hidden)]
+pub mod test_plugins;
+pub mod transcript;
+mod types;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::Engine;
+
+use crate::config::plugins::{OnError, PluginConfig, PluginLimits, PluginRuntimeConfig};
+
+pub use caps::{
+    DnsFailure, DnsLookup, DnsType, EventSink, InProcessBackend, RateDecision, StateBackend,
+    StaticDns, TracingEvents,
+};
+#[doc(hidden)]
+pub use chain::bench_instantiate;
+pub use chain::{DeliveryPlugins, SessionPlugins};
+pub use engine::CacheOutcome;
+pub use error::{FailureKind, PluginLoadError};
+pub use metrics::PluginMetrics;
+pub use types::{
+    AuthResult, ConnectionInfo, Credentials, DeliveryReport, DeliveryStatus, Hook, RouteDecision,
+    RouteRequest, Smarthost, TlsInfo, TlsPolicy, TransactionInfo, Verdict,
+};
+
+use bindings::PluginPre;
+use state::{Capabilities, StoreState};
+
+/// Runtime settings shared by every plugin of a host.
+pub struct PluginHostOptions {
+    /// Compiled components are cached here; `None` compiles at every load.
+    pub cache_dir: Option<PathBuf>,
+    /// Granularity of CPU budgets.
+    pub epoch_tick: Duration,
+    /// Pool size: live instances across all sessions.
+    pub max_instances: u32,
+    /// Rate, counter and kv state.
+    pub backend: Arc<dyn StateBackend>,
+    /// DNS for `dns-lookup`: the relay's `hickory_resolver::TokioResolver` (wrapped in an
+    /// `Arc`) or a [`StaticDns`] table; `None` makes every lookup fail.
+    pub dns: Option<Arc<dyn DnsLookup>>,
+    /// Upper bound of one DNS lookup.
+    pub dns_timeout: Duration,
+    /// Where `host.emit` goes.
+    pub events: Arc<dyn EventSink>,
+    /// Largest body a plugin may set with `replace-body`.
+    pub max_message_size: usize,
+}
+
+impl Default for PluginHostOptions {
+    fn default() -> Self {
+        let runtime = PluginRuntimeConfig::default();
+        PluginHostOptions {
+            cache_dir: None,
+            epoch_tick: Duration::from_millis(runtime.epoch_tick_ms),
+            max_instances: runtime.max_instances,
+            backend: Arc::new(InProcessBackend::new()),
+            dns: None,
+            dns_timeout: Duration::from_secs(2),
+            events: Arc::new(TracingEvents),
+            max_message_size: 64 << 20,
+        }
+    }
+}
+
+impl PluginHostOptions {
+    /// Options from `[plugin_runtime]`, with the in-process backend and no resolver.
+    pub fn from_config(runtime: &PluginRuntimeConfig) -> Self {
+        PluginHostOptions {
+            cache_dir: (!runtime.cache_dir.as_os_str().is_empty())
+                .then(|| runtime.cache_dir.clone()),
+            epoch_tick: Duration::from_millis(runtime.epoch_tick_ms.max(1)),
+            max_instances: runtime.max_instances,
+            ..PluginHostOptions::default()
+        }
+    }
+}
+
+/// What every instance of one plugin shares.
+pub(crate) struct PluginMeta {
+    pub name: String,
+    pub config_json: String,
+    pub limits: PluginLimits,
+    pub on_error: OnError,
+    /// `limits.cpu_ms` in epoch ticks.
+    pub cpu_ticks: u64,
+    pub stats: metrics::Stats,
+}
+
+pub(crate) struct LoadedPlugin {
+    pub meta: Arc<PluginMeta>,
+    pub pre: PluginPre<StoreState>,
+    /// Bit set of the hooks the plugin handles (`Hook::bit`).
+    pub hooks: u16,
+}
+
+/// A loaded, checked plugin chain. Cheap to share: sessions hold an `Arc` and keep the chain
+/// they started with across a reload.
+pub struct PluginHost {
+    pub(crate) engine: Engine,
+    pub(crate) plugins: Vec<LoadedPlugin>,
+    pub(crate) caps: Arc<Capabilities>,
+    pub(crate) max_message: usize,
+    cache: Vec<CacheOutcome>,
+    _ticker: engine::Ticker,
+}
+
+impl PluginHost {
+    /// Compiles (or loads from the cache), links and probes every plugin: each is
+    /// instantiated once, its `init` must succeed and `hooks()` says which stages to call.
+    pub async fn load(
+        configs: &[PluginConfig],
+        opts: PluginHostOptions,
+    ) -> Result<Arc<PluginHost>, PluginLoadError> {
+        let max_memory_mb = configs
+            .iter()
+            .map(|c| c.limits.memory_mb)
+            .max()
+            .unwrap_or(2);
+        let engine =
+            engine::build_engine(opts.max_instances, (max_memory_mb.max(2) as usize) << 20)?;
+        let linker_err = |e: wasmtime::Error| PluginLoadError::Engine(format!("{e:#}"));
+        let mut linker = Linker::<StoreState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(linker_err)?;
+        bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(linker_err)?;
+        let caps = Arc::new(Capabilities {
+            backend: opts.backend,
+            dns: opts.dns,
+            events: opts.events,
+            dns_timeout: opts.dns_timeout,
+        });
+        let tick_ms = opts.epoch_tick.as_millis().max(1) as u64;
+        let mut host = PluginHost {
+            _ticker: engine::Ticker::start(&engine, opts.epoch_tick),
+            engine,
+            plugins: Vec::with_capacity(configs.len()),
+            caps,
+            max_message: opts.max_message_size,
+            cache: Vec::new(),
+        };
+        for config in configs {
+            let (component, outcome) =
+                engine::load_component(&host.engine, &config.path, opts.cache_dir.as_deref())?;
+            let refuse = |e: wasmtime::Error| {
+                PluginLoadError::Interface(config.path.clone(), format!("{e:#}"))
+            };
+            let pre = linker.instantiate_pre(&component).map_err(refuse)?;
+            let pre = PluginPre::new(pre).map_err(refuse)?;
+            let meta = Arc::new(PluginMeta {
+                name: config.display_name(),
+                config_json: config.config_json(),
+                limits: config.limits,
+                on_error: config.on_error,
+                cpu_ticks: config.limits.cpu_ms.div_ceil(tick_ms).max(1),
+                stats: metrics::Stats::default(),
+            });
+            let hooks =
+                chain::probe(&host, &pre, &meta)
+                    .await
+                    .map_err(|e| PluginLoadError::Init {
+                        name: meta.name.clone(),
+                        message: e.to_string(),
+                    })?;
+            tracing::info!(plugin = %meta.name, ?outcome, hooks = ?hook_names(hooks), "plugin loaded");
+            host.plugins.push(LoadedPlugin { meta, pre, hooks });
+            host.cache.push(outcome);
+        }
+        Ok(Arc::new(host))
+    }
+
+    /// A plugin set for one SMTP session; instances are created on first use.
+    pub fn session(self: &Arc<Self>) -> SessionPlugins {
+        SessionPlugins::new(self.clone())
+    }
+
+    /// A plugin set for one delivery batch (route and delivery-result hooks).
+    pub fn delivery(self: &Arc<Self>) -> DeliveryPlugins {
+        DeliveryPlugins::new(self.clone())
+    }
+
+    /// Plugin names in chain order.
+    pub fn names(&self) -> Vec<String> {
+        self.plugins.iter().map(|p| p.meta.name.clone()).collect()
+    }
+
+    /// Whether any plugin handles `hook`; the session can skip building arguments if not.
+    pub fn handles(&self, hook: Hook) -> bool {
+        self.plugins.iter().any(|p| p.hooks & hook.bit() != 0)
+    }
+
+    /// The hooks the plugin at `index` handles, as it declared at load.
+    pub fn hooks_of(&self, index: usize) -> Vec<Hook> {
+        self.plugins
+            .get(index)
+            .map(|p| hook_names(p.hooks))
+            .unwrap_or_default()
+    }
+
+    /// Whether each plugin's compiled code came from the cache, in chain order.
+    pub fn cache_outcomes(&self) -> &[CacheOutcome] {
+        &self.cache
+    }
+
+    /// Counters of every plugin, in chain order.
+    pub fn metrics(&self) -> Vec<PluginMetrics> {
+        self.plugins
+            .iter()
+            .map(|p| p.meta.stats.snapshot(&p.meta.name))
+            .collect()
+    }
+}
+
+fn hook_names(bits: u16) -> Vec<Hook> {
+    Hook::ALL
+        .into_iter()
+        .filter(|h| bits & h.bit() != 0)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

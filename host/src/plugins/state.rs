@@ -1,0 +1,315 @@
+//! Per-store state: the deny-all WASI context, the resource table, the per-hook budgets
+//! (CPU ticks, capability calls, memory) and the `host` capability imports.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
+use wasmtime::component::ResourceTable;
+use wasmtime::ResourceLimiter;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::wasmrelay::plugin::host::{self as wit, DnsError, LogLevel, RecordType};
+use super::caps::{DnsFailure, DnsLookup, DnsType, EventSink, StateBackend};
+use super::PluginMeta;
+
+/// Longest key a plugin may use for rate, counter and kv; largest kv value.
+const MAX_KEY: usize = 256;
+const MAX_VALUE: usize = 64 * 1024;
+/// Log lines, event fields and DNS answers are cut rather than refused.
+const MAX_LOG: usize = 4 * 1024;
+const MAX_EVENT_FIELDS: usize = 32;
+const MAX_EVENT_NAME: usize = 256;
+const MAX_EVENT_VALUE: usize = 1024;
+const MAX_DNS_ANSWERS: usize = 64;
+
+/// What every store of a host shares: state backend, resolver, event sink.
+pub(crate) struct Capabilities {
+    pub backend: Arc<dyn StateBackend>,
+    pub dns: Option<Arc<dyn DnsLookup>>,
+    pub events: Arc<dyn EventSink>,
+    pub dns_timeout: Duration,
+}
+
+/// The data of one plugin instance's `Store`.
+pub struct StoreState {
+    pub(crate) table: ResourceTable,
+    wasi: WasiCtx,
+    pub(crate) meta: Arc<PluginMeta>,
+    caps: Arc<Capabilities>,
+    memory_limit: usize,
+    pub(crate) memory_exceeded: bool,
+    calls_left: u32,
+    pub(crate) calls_exceeded: bool,
+    pub(crate) cpu_left: u64,
+    pub(crate) cpu_exceeded: bool,
+    deadline: Option<Instant>,
+}
+
+impl StoreState {
+    pub(crate) fn new(meta: Arc<PluginMeta>, caps: Arc<Capabilities>) -> StoreState {
+        // Deny-all: no preopens, environment, arguments or network; stdio is closed/discarded.
+        let wasi = WasiCtx::builder().build();
+        StoreState {
+            table: ResourceTable::new(),
+            wasi,
+            memory_limit: (meta.limits.memory_mb as usize) << 20,
+            meta,
+            caps,
+            memory_exceeded: false,
+            calls_left: 0,
+            calls_exceeded: false,
+            cpu_left: 0,
+            cpu_exceeded: false,
+            deadline: None,
+        }
+    }
+
+    /// Refills the budgets for one hook call (or an instantiation).
+    pub(crate) fn arm(&mut self) {
+        self.calls_left = self.meta.limits.capability_calls;
+        self.cpu_left = self.meta.cpu_ticks;
+        self.deadline = Some(Instant::now() + Duration::from_millis(self.meta.limits.wall_ms));
+    }
+
+    /// Counts one capability call; traps once the hook's budget is spent.
+    pub(crate) fn charge(&mut self) -> wasmtime::Result<()> {
+        if self.calls_left == 0 {
+            self.calls_exceeded = true;
+            wasmtime::bail!(
+                "capability budget of {} calls per hook exhausted",
+                self.meta.limits.capability_calls
+            );
+        }
+        self.calls_left -= 1;
+        Ok(())
+    }
+
+    /// A plugin-private key for the shared backend.
+    fn key(&mut self, key: &str) -> wasmtime::Result<String> {
+        self.charge()?;
+        if key.len() > MAX_KEY {
+            wasmtime::bail!("key of {} bytes (max {MAX_KEY})", key.len());
+        }
+        Ok(format!("{}\u{0}{key}", self.meta.name))
+    }
+
+    fn backend(&self) -> Arc<dyn StateBackend> {
+        self.caps.backend.clone()
+    }
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl ResourceLimiter for StoreState {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            self.memory_exceeded = true;
+            wasmtime::bail!(
+                "memory limit of {} MiB exceeded",
+                self.meta.limits.memory_mb
+            );
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn ttl(ms: Option<u64>) -> Option<Duration> {
+    ms.map(Duration::from_millis)
+}
+
+impl wit::Host for StoreState {
+    fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
+        self.charge()?;
+        let plugin = self.meta.name.as_str();
+        let message = cut(&message, MAX_LOG);
+        match level {
+            LogLevel::Trace => tracing::trace!(plugin, "{message}"),
+            LogLevel::Debug => tracing::debug!(plugin, "{message}"),
+            LogLevel::Info => tracing::info!(plugin, "{message}"),
+            LogLevel::Warn => tracing::warn!(plugin, "{message}"),
+            LogLevel::Error => tracing::error!(plugin, "{message}"),
+        }
+        Ok(())
+    }
+
+    fn config(&mut self) -> wasmtime::Result<String> {
+        self.charge()?;
+        Ok(self.meta.config_json.clone())
+    }
+
+    fn now_ms(&mut self) -> wasmtime::Result<u64> {
+        self.charge()?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Ok(now.as_millis() as u64)
+    }
+
+    fn emit(&mut self, name: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
+        self.charge()?;
+        let fields: Vec<(String, String)> = fields
+            .iter()
+            .take(MAX_EVENT_FIELDS)
+            .map(|(k, v)| {
+                (
+                    cut(k, MAX_EVENT_NAME).to_string(),
+                    cut(v, MAX_EVENT_VALUE).to_string(),
+                )
+            })
+            .collect();
+        self.caps
+            .events
+            .emit(&self.meta.name, cut(&name, MAX_EVENT_NAME), &fields);
+        Ok(())
+    }
+
+    async fn rate_limit(
+        &mut self,
+        key: String,
+        rate: u32,
+        period_ms: u64,
+        burst: u32,
+        cost: u32,
+    ) -> wasmtime::Result<wit::RateDecision> {
+        let key = self.key(&key)?;
+        let period = Duration::from_millis(period_ms);
+        let d = self
+            .backend()
+            .rate_limit(&key, rate, period, burst, cost)
+            .await;
+        Ok(wit::RateDecision {
+            allowed: d.allowed,
+            remaining: d.remaining,
+            retry_after_ms: d.retry_after.as_millis() as u64,
+        })
+    }
+
+    async fn counter_add(
+        &mut self,
+        key: String,
+        delta: i64,
+        window_ms: u64,
+    ) -> wasmtime::Result<i64> {
+        let key = self.key(&key)?;
+        let window = Duration::from_millis(window_ms);
+        Ok(self.backend().counter_add(&key, delta, window).await)
+    }
+
+    async fn counter_get(&mut self, key: String) -> wasmtime::Result<i64> {
+        let key = self.key(&key)?;
+        Ok(self.backend().counter_get(&key).await)
+    }
+
+    async fn kv_get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        let key = self.key(&key)?;
+        Ok(self.backend().kv_get(&key).await)
+    }
+
+    async fn kv_set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> wasmtime::Result<()> {
+        let key = self.key(&key)?;
+        if value.len() > MAX_VALUE {
+            wasmtime::bail!("kv value of {} bytes (max {MAX_VALUE})", value.len());
+        }
+        self.backend().kv_set(&key, value, ttl(ttl_ms)).await;
+        Ok(())
+    }
+
+    async fn kv_add(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> wasmtime::Result<bool> {
+        let key = self.key(&key)?;
+        if value.len() > MAX_VALUE {
+            wasmtime::bail!("kv value of {} bytes (max {MAX_VALUE})", value.len());
+        }
+        Ok(self.backend().kv_add(&key, value, ttl(ttl_ms)).await)
+    }
+
+    async fn kv_delete(&mut self, key: String) -> wasmtime::Result<bool> {
+        let key = self.key(&key)?;
+        Ok(self.backend().kv_delete(&key).await)
+    }
+
+    async fn dns_lookup(
+        &mut self,
+        name: String,
+        rtype: RecordType,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Result<Vec<String>, DnsError>> {
+        self.charge()?;
+        if name.is_empty() || name.len() > 255 {
+            return Ok(Err(DnsError::Failed(format!("invalid name {name:?}"))));
+        }
+        let Some(dns) = self.caps.dns.clone() else {
+            return Ok(Err(DnsError::Failed("no resolver configured".into())));
+        };
+        let mut timeout = Duration::from_millis(timeout_ms.into()).min(self.caps.dns_timeout);
+        if let Some(deadline) = self.deadline {
+            timeout = timeout.min(deadline.saturating_duration_since(Instant::now()));
+        }
+        let rtype = match rtype {
+            RecordType::A => DnsType::A,
+            RecordType::Aaaa => DnsType::Aaaa,
+            RecordType::Txt => DnsType::Txt,
+            RecordType::Mx => DnsType::Mx,
+        };
+        Ok(
+            match tokio::time::timeout(timeout, dns.lookup(&name, rtype)).await {
+                Err(_) | Ok(Err(DnsFailure::Timeout)) => Err(DnsError::Timeout),
+                Ok(Err(DnsFailure::NotFound)) => Err(DnsError::NotFound),
+                Ok(Err(DnsFailure::Failed(why))) => {
+                    Err(DnsError::Failed(cut(&why, MAX_LOG).to_string()))
+                }
+                Ok(Ok(mut answers)) => {
+                    answers.truncate(MAX_DNS_ANSWERS);
+                    for a in &mut answers {
+                        a.truncate(cut(a, MAX_LOG).len());
+                    }
+                    Ok(answers)
+                }
+            },
+        )
+    }
+}
+
+impl super::bindings::wasmrelay::plugin::types::Host for StoreState {}

@@ -1,0 +1,593 @@
+//! `wasmrelay plugin test`: runs one plugin in the real host, with the in-process state
+//! backend and a static DNS table, against a scripted session, and prints every hook's
+//! verdict. Plugin authors test without a server.
+//!
+//! A transcript is one directive per line; `#` starts a comment:
+//!
+//! ```text
+//! dns 2.0.0.127.bl.example A 127.0.0.2   # seed the mocked resolver (A, AAAA, TXT, MX)
+//! connect 192.0.2.1 [port]               # new session from this client -> connect hook
+//! tls TLSv1.3 TLS13_AES_128_GCM_SHA256   # facts only, no hook
+//! helo mail.example.org                  # -> helo hook
+//! auth alice                             # -> auth hook; sets the authenticated user
+//! mail <a@example.org>                   # -> mail-from hook; starts a transaction
+//! rcpt <b@example.org>                   # -> rcpt hook; kept unless refused
+//! data message.eml                       # -> data hook, message from a file (relative to
+//!                                        #    the transcript) ...
+//! data                                   # ... or inline, up to a line with a single "."
+//! Subject: hi
+//!
+//! body
+//! .
+//! queued Q123                            # -> queued hook
+//! rset                                   # drops the transaction
+//! route example.org [rcpt ...]           # -> route hook (delivery instance)
+//! result example.org delivered|deferred|bounced   # -> delivery-result hook
+//! ```
+//!
+//! Output: one line per hook, `hook args -> verdict`, then the headers of an edited message
+//! prefixed with `  | `, and at the end the plugin's counters.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::{
+    ConnectionInfo, DeliveryReport, DeliveryStatus, DnsType, PluginHost, PluginHostOptions,
+    PluginLoadError, RouteDecision, RouteRequest, SessionPlugins, StaticDns, TlsInfo,
+    TransactionInfo, Verdict,
+};
+use crate::config::plugins::PluginConfig;
+
+/// Why a transcript could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum TranscriptError {
+    #[error(transparent)]
+    Load(#[from] PluginLoadError),
+    #[error("cannot read {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("invalid --config: {0}")]
+    Config(String),
+    #[error("transcript line {line}: {message}")]
+    Script { line: usize, message: String },
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+/// What a run saw, for callers that want an exit status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TranscriptSummary {
+    pub hooks: usize,
+    pub refusals: usize,
+    pub plugin_errors: u64,
+}
+
+/// `--config`: the path of a TOML file, or TOML text (`key = "v"` lines or an inline
+/// table `{ key = "v" }`).
+pub fn parse_config_arg(arg: &str) -> Result<toml::Table, TranscriptError> {
+    let path = Path::new(arg);
+    let text = if !arg.contains(['=', '{', '\n']) && path.is_file() {
+        std::fs::read_to_string(path).map_err(|e| TranscriptError::Read(path.to_path_buf(), e))?
+    } else {
+        arg.to_string()
+    };
+    let trimmed = text.trim();
+    let parsed = if trimmed.starts_with('{') {
+        toml::from_str::<toml::Table>(&format!("config = {trimmed}")).map(|mut t| {
+            match t.remove("config") {
+                Some(toml::Value::Table(inner)) => inner,
+                _ => toml::Table::new(),
+            }
+        })
+    } else {
+        toml::from_str::<toml::Table>(trimmed)
+    };
+    parsed.map_err(|e| TranscriptError::Config(e.message().to_string()))
+}
+
+/// Runs `transcript` (a file) against the component at `plugin` configured with `config`
+/// and writes the report to `out`. `wasmrelay plugin test PLUGIN.wasm --config TABLE
+/// --transcript FILE` is `run_transcript(PLUGIN, &parse_config_arg(TABLE)?, FILE, stdout)`.
+pub async fn run_transcript(
+    plugin: &Path,
+    config: &toml::Table,
+    transcript: &Path,
+    out: &mut (dyn Write + Send),
+) -> Result<TranscriptSummary, TranscriptError> {
+    let script = std::fs::read_to_string(transcript)
+        .map_err(|e| TranscriptError::Read(transcript.to_path_buf(), e))?;
+    let base = transcript.parent().unwrap_or(Path::new("."));
+    let plugin_config = PluginConfig {
+        path: plugin.to_path_buf(),
+        config: config.clone(),
+        ..PluginConfig::default()
+    };
+    run_script(plugin_config, &script, base, out).await
+}
+
+/// [`run_transcript`] with the script as text; `base` resolves `data FILE`.
+pub async fn run_script(
+    plugin: PluginConfig,
+    script: &str,
+    base: &Path,
+    out: &mut (dyn Write + Send),
+) -> Result<TranscriptSummary, TranscriptError> {
+    let lines: Vec<&str> = script.lines().collect();
+    // DNS seeds apply to the whole run, wherever they appear.
+    let mut dns = StaticDns::new();
+    for (n, line) in lines.iter().enumerate() {
+        let words: Vec<&str> = line
+            .split('#')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        if words.first() == Some(&"dns") {
+            let [_, name, rtype, answer @ ..] = words.as_slice() else {
+                return Err(script_err(n, "usage: dns NAME A|AAAA|TXT|MX ANSWER"));
+            };
+            let rtype = match rtype.to_ascii_uppercase().as_str() {
+                "A" => DnsType::A,
+                "AAAA" => DnsType::Aaaa,
+                "TXT" => DnsType::Txt,
+                "MX" => DnsType::Mx,
+                other => return Err(script_err(n, &format!("unknown record type {other}"))),
+            };
+            dns.insert(name, rtype, answer.join(" "));
+        }
+    }
+    let options = PluginHostOptions {
+        dns: Some(Arc::new(dns)),
+        max_instances: 16,
+        ..PluginHostOptions::default()
+    };
+    let host = PluginHost::load(std::slice::from_ref(&plugin), options).await?;
+    writeln!(
+        out,
+        "plugin {} handles: {}",
+        host.names()[0],
+        hook_list(&host)
+    )?;
+    let mut run = Run {
+        host: host.clone(),
+        session: None,
+        conn: ConnectionInfo::new(
+            "transcript",
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1:25".parse().unwrap(),
+        ),
+        tx: TransactionInfo::default(),
+        summary: TranscriptSummary::default(),
+        sessions: 0,
+    };
+    let mut n = 0;
+    while n < lines.len() {
+        let line = lines[n].split('#').next().unwrap_or("").trim();
+        let (verb, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        let rest = rest.trim();
+        match verb.to_ascii_lowercase().as_str() {
+            "" | "dns" => {}
+            "data" => {
+                let message = if rest.is_empty() {
+                    let mut body = Vec::new();
+                    n += 1;
+                    while n < lines.len() && lines[n] != "." {
+                        body.extend_from_slice(
+                            lines[n].strip_prefix('.').unwrap_or(lines[n]).as_bytes(),
+                        );
+                        body.extend_from_slice(b"\r\n");
+                        n += 1;
+                    }
+                    if n == lines.len() {
+                        return Err(script_err(n - 1, "inline data without a closing \".\""));
+                    }
+                    body
+                } else {
+                    let path = base.join(rest);
+                    std::fs::read(&path).map_err(|e| TranscriptError::Read(path, e))?
+                };
+                run.data(message, out).await?;
+            }
+            other => run
+                .step(other, rest, out)
+                .await
+                .map_err(|m| script_err(n, &m))??,
+        }
+        n += 1;
+    }
+    let metrics = host.metrics().remove(0);
+    run.summary.plugin_errors = metrics.errors();
+    writeln!(
+        out,
+        "done: {} hooks, {} refusals, {} plugin errors, {} instances",
+        run.summary.hooks,
+        run.summary.refusals,
+        metrics.errors(),
+        metrics.instantiations
+    )?;
+    Ok(run.summary)
+}
+
+fn script_err(line: usize, message: &str) -> TranscriptError {
+    TranscriptError::Script {
+        line: line + 1,
+        message: message.to_string(),
+    }
+}
+
+fn hook_list(host: &PluginHost) -> String {
+    let hooks: Vec<&str> = host.hooks_of(0).iter().map(|h| h.name()).collect();
+    if hooks.is_empty() {
+        "none".into()
+    } else {
+        hooks.join(", ")
+    }
+}
+
+/// `<a@b>` or `a@b` to the bare path the hooks get.
+fn path_arg(s: &str) -> String {
+    s.split_whitespace()
+        .next()
+        .unwrap_or("")
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .to_string()
+}
+
+fn show(v: &Verdict) -> String {
+    match v {
+        Verdict::Continue => "continue".into(),
+        Verdict::Accept => "accept".into(),
+        Verdict::Reject(r) => format!("reject {r}"),
+        Verdict::Tempfail(r) => format!("tempfail {r}"),
+        Verdict::Disconnect(r) => format!("disconnect {r}"),
+    }
+}
+
+fn show_route(d: &RouteDecision) -> String {
+    match d {
+        RouteDecision::Continue => "continue (relay routing)".into(),
+        RouteDecision::Smarthosts(hosts) => {
+            let list: Vec<String> = hosts
+                .iter()
+                .map(|h| {
+                    format!(
+                        "{}:{} tls={:?}{}",
+                        h.host,
+                        h.port,
+                        h.tls,
+                        if h.credentials.is_some() { " auth" } else { "" }
+                    )
+                })
+                .collect();
+            format!("smarthosts {}", list.join(", "))
+        }
+        RouteDecision::Mx => "mx".into(),
+        RouteDecision::Hold(r) => format!("hold ({r})"),
+        RouteDecision::Drop(r) => format!("drop ({r})"),
+        RouteDecision::Defer(r) => format!("defer {r}"),
+        RouteDecision::Bounce(r) => format!("bounce {r}"),
+    }
+}
+
+/// The scripted session's state.
+struct Run {
+    host: Arc<PluginHost>,
+    session: Option<SessionPlugins>,
+    conn: ConnectionInfo,
+    tx: TransactionInfo,
+    summary: TranscriptSummary,
+    sessions: usize,
+}
+
+impl Run {
+    fn session(&mut self) -> &mut SessionPlugins {
+        let host = &self.host;
+        self.session.get_or_insert_with(|| host.session())
+    }
+
+    fn record(
+        &mut self,
+        what: &str,
+        v: &Verdict,
+        out: &mut (dyn Write + Send),
+    ) -> std::io::Result<()> {
+        self.summary.hooks += 1;
+        if matches!(
+            v,
+            Verdict::Reject(_) | Verdict::Tempfail(_) | Verdict::Disconnect(_)
+        ) {
+            self.summary.refusals += 1;
+        }
+        writeln!(out, "{what} -> {}", show(v))
+    }
+
+    /// One directive other than `data`/`dns`; the outer error is a script mistake.
+    async fn step(
+        &mut self,
+        verb: &str,
+        rest: &str,
+        out: &mut (dyn Write + Send),
+    ) -> Result<Result<(), TranscriptError>, String> {
+        let result = match verb {
+            "connect" => {
+                let mut words = rest.split_whitespace();
+                let ip: std::net::IpAddr = words
+                    .next()
+                    .ok_or("usage: connect IP [PORT]")?
+                    .parse()
+                    .map_err(|_| "connect: not an IP address")?;
+                let port: u16 = words
+                    .next()
+                    .map_or(Ok(40000), str::parse)
+                    .map_err(|_| "connect: bad port")?;
+                self.sessions += 1;
+                self.conn = ConnectionInfo::new(
+                    format!("transcript-{}", self.sessions),
+                    (ip, port).into(),
+                    "127.0.0.1:25".parse().expect("literal address"),
+                );
+                self.tx = TransactionInfo::default();
+                self.session = Some(self.host.session());
+                let conn = self.conn.clone();
+                let v = self.session().connect(&conn).await;
+                self.record(&format!("connect {ip}"), &v, out)
+            }
+            "tls" => {
+                let mut words = rest.split_whitespace();
+                self.conn.tls = Some(TlsInfo {
+                    protocol: words.next().unwrap_or("TLSv1.3").to_string(),
+                    cipher: words
+                        .next()
+                        .unwrap_or("TLS13_AES_128_GCM_SHA256")
+                        .to_string(),
+                });
+                Ok(())
+            }
+            "helo" | "ehlo" => {
+                self.conn.helo = Some(rest.to_string());
+                let conn = self.conn.clone();
+                let v = self.session().helo(&conn).await;
+                self.record(&format!("helo {rest}"), &v, out)
+            }
+            "auth" => {
+                self.conn.auth_user = Some(rest.to_string());
+                let conn = self.conn.clone();
+                let v = self.session().auth(&conn, rest).await;
+                self.record(&format!("auth {rest}"), &v, out)
+            }
+            "mail" => {
+                self.tx = TransactionInfo {
+                    mail_from: Some(path_arg(rest)),
+                    ..TransactionInfo::default()
+                };
+                let (conn, tx) = (self.conn.clone(), self.tx.clone());
+                let v = self.session().mail_from(&conn, &tx).await;
+                self.record(&format!("mail <{}>", path_arg(rest)), &v, out)
+            }
+            "rcpt" => {
+                let rcpt = path_arg(rest);
+                let (conn, tx) = (self.conn.clone(), self.tx.clone());
+                let v = self.session().rcpt(&conn, &tx, &rcpt).await;
+                if matches!(v, Verdict::Continue | Verdict::Accept) {
+                    self.tx.recipients.push(rcpt.clone());
+                }
+                self.record(&format!("rcpt <{rcpt}>"), &v, out)
+            }
+            "queued" => {
+                let (conn, tx) = (self.conn.clone(), self.tx.clone());
+                let v = self.session().queued(&conn, &tx, rest).await;
+                self.record(&format!("queued {rest}"), &v, out)
+            }
+            "rset" => {
+                self.tx = TransactionInfo::default();
+                Ok(())
+            }
+            "route" => {
+                let mut words = rest.split_whitespace();
+                let domain = words
+                    .next()
+                    .ok_or("usage: route DOMAIN [RCPT ...]")?
+                    .to_string();
+                let mut recipients: Vec<String> = words.map(path_arg).collect();
+                if recipients.is_empty() {
+                    recipients = self.tx.recipients.clone();
+                }
+                let req = RouteRequest {
+                    queue_id: "transcript".into(),
+                    mail_from: self.tx.mail_from.clone().unwrap_or_default(),
+                    domain: domain.clone(),
+                    recipients,
+                    attempt: 1,
+                    size: 0,
+                    attributes: self
+                        .conn
+                        .auth_user
+                        .iter()
+                        .map(|u| ("auth-user".to_string(), u.clone()))
+                        .collect(),
+                };
+                let d = self.host.delivery().route(&req).await;
+                self.summary.hooks += 1;
+                writeln!(out, "route {domain} -> {}", show_route(&d))
+            }
+            "result" => {
+                let mut words = rest.split_whitespace();
+                let domain = words
+                    .next()
+                    .ok_or("usage: result DOMAIN delivered|deferred|bounced")?;
+                let status = match words.next().unwrap_or("delivered") {
+                    "delivered" => DeliveryStatus::Delivered,
+                    "deferred" => DeliveryStatus::Deferred,
+                    "bounced" => DeliveryStatus::Bounced,
+                    other => return Err(format!("result: unknown status {other}")),
+                };
+                let report = DeliveryReport {
+                    queue_id: "transcript".into(),
+                    domain: domain.to_string(),
+                    recipients: self.tx.recipients.clone(),
+                    status,
+                    attempt: 1,
+                    remote_host: None,
+                    reply: None,
+                };
+                self.host.delivery().delivery_result(&report).await;
+                self.summary.hooks += 1;
+                writeln!(out, "result {domain} {status:?} -> done")
+            }
+            other => return Err(format!("unknown directive {other:?}")),
+        };
+        Ok(result.map_err(TranscriptError::from))
+    }
+
+    async fn data(
+        &mut self,
+        mut message: Vec<u8>,
+        out: &mut (dyn Write + Send),
+    ) -> Result<(), TranscriptError> {
+        let before = message.clone();
+        let (conn, tx) = (self.conn.clone(), self.tx.clone());
+        let v = self.session().data(&conn, &tx, &mut message).await;
+        let edited = message != before;
+        let what = format!(
+            "data ({} bytes{})",
+            before.len(),
+            if edited { ", edited" } else { "" }
+        );
+        self.record(&what, &v, out)?;
+        if edited {
+            let text = String::from_utf8_lossy(&message);
+            let (headers, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+            for line in headers.split("\r\n") {
+                writeln!(out, "  | {line}")?;
+            }
+            writeln!(out, "  | ({} body bytes)", body.len())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::test_plugins::component;
+
+    #[test]
+    fn config_arg_forms() {
+        assert_eq!(
+            parse_config_arg("a = 1").unwrap()["a"].as_integer(),
+            Some(1)
+        );
+        assert_eq!(
+            parse_config_arg("{ a = \"x\" }").unwrap()["a"].as_str(),
+            Some("x")
+        );
+        assert!(parse_config_arg("a = ").is_err());
+    }
+
+    #[tokio::test]
+    async fn scripted_session_prints_every_verdict() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("m.eml"),
+            b"Subject: rewrite me\r\n\r\nhello\r\n",
+        )
+        .unwrap();
+        let script = dir.path().join("session.txt");
+        std::fs::write(
+            &script,
+            "# a blocked client, then a normal one\n\
+             dns 66.2.0.192.bl.test A 127.0.0.2\n\
+             connect 192.0.2.66\n\
+             connect 192.0.2.1\n\
+             helo client.example\n\
+             mail <a@example.org>\n\
+             rcpt <blocked@example.org>\n\
+             rcpt <b@example.org>\n\
+             data m.eml\n\
+             data\n\
+             Subject: inline\n\
+             \n\
+             ..dot-stuffed\n\
+             .\n\
+             queued Q1\n\
+             route routed.test\n\
+             route hold.test\n\
+             result routed.test delivered\n",
+        )
+        .unwrap();
+        let config = parse_config_arg("block_ip = \"192.0.2.99\"").unwrap();
+        let mut out = Vec::new();
+        let summary = run_transcript(&component("policy"), &config, &script, &mut out)
+            .await
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let expected = [
+            "plugin test_plugin_policy handles: connect, mail-from, rcpt, data, route, delivery-result",
+            "connect 192.0.2.66 -> reject 554 5.7.1 192.0.2.66 listed in bl.test (127.0.0.2)",
+            "connect 192.0.2.1 -> continue",
+            "helo client.example -> continue",
+            "mail <a@example.org> -> continue",
+            "rcpt <blocked@example.org> -> reject 550 5.1.1 mailbox unavailable",
+            "rcpt <b@example.org> -> continue",
+            "data (30 bytes, edited) -> continue",
+            "  | X-Seen-By: policy",
+            "  | Subject: rewritten",
+            "  | X-Policy: checked",
+            "  | (7 body bytes)",
+            "data (33 bytes, edited) -> continue",
+            "  | X-Seen-By: policy",
+            "  | Subject: inline",
+            "  | X-Policy: checked",
+            "  | (14 body bytes)",
+            "queued Q1 -> continue",
+            "route routed.test -> smarthosts 127.0.0.1:2526 tls=Opportunistic, 127.0.0.2:2527 tls=Require",
+            "route hold.test -> hold (quarantined)",
+            "result routed.test Delivered -> done",
+        ];
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[..expected.len()], expected, "{text}");
+        assert_eq!(summary.refusals, 2);
+        assert_eq!(summary.plugin_errors, 0);
+    }
+
+    /// The example plugin with the transcript its docs show.
+    #[tokio::test]
+    async fn example_plugin_session() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let script = root.join("examples/rust-plugin/session.txt");
+        let config = parse_config_arg("blocked = \"nobody@example.org\"").unwrap();
+        let mut out = Vec::new();
+        run_transcript(&component("example"), &config, &script, &mut out)
+            .await
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("rcpt <nobody@example.org> -> reject 550 5.1.1 mailbox unavailable\n")
+                && text.contains("rcpt <friend@example.org> -> continue\n")
+                && text.contains("  | X-Example-Plugin: seen 1 recipients\n"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn script_mistakes_name_the_line() {
+        let mut out = Vec::new();
+        let plugin = PluginConfig {
+            path: component("noop"),
+            ..PluginConfig::default()
+        };
+        let err = run_script(
+            plugin,
+            "connect 192.0.2.1\nfrobnicate\n",
+            Path::new("."),
+            &mut out,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "transcript line 2: unknown directive \"frobnicate\""
+        );
+    }
+}

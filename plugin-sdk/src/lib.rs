@@ -1,0 +1,187 @@
+//! Write wasmrelay policy plugins in Rust.
+//!
+//! Layout: [`Plugin`] is the trait a plugin implements (every hook defaults to `continue`),
+//! [`export_plugin!`] turns a type into a component, [`host`] wraps the capabilities the relay
+//! grants, and [`Address`] parses envelope addresses. The interface itself is
+//! `wit/plugin.wit` (`wasmrelay:plugin@0.1.0`); its generated bindings stay private.
+//!
+//! ```ignore
+//! use wasmrelay_plugin_sdk::{export_plugin, Context, Hook, Plugin, Verdict};
+//!
+//! struct NoPostmaster;
+//!
+//! impl Plugin for NoPostmaster {
+//!     const HOOKS: &'static [Hook] = &[Hook::Rcpt];
+//!     fn init(_config: &str) -> Result<Self, String> {
+//!         Ok(NoPostmaster)
+//!     }
+//!     fn rcpt(&mut self, _ctx: &Context, recipient: &str) -> Verdict {
+//!         if recipient.starts_with("postmaster@") {
+//!             return Verdict::reject(550, "5.1.1", "no such user");
+//!         }
+//!         Verdict::Continue
+//!     }
+//! }
+//!
+//! export_plugin!(NoPostmaster);
+//! ```
+//!
+//! Build with `cargo build --release --target wasm32-wasip2`; the `.wasm` in
+//! `target/wasm32-wasip2/release/` is the component to list in `relay.toml`.
+
+mod address;
+pub mod host;
+mod reply;
+
+pub use address::{Address, AddressError};
+pub use bindings::wasmrelay::plugin::types::{
+    AuthResult, Context, Credentials, DeliveryReport, DeliveryStatus, EnhancedCode, Hook, Message,
+    Reply, RouteDecision, RouteRequest, Smarthost, TlsInfo, TlsPolicy, Verdict,
+};
+
+use __private::bindings;
+
+/// Generated bindings: not part of the API, reachable only for [`export_plugin!`].
+#[doc(hidden)]
+pub mod __private {
+    pub use bindings::__export_plugin_world;
+    pub use bindings::exports::wasmrelay::plugin::hooks::Guest;
+
+    pub mod bindings {
+        wit_bindgen::generate!({
+            path: "wit",
+            world: "plugin",
+            pub_export_macro: true,
+            export_macro_name: "__export_plugin_world",
+            default_bindings_module: "wasmrelay_plugin_sdk::__private::bindings",
+        });
+    }
+}
+
+/// A wasmrelay plugin. One value lives per instance: the relay creates an instance per SMTP
+/// session (and per delivery batch), calls [`Plugin::init`] once, then the hooks listed in
+/// [`Plugin::HOOKS`] in stage order. State kept in `self` therefore lasts one session; use
+/// [`host::kv_set`] or [`host::counter_add`] for state shared across sessions and relays.
+pub trait Plugin: Sized + 'static {
+    /// The hooks this plugin implements; the relay never calls the others, so listing only
+    /// what you override keeps sessions fast.
+    const HOOKS: &'static [Hook];
+
+    /// Builds the plugin from its `config` table (JSON). An error refuses the plugin at load.
+    fn init(config: &str) -> Result<Self, String>;
+
+    /// A client connected (before the banner).
+    fn connect(&mut self, ctx: &Context) -> Verdict {
+        let _ = ctx;
+        Verdict::Continue
+    }
+
+    /// HELO/EHLO received.
+    fn helo(&mut self, ctx: &Context) -> Verdict {
+        let _ = ctx;
+        Verdict::Continue
+    }
+
+    /// AUTH succeeded as `user`.
+    fn auth(&mut self, ctx: &Context, user: &str) -> Verdict {
+        let _ = (ctx, user);
+        Verdict::Continue
+    }
+
+    /// MAIL FROM; `sender` is `""` for the null sender.
+    fn mail_from(&mut self, ctx: &Context, sender: &str) -> Verdict {
+        let _ = (ctx, sender);
+        Verdict::Continue
+    }
+
+    /// RCPT TO, once per recipient.
+    fn rcpt(&mut self, ctx: &Context, recipient: &str) -> Verdict {
+        let _ = (ctx, recipient);
+        Verdict::Continue
+    }
+
+    /// End of DATA: read and edit the message.
+    fn data(&mut self, ctx: &Context, msg: &Message) -> Verdict {
+        let _ = (ctx, msg);
+        Verdict::Continue
+    }
+
+    /// The message is durable under `queue_id`.
+    fn queued(&mut self, ctx: &Context, queue_id: &str) -> Verdict {
+        let _ = (ctx, queue_id);
+        Verdict::Continue
+    }
+
+    /// Choose a route for one destination domain.
+    fn route(&mut self, req: &RouteRequest) -> RouteDecision {
+        let _ = req;
+        RouteDecision::Continue
+    }
+
+    /// A delivery attempt finished.
+    fn delivery_result(&mut self, report: &DeliveryReport) {
+        let _ = report;
+    }
+}
+
+/// Exports a [`Plugin`] type as the component's `wasmrelay:plugin/hooks` implementation.
+/// Use it once, at the crate root of a `cdylib` crate.
+#[macro_export]
+macro_rules! export_plugin {
+    ($ty:ty) => {
+        const _: () = {
+            use $crate::__private::Guest;
+
+            ::std::thread_local! {
+                static PLUGIN: ::std::cell::RefCell<::std::option::Option<$ty>> =
+                    const { ::std::cell::RefCell::new(::std::option::Option::None) };
+            }
+
+            fn with<R>(f: impl FnOnce(&mut $ty) -> R) -> R {
+                PLUGIN.with_borrow_mut(|p| f(p.as_mut().expect("hook called before init")))
+            }
+
+            struct WasmrelayPlugin;
+
+            impl Guest for WasmrelayPlugin {
+                fn init(config: String) -> Result<(), String> {
+                    let plugin = <$ty as $crate::Plugin>::init(&config)?;
+                    PLUGIN.with_borrow_mut(|p| *p = Some(plugin));
+                    Ok(())
+                }
+                fn hooks() -> Vec<$crate::Hook> {
+                    <$ty as $crate::Plugin>::HOOKS.to_vec()
+                }
+                fn connect(ctx: &$crate::Context) -> $crate::Verdict {
+                    with(|p| $crate::Plugin::connect(p, ctx))
+                }
+                fn helo(ctx: &$crate::Context) -> $crate::Verdict {
+                    with(|p| $crate::Plugin::helo(p, ctx))
+                }
+                fn auth(ctx: &$crate::Context, user: String) -> $crate::Verdict {
+                    with(|p| $crate::Plugin::auth(p, ctx, &user))
+                }
+                fn mail_from(ctx: &$crate::Context, sender: String) -> $crate::Verdict {
+                    with(|p| $crate::Plugin::mail_from(p, ctx, &sender))
+                }
+                fn rcpt(ctx: &$crate::Context, recipient: String) -> $crate::Verdict {
+                    with(|p| $crate::Plugin::rcpt(p, ctx, &recipient))
+                }
+                fn data(ctx: &$crate::Context, msg: &$crate::Message) -> $crate::Verdict {
+                    with(|p| $crate::Plugin::data(p, ctx, msg))
+                }
+                fn queued(ctx: &$crate::Context, queue_id: String) -> $crate::Verdict {
+                    with(|p| $crate::Plugin::queued(p, ctx, &queue_id))
+                }
+                fn route(req: $crate::RouteRequest) -> $crate::RouteDecision {
+                    with(|p| $crate::Plugin::route(p, &req))
+                }
+                fn delivery_result(report: $crate::DeliveryReport) {
+                    with(|p| $crate::Plugin::delivery_result(p, &report))
+                }
+            }
+
+            $crate::__private::__export_plugin_world!(WasmrelayPlugin with_types_in $crate::__private::bindings);
+        };
+    };
+}
