@@ -4,6 +4,7 @@
     bench.py load  --port P --sink-out FILE --msgs N --sessions S --size B [--wait-delivery]
     bench.py conns --port P --pid PID --conns N
     bench.py table RESULTS
+    bench.py criterion < OUTPUT
 
 `load` and `conns` print one JSON object on stdout; bench/run appends them to RESULTS as
 `<mta> <json>` lines and `table` turns those into medians and ratios. Every wait has a
@@ -228,6 +229,31 @@ def table(args):
             print("  ".join("-" * w for w in widths))
 
 
+def criterion(args):
+    """Condenses criterion's output to `name: median` lines; other report lines pass through."""
+    pending = None  # a line at column 0: a benchmark name if a `time:` line follows
+    for line in sys.stdin:
+        line = line.rstrip("\n")
+        if not line.strip() or line.startswith(("Benchmarking", "Found", "Gnuplot")):
+            continue
+        head, sep, rest = line.partition("time:")
+        if not line[0].isspace():
+            if pending:
+                print(f"  {pending}")  # a figure the bench printed itself
+            pending = head.strip() if not sep else None
+            name = head.strip()
+        elif sep and pending:
+            name, pending = pending, None
+        elif not sep:
+            continue  # change:, outliers and other commentary
+        if sep:
+            values = rest.strip().strip("[]").split()
+            if len(values) >= 6:  # [low unit median unit high unit]
+                print(f"  {name}: {values[2]} {values[3]}")
+    if pending:
+        print(f"  {pending}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -246,8 +272,9 @@ def main():
     c.add_argument("--timeout", type=float, default=120)
     t = sub.add_parser("table")
     t.add_argument("results")
+    sub.add_parser("criterion")
     args = p.parse_args()
-    {"load": load, "conns": conns, "table": table}[args.cmd](args)
+    {"load": load, "conns": conns, "table": table, "criterion": criterion}[args.cmd](args)
 
 
 if __name__ == "__main__":
