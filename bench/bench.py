@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Measurement helpers for bench/run: one load run, idle-connection memory, the summary table.
 
-    bench.py load  --port P --sink-out FILE --msgs N --sessions S --size B [--wait-delivery]
+    bench.py load  --port P --sink-out FILE --msgs N --sessions S --size B [--wait-delivery] [--pid PID]
     bench.py conns --port P --pid PID --conns N
     bench.py table RESULTS
     bench.py criterion < OUTPUT
@@ -38,9 +38,24 @@ def sink_count(path):
     return int(found[-1]) if found else 0
 
 
+def cpu_seconds(root):
+    """CPU time of `root`'s process tree, including children it has reaped (Postfix's master
+    reaps each smtpd, so a process that exits mid-run moves into its parent's total)."""
+    total = 0
+    for pid in tree(root):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def load(args):
     """Sends `msgs` messages with smtp-source; times acceptance and, optionally, delivery."""
     before = sink_count(args.sink_out)
+    cpu_before = cpu_seconds(args.pid) if args.pid else None
     cmd = [
         "/usr/sbin/smtp-source",
         "-s", str(args.sessions),
@@ -68,6 +83,9 @@ def load(args):
             out.update(e2e_s=t2 - t0, e2e_rate=args.msgs / (t2 - t0))
         else:
             out["error"] = f"delivered {delivered}/{args.msgs} within {args.timeout}s"
+    if cpu_before is not None:
+        # Until the sink has everything when delivering: delivery is part of the cost.
+        out["cpu_ms_per_msg"] = (cpu_seconds(args.pid) - cpu_before) * 1000 / args.msgs
     print(json.dumps(out))
 
 
@@ -182,13 +200,14 @@ METRICS = [
     # (key, label)
     ("accept_rate", "accept throughput, msgs/s"),
     ("e2e_rate", "end to end, msgs/s"),
+    ("cpu_ms_per_msg", "CPU per message, ms"),
     ("rss_kib_per_conn", "memory per connection, KiB RSS"),
     ("pss_kib_per_conn", "memory per connection, KiB PSS"),
 ]
 
 
 def num(v):
-    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.1f}"
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
 
 
 def table(args):
@@ -264,6 +283,7 @@ def main():
     l.add_argument("--sessions", type=int, default=20)
     l.add_argument("--size", type=int, default=2048)
     l.add_argument("--wait-delivery", action="store_true")
+    l.add_argument("--pid", type=int, help="the MTA's (root) process, to count its CPU time")
     l.add_argument("--timeout", type=float, default=300)
     c = sub.add_parser("conns")
     c.add_argument("--port", type=int, required=True)
