@@ -51,6 +51,12 @@ pub enum Command {
         #[command(subcommand)]
         command: DkimCommand,
     },
+    /// Plugin tools: `plugin test PLUGIN.wasm --transcript FILE` runs a scripted session
+    /// against one plugin in the real host and prints each hook's verdict.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
     /// Read a password on standard input and print an argon2id hash for `[[users]]`.
     HashPassword,
     /// A catch-all SMTP server that writes every message it receives to a directory.
@@ -61,6 +67,21 @@ pub enum Command {
         /// Directory for `<id>.eml` and `<id>.json` files.
         #[arg(long, default_value = "sink")]
         dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PluginCommand {
+    /// Run a transcript (connect/helo/mail/rcpt/data/route... lines) against PLUGIN.
+    Test {
+        /// The component (`.wasm`).
+        plugin: PathBuf,
+        /// The plugin's config: a TOML file, or TOML text such as `limit = 5`.
+        #[arg(long, default_value = "")]
+        config: String,
+        /// The scripted session.
+        #[arg(long)]
+        transcript: PathBuf,
     },
 }
 
@@ -87,6 +108,25 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
         Command::Serve { config } => serve(&config).await.map(|_| 0),
         Command::CheckConfig { config } => Ok(check_config(&config)),
         Command::Queue { config, command } => queue::run(&config, command).await,
+        Command::Plugin {
+            command:
+                PluginCommand::Test {
+                    plugin,
+                    config,
+                    transcript,
+                },
+        } => {
+            use crate::plugins::transcript;
+            let table = transcript::parse_config_arg(&config)?;
+            let mut out = std::io::stdout();
+            let summary =
+                transcript::run_transcript(&plugin, &table, &transcript, &mut out).await?;
+            eprintln!(
+                "{} hook call(s), {} refusal(s), {} plugin error(s)",
+                summary.hooks, summary.refusals, summary.plugin_errors
+            );
+            Ok(if summary.plugin_errors > 0 { 1 } else { 0 })
+        }
         Command::Dkim {
             command:
                 DkimCommand::Keygen {
@@ -162,7 +202,7 @@ async fn reload_on_sighup(path: PathBuf, reloader: Reloader) {
         info!(config = %path.display(), "SIGHUP: reloading");
         match Config::load(&path) {
             Ok(config) => {
-                if let Err(e) = reloader.reload(&config) {
+                if let Err(e) = reloader.reload(&config).await {
                     error!(error = %e, "reload refused; keeping the running configuration");
                 }
             }
@@ -195,6 +235,7 @@ async fn sink(listen: SocketAddr, dir: &Path) -> anyhow::Result<()> {
         users: Users::default(),
         tls: None,
         store,
+        plugins: None,
     };
     let listener = Listener::bind(env)
         .await
