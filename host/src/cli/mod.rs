@@ -182,22 +182,23 @@ fn check_config(path: &Path) -> i32 {
 }
 
 async fn serve(path: &Path) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // SIGHUP's default action ends the process. Claim it before the slow part of startup
+    // (spool recovery, plugin compilation), so a reload asked for meanwhile is applied once
+    // the relay runs instead of killing it.
+    let hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let config = Config::load(path)?;
     let relay = Relay::start(&config).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    tokio::spawn(reload_on_sighup(path.to_path_buf(), relay.reloader()));
+    tokio::spawn(reload_on_sighup(hup, path.to_path_buf(), relay.reloader()));
     relay.run(shutdown).await?;
     Ok(())
 }
 
 /// SIGHUP re-reads the config file; a config that fails validation is refused and the
 /// running one stays.
-async fn reload_on_sighup(path: PathBuf, reloader: Reloader) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        return;
-    };
+async fn reload_on_sighup(mut hup: tokio::signal::unix::Signal, path: PathBuf, reloader: Reloader) {
     while hup.recv().await.is_some() {
         info!(config = %path.display(), "SIGHUP: reloading");
         match Config::load(&path) {
