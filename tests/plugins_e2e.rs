@@ -173,12 +173,59 @@ fn write_config(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-/// A relay on a free port with `plugins`, delivering to `sink`.
-fn start_relay(dir: &Path, sink: &Sink, plugins: &str) -> (RelayProcess, u16) {
-    let port = free_port();
+/// The relay process; a failing test prints its log, which says what the relay saw.
+struct Relay(RelayProcess);
+
+impl std::ops::Deref for Relay {
+    type Target = RelayProcess;
+    fn deref(&self) -> &RelayProcess {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Relay {
+    fn deref_mut(&mut self) -> &mut RelayProcess {
+        &mut self.0
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- relay log ---\n{}--- end of relay log ---",
+                self.0.log()
+            );
+        }
+    }
+}
+
+/// The line a relay logs once it serves `port`.
+fn listening(port: u16) -> String {
+    format!("listening address=127.0.0.1:{port} ")
+}
+
+/// A relay on a free port with `plugins`, delivering to `sink`. `free_port` lets its socket
+/// go, and another process may take the port before the relay binds it; then the port answers
+/// without our relay. Only the relay's own `listening` line proves the port is ours, else it
+/// tries another one.
+fn start_relay(dir: &Path, sink: &Sink, plugins: &str) -> (Relay, u16) {
     let path = dir.join("relay.toml");
-    write_config(&path, &config_text(port, sink.port, plugins));
-    (RelayProcess::start(&path, &[port]), port)
+    for _ in 0..5 {
+        let port = free_port();
+        write_config(&path, &config_text(port, sink.port, plugins));
+        std::fs::remove_file(path.with_extension("log")).ok();
+        let mut relay = Relay(RelayProcess::start(&path, &[port]));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while relay.child.try_wait().unwrap().is_none() {
+            if relay.log().contains(&listening(port)) {
+                return (relay, port);
+            }
+            assert!(Instant::now() < deadline, "the relay does not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    panic!("no port for the relay in five tries");
 }
 
 fn signal(relay: &RelayProcess, sig: &str) {
@@ -605,8 +652,12 @@ const BLOCKED_REPLY: &str = "550 5.1.1 mailbox unavailable\r\n";
 /// What one transaction saw.
 #[derive(Debug)]
 struct Sent {
-    /// When its session got the greeting.
-    session_start: Instant,
+    /// When its session's client started to connect: later than the reload means the
+    /// relay accepted it with the new chain.
+    connecting: Instant,
+    /// When its session got the greeting: earlier than the SIGHUP means the relay accepted
+    /// it with the old chain.
+    greeted: Instant,
     session: String,
     /// The reply to `RCPT TO:<stop@...>`.
     blocked_reply: String,
@@ -645,8 +696,9 @@ fn load_client(port: u16, id: usize, stop: Arc<AtomicBool>) -> Result<Vec<Sent>,
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut n = 0;
     'sessions: while !stop.load(Ordering::Relaxed) && Instant::now() < deadline && n < 2_000 {
+        let connecting = Instant::now();
         let mut c = Raw::connect(port);
-        let session_start = Instant::now();
+        let greeted = Instant::now();
         let session = format!("c{id}-s{n}");
         c.cmd("EHLO load.test", "250");
         for _ in 0..3 {
@@ -654,7 +706,8 @@ fn load_client(port: u16, id: usize, stop: Arc<AtomicBool>) -> Result<Vec<Sent>,
             let tag = format!("c{id}-{n}");
             let blocked_reply = load_transaction(&mut c, &session, &tag)?;
             sent.push(Sent {
-                session_start,
+                connecting,
+                greeted,
                 session: session.clone(),
                 blocked_reply,
                 subject: tag,
@@ -688,11 +741,13 @@ fn sighup_swaps_a_plugin_under_load_without_failing_a_session() {
         })
         .collect();
     // A session that stays open across the reload.
+    let connecting = Instant::now();
     let mut in_flight = Raw::connect(port);
-    let in_flight_start = Instant::now();
+    let greeted = Instant::now();
     in_flight.cmd("EHLO in-flight.test", "250");
     let mut sent = vec![Sent {
-        session_start: in_flight_start,
+        connecting,
+        greeted,
         session: "in-flight".into(),
         blocked_reply: load_transaction(&mut in_flight, "in-flight", "in-flight-1").unwrap(),
         subject: "in-flight-1".into(),
@@ -707,7 +762,8 @@ fn sighup_swaps_a_plugin_under_load_without_failing_a_session() {
     });
     let reloaded = Instant::now();
     sent.push(Sent {
-        session_start: in_flight_start,
+        connecting,
+        greeted,
         session: "in-flight".into(),
         blocked_reply: load_transaction(&mut in_flight, "in-flight", "in-flight-2").unwrap(),
         subject: "in-flight-2".into(),
@@ -719,11 +775,11 @@ fn sighup_swaps_a_plugin_under_load_without_failing_a_session() {
     for (id, c) in clients.into_iter().enumerate() {
         match c.join().unwrap() {
             Ok(s) => sent.extend(s),
-            Err(e) => panic!("client {id} failed: {e}\n{}", relay.log()),
+            Err(e) => panic!("client {id} failed: {e}"),
         }
     }
-    let old: Vec<_> = sent.iter().filter(|s| s.session_start < hup).collect();
-    let new: Vec<_> = sent.iter().filter(|s| s.session_start > reloaded).collect();
+    let old: Vec<_> = sent.iter().filter(|s| s.greeted < hup).collect();
+    let new: Vec<_> = sent.iter().filter(|s| s.connecting > reloaded).collect();
     assert!(
         !old.is_empty() && !new.is_empty(),
         "load before and after the reload ({} before, {} after)",
@@ -759,7 +815,12 @@ fn sighup_swaps_a_plugin_under_load_without_failing_a_session() {
 
     // Every acknowledged message arrives; the new chain's data hook stamped the new ones.
     let got = sink.wait_for(sent.len());
-    assert_eq!(got.len(), sent.len());
+    assert_eq!(
+        got.len(),
+        sent.len(),
+        "as many delivered as acknowledged: {:?}",
+        got.iter().map(|m| m.rcpt_tos.clone()).collect::<Vec<_>>()
+    );
     let by_subject: BTreeMap<String, &Delivered> = got
         .iter()
         .map(|m| {
@@ -785,11 +846,57 @@ fn sighup_swaps_a_plugin_under_load_without_failing_a_session() {
             "the data hook of the chain that refused stop@ stamped the message: {s:?}"
         );
     }
-    assert!(
-        relay.log().matches("plugin failed").count() == 0,
-        "{}",
-        relay.log()
+    assert!(!relay.log().contains("plugin failed"));
+    relay.terminate();
+}
+
+#[test]
+fn sighup_during_startup_reloads_instead_of_killing_the_relay() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(&dir.path().join("sink"));
+    let port = free_port();
+    let path = dir.path().join("relay.toml");
+    let chain = plugin(
+        "example",
+        "example",
+        "tempfail",
+        &format!("config = {{ blocked = \"{BLOCKED}\" }}"),
     );
+    write_config(&path, &config_text(port, sink.port, &chain));
+    let stderr_log = path.with_extension("log");
+    let child = Command::new(binary())
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("WASMRELAY_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut relay = Relay(RelayProcess {
+        child,
+        config: path,
+        stderr_log,
+    });
+    // A supervisor may ask for a reload at any time, also while the relay still compiles
+    // its plugins (an empty cache: that takes a while).
+    wait_for("the spool to open", Duration::from_secs(30), || {
+        relay.log().contains("spool open")
+    });
+    signal(&relay, "HUP");
+    wait_for("the relay to listen", Duration::from_secs(30), || {
+        if let Some(status) = relay.child.try_wait().unwrap() {
+            panic!("the relay died of a SIGHUP during startup: {status}");
+        }
+        relay.log().contains(&listening(port))
+    });
+    wait_for("the reload", Duration::from_secs(30), || {
+        relay.log().contains("configuration reloaded")
+    });
+    let mut c = Raw::connect(port);
+    c.cmd("EHLO client.test", "250");
+    c.cmd("MAIL FROM:<x@example.org>", "250");
+    assert_eq!(c.cmd(&format!("RCPT TO:<{BLOCKED}>"), "550"), BLOCKED_REPLY);
+    c.cmd("QUIT", "221");
     relay.terminate();
 }
 
