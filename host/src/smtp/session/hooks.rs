@@ -6,11 +6,19 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::info;
 
 use super::{Flow, Session, Transaction};
-use crate::plugins::{ConnectionInfo, TlsInfo, TransactionInfo, Verdict};
+use crate::plugins::{ConnectionInfo, Hook, TlsInfo, TransactionInfo, Verdict};
 use crate::smtp::codec::{Address, ReversePath};
 use crate::spool::MessageId;
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    /// Whether any plugin of this session's chain handles `hook`: the facts are only built
+    /// for hooks someone listens to, so a relay without plugins pays nothing.
+    fn wants(&self, hook: Hook) -> bool {
+        self.plugins
+            .as_ref()
+            .is_some_and(|p| p.host().handles(hook))
+    }
+
     fn connection_info(&self) -> ConnectionInfo {
         let tls = self.ctx.tls.as_ref().map(|t| {
             let (protocol, cipher) = t.split_once(' ').unwrap_or((t.as_str(), ""));
@@ -51,6 +59,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     /// Before the greeting. Any refusal here ends the connection after its reply.
     pub(super) async fn hook_connect(&mut self) -> Option<Flow> {
+        if !self.wants(Hook::Connect) {
+            return None;
+        }
         let info = self.connection_info();
         let verdict = self.plugins.as_mut()?.connect(&info).await;
         match verdict {
@@ -64,18 +75,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     pub(super) async fn hook_helo(&mut self) -> Option<Flow> {
+        if !self.wants(Hook::Helo) {
+            return None;
+        }
         let info = self.connection_info();
         let verdict = self.plugins.as_mut()?.helo(&info).await;
         self.apply(verdict)
     }
 
     pub(super) async fn hook_auth(&mut self, user: &str) -> Option<Flow> {
+        if !self.wants(Hook::Auth) {
+            return None;
+        }
         let info = self.connection_info();
         let verdict = self.plugins.as_mut()?.auth(&info, user).await;
         self.apply(verdict)
     }
 
     pub(super) async fn hook_mail(&mut self, from: &ReversePath) -> Option<Flow> {
+        if !self.wants(Hook::MailFrom) {
+            return None;
+        }
         let info = self.connection_info();
         let tx = TransactionInfo {
             mail_from: Some(reverse_path(from)),
@@ -86,6 +106,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     pub(super) async fn hook_rcpt(&mut self, rcpt: &Address) -> Option<Flow> {
+        if !self.wants(Hook::Rcpt) {
+            return None;
+        }
         let info = self.connection_info();
         let tx = transaction_info(self.txn.as_ref()?);
         let verdict = self
@@ -102,6 +125,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         txn: &Transaction,
         message: &mut Vec<u8>,
     ) -> Option<Flow> {
+        if !self.wants(Hook::Data) {
+            return None;
+        }
         let info = self.connection_info();
         let tx = transaction_info(txn);
         let verdict = self.plugins.as_mut()?.data(&info, &tx, message).await;
@@ -110,6 +136,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     /// The message is durable; the verdict cannot take the `250` back, so it is only logged.
     pub(super) async fn hook_queued(&mut self, txn: &Transaction, id: &MessageId) {
+        if !self.wants(Hook::Queued) {
+            return;
+        }
         let info = self.connection_info();
         let tx = transaction_info(txn);
         if let Some(plugins) = self.plugins.as_mut() {
