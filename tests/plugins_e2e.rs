@@ -567,7 +567,7 @@ fn misbehaving(kind: &str, on_error: &str, limits: &str, logged: &str, spins: Op
         1,
         "one failure, one log line:\n{log}"
     );
-    relay.terminate();
+    assert!(relay.terminate().success(), "a clean shutdown after it");
 }
 
 /// Tight limits, so a failure is quick.
