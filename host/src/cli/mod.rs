@@ -51,6 +51,12 @@ pub enum Command {
         #[command(subcommand)]
         command: DkimCommand,
     },
+    /// Plugin tools: `plugin test PLUGIN.wasm --transcript FILE` runs a scripted session
+    /// against one plugin in the real host and prints each hook's verdict.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
     /// Read a password on standard input and print an argon2id hash for `[[users]]`.
     HashPassword,
     /// A catch-all SMTP server that writes every message it receives to a directory.
@@ -61,6 +67,21 @@ pub enum Command {
         /// Directory for `<id>.eml` and `<id>.json` files.
         #[arg(long, default_value = "sink")]
         dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PluginCommand {
+    /// Run a transcript (connect/helo/mail/rcpt/data/route... lines) against PLUGIN.
+    Test {
+        /// The component (`.wasm`).
+        plugin: PathBuf,
+        /// The plugin's config: a TOML file, or TOML text such as `limit = 5`.
+        #[arg(long, default_value = "")]
+        config: String,
+        /// The scripted session.
+        #[arg(long)]
+        transcript: PathBuf,
     },
 }
 
@@ -87,6 +108,25 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
         Command::Serve { config } => serve(&config).await.map(|_| 0),
         Command::CheckConfig { config } => Ok(check_config(&config)),
         Command::Queue { config, command } => queue::run(&config, command).await,
+        Command::Plugin {
+            command:
+                PluginCommand::Test {
+                    plugin,
+                    config,
+                    transcript,
+                },
+        } => {
+            use crate::plugins::transcript;
+            let table = transcript::parse_config_arg(&config)?;
+            let mut out = std::io::stdout();
+            let summary =
+                transcript::run_transcript(&plugin, &table, &transcript, &mut out).await?;
+            eprintln!(
+                "{} hook call(s), {} refusal(s), {} plugin error(s)",
+                summary.hooks, summary.refusals, summary.plugin_errors
+            );
+            Ok(if summary.plugin_errors > 0 { 1 } else { 0 })
+        }
         Command::Dkim {
             command:
                 DkimCommand::Keygen {
@@ -142,27 +182,28 @@ fn check_config(path: &Path) -> i32 {
 }
 
 async fn serve(path: &Path) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // SIGHUP's default action ends the process. Claim it before the slow part of startup
+    // (spool recovery, plugin compilation), so a reload asked for meanwhile is applied once
+    // the relay runs instead of killing it.
+    let hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let config = Config::load(path)?;
     let relay = Relay::start(&config).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    tokio::spawn(reload_on_sighup(path.to_path_buf(), relay.reloader()));
+    tokio::spawn(reload_on_sighup(hup, path.to_path_buf(), relay.reloader()));
     relay.run(shutdown).await?;
     Ok(())
 }
 
 /// SIGHUP re-reads the config file; a config that fails validation is refused and the
 /// running one stays.
-async fn reload_on_sighup(path: PathBuf, reloader: Reloader) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        return;
-    };
+async fn reload_on_sighup(mut hup: tokio::signal::unix::Signal, path: PathBuf, reloader: Reloader) {
     while hup.recv().await.is_some() {
         info!(config = %path.display(), "SIGHUP: reloading");
         match Config::load(&path) {
             Ok(config) => {
-                if let Err(e) = reloader.reload(&config) {
+                if let Err(e) = reloader.reload(&config).await {
                     error!(error = %e, "reload refused; keeping the running configuration");
                 }
             }
@@ -195,6 +236,7 @@ async fn sink(listen: SocketAddr, dir: &Path) -> anyhow::Result<()> {
         users: Users::default(),
         tls: None,
         store,
+        plugins: None,
     };
     let listener = Listener::bind(env)
         .await

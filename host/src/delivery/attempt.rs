@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use super::client::{ClientError, ClientOptions, SmtpClient, Transaction, TxRecipient};
 use super::dsn::{self, Action, DsnRecipient};
 use super::retry;
-use super::route::{config_route, Route};
+use super::route::{config_route, DeliveryResult, Route};
 use super::runner::{now_ms, Shared};
 use super::{domain_of, wire, Failure, Outcome};
 use crate::config::delivery::{SmartHostConfig, TlsPolicy};
@@ -111,6 +111,17 @@ pub(crate) async fn process(shared: &Arc<Shared>, id: &MessageId, force: bool) -
                 }
                 continue;
             }
+            Route::Defer(status, text) | Route::Bounce(status, text) => {
+                let failure = Failure::local(*status, text.clone());
+                for i in idx {
+                    let outcome = match route {
+                        Route::Bounce(..) => Outcome::Permanent(failure.clone()),
+                        _ => Outcome::Transient(failure.clone()),
+                    };
+                    outcomes.push((i, outcome));
+                }
+                continue;
+            }
             Route::SmartHosts(hosts) => format!(
                 "relay:{}",
                 hosts
@@ -162,6 +173,11 @@ pub(crate) async fn process(shared: &Arc<Shared>, id: &MessageId, force: bool) -
     let expires = env.received_at + shared.config.retry.max_age.0.as_secs();
     let mut bounced = Vec::new();
     let mut delayed = Vec::new();
+    // Kept for the delivery-result hook, told once the new state is durable.
+    let reported: Vec<(usize, Outcome)> = match &shared.router {
+        Some(router) if router.wants_results() => outcomes.clone(),
+        _ => Vec::new(),
+    };
     for (i, outcome) in outcomes {
         let r = &mut env.recipients[i];
         match outcome {
@@ -246,7 +262,20 @@ pub(crate) async fn process(shared: &Arc<Shared>, id: &MessageId, force: bool) -
         )
         .await;
     }
-    finish(shared, &env).await
+    let next = finish(shared, &env).await;
+    if let Some(router) = &shared.router {
+        for (i, outcome) in &reported {
+            let r = &env.recipients[*i];
+            let result = DeliveryResult {
+                envelope: &env,
+                recipient: &r.address,
+                outcome,
+                attempt: r.attempts.max(1),
+            };
+            router.delivery_result(result).await;
+        }
+    }
+    next
 }
 
 /// `queue bounce ID`: every pending recipient fails now, and the sender hears about it.
@@ -385,7 +414,7 @@ async fn deliver_destination(
                 .collect(),
             Err(f) => return all(f),
         },
-        Route::Hold | Route::Drop => Vec::new(),
+        Route::Hold | Route::Drop | Route::Defer(..) | Route::Bounce(..) => Vec::new(),
     };
     let recipients: Vec<TxRecipient<'_>> = idx
         .iter()

@@ -29,7 +29,7 @@ pub mod wire;
 
 pub use dkim::{keygen, DkimSigners};
 pub use resolve::MxResolver;
-pub use route::{Route, Router};
+pub use route::{DeliveryResult, Route, Router};
 pub use runner::{DeliveryError, QueueHandle, QueueRunner, WakingStore};
 
 use crate::smtp::reply::Enhanced;

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::config::delivery::{DeliveryConfig, SmartHostConfig, TlsPolicy};
+use crate::smtp::reply::Enhanced;
 use crate::spool::Envelope;
 
 /// Where mail for one destination domain goes.
@@ -20,6 +21,10 @@ pub enum Route {
     Hold,
     /// Discard for this recipient (counted as delivered, no DSN).
     Drop,
+    /// Do not try now: a temporary failure with this status and text, retried on schedule.
+    Defer(Enhanced, String),
+    /// Fail permanently with this status and text: a DSN goes to the sender.
+    Bounce(Enhanced, String),
 }
 
 impl PartialEq for SmartHostConfig {
@@ -42,6 +47,27 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait Router: Send + Sync {
     fn route<'a>(&'a self, envelope: &'a Envelope, domain: &'a str)
         -> BoxFuture<'a, Option<Route>>;
+
+    /// Told what one attempt did for one recipient (after the envelope was updated).
+    fn delivery_result<'a>(&'a self, result: DeliveryResult<'a>) -> BoxFuture<'a, ()> {
+        let _ = result;
+        Box::pin(async {})
+    }
+
+    /// Whether [`Router::delivery_result`] wants to hear about attempts at all.
+    fn wants_results(&self) -> bool {
+        false
+    }
+}
+
+/// One recipient's outcome of one attempt, for [`Router::delivery_result`].
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveryResult<'a> {
+    pub envelope: &'a Envelope,
+    pub recipient: &'a str,
+    pub outcome: &'a super::Outcome,
+    /// 1 for the first attempt.
+    pub attempt: u32,
 }
 
 /// The route `[[delivery.routes]]` gives `domain` (already lower-case): the first route with an

@@ -120,6 +120,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Err(SaslError::Reply(r)) => return self.fail(r),
         };
         if self.env.users.verify(&user, &password).await {
+            if let Some(flow) = self.hook_auth(&user).await {
+                info!(user = %user, "authentication refused by policy");
+                return flow;
+            }
             info!(user = %user, "authenticated");
             self.ctx.auth_user = Some(user);
             self.ok(Reply::new(

@@ -151,7 +151,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     async fn finish_message(
         &mut self,
         id: MessageId,
-        message: Vec<u8>,
+        mut message: Vec<u8>,
         result: Result<(), DataError>,
     ) -> Flow {
         let Some(txn) = self.txn.take() else {
@@ -160,6 +160,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if let Err(e) = result {
             info!(error = %e, "message refused");
             return self.fail(e.reply());
+        }
+        if let Some(flow) = self.hook_data(&txn, &mut message).await {
+            info!(id = %id, "message refused by policy");
+            return flow;
         }
         let envelope = Envelope {
             size: message.len() as u64,
@@ -174,6 +178,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     size = envelope.size,
                     "queued"
                 );
+                self.hook_queued(&txn, &id).await;
                 self.ok(Reply::new(
                     250,
                     Enhanced(2, 0, 0),

@@ -6,11 +6,17 @@ use super::{Flow, Session};
 use crate::smtp::reply::{Enhanced, Reply};
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
-    pub(super) fn ehlo(&mut self, domain: String, esmtp: bool) -> Flow {
+    pub(super) async fn ehlo(&mut self, domain: String, esmtp: bool) -> Flow {
         // A new EHLO/HELO is an implicit RSET (RFC 5321 §4.1.4).
         self.txn = None;
         self.ctx.helo = Some(domain);
         self.ctx.esmtp = esmtp;
+        if let Some(flow) = self.hook_helo().await {
+            // Refused: the client has not greeted us, so MAIL stays out of sequence.
+            self.ctx.helo = None;
+            self.ctx.esmtp = false;
+            return flow;
+        }
         if !esmtp {
             return self.ok(Reply::plain(250, self.env.hostname.clone()));
         }

@@ -7,7 +7,7 @@ use crate::smtp::codec::{MailParams, ReversePath};
 use crate::smtp::reply::{Enhanced, Reply};
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
-    pub(super) fn mail(&mut self, from: ReversePath, params: MailParams) -> Flow {
+    pub(super) async fn mail(&mut self, from: ReversePath, params: MailParams) -> Flow {
         if self.ctx.helo.is_none() {
             return self.fail(Reply::new(503, Enhanced(5, 5, 1), "Send HELO/EHLO first"));
         }
@@ -52,6 +52,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     "Non-ASCII address needs SMTPUTF8",
                 ));
             }
+        }
+        if let Some(flow) = self.hook_mail(&from).await {
+            return flow;
         }
         self.txn = Some(Transaction {
             from,

@@ -8,6 +8,7 @@
 mod auth;
 mod data;
 mod ehlo;
+mod hooks;
 mod io;
 mod mail;
 mod rcpt;
@@ -29,6 +30,7 @@ pub use self::store::{MessageStore, StoreFuture};
 use super::codec::{Address, Command, LineReader, MailParams, RcptParams, ReversePath};
 use super::reply::{Enhanced, Reply};
 use crate::config::{LimitsConfig, ListenerConfig, ListenerRole, RelayConfig};
+use crate::plugins::{PluginHost, SessionPlugins};
 
 /// Everything a session needs that outlives it, shared by all sessions of a listener.
 pub struct SessionEnv {
@@ -40,6 +42,8 @@ pub struct SessionEnv {
     /// Present when the listener has a certificate: STARTTLS (or implicit TLS for smtps).
     pub tls: Option<TlsAcceptor>,
     pub store: Arc<dyn MessageStore>,
+    /// The policy chain; `None` when no plugins are configured.
+    pub plugins: Option<Arc<PluginHost>>,
 }
 
 /// Facts about the connection, kept across transactions.
@@ -118,9 +122,11 @@ pub async fn run<S>(
             env.limits.max_command_line,
             env.listener.normalize_line_endings,
         );
+        let plugins = env.plugins.as_ref().map(|host| host.session());
         let mut session = Session {
             io: Io::new(stream),
             lines,
+            plugins,
             ctx,
             txn: None,
             env,
@@ -136,6 +142,8 @@ pub async fn run<S>(
 struct Session<S> {
     io: Io<S>,
     lines: LineReader,
+    /// This session's plugin instances; it keeps its chain across a reload.
+    plugins: Option<SessionPlugins>,
     ctx: ConnectionContext,
     txn: Option<Transaction>,
     env: Arc<SessionEnv>,
@@ -151,6 +159,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             if !self.handshake(&acceptor).await {
                 return Ok(());
             }
+        }
+        if self.hook_connect().await.is_some() {
+            self.io.flush().await.ok();
+            self.io.shutdown().await;
+            return Ok(());
         }
         let greeting = Reply::plain(220, format!("{} ESMTP wasmrelay", self.env.hostname));
         self.io.reply(&greeting);
@@ -207,15 +220,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Err(e) => return self.fail(e.reply()),
         };
         match command {
-            Command::Ehlo { domain } => self.ehlo(domain, true),
-            Command::Helo { domain } => self.ehlo(domain, false),
+            Command::Ehlo { domain } => self.ehlo(domain, true).await,
+            Command::Helo { domain } => self.ehlo(domain, false).await,
             Command::StartTls => self.starttls().await,
             Command::Auth {
                 mechanism,
                 initial_response,
             } => self.auth(&mechanism, initial_response).await,
-            Command::Mail { from, params } => self.mail(from, params),
-            Command::Rcpt { to, params } => self.rcpt(to, params),
+            Command::Mail { from, params } => self.mail(from, params).await,
+            Command::Rcpt { to, params } => self.rcpt(to, params).await,
             Command::Data => self.data().await,
             Command::Bdat { size, last } => self.bdat(size, last).await,
             Command::Rset => {

@@ -8,7 +8,7 @@ use crate::smtp::codec::{Address, RcptParams};
 use crate::smtp::reply::{Enhanced, Reply};
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
-    pub(super) fn rcpt(&mut self, to: Address, params: RcptParams) -> Flow {
+    pub(super) async fn rcpt(&mut self, to: Address, params: RcptParams) -> Flow {
         let Some(txn) = &self.txn else {
             return self.fail(Reply::new(503, Enhanced(5, 5, 1), "Need MAIL before RCPT"));
         };
@@ -42,6 +42,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if let Some(reply) = self.relay_refusal(&to) {
             info!(rcpt = %to, "relay denied");
             return self.fail(reply);
+        }
+        // Plugins are asked only about recipients the relay policy allows: they can refuse
+        // more, never open the relay.
+        if let Some(flow) = self.hook_rcpt(&to).await {
+            return flow;
         }
         if let Some(txn) = &mut self.txn {
             txn.recipients.push((to, params));

@@ -93,6 +93,7 @@ fn start(opts: Options) -> Client {
         users: Users::from_config(&opts.users),
         tls: None,
         store: store.clone(),
+        plugins: None,
     });
     let (client, server) = tokio::io::duplex(1 << 20);
     let shutdown = CancellationToken::new();
@@ -561,6 +562,7 @@ async fn starttls_discards_pipelined_plaintext_and_requires_new_ehlo() {
         users: Users::default(),
         tls: Some(acceptor),
         store: store.clone(),
+        plugins: None,
     });
     let (client, server) = tokio::io::duplex(1 << 16);
     tokio::spawn(run(

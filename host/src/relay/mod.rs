@@ -1,18 +1,24 @@
-//! Wiring: turns a [`Config`] into bound listeners over an open spool, runs them, and reloads
-//! what can change without dropping a session.
+//! Wiring: turns a [`Config`] into bound listeners over an open spool with the plugin chain
+//! and delivery, runs them, and reloads what can change without dropping a session.
+
+mod router;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::config::Config;
 use crate::delivery::{DeliveryError, MxResolver, QueueHandle, QueueRunner};
+use crate::plugins::{
+    DnsLookup, InProcessBackend, PluginHost, PluginHostOptions, PluginLoadError, StateBackend,
+};
 use crate::smtp::server::{self, ConnectionLimits, Listener, SharedEnv};
 use crate::smtp::session::{MessageStore, SessionEnv, Users};
 use crate::smtp::tls;
 use crate::spool::{Spool, SpoolError};
+use router::{PluginRouter, SharedPlugins};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -36,6 +42,8 @@ pub enum StartError {
     Resolver(String),
     #[error("delivery: {0}")]
     Delivery(#[from] DeliveryError),
+    #[error("plugins: {0}")]
+    Plugins(#[from] PluginLoadError),
     #[error("control socket in {dir}: {source}")]
     Control { dir: String, source: std::io::Error },
 }
@@ -56,12 +64,37 @@ pub struct Reloader {
     envs: Vec<SharedEnv>,
     addresses: Vec<SocketAddr>,
     store: Arc<dyn MessageStore>,
+    plugins: SharedPlugins,
+    capabilities: PluginCapabilities,
+}
+
+/// What plugin chains share across reloads: rate/kv state must survive a reload.
+#[derive(Clone)]
+struct PluginCapabilities {
+    backend: Arc<dyn StateBackend>,
+    dns: Arc<dyn DnsLookup>,
+}
+
+impl PluginCapabilities {
+    /// The configured chain, or `None` without plugins.
+    async fn load(&self, config: &Config) -> Result<Option<Arc<PluginHost>>, PluginLoadError> {
+        if config.plugins.is_empty() {
+            return Ok(None);
+        }
+        let opts = PluginHostOptions {
+            backend: self.backend.clone(),
+            dns: Some(self.dns.clone()),
+            max_message_size: config.limits.max_message_size as usize,
+            ..PluginHostOptions::from_config(&config.plugin_runtime)
+        };
+        PluginHost::load(&config.plugins, opts).await.map(Some)
+    }
 }
 
 impl Reloader {
     /// Applies a validated config. Everything is built before anything is swapped, so a
     /// failure (a bad certificate, changed listeners) leaves the running config in place.
-    pub fn reload(&self, config: &Config) -> Result<(), StartError> {
+    pub async fn reload(&self, config: &Config) -> Result<(), StartError> {
         let addresses: Vec<SocketAddr> = config.listeners.iter().map(|l| l.address).collect();
         if addresses != self.addresses {
             return Err(StartError::ListenersChanged(format!(
@@ -69,10 +102,12 @@ impl Reloader {
                 self.addresses, addresses
             )));
         }
-        let envs = session_envs(config, &self.store)?;
+        let plugins = self.capabilities.load(config).await?;
+        let envs = session_envs(config, &self.store, &plugins)?;
         for (shared, env) in self.envs.iter().zip(envs) {
             shared.replace(env);
         }
+        *self.plugins.write().unwrap_or_else(|p| p.into_inner()) = plugins;
         info!("configuration reloaded");
         Ok(())
     }
@@ -90,11 +125,24 @@ impl Relay {
         );
         let resolver = MxResolver::from_config(&config.delivery.resolver)
             .map_err(|e| StartError::Resolver(e.to_string()))?;
-        let runner = QueueRunner::new(&config.delivery, spool.clone(), resolver)?;
+        let capabilities = PluginCapabilities {
+            backend: Arc::new(InProcessBackend::new()),
+            dns: Arc::new(resolver.hickory().clone()),
+        };
+        let chain = capabilities.load(config).await?;
+        let plugins: SharedPlugins = Arc::new(RwLock::new(chain.clone()));
+        let router = PluginRouter {
+            plugins: plugins.clone(),
+        };
+        let runner = QueueRunner::new(&config.delivery, spool.clone(), resolver)?
+            .with_router(Arc::new(router));
         // Stores go through the runner's store, which wakes delivery for each new message.
         let store: Arc<dyn MessageStore> = Arc::new(runner.store());
         let mut listeners = Vec::new();
-        for (index, env) in session_envs(config, &store)?.into_iter().enumerate() {
+        for (index, env) in session_envs(config, &store, &chain)?
+            .into_iter()
+            .enumerate()
+        {
             let address = env.listener.address;
             let listener = Listener::bind(env)
                 .await
@@ -109,6 +157,8 @@ impl Relay {
             envs: listeners.iter().map(|l| l.env.clone()).collect(),
             addresses: config.listeners.iter().map(|l| l.address).collect(),
             store,
+            plugins,
+            capabilities,
         };
         let limits = ConnectionLimits::new(
             config.limits.max_connections,
@@ -158,6 +208,7 @@ impl Relay {
 fn session_envs(
     config: &Config,
     store: &Arc<dyn MessageStore>,
+    plugins: &Option<Arc<PluginHost>>,
 ) -> Result<Vec<SessionEnv>, StartError> {
     let users = Users::from_config(&config.users);
     let mut envs = Vec::new();
@@ -180,6 +231,7 @@ fn session_envs(
             users: users.clone(),
             tls,
             store: store.clone(),
+            plugins: plugins.clone(),
         });
     }
     Ok(envs)
