@@ -116,18 +116,16 @@ fn data_hook_edits_arrive_at_the_downstream_server() {
 // ---------------------------------------------------------------------------------------
 // 3. The route hook sends one domain to a second server.
 
-/// Where the policy plugin routes `routed.test` (fixed in the plugin).
-const ROUTED_PORT: u16 = 2526;
-
 #[test]
 fn route_hook_sends_one_domain_to_a_second_server() {
     let dir = tempfile::tempdir().unwrap();
     let first = Sink::start(&dir.path().join("first"));
-    let second = Sink::start_on(&dir.path().join("second"), ROUTED_PORT);
+    let second = Sink::start(&dir.path().join("second"));
+    let route = format!("config = {{ route_port = \"{}\" }}", second.port);
     let (mut relay, port) = start_relay(
         dir.path(),
         &first,
-        &plugin("policy", "policy", "tempfail", ""),
+        &plugin("policy", "policy", "tempfail", &route),
     );
     let message =
         "Subject: split\r\nMessage-ID: <r1@example.org>\r\n\r\none message, two servers\r\n";
