@@ -2,7 +2,6 @@ use std::collections::HashSet;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::time::Instant;
 
 use super::*;
 
@@ -436,54 +435,4 @@ async fn an_io_error_mid_store_leaves_nothing_behind() {
         spool.envelope(&env.id).await,
         Err(SpoolError::NotFound(_))
     ));
-}
-
-/// Throughput with group commit. Run with:
-/// `cargo test -p wasmrelay --lib spool::tests::throughput -- --ignored --nocapture`
-/// (`SPOOL_BENCH_N`, `SPOOL_BENCH_TASKS`, `SPOOL_BENCH_DIR` override 2000, 20 and `$TMPDIR`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "measurement, not a check"]
-async fn throughput() {
-    let var = |name, default| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    let (n, tasks): (usize, usize) = (var("SPOOL_BENCH_N", 2000), var("SPOOL_BENCH_TASKS", 20));
-    let dir = tempfile::tempdir_in(
-        std::env::var_os("SPOOL_BENCH_DIR").unwrap_or(std::env::temp_dir().into()),
-    )
-    .unwrap();
-    let (spool, _) = Spool::open(dir.path()).await.unwrap();
-    let msg = vec![b'x'; 2048];
-    let start = Instant::now();
-    let handles: Vec<_> = (0..tasks)
-        .map(|_| {
-            let (spool, msg) = (spool.clone(), msg.clone());
-            tokio::spawn(async move {
-                for _ in 0..n / tasks {
-                    let env = envelope(spool.new_id(), &["r@example.com"]);
-                    spool.store(&env, &msg).await.unwrap();
-                }
-            })
-        })
-        .collect();
-    for h in handles {
-        h.await.unwrap();
-    }
-    let n = n / tasks * tasks;
-    let secs = start.elapsed().as_secs_f64();
-    let s = spool.stats();
-    println!(
-        "stored {n} x 2 KB from {tasks} tasks in {secs:.2}s: {:.0} msgs/s; \
-         fsyncs/msg {:.3} (file {:.3} + dir {:.3}); {} batches, {:.1} msgs/batch",
-        n as f64 / secs,
-        (s.file_syncs + s.dir_syncs) as f64 / n as f64,
-        s.file_syncs as f64 / n as f64,
-        s.dir_syncs as f64 / n as f64,
-        s.batches,
-        n as f64 / s.batches as f64,
-    );
-    assert_eq!(spool.list().await.len(), n);
 }
