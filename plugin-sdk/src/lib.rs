@@ -5,7 +5,7 @@
 //! grants, and [`Address`] parses envelope addresses. The interface itself is
 //! `wit/plugin.wit` (`wasmrelay:plugin@0.1.0`); its generated bindings stay private.
 //!
-//! ```ignore
+//! ```no_run
 //! use wasmrelay_plugin_sdk::{export_plugin, Context, Hook, Plugin, Verdict};
 //!
 //! struct NoPostmaster;

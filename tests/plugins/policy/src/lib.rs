@@ -5,7 +5,7 @@
 //! - rcpt: rejects `blocked@...` with 550 5.1.1, accepts `vip@...`;
 //! - data: adds `X-Policy: checked`, prepends `X-Seen-By: policy`, removes `X-Remove-Me`,
 //!   replaces `Subject` when it is `rewrite me`, replaces the body when it contains `REPLACE-BODY`;
-//! - route: `routed.test` to a smart host pool, `hold.test` held, `drop.test` dropped;
+//! - route: `routed.test` to a smart host pool (first one on port `route_port`, default 2526), `hold.test` held, `drop.test` dropped;
 //! - delivery-result: counts results per status in kv;
 //! - init: refuses a config with a `fail_init` key, and fails if it can see any
 //!   environment variable, file or socket (the sandbox is deny-all).
@@ -19,6 +19,8 @@ use wasmrelay_plugin_sdk::{
 
 struct Policy {
     block_ip: Option<String>,
+    /// Port of the first smart host for `routed.test` (`route_port`, default 2526).
+    route_port: u16,
 }
 
 /// Finds `"key":"value"` in flat JSON; enough for a test plugin without serde.
@@ -52,6 +54,9 @@ impl Plugin for Policy {
         }
         Ok(Policy {
             block_ip: json_str(config, "block_ip"),
+            route_port: json_str(config, "route_port")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(2526),
         })
     }
 
@@ -117,7 +122,7 @@ impl Plugin for Policy {
             "routed.test" => RouteDecision::Smarthosts(vec![
                 Smarthost {
                     host: "127.0.0.1".into(),
-                    port: 2526,
+                    port: self.route_port,
                     tls: TlsPolicy::Opportunistic,
                     credentials: None,
                 },
