@@ -57,23 +57,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         ));
         let mut reader = DataReader::new(self.data_limits());
         let (id, mut message) = self.start_message();
-        let timeout = Duration::from_secs(self.env.limits.data_block_timeout_secs);
         let result = loop {
             if let Some(result) = reader.feed(self.io.buffer(), &mut message) {
                 break result;
             }
-            if self.io.flush().await.is_err() {
-                return Flow::Close;
-            }
-            if let Err(e) = self.io.read_more(timeout).await {
-                // A message that did not end with CRLF.CRLF was never acknowledged: drop it.
-                if let Some(reply) = e.reply() {
-                    self.io.reply(&reply);
-                }
+            if !self.read_message_block().await {
                 return Flow::Close;
             }
         };
         self.finish_message(id, message, result).await
+    }
+
+    /// Reads the next block of message content under the DATA block timeout. `false` ends the
+    /// session: a message cut off before its end was never acknowledged and is dropped.
+    async fn read_message_block(&mut self) -> bool {
+        if self.io.flush().await.is_err() {
+            return false;
+        }
+        let timeout = Duration::from_secs(self.env.limits.data_block_timeout_secs);
+        match self.io.read_more(timeout).await {
+            Ok(()) => true,
+            Err(e) => {
+                if let Some(reply) = e.reply() {
+                    self.io.reply(&reply);
+                }
+                false
+            }
+        }
     }
 
     /// A fresh id and the message buffer, which starts with our `Received:` header so the
@@ -106,19 +116,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 }
             },
         };
-        let timeout = Duration::from_secs(self.env.limits.data_block_timeout_secs);
         let mut remaining = size;
         while remaining > 0 {
-            if self.io.buffer().is_empty() {
-                if self.io.flush().await.is_err() {
-                    return Flow::Close;
-                }
-                if let Err(e) = self.io.read_more(timeout).await {
-                    if let Some(reply) = e.reply() {
-                        self.io.reply(&reply);
-                    }
-                    return Flow::Close;
-                }
+            if self.io.buffer().is_empty() && !self.read_message_block().await {
+                return Flow::Close;
             }
             let take = remaining.min(self.io.buffer().len() as u64) as usize;
             let bytes = self.io.buffer().split_to(take);
