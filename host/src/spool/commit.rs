@@ -69,6 +69,26 @@ pub(crate) enum Op {
     },
 }
 
+impl Op {
+    /// Gives up on the op: removes its temp files and hands back its reply channel.
+    pub(crate) fn abandon(self) -> Reply {
+        let (reply, tmps) = match self {
+            Op::Store {
+                msg_tmp,
+                env_tmp,
+                reply,
+                ..
+            } => (reply, vec![msg_tmp, env_tmp]),
+            Op::Update { env_tmp, reply, .. } => (reply, vec![env_tmp]),
+            Op::Remove { reply, .. } => (reply, vec![]),
+        };
+        for tmp in &tmps {
+            remove_quietly(tmp);
+        }
+        reply
+    }
+}
+
 /// What a successful op changes in the index once the batch is durable.
 enum Applied {
     Nothing,
@@ -331,20 +351,7 @@ fn read_index(shared: &Shared) -> std::sync::RwLockReadGuard<'_, BTreeMap<Messag
 }
 
 fn fail_op(op: Op, path: &Path, e: &io::Error) {
-    let (reply, tmps) = match op {
-        Op::Store {
-            msg_tmp,
-            env_tmp,
-            reply,
-            ..
-        } => (reply, vec![msg_tmp, env_tmp]),
-        Op::Update { env_tmp, reply, .. } => (reply, vec![env_tmp]),
-        Op::Remove { reply, .. } => (reply, vec![]),
-    };
-    for tmp in &tmps {
-        remove_quietly(tmp);
-    }
-    let _ = reply.send(Err(SpoolError::Write {
+    let _ = op.abandon().send(Err(SpoolError::Write {
         path: path.to_path_buf(),
         source: io::Error::new(e.kind(), e.to_string()),
     }));

@@ -411,20 +411,7 @@ impl Spool {
 /// Sends an op to the committer; if it is gone, cleans up the op's temp files and fails it.
 fn hand_to_committer(tx: &mpsc::Sender<Op>, op: Op) {
     if let Err(mpsc::SendError(op)) = tx.send(op) {
-        let (reply, tmps) = match op {
-            Op::Store {
-                msg_tmp,
-                env_tmp,
-                reply,
-                ..
-            } => (reply, vec![msg_tmp, env_tmp]),
-            Op::Update { env_tmp, reply, .. } => (reply, vec![env_tmp]),
-            Op::Remove { reply, .. } => (reply, vec![]),
-        };
-        for tmp in &tmps {
-            write::remove_quietly(tmp);
-        }
-        // Dropping `reply` makes the waiter report "committer stopped".
-        drop(reply);
+        // Dropping the reply makes the waiter report "committer stopped".
+        drop(op.abandon());
     }
 }
