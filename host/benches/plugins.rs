@@ -73,12 +73,13 @@ fn plugins(c: &mut Criterion) {
         b.iter(|| rt.block_on(async { assert!(bench_instantiate(&host, 0, true).await) }))
     });
     c.bench_function("new session, first hook (instantiate + init + call)", |b| {
+        let mut tx = tx.clone();
         b.iter_custom(|iters| {
             rt.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
                     let mut s = host.session();
-                    black_box(s.rcpt(&conn, &tx, "b@example.org").await);
+                    black_box(s.rcpt(&conn, &mut tx, "b@example.org").await);
                 }
                 start.elapsed()
             })
@@ -86,12 +87,13 @@ fn plugins(c: &mut Criterion) {
     });
     c.bench_function("hook call returning continue (live instance)", |b| {
         let mut s = host.session();
+        let mut tx = tx.clone();
         rt.block_on(s.connect(&conn));
         b.iter_custom(|iters| {
             rt.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    let v = s.rcpt(&conn, &tx, "b@example.org").await;
+                    let v = s.rcpt(&conn, &mut tx, "b@example.org").await;
                     debug_assert_eq!(v, Verdict::Continue);
                     black_box(v);
                 }

@@ -39,6 +39,8 @@ fn envelope(spool: &Spool) -> Envelope {
         ret_headers_only: false,
         envid: None,
         size: 2048,
+        listener: String::new(),
+        annotations: Vec::new(),
     }
 }
 

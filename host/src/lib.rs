@@ -1,7 +1,8 @@
 //! wasmrelay: an SMTP relay whose policy lives in sandboxed WebAssembly plugins.
 //!
 //! Layout: [`smtp`] (codec, session, server) receives mail, [`spool`] keeps it durable,
-//! [`delivery`] sends it on, [`plugins`] runs the Wasm policy chain, [`config`] ties them
+//! [`delivery`] sends it on, [`plugins`] runs the Wasm policy chain on [`state`] (rates,
+//! quotas, kv, lists), [`config`] ties them
 //! together from one TOML file, and [`relay`] wires them into a running server.
 
 pub mod cli;
@@ -13,3 +14,4 @@ pub mod relay;
 pub mod sink;
 pub mod smtp;
 pub mod spool;
+pub mod state;

@@ -1,11 +1,15 @@
 //! The capabilities the relay grants a plugin, and nothing else. Every call counts toward the
-//! plugin's per-hook capability budget; keys are private to the plugin.
+//! plugin's per-hook capability budget; rate, counter, quota and kv keys are private to the
+//! plugin, lists are shared by name. Shared-state calls return [`StateError`] when the
+//! backend cannot answer: decide per call whether that fails open or closed.
 
 use std::time::Duration;
 
 use crate::bindings::wasmrelay::plugin::host as imp;
 
-pub use imp::{DnsError, LogLevel, RateDecision, RecordType};
+pub use imp::{
+    DnsError, LogLevel, QuotaDecision, QuotaWindow, RateDecision, RecordType, StateError,
+};
 
 /// Logs through the relay's tracing, tagged with the plugin's name.
 pub fn log(level: LogLevel, message: &str) {
@@ -48,36 +52,87 @@ pub fn emit(name: &str, fields: &[(&str, &str)]) {
 }
 
 /// GCRA rate check: `rate` per `period` with bursts up to `burst`, charging `cost` if allowed.
-pub fn rate_limit(key: &str, rate: u32, period: Duration, burst: u32, cost: u32) -> RateDecision {
-    imp::rate_limit(key, rate, period.as_millis() as u64, burst, cost)
+pub fn rate_limit(
+    key: &str,
+    rate: u32,
+    period: Duration,
+    burst: u32,
+    cost: u32,
+) -> Result<RateDecision, StateError> {
+    imp::rate_limit(key, rate, millis(period), burst, cost)
 }
 
 /// Adds `delta` to a fixed-window counter and returns the window's new total.
-pub fn counter_add(key: &str, delta: i64, window: Duration) -> i64 {
-    imp::counter_add(key, delta, window.as_millis() as u64)
+pub fn counter_add(key: &str, delta: i64, window: Duration) -> Result<i64, StateError> {
+    imp::counter_add(key, delta, millis(window))
 }
 
 /// The current window's total (0 when absent).
-pub fn counter_get(key: &str) -> i64 {
+pub fn counter_get(key: &str) -> Result<i64, StateError> {
     imp::counter_get(key)
 }
 
-pub fn kv_get(key: &str) -> Option<Vec<u8>> {
+/// Adds `amount` to `key`'s total in the current calendar `window` (UTC) if it stays within
+/// `limit`. `quota_add(user, 1, 500, QuotaWindow::Day)` is "500 messages a day per user".
+pub fn quota_add(
+    key: &str,
+    amount: u64,
+    limit: u64,
+    window: QuotaWindow,
+) -> Result<QuotaDecision, StateError> {
+    imp::quota_add(key, amount, limit, window)
+}
+
+/// `key`'s total in the current `window` and when it resets.
+pub fn quota_get(key: &str, window: QuotaWindow) -> Result<QuotaDecision, StateError> {
+    imp::quota_get(key, window)
+}
+
+pub fn kv_get(key: &str) -> Result<Option<Vec<u8>>, StateError> {
     imp::kv_get(key)
 }
 
 /// Stores `value` under `key`, forever or for `ttl`.
-pub fn kv_set(key: &str, value: &[u8], ttl: Option<Duration>) {
-    imp::kv_set(key, value, ttl.map(|t| t.as_millis() as u64))
+pub fn kv_set(key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), StateError> {
+    imp::kv_set(key, value, ttl.map(millis))
 }
 
 /// Stores only if absent; returns whether it did.
-pub fn kv_add(key: &str, value: &[u8], ttl: Option<Duration>) -> bool {
-    imp::kv_add(key, value, ttl.map(|t| t.as_millis() as u64))
+pub fn kv_add(key: &str, value: &[u8], ttl: Option<Duration>) -> Result<bool, StateError> {
+    imp::kv_add(key, value, ttl.map(millis))
 }
 
-pub fn kv_delete(key: &str) -> bool {
+pub fn kv_delete(key: &str) -> Result<bool, StateError> {
     imp::kv_delete(key)
+}
+
+/// Whether `member` is on the shared list `list` (declared in `[[lists]]`).
+pub fn list_contains(list: &str, member: &str) -> Result<bool, StateError> {
+    imp::list_contains(list, member)
+}
+
+/// Adds `member` to `list` (for `ttl`, or until removed); returns whether it was new.
+pub fn list_add(list: &str, member: &str, ttl: Option<Duration>) -> Result<bool, StateError> {
+    imp::list_add(list, member, ttl.map(millis))
+}
+
+/// Removes `member` from `list`; returns whether it was there.
+pub fn list_remove(list: &str, member: &str) -> Result<bool, StateError> {
+    imp::list_remove(list, member)
+}
+
+/// The form in which addresses go on lists such as the suppression list: trimmed, without
+/// angle brackets, lower-cased (local parts are case-sensitive in theory, never in practice).
+pub fn list_address(address: &str) -> String {
+    address
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .to_ascii_lowercase()
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis().min(u64::MAX as u128) as u64
 }
 
 /// DNS lookup through the relay's resolver (A, AAAA, TXT, MX as `"pref exchange"`).
@@ -86,9 +141,5 @@ pub fn dns_lookup(
     rtype: RecordType,
     timeout: Duration,
 ) -> Result<Vec<String>, DnsError> {
-    imp::dns_lookup(
-        name,
-        rtype,
-        timeout.as_millis().min(u32::MAX as u128) as u32,
-    )
+    imp::dns_lookup(name, rtype, millis(timeout).min(u32::MAX as u64) as u32)
 }

@@ -2,8 +2,9 @@
 //!
 //! Layout: [`Plugin`] is the trait a plugin implements (every hook defaults to `continue`),
 //! [`export_plugin!`] turns a type into a component, [`host`] wraps the capabilities the relay
-//! grants, and [`Address`] parses envelope addresses. The interface itself is
-//! `wit/plugin.wit` (`wasmrelay:plugin@0.1.0`); its generated bindings stay private.
+//! grants, [`Address`] parses envelope addresses, and `mime` adds text-part helpers to
+//! [`Message`]. The interface itself is
+//! `wit/plugin.wit` (`wasmrelay:plugin@0.2.0`); its generated bindings stay private.
 //!
 //! ```no_run
 //! use wasmrelay_plugin_sdk::{export_plugin, Context, Hook, Plugin, Verdict};
@@ -31,12 +32,13 @@
 
 mod address;
 pub mod host;
+mod mime;
 mod reply;
 
 pub use address::{Address, AddressError};
 pub use bindings::wasmrelay::plugin::types::{
-    AuthResult, Context, Credentials, DeliveryReport, DeliveryStatus, EnhancedCode, Hook, Message,
-    Reply, RouteDecision, RouteRequest, Smarthost, TlsInfo, TlsPolicy, Verdict,
+    AuthResult, Context, DeliveryReport, DeliveryStatus, EnhancedCode, Envelope, Hook, Message,
+    MimePart, Notify, PartError, Recipient, Reply, RouteDecision, TlsInfo, TlsPolicy, Verdict,
 };
 
 use __private::bindings;
@@ -106,21 +108,31 @@ pub trait Plugin: Sized + 'static {
         Verdict::Continue
     }
 
-    /// The message is durable under `queue_id`.
-    fn queued(&mut self, ctx: &Context, queue_id: &str) -> Verdict {
+    /// The message is durable under `queue_id`. Informational.
+    fn queued(&mut self, ctx: &Context, queue_id: &str) {
         let _ = (ctx, queue_id);
-        Verdict::Continue
     }
 
-    /// Choose a route for one destination domain.
-    fn route(&mut self, req: &RouteRequest) -> RouteDecision {
-        let _ = req;
+    /// The connection closed. Informational: release what `connect` counted.
+    fn closed(&mut self, ctx: &Context) {
+        let _ = ctx;
+    }
+
+    /// Choose a route for one destination domain's pending `recipients`.
+    fn route(&mut self, env: &Envelope, domain: &str, recipients: &[String]) -> RouteDecision {
+        let _ = (env, domain, recipients);
         RouteDecision::Continue
     }
 
-    /// A delivery attempt finished.
-    fn delivery_result(&mut self, report: &DeliveryReport) {
-        let _ = report;
+    /// Edit one recipient's outgoing copy (deterministically: a retry renders it again).
+    fn recipient_copy(&mut self, env: &Envelope, rcpt: &Recipient, msg: &Message) -> Verdict {
+        let _ = (env, rcpt, msg);
+        Verdict::Continue
+    }
+
+    /// A delivery attempt (or a route decision) settled some recipients.
+    fn delivery_result(&mut self, env: &Envelope, report: &DeliveryReport) {
+        let _ = (env, report);
     }
 }
 
@@ -170,14 +182,28 @@ macro_rules! export_plugin {
                 fn data(ctx: &$crate::Context, msg: &$crate::Message) -> $crate::Verdict {
                     with(|p| $crate::Plugin::data(p, ctx, msg))
                 }
-                fn queued(ctx: &$crate::Context, queue_id: String) -> $crate::Verdict {
+                fn queued(ctx: &$crate::Context, queue_id: String) {
                     with(|p| $crate::Plugin::queued(p, ctx, &queue_id))
                 }
-                fn route(req: $crate::RouteRequest) -> $crate::RouteDecision {
-                    with(|p| $crate::Plugin::route(p, &req))
+                fn closed(ctx: &$crate::Context) {
+                    with(|p| $crate::Plugin::closed(p, ctx))
                 }
-                fn delivery_result(report: $crate::DeliveryReport) {
-                    with(|p| $crate::Plugin::delivery_result(p, &report))
+                fn route(
+                    env: &$crate::Envelope,
+                    domain: String,
+                    recipients: Vec<String>,
+                ) -> $crate::RouteDecision {
+                    with(|p| $crate::Plugin::route(p, env, &domain, &recipients))
+                }
+                fn recipient_copy(
+                    env: &$crate::Envelope,
+                    rcpt: &$crate::Recipient,
+                    msg: &$crate::Message,
+                ) -> $crate::Verdict {
+                    with(|p| $crate::Plugin::recipient_copy(p, env, rcpt, msg))
+                }
+                fn delivery_result(env: &$crate::Envelope, report: $crate::DeliveryReport) {
+                    with(|p| $crate::Plugin::delivery_result(p, env, &report))
                 }
             }
 

@@ -121,7 +121,12 @@ fn route_hook_sends_one_domain_to_a_second_server() {
     let dir = tempfile::tempdir().unwrap();
     let first = Sink::start(&dir.path().join("first"));
     let second = Sink::start(&dir.path().join("second"));
-    let route = format!("config = {{ route_port = \"{}\" }}", second.port);
+    let route = format!(
+        "[[delivery.pools]]\nname = \"routed\"\nhosts = [\
+         {{ host = \"127.0.0.1\", port = {}, tls = \"none\" }}, \
+         {{ host = \"127.0.0.2\", port = 2527, tls = \"require\" }}]\n",
+        second.port
+    );
     let (mut relay, port) = start_relay(
         dir.path(),
         &first,

@@ -41,6 +41,8 @@ pub struct DeliveryConfig {
     pub hostname: String,
     /// Routes by recipient domain, first match wins; unmatched domains go to their MX hosts.
     pub routes: Vec<RouteConfig>,
+    /// Named smart-host pools that plugins' route decisions name (credentials stay here).
+    pub pools: Vec<super::pools::PoolConfig>,
     /// Where MX and address lookups go.
     pub resolver: ResolverConfig,
     /// Retry schedule, expiry and delay notices.
@@ -66,6 +68,7 @@ impl Default for DeliveryConfig {
         DeliveryConfig {
             hostname: String::new(),
             routes: Vec::new(),
+            pools: Vec::new(),
             resolver: ResolverConfig::default(),
             retry: RetryConfig::default(),
             timeouts: TimeoutConfig::default(),
@@ -107,6 +110,33 @@ pub struct SmartHostConfig {
     pub tls_verify: bool,
     /// Credentials for AUTH PLAIN/LOGIN; only ever sent over TLS.
     pub auth: Option<AuthConfig>,
+}
+
+impl SmartHostConfig {
+    /// Checks one host entry; `hk` is its dotted key.
+    pub fn validate(&self, hk: &str, err: &mut impl FnMut(String, String)) {
+        let ip_literal = self.host.trim_matches(['[', ']']).parse::<IpAddr>().is_ok();
+        if !ip_literal && !valid_domain(&self.host) {
+            err(
+                format!("{hk}.host"),
+                format!("{:?} is not a host", self.host),
+            );
+        }
+        if self.port == 0 {
+            err(format!("{hk}.port"), "must be 1-65535".into());
+        }
+        if let Some(a) = &self.auth {
+            if a.user.is_empty() {
+                err(format!("{hk}.auth.user"), "must not be empty".into());
+            }
+            if self.tls == TlsPolicy::None && !a.allow_plaintext {
+                err(
+                    format!("{hk}.auth"),
+                    "credentials need tls = \"require\" or \"opportunistic\" (or auth.allow_plaintext)".into(),
+                );
+            }
+        }
+    }
 }
 
 impl Default for SmartHostConfig {
@@ -397,27 +427,10 @@ impl DeliveryConfig {
                 }
             }
             for (j, h) in route.hosts.iter().enumerate() {
-                let hk = format!("{rk}.hosts[{j}]");
-                let ip_literal = h.host.trim_matches(['[', ']']).parse::<IpAddr>().is_ok();
-                if !ip_literal && !valid_domain(&h.host) {
-                    err(format!("{hk}.host"), format!("{:?} is not a host", h.host));
-                }
-                if h.port == 0 {
-                    err(format!("{hk}.port"), "must be 1-65535".into());
-                }
-                if let Some(a) = &h.auth {
-                    if a.user.is_empty() {
-                        err(format!("{hk}.auth.user"), "must not be empty".into());
-                    }
-                    if h.tls == TlsPolicy::None && !a.allow_plaintext {
-                        err(
-                            format!("{hk}.auth"),
-                            "credentials need tls = \"require\" or \"opportunistic\" (or auth.allow_plaintext)".into(),
-                        );
-                    }
-                }
+                h.validate(&format!("{rk}.hosts[{j}]"), &mut err);
             }
         }
+        super::pools::validate(&self.pools, &format!("{key}.pools"), &mut err);
         for (i, ns) in self.resolver.nameservers.iter().enumerate() {
             if ns.parse::<SocketAddr>().is_err() {
                 err(

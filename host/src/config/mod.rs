@@ -5,7 +5,9 @@
 //! `delivery` (routes, retries, DKIM) and `plugins`.
 
 pub mod delivery;
+pub mod lists;
 pub mod plugins;
+pub mod pools;
 pub mod server;
 
 use std::path::{Path, PathBuf};
@@ -72,6 +74,8 @@ pub struct Config {
     pub plugins: Vec<plugins::PluginConfig>,
     /// The sandbox shared by all plugins: compile cache, CPU tick, instance pool.
     pub plugin_runtime: plugins::PluginRuntimeConfig,
+    /// Named shared lists plugins may read and write (the suppression list is one).
+    pub lists: Vec<lists::ListConfig>,
 }
 
 impl Default for Config {
@@ -86,8 +90,19 @@ impl Default for Config {
             delivery: delivery::DeliveryConfig::default(),
             plugins: Vec::new(),
             plugin_runtime: plugins::PluginRuntimeConfig::default(),
+            lists: Vec::new(),
         }
     }
+}
+
+/// Names of pools, lists and annotations: 1..=64 bytes of `a-z 0-9 - _ .`, so they are
+/// safe in keys, logs and file names.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.'))
 }
 
 /// The machine's host name, or `localhost` when it cannot be read.
@@ -154,6 +169,9 @@ impl Config {
         for (i, p) in self.plugins.iter().enumerate() {
             p.validate(&format!("plugins[{i}]"), &mut errors);
         }
+        plugins::validate_unique_names(&self.plugins, &mut errors);
+        let names: Vec<String> = self.plugins.iter().map(|p| p.display_name()).collect();
+        lists::validate(&self.lists, &names, &mut errors);
         self.plugin_runtime.validate("plugin_runtime", &mut errors);
         errors
     }

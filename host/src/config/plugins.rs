@@ -32,6 +32,10 @@ pub struct PluginConfig {
     pub limits: PluginLimits,
     /// What a trap, timeout or limit breach in this plugin means for the client.
     pub on_error: OnError,
+    /// DNS zones the plugin may query with `dns-lookup` (the name itself or names under
+    /// it, e.g. `zen.spamhaus.org`); empty refuses every lookup, so a plugin cannot send
+    /// data out in query names.
+    pub dns_zones: Vec<String>,
 }
 
 /// Limits applied to every hook call of one plugin.
@@ -47,6 +51,10 @@ pub struct PluginLimits {
     pub memory_mb: u64,
     /// Host capability calls (log, kv, rate, DNS ...) per hook call.
     pub capability_calls: u32,
+    /// Live kv keys this plugin may hold (in the shared backend, across all its instances).
+    pub kv_keys: u64,
+    /// Bytes of kv values this plugin may hold.
+    pub kv_bytes: u64,
 }
 
 impl Default for PluginLimits {
@@ -56,6 +64,8 @@ impl Default for PluginLimits {
             wall_ms: 2_000,
             memory_mb: 32,
             capability_calls: 1_000,
+            kv_keys: 100_000,
+            kv_bytes: 64 << 20,
         }
     }
 }
@@ -112,6 +122,19 @@ impl PluginRuntimeConfig {
             errors.push(ConfigError::new(
                 format!("{key}.max_instances"),
                 "must be between 1 and 100000",
+            ));
+        }
+    }
+}
+
+/// Two plugins with one name would share private state (keys are namespaced by name).
+pub fn validate_unique_names(plugins: &[PluginConfig], errors: &mut Vec<ConfigError>) {
+    for (i, p) in plugins.iter().enumerate() {
+        let name = p.display_name();
+        if let Some(first) = plugins[..i].iter().position(|q| q.display_name() == name) {
+            errors.push(ConfigError::new(
+                format!("plugins[{i}].name"),
+                format!("{name:?} is already the name of plugins[{first}]; names must be unique"),
             ));
         }
     }

@@ -211,6 +211,8 @@ pub fn build(
         ret_headers_only: false,
         envid: None,
         size: out.len() as u64,
+        listener: String::new(),
+        annotations: Vec::new(),
     };
     Some((envelope, out))
 }
@@ -287,6 +289,8 @@ mod tests {
             ret_headers_only,
             envid: Some("E1".into()),
             size: 10,
+            listener: String::new(),
+            annotations: Vec::new(),
         }
     }
 

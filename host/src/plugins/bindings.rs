@@ -8,16 +8,23 @@ wasmtime::component::bindgen!({
         "wasmrelay:plugin/host.rate-limit": async | trappable,
         "wasmrelay:plugin/host.counter-add": async | trappable,
         "wasmrelay:plugin/host.counter-get": async | trappable,
+        "wasmrelay:plugin/host.quota-add": async | trappable,
+        "wasmrelay:plugin/host.quota-get": async | trappable,
         "wasmrelay:plugin/host.kv-get": async | trappable,
         "wasmrelay:plugin/host.kv-set": async | trappable,
         "wasmrelay:plugin/host.kv-add": async | trappable,
         "wasmrelay:plugin/host.kv-delete": async | trappable,
+        "wasmrelay:plugin/host.list-contains": async | trappable,
+        "wasmrelay:plugin/host.list-add": async | trappable,
+        "wasmrelay:plugin/host.list-remove": async | trappable,
         default: trappable,
     },
     exports: { default: async },
     with: {
         "wasmrelay:plugin/types.context": super::context::ContextRes,
         "wasmrelay:plugin/types.message": super::message::MessageRes,
+        "wasmrelay:plugin/types.envelope": super::envelope::EnvelopeRes,
+        "wasmrelay:plugin/types.recipient": super::envelope::RecipientRes,
     },
 });
 
@@ -28,8 +35,6 @@ use super::types::{self as host, Hook};
 
 /// Longest reply text or reason a plugin may return.
 const MAX_TEXT: usize = 512;
-/// Most smart hosts in one route.
-const MAX_SMARTHOSTS: usize = 16;
 
 /// Why a plugin's return value was refused.
 pub(crate) type Malformed = String;
@@ -44,7 +49,9 @@ impl From<wit::Hook> for Hook {
             wit::Hook::Rcpt => Hook::Rcpt,
             wit::Hook::Data => Hook::Data,
             wit::Hook::Queued => Hook::Queued,
+            wit::Hook::Closed => Hook::Closed,
             wit::Hook::Route => Hook::Route,
+            wit::Hook::RecipientCopy => Hook::RecipientCopy,
             wit::Hook::DeliveryResult => Hook::DeliveryResult,
         }
     }
@@ -101,47 +108,32 @@ fn reason(s: String) -> Result<String, Malformed> {
     Ok(s)
 }
 
-fn smarthost(s: wit::Smarthost) -> Result<host::Smarthost, Malformed> {
-    let bad_host = s.host.is_empty()
-        || s.host.len() > 255
-        || s.host
-            .contains(|c: char| c.is_whitespace() || c.is_control());
-    if bad_host || s.port == 0 {
-        return Err(format!("invalid smart host {:?}:{}", s.host, s.port));
+/// Longest pool name a route may name.
+const MAX_POOL_NAME: usize = 64;
+
+pub(crate) fn tls_policy(t: wit::TlsPolicy) -> host::TlsPolicy {
+    match t {
+        wit::TlsPolicy::None => host::TlsPolicy::None,
+        wit::TlsPolicy::Opportunistic => host::TlsPolicy::Opportunistic,
+        wit::TlsPolicy::Require => host::TlsPolicy::Require,
     }
-    let credentials = match s.credentials {
-        Some(c) if c.username.len() > 1024 || c.password.len() > 1024 => {
-            return Err("smart host credentials too long".to_string())
-        }
-        Some(c) => Some(host::Credentials {
-            username: c.username,
-            password: c.password,
-        }),
-        None => None,
-    };
-    Ok(host::Smarthost {
-        host: s.host,
-        port: s.port,
-        tls: match s.tls {
-            wit::TlsPolicy::None => host::TlsPolicy::None,
-            wit::TlsPolicy::Opportunistic => host::TlsPolicy::Opportunistic,
-            wit::TlsPolicy::Require => host::TlsPolicy::Require,
-        },
-        credentials,
-    })
 }
 
-pub(crate) fn route(r: wit::RouteDecision) -> Result<host::RouteDecision, Malformed> {
+/// Validates a route decision; `pools` are the configured pool names.
+pub(crate) fn route(
+    r: wit::RouteDecision,
+    pools: &[String],
+) -> Result<host::RouteDecision, Malformed> {
     Ok(match r {
         wit::RouteDecision::Continue => host::RouteDecision::Continue,
-        wit::RouteDecision::Smarthosts(list) => {
-            if list.is_empty() || list.len() > MAX_SMARTHOSTS {
-                return Err(format!("{} smart hosts (1..={MAX_SMARTHOSTS})", list.len()));
+        wit::RouteDecision::Pool(name) => {
+            if name.len() > MAX_POOL_NAME || !pools.iter().any(|p| *p == name) {
+                let shown: String = name.chars().take(MAX_POOL_NAME).collect();
+                return Err(format!("route names unknown pool {shown:?}"));
             }
-            let hosts = list.into_iter().map(smarthost).collect::<Result<_, _>>()?;
-            host::RouteDecision::Smarthosts(hosts)
+            host::RouteDecision::Pool(name)
         }
-        wit::RouteDecision::Mx => host::RouteDecision::Mx,
+        wit::RouteDecision::Mx(tls) => host::RouteDecision::Mx(tls_policy(tls)),
         wit::RouteDecision::Hold(s) => host::RouteDecision::Hold(reason(s)?),
         wit::RouteDecision::Drop(s) => host::RouteDecision::Drop(reason(s)?),
         wit::RouteDecision::Defer(r) => host::RouteDecision::Defer(reply(r, 400..=499)?),
@@ -149,39 +141,31 @@ pub(crate) fn route(r: wit::RouteDecision) -> Result<host::RouteDecision, Malfor
     })
 }
 
-pub(crate) fn route_request(r: &host::RouteRequest) -> wit::RouteRequest {
-    wit::RouteRequest {
-        queue_id: r.queue_id.clone(),
-        mail_from: r.mail_from.clone(),
-        domain: r.domain.clone(),
-        recipients: r.recipients.clone(),
-        attempt: r.attempt,
-        size: r.size,
-        attributes: r.attributes.clone(),
+pub(crate) fn wit_reply(r: &Reply) -> wit::Reply {
+    wit::Reply {
+        code: r.code,
+        enhanced: r.enhanced.map(|e| wit::EnhancedCode {
+            class: e.0,
+            subject: e.1,
+            detail: e.2,
+        }),
+        text: r.lines.join(" "),
     }
 }
 
 pub(crate) fn delivery_report(r: &host::DeliveryReport) -> wit::DeliveryReport {
     wit::DeliveryReport {
-        queue_id: r.queue_id.clone(),
         domain: r.domain.clone(),
         recipients: r.recipients.clone(),
         status: match r.status {
             host::DeliveryStatus::Delivered => wit::DeliveryStatus::Delivered,
             host::DeliveryStatus::Deferred => wit::DeliveryStatus::Deferred,
             host::DeliveryStatus::Bounced => wit::DeliveryStatus::Bounced,
+            host::DeliveryStatus::Held => wit::DeliveryStatus::Held,
+            host::DeliveryStatus::Dropped => wit::DeliveryStatus::Dropped,
         },
-        attempt: r.attempt,
         remote_host: r.remote_host.clone(),
-        reply: r.reply.as_ref().map(|r| wit::Reply {
-            code: r.code,
-            enhanced: r.enhanced.map(|e| wit::EnhancedCode {
-                class: e.0,
-                subject: e.1,
-                detail: e.2,
-            }),
-            text: r.lines.join(" "),
-        }),
+        reply: r.reply.as_ref().map(wit_reply),
     }
 }
 
@@ -220,17 +204,17 @@ mod tests {
 
     #[test]
     fn routes_are_validated() {
-        let host = |h: &str, port| wit::Smarthost {
-            host: h.into(),
-            port,
-            tls: wit::TlsPolicy::Require,
-            credentials: None,
-        };
-        assert!(route(wit::RouteDecision::Smarthosts(vec![host("mx.example", 25)])).is_ok());
-        assert!(route(wit::RouteDecision::Smarthosts(vec![])).is_err());
-        assert!(route(wit::RouteDecision::Smarthosts(vec![host("a b", 25)])).is_err());
-        assert!(route(wit::RouteDecision::Smarthosts(vec![host("mx", 0)])).is_err());
-        assert!(route(wit::RouteDecision::Hold("a\r\nb".into())).is_err());
-        assert!(route(wit::RouteDecision::Defer(r(550, None, "x"))).is_err());
+        let pools = vec!["newsletters".to_string()];
+        let ok = route(wit::RouteDecision::Pool("newsletters".into()), &pools).unwrap();
+        assert_eq!(ok, host::RouteDecision::Pool("newsletters".into()));
+        assert!(route(wit::RouteDecision::Pool("other".into()), &pools).is_err());
+        assert!(route(wit::RouteDecision::Pool("x".repeat(10_000)), &pools).is_err());
+        assert_eq!(
+            route(wit::RouteDecision::Mx(wit::TlsPolicy::Require), &pools).unwrap(),
+            host::RouteDecision::Mx(host::TlsPolicy::Require)
+        );
+        assert!(route(wit::RouteDecision::Hold("a\r\nb".into()), &pools).is_err());
+        assert!(route(wit::RouteDecision::Defer(r(550, None, "x")), &pools).is_err());
+        assert!(route(wit::RouteDecision::Bounce(r(451, None, "x")), &pools).is_err());
     }
 }

@@ -8,11 +8,13 @@ use wasmtime::{Store, UpdateDeadline};
 
 use super::bindings::{self, wasmrelay::plugin::types as wit, Plugin, PluginPre};
 use super::context::{ContextData, ContextRes};
+use super::envelope::{EnvelopeRes, RecipientRes};
 use super::error::FailureKind;
 use super::message::MessageRes;
 use super::state::StoreState;
 use super::types::{
-    ConnectionInfo, DeliveryReport, Hook, RouteDecision, RouteRequest, TransactionInfo, Verdict,
+    ConnectionInfo, DeliveryReport, EnvelopeInfo, Hook, RecipientInfo, RouteDecision,
+    TransactionInfo, Verdict,
 };
 use super::{PluginHost, PluginMeta};
 use crate::config::plugins::OnError;
@@ -24,7 +26,8 @@ struct Slot {
     plugin: Plugin,
 }
 
-/// A hook invocation with its arguments.
+/// A hook invocation with its arguments. Session hooks get the `context` of the chain run;
+/// delivery hooks get an `envelope`.
 #[derive(Clone)]
 enum Call<'a> {
     Connect,
@@ -33,15 +36,24 @@ enum Call<'a> {
     MailFrom(&'a str),
     Rcpt(&'a str),
     Queued(&'a str),
+    Closed,
     Data(MessageRes),
-    Route(&'a wit::RouteRequest),
+    Route(&'a str, &'a [String]),
+    RecipientCopy(Arc<RecipientInfo>, MessageRes),
     Report(&'a wit::DeliveryReport),
+}
+
+/// The resource a call's first argument borrows.
+#[derive(Clone, Copy)]
+enum Subject<'a> {
+    Session(&'a Arc<ContextData>),
+    Delivery(&'a Arc<EnvelopeInfo>),
 }
 
 /// What came back, still unvalidated.
 enum Answer {
     Verdict(wit::Verdict),
-    Data(wit::Verdict, MessageRes),
+    Edited(wit::Verdict, MessageRes),
     Route(wit::RouteDecision),
     Unit,
 }
@@ -161,7 +173,7 @@ pub(crate) async fn probe(
 async fn call_slot(
     slot: &mut Slot,
     wall: Duration,
-    ctx: Option<&Arc<ContextData>>,
+    subject: Subject<'_>,
     call: Call<'_>,
 ) -> Result<Answer, FailureKind> {
     let Slot { store, plugin } = slot;
@@ -169,39 +181,65 @@ async fn call_slot(
     store.set_epoch_deadline(1);
     let hooks = plugin.wasmrelay_plugin_hooks();
     let fut = async {
-        let ctx_res = match ctx {
-            Some(c) => Some(store.data_mut().table.push(ContextRes(c.clone()))?),
-            None => None,
+        // The subject resource lives in the store's table for the call only.
+        let (ctx_rep, env_rep) = match subject {
+            Subject::Session(c) => (
+                Some(store.data_mut().table.push(ContextRes(c.clone()))?),
+                None,
+            ),
+            Subject::Delivery(e) => (
+                None,
+                Some(store.data_mut().table.push(EnvelopeRes(e.clone()))?),
+            ),
         };
-        let borrow =
-            || Resource::<ContextRes>::new_borrow(ctx_res.as_ref().expect("context").rep());
+        let ctx = || Resource::<ContextRes>::new_borrow(ctx_rep.as_ref().expect("context").rep());
+        let env = || Resource::<EnvelopeRes>::new_borrow(env_rep.as_ref().expect("envelope").rep());
         let answer = match call {
-            Call::Connect => Answer::Verdict(hooks.call_connect(&mut *store, borrow()).await?),
-            Call::Helo => Answer::Verdict(hooks.call_helo(&mut *store, borrow()).await?),
-            Call::Auth(user) => {
-                Answer::Verdict(hooks.call_auth(&mut *store, borrow(), user).await?)
-            }
+            Call::Connect => Answer::Verdict(hooks.call_connect(&mut *store, ctx()).await?),
+            Call::Helo => Answer::Verdict(hooks.call_helo(&mut *store, ctx()).await?),
+            Call::Auth(user) => Answer::Verdict(hooks.call_auth(&mut *store, ctx(), user).await?),
             Call::MailFrom(s) => {
-                Answer::Verdict(hooks.call_mail_from(&mut *store, borrow(), s).await?)
+                Answer::Verdict(hooks.call_mail_from(&mut *store, ctx(), s).await?)
             }
-            Call::Rcpt(r) => Answer::Verdict(hooks.call_rcpt(&mut *store, borrow(), r).await?),
+            Call::Rcpt(r) => Answer::Verdict(hooks.call_rcpt(&mut *store, ctx(), r).await?),
             Call::Queued(id) => {
-                Answer::Verdict(hooks.call_queued(&mut *store, borrow(), id).await?)
+                hooks.call_queued(&mut *store, ctx(), id).await?;
+                Answer::Unit
+            }
+            Call::Closed => {
+                hooks.call_closed(&mut *store, ctx()).await?;
+                Answer::Unit
             }
             Call::Data(msg) => {
                 let m = store.data_mut().table.push(msg)?;
                 let m_borrow = Resource::<MessageRes>::new_borrow(m.rep());
-                let v = hooks.call_data(&mut *store, borrow(), m_borrow).await?;
-                Answer::Data(v, store.data_mut().table.delete(m)?)
+                let v = hooks.call_data(&mut *store, ctx(), m_borrow).await?;
+                Answer::Edited(v, store.data_mut().table.delete(m)?)
             }
-            Call::Route(req) => Answer::Route(hooks.call_route(&mut *store, req).await?),
+            Call::Route(domain, rcpts) => {
+                Answer::Route(hooks.call_route(&mut *store, env(), domain, rcpts).await?)
+            }
+            Call::RecipientCopy(rcpt, msg) => {
+                let r = store.data_mut().table.push(RecipientRes(rcpt))?;
+                let m = store.data_mut().table.push(msg)?;
+                let r_borrow = Resource::<RecipientRes>::new_borrow(r.rep());
+                let m_borrow = Resource::<MessageRes>::new_borrow(m.rep());
+                let v = hooks
+                    .call_recipient_copy(&mut *store, env(), r_borrow, m_borrow)
+                    .await?;
+                store.data_mut().table.delete(r)?;
+                Answer::Edited(v, store.data_mut().table.delete(m)?)
+            }
             Call::Report(rep) => {
-                hooks.call_delivery_result(&mut *store, rep).await?;
+                hooks.call_delivery_result(&mut *store, env(), rep).await?;
                 Answer::Unit
             }
         };
-        if let Some(c) = ctx_res {
+        if let Some(c) = ctx_rep {
             store.data_mut().table.delete(c)?;
+        }
+        if let Some(e) = env_rep {
+            store.data_mut().table.delete(e)?;
         }
         wasmtime::Result::Ok(answer)
     };
@@ -233,7 +271,7 @@ impl Chain {
         &mut self,
         i: usize,
         hook: Hook,
-        ctx: Option<&Arc<ContextData>>,
+        subject: Subject<'_>,
         call: Call<'_>,
     ) -> Result<Answer, FailureKind> {
         let host = self.host.clone();
@@ -244,7 +282,13 @@ impl Chain {
                 self.slots[i] = Some(instantiate(&host, &plugin.pre, meta).await?);
             }
             let slot = self.slots[i].as_mut().expect("slot just filled");
-            call_slot(slot, Duration::from_millis(meta.limits.wall_ms), ctx, call).await
+            call_slot(
+                slot,
+                Duration::from_millis(meta.limits.wall_ms),
+                subject,
+                call,
+            )
+            .await
         }
         .await;
         match result {
@@ -297,14 +341,17 @@ impl Chain {
     async fn verdict_chain(
         &mut self,
         hook: Hook,
-        ctx: Arc<ContextData>,
+        ctx: &Arc<ContextData>,
         call: Call<'_>,
     ) -> Verdict {
         for i in 0..self.slots.len() {
             if !self.handles(i, hook) {
                 continue;
             }
-            let answer = match self.invoke(i, hook, Some(&ctx), call.clone()).await {
+            let answer = match self
+                .invoke(i, hook, Subject::Session(ctx), call.clone())
+                .await
+            {
                 Ok(Answer::Verdict(v)) => Ok(v),
                 Ok(_) => unreachable!("session hooks answer with verdicts"),
                 Err(kind) => Err(kind),
@@ -315,6 +362,48 @@ impl Chain {
             }
         }
         Verdict::Continue
+    }
+
+    /// Runs a hook that may edit the message through the chain: each plugin sees the edits
+    /// of the ones before it; a plugin that fails or returns nonsense has its edits dropped.
+    async fn edit_chain<'c>(
+        &mut self,
+        hook: Hook,
+        subject: Subject<'_>,
+        mut current: MessageRes,
+        call: impl Fn(MessageRes) -> Call<'c>,
+    ) -> (Verdict, MessageRes) {
+        let mut verdict = Verdict::Continue;
+        for i in 0..self.slots.len() {
+            if !self.handles(i, hook) {
+                continue;
+            }
+            let answer = match self.invoke(i, hook, subject, call(current.clone())).await {
+                Ok(Answer::Edited(v, edited)) => {
+                    if bindings::verdict(v.clone()).is_ok() {
+                        current = edited;
+                    }
+                    Ok(v)
+                }
+                Ok(_) => unreachable!("editing hooks answer with a verdict and the message"),
+                Err(kind) => Err(kind),
+            };
+            verdict = self.verdict_of(i, hook, answer);
+            if verdict.is_final() {
+                break;
+            }
+        }
+        (verdict, current)
+    }
+
+    /// Runs an informational hook on every plugin that handles it; failures are logged and
+    /// counted, there is nothing to decide.
+    async fn notify_all(&mut self, hook: Hook, subject: Subject<'_>, call: Call<'_>) {
+        for i in 0..self.slots.len() {
+            if self.handles(i, hook) {
+                let _ = self.invoke(i, hook, subject, call.clone()).await;
+            }
+        }
     }
 }
 
@@ -352,10 +441,11 @@ impl SessionPlugins {
         self.run(Hook::Auth, conn, None, Call::Auth(user)).await
     }
 
-    /// MAIL FROM; `tx.mail_from` holds the reverse path.
-    pub async fn mail_from(&mut self, conn: &ConnectionInfo, tx: &TransactionInfo) -> Verdict {
-        let sender = tx.mail_from.as_deref().unwrap_or_default();
-        self.run(Hook::MailFrom, conn, Some(tx), Call::MailFrom(sender))
+    /// MAIL FROM; `tx.mail_from` holds the reverse path. Annotations plugins set land in
+    /// `tx.annotations`.
+    pub async fn mail_from(&mut self, conn: &ConnectionInfo, tx: &mut TransactionInfo) -> Verdict {
+        let sender = tx.mail_from.clone().unwrap_or_default();
+        self.run_tx(Hook::MailFrom, conn, tx, Call::MailFrom(&sender))
             .await
     }
 
@@ -363,65 +453,57 @@ impl SessionPlugins {
     pub async fn rcpt(
         &mut self,
         conn: &ConnectionInfo,
-        tx: &TransactionInfo,
+        tx: &mut TransactionInfo,
         rcpt: &str,
     ) -> Verdict {
-        self.run(Hook::Rcpt, conn, Some(tx), Call::Rcpt(rcpt)).await
+        self.run_tx(Hook::Rcpt, conn, tx, Call::Rcpt(rcpt)).await
     }
 
     /// End of DATA. Plugins' edits are applied to `message` before this returns, also when
-    /// the verdict refuses it; the edits of a plugin that failed are dropped.
+    /// the verdict refuses it; the edits of a plugin that failed are dropped. Annotations
+    /// land in `tx.annotations`.
     pub async fn data(
         &mut self,
         conn: &ConnectionInfo,
-        tx: &TransactionInfo,
+        tx: &mut TransactionInfo,
         message: &mut Vec<u8>,
     ) -> Verdict {
         if !self.chain.host.handles(Hook::Data) {
             return Verdict::Continue;
         }
         let ctx = ContextData::new(conn, Some(tx));
-        let mut current = MessageRes::parse(std::mem::take(message), self.chain.host.max_message);
-        let mut verdict = Verdict::Continue;
-        for i in 0..self.chain.slots.len() {
-            if !self.chain.handles(i, Hook::Data) {
-                continue;
-            }
-            let answer = match self
-                .chain
-                .invoke(i, Hook::Data, Some(&ctx), Call::Data(current.clone()))
-                .await
-            {
-                Ok(Answer::Data(v, edited)) => {
-                    if bindings::verdict(v.clone()).is_ok() {
-                        current = edited;
-                    }
-                    Ok(v)
-                }
-                Ok(_) => unreachable!("the data hook answers with a verdict"),
-                Err(kind) => Err(kind),
-            };
-            verdict = self.chain.verdict_of(i, Hook::Data, answer);
-            if verdict.is_final() {
-                break;
-            }
-        }
+        let current = MessageRes::parse(std::mem::take(message), self.chain.host.max_message);
+        let (verdict, current) = self
+            .chain
+            .edit_chain(Hook::Data, Subject::Session(&ctx), current, Call::Data)
+            .await;
         if current.is_edited() {
             tracing::debug!("plugins edited the message");
         }
         *message = current.into_bytes();
+        tx.annotations = ctx.annotations();
         verdict
     }
 
-    /// The message is durable under `queue_id`.
-    pub async fn queued(
-        &mut self,
-        conn: &ConnectionInfo,
-        tx: &TransactionInfo,
-        queue_id: &str,
-    ) -> Verdict {
-        self.run(Hook::Queued, conn, Some(tx), Call::Queued(queue_id))
-            .await
+    /// The message is durable under `queue_id`. Informational.
+    pub async fn queued(&mut self, conn: &ConnectionInfo, tx: &TransactionInfo, queue_id: &str) {
+        if self.chain.host.handles(Hook::Queued) {
+            let ctx = ContextData::new(conn, Some(tx));
+            let call = Call::Queued(queue_id);
+            self.chain
+                .notify_all(Hook::Queued, Subject::Session(&ctx), call)
+                .await;
+        }
+    }
+
+    /// The connection closed. Informational.
+    pub async fn closed(&mut self, conn: &ConnectionInfo) {
+        if self.chain.host.handles(Hook::Closed) {
+            let ctx = ContextData::new(conn, None);
+            self.chain
+                .notify_all(Hook::Closed, Subject::Session(&ctx), Call::Closed)
+                .await;
+        }
     }
 
     async fn run(
@@ -434,9 +516,25 @@ impl SessionPlugins {
         if !self.chain.host.handles(hook) {
             return Verdict::Continue;
         }
-        self.chain
-            .verdict_chain(hook, ContextData::new(conn, tx), call)
-            .await
+        let ctx = ContextData::new(conn, tx);
+        self.chain.verdict_chain(hook, &ctx, call).await
+    }
+
+    /// [`Self::run`] for transaction hooks, whose plugins may set annotations.
+    async fn run_tx(
+        &mut self,
+        hook: Hook,
+        conn: &ConnectionInfo,
+        tx: &mut TransactionInfo,
+        call: Call<'_>,
+    ) -> Verdict {
+        if !self.chain.host.handles(hook) {
+            return Verdict::Continue;
+        }
+        let ctx = ContextData::new(conn, Some(tx));
+        let verdict = self.chain.verdict_chain(hook, &ctx, call).await;
+        tx.annotations = ctx.annotations();
+        verdict
     }
 }
 
@@ -452,24 +550,34 @@ impl DeliveryPlugins {
         }
     }
 
-    /// Where to send one domain's recipients; [`RouteDecision::Continue`] when no plugin
-    /// decided. A failing plugin's `on_error` maps to defer (tempfail), continue (accept)
-    /// or bounce (reject).
-    pub async fn route(&mut self, req: &RouteRequest) -> RouteDecision {
-        if !self.chain.host.handles(Hook::Route) {
+    /// Whether any plugin handles `hook` (callers skip building arguments otherwise).
+    pub fn handles(&self, hook: Hook) -> bool {
+        self.chain.host.handles(hook)
+    }
+
+    /// Where to send one domain's pending `recipients`; [`RouteDecision::Continue`] when no
+    /// plugin decided. A failing plugin's `on_error` maps to defer (tempfail), continue
+    /// (accept) or bounce (reject).
+    pub async fn route(
+        &mut self,
+        env: &Arc<EnvelopeInfo>,
+        domain: &str,
+        recipients: &[String],
+    ) -> RouteDecision {
+        if !self.handles(Hook::Route) {
             return RouteDecision::Continue;
         }
-        let wit_req = bindings::route_request(req);
         for i in 0..self.chain.slots.len() {
             if !self.chain.handles(i, Hook::Route) {
                 continue;
             }
+            let call = Call::Route(domain, recipients);
             let decision = match self
                 .chain
-                .invoke(i, Hook::Route, None, Call::Route(&wit_req))
+                .invoke(i, Hook::Route, Subject::Delivery(env), call)
                 .await
             {
-                Ok(Answer::Route(r)) => match bindings::route(r) {
+                Ok(Answer::Route(r)) => match bindings::route(r, &self.chain.host.pools) {
                     Ok(d) => d,
                     Err(why) => {
                         self.chain.slots[i] = None;
@@ -504,20 +612,43 @@ impl DeliveryPlugins {
         }
     }
 
-    /// Tells every plugin that handles it how a delivery attempt went. Failures are logged
-    /// and counted; there is no verdict.
-    pub async fn delivery_result(&mut self, report: &DeliveryReport) {
-        if !self.chain.host.handles(Hook::DeliveryResult) {
+    /// Renders one recipient's copy: every plugin that handles `recipient-copy` may edit
+    /// `message` (this copy only). Returns the verdict and whether the copy differs from
+    /// the spooled message; a failing plugin's edits are dropped and its `on_error` decides
+    /// (tempfail defers the recipient, reject bounces it, accept sends the copy as it is).
+    pub async fn recipient_copy(
+        &mut self,
+        env: &Arc<EnvelopeInfo>,
+        rcpt: RecipientInfo,
+        message: &mut Vec<u8>,
+    ) -> (Verdict, bool) {
+        if !self.handles(Hook::RecipientCopy) {
+            return (Verdict::Continue, false);
+        }
+        let rcpt = Arc::new(rcpt);
+        let current = MessageRes::parse(std::mem::take(message), self.chain.host.max_message);
+        let call = |m| Call::RecipientCopy(rcpt.clone(), m);
+        let (verdict, current) = self
+            .chain
+            .edit_chain(Hook::RecipientCopy, Subject::Delivery(env), current, call)
+            .await;
+        let edited = current.is_edited();
+        *message = current.into_bytes();
+        (verdict, edited)
+    }
+
+    /// Tells every plugin that handles it what an attempt (or a route decision) did.
+    pub async fn delivery_result(&mut self, env: &Arc<EnvelopeInfo>, report: &DeliveryReport) {
+        if !self.handles(Hook::DeliveryResult) {
             return;
         }
         let wit_report = bindings::delivery_report(report);
-        for i in 0..self.chain.slots.len() {
-            if self.chain.handles(i, Hook::DeliveryResult) {
-                let _ = self
-                    .chain
-                    .invoke(i, Hook::DeliveryResult, None, Call::Report(&wit_report))
-                    .await;
-            }
-        }
+        self.chain
+            .notify_all(
+                Hook::DeliveryResult,
+                Subject::Delivery(env),
+                Call::Report(&wit_report),
+            )
+            .await;
     }
 }

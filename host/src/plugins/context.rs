@@ -1,7 +1,8 @@
-//! The `context` resource: a read-only snapshot of the session and transaction, built once
-//! per chain run and shared by every plugin called in it.
+//! The `context` resource: a snapshot of the session and transaction, built once per chain
+//! run and shared by every plugin called in it. The only thing plugins write through it is
+//! the transaction's annotations, which later plugins of the same run see at once.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use wasmtime::component::Resource;
 
@@ -9,19 +10,61 @@ use super::bindings::wasmrelay::plugin::types::{self as wit, HostContext};
 use super::state::StoreState;
 use super::types::{ConnectionInfo, TransactionInfo};
 
+/// Most annotations one message may carry, and their sizes.
+pub(crate) const MAX_ANNOTATIONS: usize = 32;
+const MAX_ANNOTATION_VALUE: usize = 1024;
+
 /// What `context` methods answer from.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct ContextData {
     pub(crate) conn: Option<ConnectionInfo>,
     pub(crate) tx: TransactionInfo,
+    /// Whether a transaction is open (annotations can only be set inside one).
+    in_transaction: bool,
+    annotations: Mutex<Vec<(String, String)>>,
 }
 
 impl ContextData {
     pub(crate) fn new(conn: &ConnectionInfo, tx: Option<&TransactionInfo>) -> Arc<ContextData> {
+        let tx = tx.cloned().unwrap_or_default();
         Arc::new(ContextData {
             conn: Some(conn.clone()),
-            tx: tx.cloned().unwrap_or_default(),
+            in_transaction: tx.mail_from.is_some(),
+            annotations: Mutex::new(tx.annotations.clone()),
+            tx,
         })
+    }
+
+    /// The annotations after the chain ran (the transaction's, plus what plugins set).
+    pub(crate) fn annotations(&self) -> Vec<(String, String)> {
+        self.annotations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_annotation(&self, name: &str, value: &str) -> Result<(), String> {
+        if !self.in_transaction {
+            return Err("no transaction: annotations belong to a message".into());
+        }
+        if !crate::config::valid_name(name) {
+            return Err(format!(
+                "annotation names are 1..=64 bytes of a-z 0-9 - _ ."
+            ));
+        }
+        if value.len() > MAX_ANNOTATION_VALUE {
+            return Err(format!(
+                "annotation value of {} bytes (max {MAX_ANNOTATION_VALUE})",
+                value.len()
+            ));
+        }
+        let mut all = self.annotations.lock().unwrap_or_else(|p| p.into_inner());
+        match all.iter().position(|(k, _)| k == name) {
+            Some(i) => all[i].1 = value.to_string(),
+            None if all.len() < MAX_ANNOTATIONS => all.push((name.to_string(), value.to_string())),
+            None => return Err(format!("at most {MAX_ANNOTATIONS} annotations per message")),
+        }
+        Ok(())
     }
 }
 
@@ -60,6 +103,10 @@ impl HostContext for StoreState {
         Ok(conn(&*self.context(&r)?, |c| c.local.port()))
     }
 
+    fn listener(&mut self, r: Resource<ContextRes>) -> wasmtime::Result<String> {
+        Ok(conn(&*self.context(&r)?, |c| c.listener.clone()))
+    }
+
     fn helo(&mut self, r: Resource<ContextRes>) -> wasmtime::Result<Option<String>> {
         Ok(conn(&*self.context(&r)?, |c| c.helo.clone()))
     }
@@ -81,8 +128,20 @@ impl HostContext for StoreState {
         Ok(self.context(&r)?.tx.mail_from.clone())
     }
 
+    fn mail_params(&mut self, r: Resource<ContextRes>) -> wasmtime::Result<Vec<(String, String)>> {
+        Ok(self.context(&r)?.tx.mail_params.clone())
+    }
+
+    fn size(&mut self, r: Resource<ContextRes>) -> wasmtime::Result<Option<u64>> {
+        Ok(self.context(&r)?.tx.size)
+    }
+
     fn recipients(&mut self, r: Resource<ContextRes>) -> wasmtime::Result<Vec<String>> {
         Ok(self.context(&r)?.tx.recipients.clone())
+    }
+
+    fn queue_id(&mut self, r: Resource<ContextRes>) -> wasmtime::Result<Option<String>> {
+        Ok(self.context(&r)?.tx.queue_id.clone())
     }
 
     fn auth_results(&mut self, r: Resource<ContextRes>) -> wasmtime::Result<Vec<wit::AuthResult>> {
@@ -113,8 +172,68 @@ impl HostContext for StoreState {
         }))
     }
 
+    fn annotations(&mut self, r: Resource<ContextRes>) -> wasmtime::Result<Vec<(String, String)>> {
+        Ok(self.context(&r)?.annotations())
+    }
+
+    fn set_annotation(
+        &mut self,
+        r: Resource<ContextRes>,
+        name: String,
+        value: String,
+    ) -> wasmtime::Result<Result<(), String>> {
+        Ok(self.context(&r)?.set_annotation(&name, &value))
+    }
+
     fn drop(&mut self, r: Resource<ContextRes>) -> wasmtime::Result<()> {
         self.table.delete(r)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(in_tx: bool) -> Arc<ContextData> {
+        let conn = ConnectionInfo::new(
+            "s1",
+            "192.0.2.1:1234".parse().unwrap(),
+            "127.0.0.1:25".parse().unwrap(),
+        );
+        let tx = TransactionInfo {
+            mail_from: in_tx.then(String::new),
+            annotations: vec![("stream".into(), "bulk".into())],
+            ..TransactionInfo::default()
+        };
+        ContextData::new(&conn, Some(&tx))
+    }
+
+    #[test]
+    fn annotations_are_checked_and_replace_by_name() {
+        let c = ctx(true);
+        assert!(c.set_annotation("stream", "newsletter").is_ok());
+        assert!(c.set_annotation("x.y_z-1", "v").is_ok());
+        assert_eq!(
+            c.annotations(),
+            [
+                ("stream".into(), "newsletter".into()),
+                ("x.y_z-1".into(), "v".into())
+            ]
+        );
+        for bad in ["", "Upper", "sp ace", "a:b", &"n".repeat(65)] {
+            assert!(c.set_annotation(bad, "v").is_err(), "{bad:?}");
+        }
+        assert!(c.set_annotation("big", &"v".repeat(1025)).is_err());
+        for i in 0..30 {
+            assert!(c.set_annotation(&format!("k{i}"), "v").is_ok());
+        }
+        assert!(c.set_annotation("one-too-many", "v").is_err());
+        assert_eq!(c.annotations().len(), MAX_ANNOTATIONS);
+    }
+
+    #[test]
+    fn annotations_need_a_transaction() {
+        assert!(ctx(false).set_annotation("stream", "x").is_err());
     }
 }

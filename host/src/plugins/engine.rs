@@ -17,7 +17,7 @@ use super::error::PluginLoadError;
 /// The interface every plugin exports, without its version.
 pub(crate) const HOOKS_INTERFACE: &str = "wasmrelay:plugin/hooks";
 /// The only interface major this host speaks (for `0.x`, the minor is the major).
-pub(crate) const SUPPORTED_MAJOR: &str = "0.1";
+pub(crate) const SUPPORTED_MAJOR: &str = "0.2";
 
 /// Builds the engine. `max_instances` sizes the pool; `max_memory` is the largest linear
 /// memory any plugin may have (per-plugin limits are enforced below it by the store).
@@ -152,7 +152,7 @@ fn write_atomically(dir: &Path, dest: &Path, bytes: &[u8]) -> std::io::Result<()
     std::fs::rename(&tmp, dest)
 }
 
-/// Refuses components that do not export `wasmrelay:plugin/hooks@0.1.x`, naming what they
+/// Refuses components that do not export `wasmrelay:plugin/hooks@0.2.x`, naming what they
 /// export instead. The exact shape is checked again when the instance is pre-linked.
 fn check_world(engine: &Engine, component: &Component) -> Result<(), String> {
     let ty = component.component_type();
@@ -181,7 +181,9 @@ fn check_world(engine: &Engine, component: &Component) -> Result<(), String> {
     };
     if major != SUPPORTED_MAJOR {
         return Err(format!(
-            "built for {HOOKS_INTERFACE}@{version}; this relay supports {SUPPORTED_MAJOR}.x only"
+            "built for {HOOKS_INTERFACE}@{version}; this relay supports {SUPPORTED_MAJOR}.x only: \
+             rebuild the plugin against plugin-sdk/wit (wasmrelay:plugin@{SUPPORTED_MAJOR}.0; \
+             for Rust, wasmrelay-plugin-sdk {SUPPORTED_MAJOR})"
         ));
     }
     for (name, _) in ty.imports(engine) {

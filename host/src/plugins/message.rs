@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use wasmtime::component::Resource;
 
-use super::bindings::wasmrelay::plugin::types::HostMessage;
+use super::bindings::wasmrelay::plugin::types::{self as wit, HostMessage};
 use super::state::StoreState;
 
 /// Largest body chunk one `read-body` call returns.
@@ -197,6 +197,12 @@ impl HostMessage for StoreState {
             .collect())
     }
 
+    fn size(&mut self, r: Resource<MessageRes>) -> wasmtime::Result<u64> {
+        let m = self.message(&r)?;
+        let header: usize = m.fields.iter().map(|f| f.raw.len() + 2).sum();
+        Ok((header + 2 + m.body().len()) as u64)
+    }
+
     fn body_size(&mut self, r: Resource<MessageRes>) -> wasmtime::Result<u64> {
         Ok(self.message(&r)?.body().len() as u64)
     }
@@ -294,6 +300,67 @@ impl HostMessage for StoreState {
         m.new_body = Some(Arc::new(crlf(body)));
         m.edited = true;
         Ok(())
+    }
+
+    fn append_body(&mut self, r: Resource<MessageRes>, chunk: Vec<u8>) -> wasmtime::Result<()> {
+        let m = self.message(&r)?;
+        let max = m.max_body;
+        let Some(body) = m.new_body.as_mut() else {
+            wasmtime::bail!("append-body without replace-body first");
+        };
+        if body.len().saturating_add(chunk.len()) > max {
+            wasmtime::bail!("replacement body over the {max} byte limit");
+        }
+        // A chunk may end between CR and LF; convert line endings across the seam.
+        let body = Arc::make_mut(body);
+        let seam_cr = body.last() == Some(&b'\r');
+        let mut chunk = chunk;
+        if seam_cr && chunk.first() == Some(&b'\n') {
+            body.push(b'\n');
+            chunk.remove(0);
+        }
+        body.extend_from_slice(&crlf(chunk));
+        Ok(())
+    }
+
+    fn parts(&mut self, r: Resource<MessageRes>) -> wasmtime::Result<Vec<wit::MimePart>> {
+        let m = self.message(&r)?;
+        Ok(super::mime::parts(m))
+    }
+
+    fn part_text(
+        &mut self,
+        r: Resource<MessageRes>,
+        id: u32,
+    ) -> wasmtime::Result<Result<String, wit::PartError>> {
+        let m = self.message(&r)?;
+        Ok(super::mime::part_text(m, id))
+    }
+
+    fn read_part(
+        &mut self,
+        r: Resource<MessageRes>,
+        id: u32,
+        offset: u64,
+        len: u32,
+    ) -> wasmtime::Result<Result<Vec<u8>, wit::PartError>> {
+        let m = self.message(&r)?;
+        Ok(super::mime::read_part(
+            m,
+            id,
+            offset,
+            len.min(MAX_READ as u32),
+        ))
+    }
+
+    fn replace_part_text(
+        &mut self,
+        r: Resource<MessageRes>,
+        id: u32,
+        text: String,
+    ) -> wasmtime::Result<Result<(), wit::PartError>> {
+        let m = self.message(&r)?;
+        Ok(super::mime::replace_part_text(m, id, &text))
     }
 
     fn drop(&mut self, r: Resource<MessageRes>) -> wasmtime::Result<()> {

@@ -2,11 +2,11 @@
 //! order, what to do; the first verdict other than `continue` wins.
 //!
 //! Layout:
-//! - `plugin-sdk/wit/plugin.wit` is the interface (`wasmrelay:plugin@0.1.0`); `bindings`
+//! - `plugin-sdk/wit/plugin.wit` is the interface (`wasmrelay:plugin@0.2.0`); `bindings`
 //!   generates the host side from it and validates what plugins return.
 //! - `engine`: one `Engine` (pooling allocator, copy-on-write images, epoch ticker) and the
 //!   on-disk compile cache; components are refused at load unless they export
-//!   `wasmrelay:plugin/hooks@0.1.x`.
+//!   `wasmrelay:plugin/hooks@0.2.x`.
 //! - `chain`: [`SessionPlugins`] (one lazily created instance per plugin per SMTP session)
 //!   and [`DeliveryPlugins`] (the same for a delivery batch).
 //! - `state`: the store data, budgets and the `host` capability imports; [`caps`] the
@@ -23,9 +23,11 @@ pub mod caps;
 mod chain;
 mod context;
 mod engine;
+mod envelope;
 mod error;
 mod message;
 mod metrics;
+mod mime;
 mod state;
 #[doc(hidden)]
 pub mod test_plugins;
@@ -39,12 +41,11 @@ use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::Engine;
 
+use crate::config::lists::ListConfig;
 use crate::config::plugins::{OnError, PluginConfig, PluginLimits, PluginRuntimeConfig};
+use crate::state::{InProcessBackend, StateBackend};
 
-pub use caps::{
-    DnsFailure, DnsLookup, DnsType, EventSink, InProcessBackend, RateDecision, StateBackend,
-    StaticDns, TracingEvents,
-};
+pub use caps::{DnsFailure, DnsLookup, DnsType, EventSink, StaticDns, TracingEvents};
 #[doc(hidden)]
 pub use chain::bench_instantiate;
 pub use chain::{DeliveryPlugins, SessionPlugins};
@@ -52,8 +53,8 @@ pub use engine::CacheOutcome;
 pub use error::{FailureKind, PluginLoadError};
 pub use metrics::PluginMetrics;
 pub use types::{
-    AuthResult, ConnectionInfo, Credentials, DeliveryReport, DeliveryStatus, Hook, RouteDecision,
-    RouteRequest, Smarthost, TlsInfo, TlsPolicy, TransactionInfo, Verdict,
+    AuthResult, ConnectionInfo, DeliveryReport, DeliveryStatus, EnvelopeInfo, Hook, Notify,
+    RecipientInfo, RouteDecision, TlsInfo, TlsPolicy, TransactionInfo, Verdict,
 };
 
 use bindings::PluginPre;
@@ -67,8 +68,12 @@ pub struct PluginHostOptions {
     pub epoch_tick: Duration,
     /// Pool size: live instances across all sessions.
     pub max_instances: u32,
-    /// Rate, counter and kv state.
+    /// Rate, counter, quota, kv and list state.
     pub backend: Arc<dyn StateBackend>,
+    /// The `[[lists]]` declarations: which plugin may read and write which list.
+    pub lists: Vec<ListConfig>,
+    /// Names of the configured smart-host pools a `route` decision may name.
+    pub pools: Vec<String>,
     /// DNS for `dns-lookup`: the relay's `hickory_resolver::TokioResolver` (wrapped in an
     /// `Arc`) or a [`StaticDns`] table; `None` makes every lookup fail.
     pub dns: Option<Arc<dyn DnsLookup>>,
@@ -88,6 +93,8 @@ impl Default for PluginHostOptions {
             epoch_tick: Duration::from_millis(runtime.epoch_tick_ms),
             max_instances: runtime.max_instances,
             backend: Arc::new(InProcessBackend::new()),
+            lists: Vec::new(),
+            pools: Vec::new(),
             dns: None,
             dns_timeout: Duration::from_secs(2),
             events: Arc::new(TracingEvents),
@@ -117,6 +124,10 @@ pub(crate) struct PluginMeta {
     pub on_error: OnError,
     /// `limits.cpu_ms` in epoch ticks.
     pub cpu_ticks: u64,
+    /// Zones `dns-lookup` may query.
+    pub dns_zones: Vec<String>,
+    /// The lists this plugin may read or write (declarations naming it).
+    pub lists: Vec<ListConfig>,
     pub stats: metrics::Stats,
 }
 
@@ -134,6 +145,7 @@ pub struct PluginHost {
     pub(crate) plugins: Vec<LoadedPlugin>,
     pub(crate) caps: Arc<Capabilities>,
     pub(crate) max_message: usize,
+    pub(crate) pools: Vec<String>,
     cache: Vec<CacheOutcome>,
     _ticker: engine::Ticker,
 }
@@ -169,6 +181,7 @@ impl PluginHost {
             plugins: Vec::with_capacity(configs.len()),
             caps,
             max_message: opts.max_message_size,
+            pools: opts.pools,
             cache: Vec::new(),
         };
         for config in configs {
@@ -185,6 +198,16 @@ impl PluginHost {
                 limits: config.limits,
                 on_error: config.on_error,
                 cpu_ticks: config.limits.cpu_ms.div_ceil(tick_ms).max(1),
+                dns_zones: config.dns_zones.clone(),
+                lists: opts
+                    .lists
+                    .iter()
+                    .filter(|l| {
+                        let name = config.display_name();
+                        l.may_read(&name) || l.may_write(&name)
+                    })
+                    .cloned()
+                    .collect(),
                 stats: metrics::Stats::default(),
             });
             let hooks =
@@ -206,7 +229,7 @@ impl PluginHost {
         SessionPlugins::new(self.clone())
     }
 
-    /// A plugin set for one delivery batch (route and delivery-result hooks).
+    /// A plugin set for one delivery batch (route, recipient-copy and delivery-result hooks).
     pub fn delivery(self: &Arc<Self>) -> DeliveryPlugins {
         DeliveryPlugins::new(self.clone())
     }

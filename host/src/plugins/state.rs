@@ -9,9 +9,12 @@ use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::wasmrelay::plugin::host::{self as wit, DnsError, LogLevel, RecordType};
-use super::caps::{DnsFailure, DnsLookup, DnsType, EventSink, StateBackend};
+use super::bindings::wasmrelay::plugin::host::{
+    self as wit, DnsError, LogLevel, QuotaWindow, RecordType,
+};
+use super::caps::{DnsFailure, DnsLookup, DnsType, EventSink};
 use super::PluginMeta;
+use crate::state::{self, StateBackend, StateError};
 
 /// Longest key a plugin may use for rate, counter and kv; largest kv value.
 const MAX_KEY: usize = 256;
@@ -19,9 +22,21 @@ const MAX_VALUE: usize = 64 * 1024;
 /// Log lines, event fields and DNS answers are cut rather than refused.
 const MAX_LOG: usize = 4 * 1024;
 const MAX_EVENT_FIELDS: usize = 32;
-const MAX_EVENT_NAME: usize = 256;
+const MAX_EVENT_NAME: usize = 64;
 const MAX_EVENT_VALUE: usize = 1024;
 const MAX_DNS_ANSWERS: usize = 64;
+/// Unwraps a capability precondition, or returns its error to the plugin.
+macro_rules! or_state_error {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e.into())),
+        }
+    };
+}
+
+/// Longest list member.
+const MAX_MEMBER: usize = 1024;
 
 /// What every store of a host shares: state backend, resolver, event sink.
 pub(crate) struct Capabilities {
@@ -86,12 +101,61 @@ impl StoreState {
     }
 
     /// A plugin-private key for the shared backend.
-    fn key(&mut self, key: &str) -> wasmtime::Result<String> {
+    fn key(&mut self, key: &str) -> wasmtime::Result<Result<String, StateError>> {
         self.charge()?;
         if key.len() > MAX_KEY {
-            wasmtime::bail!("key of {} bytes (max {MAX_KEY})", key.len());
+            return Ok(Err(StateError::Invalid(format!(
+                "key of {} bytes (max {MAX_KEY})",
+                key.len()
+            ))));
         }
-        Ok(format!("{}\u{0}{key}", self.meta.name))
+        Ok(Ok(format!("{}\u{0}{key}", self.meta.name)))
+    }
+
+    /// Checks a list call against the `[[lists]]` declarations.
+    fn list_access(
+        &mut self,
+        list: &str,
+        member: &str,
+        write: bool,
+    ) -> wasmtime::Result<Result<(), StateError>> {
+        self.charge()?;
+        let Some(decl) = self.meta.lists.iter().find(|l| l.name == list) else {
+            return Ok(Err(StateError::Denied(format!(
+                "no list named {:?}",
+                cut(list, 64)
+            ))));
+        };
+        let name = &self.meta.name;
+        let allowed = if write {
+            decl.may_write(name)
+        } else {
+            decl.may_read(name)
+        };
+        if !allowed {
+            let what = if write { "write" } else { "read" };
+            return Ok(Err(StateError::Denied(format!(
+                "may not {what} list {list:?}"
+            ))));
+        }
+        if member.is_empty() || member.len() > MAX_MEMBER {
+            return Ok(Err(StateError::Invalid(format!(
+                "list members are 1..={MAX_MEMBER} bytes"
+            ))));
+        }
+        Ok(Ok(()))
+    }
+
+    /// Whether `name` is at or under one of the plugin's `dns_zones`.
+    fn dns_allowed(&self, name: &str) -> bool {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        self.meta.dns_zones.iter().any(|zone| {
+            let zone = zone.trim_end_matches('.').to_ascii_lowercase();
+            name == zone
+                || name
+                    .strip_suffix(&zone)
+                    .is_some_and(|head| head.ends_with('.'))
+        })
     }
 
     fn backend(&self) -> Arc<dyn StateBackend> {
@@ -203,18 +267,20 @@ impl wit::Host for StoreState {
         period_ms: u64,
         burst: u32,
         cost: u32,
-    ) -> wasmtime::Result<wit::RateDecision> {
-        let key = self.key(&key)?;
+    ) -> wasmtime::Result<Result<wit::RateDecision, wit::StateError>> {
+        let key = or_state_error!(self.key(&key)?);
         let period = Duration::from_millis(period_ms);
+        or_state_error!(state::memory::check_rate(rate, period, burst));
         let d = self
             .backend()
             .rate_limit(&key, rate, period, burst, cost)
             .await;
-        Ok(wit::RateDecision {
+        Ok(d.map(|d| wit::RateDecision {
             allowed: d.allowed,
             remaining: d.remaining,
-            retry_after_ms: d.retry_after.as_millis() as u64,
+            retry_after_ms: d.retry_after.as_millis().min(u64::MAX as u128) as u64,
         })
+        .map_err(Into::into))
     }
 
     async fn counter_add(
@@ -222,20 +288,57 @@ impl wit::Host for StoreState {
         key: String,
         delta: i64,
         window_ms: u64,
-    ) -> wasmtime::Result<i64> {
-        let key = self.key(&key)?;
+    ) -> wasmtime::Result<Result<i64, wit::StateError>> {
+        let key = or_state_error!(self.key(&key)?);
+        if window_ms == 0 {
+            return Ok(Err(wit::StateError::Invalid(
+                "window must be positive".into(),
+            )));
+        }
         let window = Duration::from_millis(window_ms);
-        Ok(self.backend().counter_add(&key, delta, window).await)
+        Ok(self
+            .backend()
+            .counter_add(&key, delta, window)
+            .await
+            .map_err(Into::into))
     }
 
-    async fn counter_get(&mut self, key: String) -> wasmtime::Result<i64> {
-        let key = self.key(&key)?;
-        Ok(self.backend().counter_get(&key).await)
+    async fn counter_get(&mut self, key: String) -> wasmtime::Result<Result<i64, wit::StateError>> {
+        let key = or_state_error!(self.key(&key)?);
+        Ok(self.backend().counter_get(&key).await.map_err(Into::into))
     }
 
-    async fn kv_get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
-        let key = self.key(&key)?;
-        Ok(self.backend().kv_get(&key).await)
+    async fn quota_add(
+        &mut self,
+        key: String,
+        amount: u64,
+        limit: u64,
+        window: QuotaWindow,
+    ) -> wasmtime::Result<Result<wit::QuotaDecision, wit::StateError>> {
+        let key = or_state_error!(self.key(&key)?);
+        let d = self
+            .backend()
+            .quota_add(&key, amount, limit, quota_window(window))
+            .await;
+        Ok(d.map(quota_decision).map_err(Into::into))
+    }
+
+    async fn quota_get(
+        &mut self,
+        key: String,
+        window: QuotaWindow,
+    ) -> wasmtime::Result<Result<wit::QuotaDecision, wit::StateError>> {
+        let key = or_state_error!(self.key(&key)?);
+        let d = self.backend().quota_get(&key, quota_window(window)).await;
+        Ok(d.map(quota_decision).map_err(Into::into))
+    }
+
+    async fn kv_get(
+        &mut self,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, wit::StateError>> {
+        let key = or_state_error!(self.key(&key)?);
+        Ok(self.backend().kv_get(&key).await.map_err(Into::into))
     }
 
     async fn kv_set(
@@ -243,13 +346,16 @@ impl wit::Host for StoreState {
         key: String,
         value: Vec<u8>,
         ttl_ms: Option<u64>,
-    ) -> wasmtime::Result<()> {
-        let key = self.key(&key)?;
+    ) -> wasmtime::Result<Result<(), wit::StateError>> {
+        let key = or_state_error!(self.key(&key)?);
         if value.len() > MAX_VALUE {
-            wasmtime::bail!("kv value of {} bytes (max {MAX_VALUE})", value.len());
+            return Ok(Err(oversized(value.len())));
         }
-        self.backend().kv_set(&key, value, ttl(ttl_ms)).await;
-        Ok(())
+        Ok(self
+            .backend()
+            .kv_set(&key, value, ttl(ttl_ms))
+            .await
+            .map_err(Into::into))
     }
 
     async fn kv_add(
@@ -257,17 +363,52 @@ impl wit::Host for StoreState {
         key: String,
         value: Vec<u8>,
         ttl_ms: Option<u64>,
-    ) -> wasmtime::Result<bool> {
-        let key = self.key(&key)?;
+    ) -> wasmtime::Result<Result<bool, wit::StateError>> {
+        let key = or_state_error!(self.key(&key)?);
         if value.len() > MAX_VALUE {
-            wasmtime::bail!("kv value of {} bytes (max {MAX_VALUE})", value.len());
+            return Ok(Err(oversized(value.len())));
         }
-        Ok(self.backend().kv_add(&key, value, ttl(ttl_ms)).await)
+        Ok(self
+            .backend()
+            .kv_add(&key, value, ttl(ttl_ms))
+            .await
+            .map_err(Into::into))
     }
 
-    async fn kv_delete(&mut self, key: String) -> wasmtime::Result<bool> {
-        let key = self.key(&key)?;
-        Ok(self.backend().kv_delete(&key).await)
+    async fn kv_delete(&mut self, key: String) -> wasmtime::Result<Result<bool, wit::StateError>> {
+        let key = or_state_error!(self.key(&key)?);
+        Ok(self.backend().kv_delete(&key).await.map_err(Into::into))
+    }
+
+    async fn list_contains(
+        &mut self,
+        name: String,
+        member: String,
+    ) -> wasmtime::Result<Result<bool, wit::StateError>> {
+        or_state_error!(self.list_access(&name, &member, false)?);
+        let hit = self.backend().list_contains(&name, &member).await;
+        Ok(hit.map_err(Into::into))
+    }
+
+    async fn list_add(
+        &mut self,
+        name: String,
+        member: String,
+        ttl_ms: Option<u64>,
+    ) -> wasmtime::Result<Result<bool, wit::StateError>> {
+        or_state_error!(self.list_access(&name, &member, true)?);
+        let new = self.backend().list_add(&name, &member, ttl(ttl_ms)).await;
+        Ok(new.map_err(Into::into))
+    }
+
+    async fn list_remove(
+        &mut self,
+        name: String,
+        member: String,
+    ) -> wasmtime::Result<Result<bool, wit::StateError>> {
+        or_state_error!(self.list_access(&name, &member, true)?);
+        let gone = self.backend().list_remove(&name, &member).await;
+        Ok(gone.map_err(Into::into))
     }
 
     async fn dns_lookup(
@@ -279,6 +420,9 @@ impl wit::Host for StoreState {
         self.charge()?;
         if name.is_empty() || name.len() > 255 {
             return Ok(Err(DnsError::Failed(format!("invalid name {name:?}"))));
+        }
+        if !self.dns_allowed(&name) {
+            return Ok(Err(DnsError::Denied));
         }
         let Some(dns) = self.caps.dns.clone() else {
             return Ok(Err(DnsError::Failed("no resolver configured".into())));
@@ -313,3 +457,33 @@ impl wit::Host for StoreState {
 }
 
 impl super::bindings::wasmrelay::plugin::types::Host for StoreState {}
+
+impl From<StateError> for wit::StateError {
+    fn from(e: StateError) -> Self {
+        match e {
+            StateError::Unavailable(m) => wit::StateError::Unavailable(m),
+            StateError::Denied(m) => wit::StateError::Denied(m),
+            StateError::Invalid(m) => wit::StateError::Invalid(m),
+        }
+    }
+}
+
+fn oversized(len: usize) -> wit::StateError {
+    wit::StateError::Invalid(format!("kv value of {len} bytes (max {MAX_VALUE})"))
+}
+
+fn quota_window(w: QuotaWindow) -> state::QuotaWindow {
+    match w {
+        QuotaWindow::Minute => state::QuotaWindow::Minute,
+        QuotaWindow::Hour => state::QuotaWindow::Hour,
+        QuotaWindow::Day => state::QuotaWindow::Day,
+    }
+}
+
+fn quota_decision(d: state::QuotaDecision) -> wit::QuotaDecision {
+    wit::QuotaDecision {
+        allowed: d.allowed,
+        total: d.total,
+        reset_ms: d.reset_ms,
+    }
+}

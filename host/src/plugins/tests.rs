@@ -65,15 +65,15 @@ async fn policy_verdicts_in_order() {
     let calls = host.metrics()[0].calls;
     assert_eq!(s.helo(&c).await, Verdict::Continue);
     assert_eq!(host.metrics()[0].calls, calls);
-    let t = tx("a@example.org");
-    assert_eq!(s.mail_from(&c, &t).await, Verdict::Continue);
+    let mut t = tx("a@example.org");
+    assert_eq!(s.mail_from(&c, &mut t).await, Verdict::Continue);
     assert_eq!(
-        s.rcpt(&c, &t, "blocked@example.com").await,
+        s.rcpt(&c, &mut t, "blocked@example.com").await,
         reject(550, (5, 1, 1), "mailbox unavailable")
     );
-    assert_eq!(s.rcpt(&c, &t, "vip@example.com").await, Verdict::Accept);
+    assert_eq!(s.rcpt(&c, &mut t, "vip@example.com").await, Verdict::Accept);
     assert_eq!(
-        s.rcpt(&c, &t, "someone@example.com").await,
+        s.rcpt(&c, &mut t, "someone@example.com").await,
         Verdict::Continue
     );
     // One instance served the whole session.
@@ -89,7 +89,8 @@ async fn dns_blocklist_through_the_lookup_capability() {
         dns: Some(Arc::new(dns)),
         ..opts()
     };
-    let host = PluginHost::load(&[plugin("policy", "")], options)
+    let zones = "dns_zones = [\"bl.test\"]";
+    let host = PluginHost::load(&[plugin("policy", zones)], options)
         .await
         .unwrap();
     assert_eq!(
@@ -98,6 +99,21 @@ async fn dns_blocklist_through_the_lookup_capability() {
     );
     assert_eq!(
         host.session().connect(&conn("192.0.2.2")).await,
+        Verdict::Continue
+    );
+    // Without `dns_zones` the same lookup is refused before it reaches the resolver: a
+    // plugin cannot send data out in query names.
+    let mut dns = StaticDns::new();
+    dns.insert("1.2.0.192.bl.test", DnsType::A, "127.0.0.2");
+    let options = PluginHostOptions {
+        dns: Some(Arc::new(dns)),
+        ..opts()
+    };
+    let host = PluginHost::load(&[plugin("policy", "")], options)
+        .await
+        .unwrap();
+    assert_eq!(
+        host.session().connect(&conn("192.0.2.1")).await,
         Verdict::Continue
     );
 }
@@ -109,11 +125,12 @@ fn session_futures_are_send() {
     if let Some(host) = host {
         let mut s = host.session();
         let c = conn("192.0.2.1");
-        let t = tx("");
+        let mut t = tx("");
         let mut m = Vec::new();
-        send(&s.rcpt(&c, &t, "x"));
-        send(&s.data(&c, &t, &mut m));
-        send(&host.delivery().route(&RouteRequest::default()));
+        send(&s.rcpt(&c, &mut t, "x"));
+        send(&s.data(&c, &mut t, &mut m));
+        let env = Arc::new(EnvelopeInfo::default());
+        send(&host.delivery().route(&env, "x.test", &[]));
     }
 }
 
@@ -121,11 +138,11 @@ fn session_futures_are_send() {
 async fn rate_limit_through_the_backend() {
     let host = load(&[plugin("policy", "")]).await;
     let c = conn("192.0.2.1");
-    let t = tx("<Fast@Example.org>");
+    let mut t = tx("<Fast@Example.org>");
     let mut verdicts = Vec::new();
     for _ in 0..3 {
         // Separate sessions share the backend.
-        verdicts.push(host.session().mail_from(&c, &t).await);
+        verdicts.push(host.session().mail_from(&c, &mut t).await);
     }
     assert_eq!(verdicts[..2], [Verdict::Continue, Verdict::Continue]);
     assert!(
@@ -142,14 +159,14 @@ async fn data_hook_edits_the_message() {
     let mut t = tx("a@example.org");
     t.recipients.push("b@example.org".into());
     let mut msg = b"From: a@example.org\r\nX-Remove-Me: yes\r\nSubject: rewrite me\r\n\r\nplease REPLACE-BODY\r\n".to_vec();
-    let v = host.session().data(&c, &t, &mut msg).await;
+    let v = host.session().data(&c, &mut t, &mut msg).await;
     assert_eq!(v, Verdict::Continue);
     assert_eq!(
         String::from_utf8(msg).unwrap(),
         "X-Seen-By: policy\r\nFrom: a@example.org\r\nSubject: rewritten\r\nX-Policy: checked\r\n\r\nreplaced body\r\n"
     );
     let mut untouched = b"Subject: hi\r\n\r\nbody\r\n".to_vec();
-    host.session().data(&c, &t, &mut untouched).await;
+    host.session().data(&c, &mut t, &mut untouched).await;
     assert_eq!(
         String::from_utf8(untouched).unwrap(),
         "X-Seen-By: policy\r\nSubject: hi\r\nX-Policy: checked\r\n\r\nbody\r\n"
@@ -158,49 +175,54 @@ async fn data_hook_edits_the_message() {
 
 #[tokio::test]
 async fn route_and_delivery_result() {
-    let host = load(&[plugin("policy", "")]).await;
+    let opts = PluginHostOptions {
+        pools: vec!["routed".into()],
+        ..opts()
+    };
+    let host = PluginHost::load(&[plugin("policy", "")], opts)
+        .await
+        .unwrap();
     let mut d = host.delivery();
-    let req = |domain: &str| RouteRequest {
+    let env = Arc::new(EnvelopeInfo {
         queue_id: "q1".into(),
         mail_from: "a@example.org".into(),
-        domain: domain.into(),
-        recipients: vec![format!("x@{domain}")],
         attempt: 1,
         size: 100,
         attributes: vec![("auth-user".into(), "alice".into())],
+        ..EnvelopeInfo::default()
+    });
+    let route = |domain: &'static str| {
+        let env = env.clone();
+        let rcpts = vec![format!("x@{domain}")];
+        (env, domain, rcpts)
     };
-    match d.route(&req("routed.test")).await {
-        RouteDecision::Smarthosts(hosts) => {
-            assert_eq!(hosts.len(), 2);
-            assert_eq!(
-                (hosts[0].host.as_str(), hosts[0].port, hosts[0].tls),
-                ("127.0.0.1", 2526, TlsPolicy::Opportunistic)
-            );
-            assert_eq!(hosts[1].tls, TlsPolicy::Require);
-        }
-        other => panic!("{other:?}"),
-    }
+    let mut ask = async |domain: &'static str| {
+        let (env, domain, rcpts) = route(domain);
+        d.route(&env, domain, &rcpts).await
+    };
     assert_eq!(
-        d.route(&req("hold.test")).await,
+        ask("routed.test").await,
+        RouteDecision::Pool("routed".into())
+    );
+    assert_eq!(
+        ask("hold.test").await,
         RouteDecision::Hold("quarantined".into())
     );
     assert_eq!(
-        d.route(&req("drop.test")).await,
+        ask("drop.test").await,
         RouteDecision::Drop("discarded".into())
     );
-    assert_eq!(d.route(&req("mx.test")).await, RouteDecision::Mx);
-    assert_eq!(d.route(&req("example.net")).await, RouteDecision::Continue);
+    assert_eq!(ask("mx.test").await, RouteDecision::Mx(TlsPolicy::Require));
+    assert_eq!(ask("example.net").await, RouteDecision::Continue);
     let report = DeliveryReport {
-        queue_id: "q1".into(),
         domain: "routed.test".into(),
         recipients: vec!["x@routed.test".into()],
         status: DeliveryStatus::Delivered,
-        attempt: 1,
         remote_host: Some("127.0.0.1".into()),
         reply: Some(Reply::new(250, Enhanced(2, 0, 0), "ok")),
     };
-    d.delivery_result(&report).await;
-    d.delivery_result(&report).await;
+    d.delivery_result(&env, &report).await;
+    d.delivery_result(&env, &report).await;
     let m = &host.metrics()[0];
     assert_eq!((m.calls, m.errors()), (7, 0));
 }
@@ -210,27 +232,27 @@ async fn route_and_delivery_result() {
 async fn misbehaves(name: &str, extra: &str, expect: fn(&PluginMetrics) -> u64) {
     let host = load(&[plugin(name, extra)]).await;
     let c = conn("192.0.2.1");
-    let t = tx("a@example.org");
+    let mut t = tx("a@example.org");
     let mut s = host.session();
     assert_eq!(
-        s.rcpt(&c, &t, "good@example.org").await,
+        s.rcpt(&c, &mut t, "good@example.org").await,
         Verdict::Continue,
         "{name}"
     );
     assert_eq!(
-        s.rcpt(&c, &t, "bad@example.org").await,
+        s.rcpt(&c, &mut t, "bad@example.org").await,
         Verdict::plugin_tempfail(),
         "{name}"
     );
     let m = host.metrics().remove(0);
     assert_eq!((expect(&m), m.errors()), (1, 1), "{name}: {m:?}");
     assert_eq!(
-        s.rcpt(&c, &t, "good@example.org").await,
+        s.rcpt(&c, &mut t, "good@example.org").await,
         Verdict::Continue,
         "{name}"
     );
     assert_eq!(
-        host.session().rcpt(&c, &t, "good2@example.org").await,
+        host.session().rcpt(&c, &mut t, "good2@example.org").await,
         Verdict::Continue
     );
     let m = host.metrics().remove(0);
@@ -282,7 +304,7 @@ async fn capability_flood_hits_the_call_budget() {
 #[tokio::test]
 async fn on_error_accept_and_reject() {
     let c = conn("192.0.2.1");
-    let t = tx("a@example.org");
+    let mut t = tx("a@example.org");
     let host = load(&[
         plugin("trap", "on_error = \"accept\""),
         plugin("policy", ""),
@@ -290,12 +312,12 @@ async fn on_error_accept_and_reject() {
     .await;
     // The trap is skipped and the next plugin decides.
     assert_eq!(
-        host.session().rcpt(&c, &t, "bad@example.org").await,
+        host.session().rcpt(&c, &mut t, "bad@example.org").await,
         Verdict::Continue
     );
     let host = load(&[plugin("trap", "on_error = \"reject\"")]).await;
     assert_eq!(
-        host.session().rcpt(&c, &t, "bad@example.org").await,
+        host.session().rcpt(&c, &mut t, "bad@example.org").await,
         reject(550, (5, 7, 0), "Rejected by policy")
     );
 }
@@ -304,21 +326,21 @@ async fn on_error_accept_and_reject() {
 #[tokio::test]
 async fn sessions_keep_their_chain_across_a_reload() {
     let c = conn("192.0.2.1");
-    let t = tx("a@example.org");
+    let mut t = tx("a@example.org");
     let old = load(&[plugin("policy", "")]).await;
     let mut in_flight = old.session();
     assert_eq!(
-        in_flight.rcpt(&c, &t, "vip@example.org").await,
+        in_flight.rcpt(&c, &mut t, "vip@example.org").await,
         Verdict::Accept
     );
     let new = load(&[plugin("trap", "on_error = \"reject\"")]).await;
     drop(old);
     assert_eq!(
-        in_flight.rcpt(&c, &t, "bad@example.org").await,
+        in_flight.rcpt(&c, &mut t, "bad@example.org").await,
         Verdict::Continue
     );
     assert_eq!(
-        new.session().rcpt(&c, &t, "bad@example.org").await,
+        new.session().rcpt(&c, &mut t, "bad@example.org").await,
         Verdict::plugin_reject()
     );
 }
@@ -326,14 +348,14 @@ async fn sessions_keep_their_chain_across_a_reload() {
 #[tokio::test]
 async fn first_final_verdict_wins() {
     let c = conn("192.0.2.1");
-    let t = tx("a@example.org");
+    let mut t = tx("a@example.org");
     // policy accepts vip@ before trap gets to run.
     let host = load(&[plugin("policy", ""), plugin("trap", "")]).await;
     let mut s = host.session();
-    assert_eq!(s.rcpt(&c, &t, "vip@example.org").await, Verdict::Accept);
+    assert_eq!(s.rcpt(&c, &mut t, "vip@example.org").await, Verdict::Accept);
     assert_eq!(host.metrics()[1].calls, 0);
     assert_eq!(
-        s.rcpt(&c, &t, "bad@example.org").await,
+        s.rcpt(&c, &mut t, "bad@example.org").await,
         Verdict::plugin_tempfail()
     );
 }
@@ -378,7 +400,9 @@ fn foreign_component_is_refused() {
 fn unknown_major_is_refused() {
     let e = load_error("wrong-version");
     assert!(
-        e.contains("wasmrelay:plugin/hooks@0.2.0") && e.contains("0.1.x"),
+        e.contains("wasmrelay:plugin/hooks@0.1.0")
+            && e.contains("0.2.x only")
+            && e.contains("rebuild the plugin"),
         "{e}"
     );
 }
@@ -399,7 +423,7 @@ async fn compiled_components_are_cached() {
     let second = PluginHost::load(&configs, with_cache()).await.unwrap();
     let verdict = second
         .session()
-        .rcpt(&conn("192.0.2.1"), &tx(""), "blocked@x.org")
+        .rcpt(&conn("192.0.2.1"), &mut tx(""), "blocked@x.org")
         .await;
     assert!(verdict.is_final());
     // A corrupt cache entry is recompiled, not trusted. (Entries are replaced by rename,

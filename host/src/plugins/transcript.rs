@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! dns 2.0.0.127.bl.example A 127.0.0.2   # seed the mocked resolver (A, AAAA, TXT, MX)
+//! zone bl.example                        # a zone the plugin may query (its `dns_zones`)
 //! connect 192.0.2.1 [port]               # new session from this client -> connect hook
 //! tls TLSv1.3 TLS13_AES_128_GCM_SHA256   # facts only, no hook
 //! helo mail.example.org                  # -> helo hook
@@ -21,23 +22,31 @@
 //! .
 //! queued Q123                            # -> queued hook
 //! rset                                   # drops the transaction
+//! closed                                 # -> closed hook (the connection ended)
+//! pool transactional                     # declare a smart-host pool name routes may use
+//! list suppression a@example.org         # declare a list (read/write for the plugin),
+//!                                        #    optionally with members
 //! route example.org [rcpt ...]           # -> route hook (delivery instance)
-//! result example.org delivered|deferred|bounced   # -> delivery-result hook
+//! copy <b@example.org>                   # -> recipient-copy hook on the last message
+//! result example.org delivered|deferred|bounced|held|dropped   # -> delivery-result hook
 //! ```
 //!
-//! Output: one line per hook, `hook args -> verdict`, then the headers of an edited message
-//! prefixed with `  | `, and at the end the plugin's counters.
+//! Output: one line per hook, `hook args -> verdict`, then annotations a hook set
+//! (`  = name: value`), the headers of an edited message prefixed with `  | `, and at the
+//! end the plugin's counters.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{
-    ConnectionInfo, DeliveryReport, DeliveryStatus, DnsType, PluginHost, PluginHostOptions,
-    PluginLoadError, RouteDecision, RouteRequest, SessionPlugins, StaticDns, TlsInfo,
-    TransactionInfo, Verdict,
+    ConnectionInfo, DeliveryPlugins, DeliveryReport, DeliveryStatus, DnsType, EnvelopeInfo,
+    PluginHost, PluginHostOptions, PluginLoadError, RecipientInfo, RouteDecision, SessionPlugins,
+    StaticDns, TlsInfo, TransactionInfo, Verdict,
 };
+use crate::config::lists::ListConfig;
 use crate::config::plugins::PluginConfig;
+use crate::state::{InProcessBackend, StateBackend};
 
 /// Why a transcript could not run.
 #[derive(Debug, thiserror::Error)]
@@ -107,14 +116,17 @@ pub async fn run_transcript(
 
 /// [`run_transcript`] with the script as text; `base` resolves `data FILE`.
 pub async fn run_script(
-    plugin: PluginConfig,
+    mut plugin: PluginConfig,
     script: &str,
     base: &Path,
     out: &mut (dyn Write + Send),
 ) -> Result<TranscriptSummary, TranscriptError> {
     let lines: Vec<&str> = script.lines().collect();
-    // DNS seeds apply to the whole run, wherever they appear.
+    // DNS seeds, pools and lists apply to the whole run, wherever they appear.
     let mut dns = StaticDns::new();
+    let mut pools = Vec::new();
+    let mut lists = Vec::new();
+    let backend = Arc::new(InProcessBackend::new());
     for (n, line) in lines.iter().enumerate() {
         let words: Vec<&str> = line
             .split('#')
@@ -122,6 +134,32 @@ pub async fn run_script(
             .unwrap_or("")
             .split_whitespace()
             .collect();
+        if words.first() == Some(&"zone") {
+            let [_, zone] = words.as_slice() else {
+                return Err(script_err(n, "usage: zone NAME"));
+            };
+            plugin.dns_zones.push(zone.to_string());
+        }
+        if words.first() == Some(&"pool") {
+            let [_, name] = words.as_slice() else {
+                return Err(script_err(n, "usage: pool NAME"));
+            };
+            pools.push(name.to_string());
+        }
+        if words.first() == Some(&"list") {
+            let [_, name, members @ ..] = words.as_slice() else {
+                return Err(script_err(n, "usage: list NAME [MEMBER ...]"));
+            };
+            lists.push(ListConfig {
+                name: name.to_string(),
+                readers: vec![],
+                writers: vec!["*".into()],
+            });
+            for m in members {
+                let added = backend.list_add(name, m, None).await;
+                added.map_err(|e| script_err(n, &e.to_string()))?;
+            }
+        }
         if words.first() == Some(&"dns") {
             let [_, name, rtype, answer @ ..] = words.as_slice() else {
                 return Err(script_err(n, "usage: dns NAME A|AAAA|TXT|MX ANSWER"));
@@ -139,6 +177,9 @@ pub async fn run_script(
     let options = PluginHostOptions {
         dns: Some(Arc::new(dns)),
         max_instances: 16,
+        backend,
+        lists,
+        pools,
         ..PluginHostOptions::default()
     };
     let host = PluginHost::load(std::slice::from_ref(&plugin), options).await?;
@@ -157,6 +198,8 @@ pub async fn run_script(
             "127.0.0.1:25".parse().unwrap(),
         ),
         tx: TransactionInfo::default(),
+        message: None,
+        delivery: None,
         summary: TranscriptSummary::default(),
         sessions: 0,
     };
@@ -166,7 +209,7 @@ pub async fn run_script(
         let (verb, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
         let rest = rest.trim();
         match verb.to_ascii_lowercase().as_str() {
-            "" | "dns" => {}
+            "" | "dns" | "zone" | "pool" | "list" => {}
             "data" => {
                 let message = if rest.is_empty() {
                     let mut body = Vec::new();
@@ -247,22 +290,8 @@ fn show(v: &Verdict) -> String {
 fn show_route(d: &RouteDecision) -> String {
     match d {
         RouteDecision::Continue => "continue (relay routing)".into(),
-        RouteDecision::Smarthosts(hosts) => {
-            let list: Vec<String> = hosts
-                .iter()
-                .map(|h| {
-                    format!(
-                        "{}:{} tls={:?}{}",
-                        h.host,
-                        h.port,
-                        h.tls,
-                        if h.credentials.is_some() { " auth" } else { "" }
-                    )
-                })
-                .collect();
-            format!("smarthosts {}", list.join(", "))
-        }
-        RouteDecision::Mx => "mx".into(),
+        RouteDecision::Pool(name) => format!("pool {name}"),
+        RouteDecision::Mx(tls) => format!("mx tls={tls:?}"),
         RouteDecision::Hold(r) => format!("hold ({r})"),
         RouteDecision::Drop(r) => format!("drop ({r})"),
         RouteDecision::Defer(r) => format!("defer {r}"),
@@ -276,6 +305,10 @@ struct Run {
     session: Option<SessionPlugins>,
     conn: ConnectionInfo,
     tx: TransactionInfo,
+    /// The last message the data hook saw (after its edits), for `copy`.
+    message: Option<Vec<u8>>,
+    /// One delivery batch's instances for `route`, `copy` and `result`.
+    delivery: Option<DeliveryPlugins>,
     summary: TranscriptSummary,
     sessions: usize,
 }
@@ -284,6 +317,42 @@ impl Run {
     fn session(&mut self) -> &mut SessionPlugins {
         let host = &self.host;
         self.session.get_or_insert_with(|| host.session())
+    }
+
+    fn delivery(&mut self) -> &mut DeliveryPlugins {
+        let host = &self.host;
+        self.delivery.get_or_insert_with(|| host.delivery())
+    }
+
+    fn envelope(&self) -> Arc<EnvelopeInfo> {
+        Arc::new(EnvelopeInfo {
+            queue_id: "transcript".into(),
+            mail_from: self.tx.mail_from.clone().unwrap_or_default(),
+            attempt: 1,
+            size: self.message.as_ref().map_or(0, |m| m.len() as u64),
+            received_ms: 0,
+            attributes: self
+                .conn
+                .auth_user
+                .iter()
+                .map(|u| ("auth-user".to_string(), u.clone()))
+                .collect(),
+            annotations: self.tx.annotations.clone(),
+        })
+    }
+
+    /// Prints the annotations a hook added or changed.
+    fn show_annotations(
+        &self,
+        before: &[(String, String)],
+        out: &mut (dyn Write + Send),
+    ) -> std::io::Result<()> {
+        for (k, v) in &self.tx.annotations {
+            if !before.iter().any(|(bk, bv)| bk == k && bv == v) {
+                writeln!(out, "  = {k}: {v}")?;
+            }
+        }
+        Ok(())
     }
 
     fn record(
@@ -328,6 +397,7 @@ impl Run {
                     "127.0.0.1:25".parse().expect("literal address"),
                 );
                 self.tx = TransactionInfo::default();
+                self.message = None;
                 self.session = Some(self.host.session());
                 let conn = self.conn.clone();
                 let v = self.session().connect(&conn).await;
@@ -357,30 +427,45 @@ impl Run {
                 self.record(&format!("auth {rest}"), &v, out)
             }
             "mail" => {
-                self.tx = TransactionInfo {
+                let mut tx = TransactionInfo {
                     mail_from: Some(path_arg(rest)),
                     ..TransactionInfo::default()
                 };
-                let (conn, tx) = (self.conn.clone(), self.tx.clone());
-                let v = self.session().mail_from(&conn, &tx).await;
+                let conn = self.conn.clone();
+                let v = self.session().mail_from(&conn, &mut tx).await;
+                self.tx = tx;
+                self.message = None;
                 self.record(&format!("mail <{}>", path_arg(rest)), &v, out)
+                    .and_then(|()| self.show_annotations(&[], out))
             }
             "rcpt" => {
                 let rcpt = path_arg(rest);
-                let (conn, tx) = (self.conn.clone(), self.tx.clone());
-                let v = self.session().rcpt(&conn, &tx, &rcpt).await;
+                let (conn, mut tx) = (self.conn.clone(), self.tx.clone());
+                let v = self.session().rcpt(&conn, &mut tx, &rcpt).await;
+                let before = std::mem::replace(&mut self.tx.annotations, tx.annotations);
                 if matches!(v, Verdict::Continue | Verdict::Accept) {
                     self.tx.recipients.push(rcpt.clone());
                 }
                 self.record(&format!("rcpt <{rcpt}>"), &v, out)
+                    .and_then(|()| self.show_annotations(&before, out))
             }
             "queued" => {
-                let (conn, tx) = (self.conn.clone(), self.tx.clone());
-                let v = self.session().queued(&conn, &tx, rest).await;
-                self.record(&format!("queued {rest}"), &v, out)
+                let (conn, mut tx) = (self.conn.clone(), self.tx.clone());
+                tx.queue_id = Some(rest.to_string());
+                self.session().queued(&conn, &tx, rest).await;
+                self.summary.hooks += 1;
+                writeln!(out, "queued {rest} -> done")
+            }
+            "closed" => {
+                let conn = self.conn.clone();
+                self.session().closed(&conn).await;
+                self.session = None;
+                self.summary.hooks += 1;
+                writeln!(out, "closed -> done")
             }
             "rset" => {
                 self.tx = TransactionInfo::default();
+                self.message = None;
                 Ok(())
             }
             "route" => {
@@ -393,23 +478,33 @@ impl Run {
                 if recipients.is_empty() {
                     recipients = self.tx.recipients.clone();
                 }
-                let req = RouteRequest {
-                    queue_id: "transcript".into(),
-                    mail_from: self.tx.mail_from.clone().unwrap_or_default(),
-                    domain: domain.clone(),
-                    recipients,
-                    attempt: 1,
-                    size: 0,
-                    attributes: self
-                        .conn
-                        .auth_user
-                        .iter()
-                        .map(|u| ("auth-user".to_string(), u.clone()))
-                        .collect(),
-                };
-                let d = self.host.delivery().route(&req).await;
+                let env = self.envelope();
+                let d = self.delivery().route(&env, &domain, &recipients).await;
                 self.summary.hooks += 1;
                 writeln!(out, "route {domain} -> {}", show_route(&d))
+            }
+            "copy" => {
+                let rcpt = path_arg(rest);
+                if rcpt.is_empty() {
+                    return Err("usage: copy RCPT".into());
+                }
+                let Some(mut message) = self.message.clone() else {
+                    return Err("copy: no message yet (use data first)".into());
+                };
+                let env = self.envelope();
+                let info = RecipientInfo {
+                    address: rcpt.clone(),
+                    ..RecipientInfo::default()
+                };
+                let (v, edited) = self
+                    .delivery()
+                    .recipient_copy(&env, info, &mut message)
+                    .await;
+                self.record(&format!("copy <{rcpt}>"), &v, out)
+                    .and_then(|()| match edited {
+                        true => show_message(&message, out),
+                        false => Ok(()),
+                    })
             }
             "result" => {
                 let mut words = rest.split_whitespace();
@@ -420,18 +515,19 @@ impl Run {
                     "delivered" => DeliveryStatus::Delivered,
                     "deferred" => DeliveryStatus::Deferred,
                     "bounced" => DeliveryStatus::Bounced,
+                    "held" => DeliveryStatus::Held,
+                    "dropped" => DeliveryStatus::Dropped,
                     other => return Err(format!("result: unknown status {other}")),
                 };
                 let report = DeliveryReport {
-                    queue_id: "transcript".into(),
                     domain: domain.to_string(),
                     recipients: self.tx.recipients.clone(),
                     status,
-                    attempt: 1,
                     remote_host: None,
                     reply: None,
                 };
-                self.host.delivery().delivery_result(&report).await;
+                let env = self.envelope();
+                self.delivery().delivery_result(&env, &report).await;
                 self.summary.hooks += 1;
                 writeln!(out, "result {domain} {status:?} -> done")
             }
@@ -446,8 +542,9 @@ impl Run {
         out: &mut (dyn Write + Send),
     ) -> Result<(), TranscriptError> {
         let before = message.clone();
-        let (conn, tx) = (self.conn.clone(), self.tx.clone());
-        let v = self.session().data(&conn, &tx, &mut message).await;
+        let (conn, mut tx) = (self.conn.clone(), self.tx.clone());
+        let v = self.session().data(&conn, &mut tx, &mut message).await;
+        let annotations_before = std::mem::replace(&mut self.tx.annotations, tx.annotations);
         let edited = message != before;
         let what = format!(
             "data ({} bytes{})",
@@ -455,16 +552,23 @@ impl Run {
             if edited { ", edited" } else { "" }
         );
         self.record(&what, &v, out)?;
+        self.show_annotations(&annotations_before, out)?;
         if edited {
-            let text = String::from_utf8_lossy(&message);
-            let (headers, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-            for line in headers.split("\r\n") {
-                writeln!(out, "  | {line}")?;
-            }
-            writeln!(out, "  | ({} body bytes)", body.len())?;
+            show_message(&message, out)?;
         }
+        self.message = Some(message);
         Ok(())
     }
+}
+
+/// The header section of an edited message and its body size, prefixed with `  | `.
+fn show_message(message: &[u8], out: &mut (dyn Write + Send)) -> std::io::Result<()> {
+    let text = String::from_utf8_lossy(message);
+    let (headers, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    for line in headers.split("\r\n") {
+        writeln!(out, "  | {line}")?;
+    }
+    writeln!(out, "  | ({} body bytes)", body.len())
 }
 
 #[cfg(test)]
@@ -498,6 +602,8 @@ mod tests {
             &script,
             "# a blocked client, then a normal one\n\
              dns 66.2.0.192.bl.test A 127.0.0.2\n\
+             zone bl.test\n\
+             pool routed\n\
              connect 192.0.2.66\n\
              connect 192.0.2.1\n\
              helo client.example\n\
@@ -540,8 +646,8 @@ mod tests {
             "  | Subject: inline",
             "  | X-Policy: checked",
             "  | (14 body bytes)",
-            "queued Q1 -> continue",
-            "route routed.test -> smarthosts 127.0.0.1:2526 tls=Opportunistic, 127.0.0.2:2527 tls=Require",
+            "queued Q1 -> done",
+            "route routed.test -> pool routed",
             "route hold.test -> hold (quarantined)",
             "result routed.test Delivered -> done",
         ];

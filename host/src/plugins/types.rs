@@ -15,12 +15,15 @@ pub enum Hook {
     Rcpt,
     Data,
     Queued,
+    Closed,
     Route,
+    RecipientCopy,
     DeliveryResult,
 }
 
 impl Hook {
-    pub const ALL: [Hook; 9] = [
+    /// In stage order, as in the stage table (plugin-sdk/README.md#stages).
+    pub const ALL: [Hook; 11] = [
         Hook::Connect,
         Hook::Helo,
         Hook::Auth,
@@ -28,7 +31,9 @@ impl Hook {
         Hook::Rcpt,
         Hook::Data,
         Hook::Queued,
+        Hook::Closed,
         Hook::Route,
+        Hook::RecipientCopy,
         Hook::DeliveryResult,
     ];
 
@@ -41,7 +46,9 @@ impl Hook {
             Hook::Rcpt => "rcpt",
             Hook::Data => "data",
             Hook::Queued => "queued",
+            Hook::Closed => "closed",
             Hook::Route => "route",
+            Hook::RecipientCopy => "recipient-copy",
             Hook::DeliveryResult => "delivery-result",
         }
     }
@@ -118,7 +125,9 @@ pub struct ConnectionInfo {
     pub helo: Option<String>,
     pub tls: Option<TlsInfo>,
     pub auth_user: Option<String>,
-    /// Other facts plugins may ask for by name (`context.attribute`), e.g. `listener`.
+    /// The listener's name (its address when unnamed).
+    pub listener: String,
+    /// Other facts plugins may ask for by name (`context.attribute`), e.g. `listener-role`.
     pub attributes: Vec<(String, String)>,
 }
 
@@ -132,6 +141,7 @@ impl ConnectionInfo {
             helo: None,
             tls: None,
             auth_user: None,
+            listener: local.to_string(),
             attributes: Vec::new(),
         }
     }
@@ -142,10 +152,18 @@ impl ConnectionInfo {
 pub struct TransactionInfo {
     /// Reverse path without brackets; `Some("")` for the null sender.
     pub mail_from: Option<String>,
+    /// ESMTP parameters of MAIL FROM (keyword upper-cased, value or `""`).
+    pub mail_params: Vec<(String, String)>,
+    /// SIZE from MAIL FROM, then the real size from end of DATA on.
+    pub size: Option<u64>,
     /// Recipients accepted so far.
     pub recipients: Vec<String>,
+    /// Set once the message is spooled.
+    pub queue_id: Option<String>,
     /// SPF/DKIM/DMARC results known so far.
     pub auth_results: Vec<AuthResult>,
+    /// Annotations set by plugins so far; stored with the message.
+    pub annotations: Vec<(String, String)>,
 }
 
 /// TLS toward a smart host.
@@ -156,34 +174,36 @@ pub enum TlsPolicy {
     Require,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub username: String,
-    pub password: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Smarthost {
-    pub host: String,
-    pub port: u16,
-    pub tls: TlsPolicy,
-    pub credentials: Option<Credentials>,
-}
-
-/// Input of the `route` hook: one destination domain of one queued message.
+/// A queued message as delivery-stage hooks see it (`envelope` resource).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RouteRequest {
+pub struct EnvelopeInfo {
     pub queue_id: String,
     /// Reverse path (`""` for the null sender).
     pub mail_from: String,
-    pub domain: String,
-    pub recipients: Vec<String>,
-    /// 1 for the first attempt.
+    /// 1 for the first attempt of the recipients at hand.
     pub attempt: u32,
     pub size: u64,
-    /// Facts from reception (`auth-user`, `client-ip`, `helo`, `listener`) for routing by
-    /// submitter.
+    pub received_ms: u64,
+    /// Reception facts by name (`auth-user`, `client-ip`, `helo`, `listener`, `trusted`).
     pub attributes: Vec<(String, String)>,
+    pub annotations: Vec<(String, String)>,
+}
+
+/// DSN NOTIFY values of one recipient (RFC 3461).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Notify {
+    pub success: bool,
+    pub failure: bool,
+    pub delay: bool,
+    pub never: bool,
+}
+
+/// One recipient of a queued message (`recipient` resource).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecipientInfo {
+    pub address: String,
+    pub orcpt: Option<String>,
+    pub notify: Notify,
 }
 
 /// Where delivery sends a domain's recipients.
@@ -191,13 +211,13 @@ pub struct RouteRequest {
 pub enum RouteDecision {
     /// No plugin decided: use the relay's configured routing.
     Continue,
-    /// These smart hosts, tried in order.
-    Smarthosts(Vec<Smarthost>),
-    /// The domain's MX hosts.
-    Mx,
+    /// A named smart-host pool from config.
+    Pool(String),
+    /// The domain's MX hosts with this TLS policy.
+    Mx(TlsPolicy),
     /// Keep queued without attempting delivery (reason).
     Hold(String),
-    /// Discard silently (reason).
+    /// Discard (reason).
     Drop(String),
     /// Retry later, recording this 4xx.
     Defer(Reply),
@@ -210,16 +230,17 @@ pub enum DeliveryStatus {
     Delivered,
     Deferred,
     Bounced,
+    Held,
+    Dropped,
 }
 
-/// Outcome of one delivery attempt, for the `delivery-result` hook.
+/// What one attempt (or route decision) did for some recipients of one message, for the
+/// `delivery-result` hook.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryReport {
-    pub queue_id: String,
     pub domain: String,
     pub recipients: Vec<String>,
     pub status: DeliveryStatus,
-    pub attempt: u32,
     pub remote_host: Option<String>,
     pub reply: Option<Reply>,
 }

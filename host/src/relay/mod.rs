@@ -11,13 +11,12 @@ use tracing::info;
 
 use crate::config::Config;
 use crate::delivery::{DeliveryError, MxResolver, QueueHandle, QueueRunner};
-use crate::plugins::{
-    DnsLookup, InProcessBackend, PluginHost, PluginHostOptions, PluginLoadError, StateBackend,
-};
+use crate::plugins::{DnsLookup, PluginHost, PluginHostOptions, PluginLoadError};
 use crate::smtp::server::{self, ConnectionLimits, Listener, SharedEnv};
 use crate::smtp::session::{MessageStore, SessionEnv, Users};
 use crate::smtp::tls;
 use crate::spool::{Spool, SpoolError};
+use crate::state::{InProcessBackend, StateBackend};
 use router::{PluginRouter, SharedPlugins};
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +83,13 @@ impl PluginCapabilities {
         let opts = PluginHostOptions {
             backend: self.backend.clone(),
             dns: Some(self.dns.clone()),
+            lists: config.lists.clone(),
+            pools: config
+                .delivery
+                .pools
+                .iter()
+                .map(|p| p.name.clone())
+                .collect(),
             max_message_size: config.limits.max_message_size as usize,
             ..PluginHostOptions::from_config(&config.plugin_runtime)
         };
@@ -133,6 +139,12 @@ impl Relay {
         let plugins: SharedPlugins = Arc::new(RwLock::new(chain.clone()));
         let router = PluginRouter {
             plugins: plugins.clone(),
+            pools: config
+                .delivery
+                .pools
+                .iter()
+                .map(|p| (p.name.clone(), p.hosts.clone()))
+                .collect(),
         };
         let runner = QueueRunner::new(&config.delivery, spool.clone(), resolver)?
             .with_router(Arc::new(router));

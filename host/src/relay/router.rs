@@ -1,13 +1,14 @@
 //! The plugin chain as delivery's [`Router`]: the `route` and `delivery-result` hooks, asked
 //! with their own instances for each delivery batch.
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use crate::config::delivery::{AuthConfig, SmartHostConfig, TlsPolicy as ConfigTls};
+use crate::config::delivery::{SmartHostConfig, TlsPolicy as ConfigTls};
 use crate::delivery::route::BoxFuture;
 use crate::delivery::{domain_of, DeliveryResult, Outcome, Route, Router};
 use crate::plugins::{
-    DeliveryReport, DeliveryStatus, Hook, PluginHost, RouteDecision, RouteRequest, TlsPolicy,
+    DeliveryReport, DeliveryStatus, EnvelopeInfo, Hook, PluginHost, RouteDecision, TlsPolicy,
 };
 use crate::smtp::reply::{Enhanced, Reply};
 use crate::spool::Envelope;
@@ -17,6 +18,8 @@ pub type SharedPlugins = Arc<RwLock<Option<Arc<PluginHost>>>>;
 
 pub struct PluginRouter {
     pub plugins: SharedPlugins,
+    /// `[[delivery.pools]]` by name (like all of `[delivery]`, fixed until a restart).
+    pub pools: HashMap<String, Vec<SmartHostConfig>>,
 }
 
 impl PluginRouter {
@@ -49,17 +52,9 @@ impl Router for PluginRouter {
                 .max()
                 .unwrap_or(0)
                 + 1;
-            let req = RouteRequest {
-                queue_id: envelope.id.to_string(),
-                mail_from: envelope.mail_from.clone().unwrap_or_default(),
-                domain: domain.to_string(),
-                recipients,
-                attempt,
-                size: envelope.size,
-                attributes: reception_attributes(envelope),
-            };
-            let decision = host.delivery().route(&req).await;
-            to_route(decision)
+            let env = Arc::new(envelope_info(envelope, attempt));
+            let decision = host.delivery().route(&env, domain, &recipients).await;
+            to_route(decision, &self.pools)
         })
     }
 
@@ -91,16 +86,28 @@ impl Router for PluginRouter {
                 ),
             };
             let report = DeliveryReport {
-                queue_id: result.envelope.id.to_string(),
                 domain: domain_of(result.recipient),
                 recipients: vec![result.recipient.to_string()],
                 status,
-                attempt: result.attempt,
                 remote_host,
                 reply,
             };
-            host.delivery().delivery_result(&report).await;
+            let env = Arc::new(envelope_info(result.envelope, result.attempt));
+            host.delivery().delivery_result(&env, &report).await;
         })
+    }
+}
+
+/// A spooled message as the delivery-stage hooks see it.
+pub(crate) fn envelope_info(envelope: &Envelope, attempt: u32) -> EnvelopeInfo {
+    EnvelopeInfo {
+        queue_id: envelope.id.to_string(),
+        mail_from: envelope.mail_from.clone().unwrap_or_default(),
+        attempt,
+        size: envelope.size,
+        received_ms: envelope.received_at.saturating_mul(1000),
+        attributes: reception_attributes(envelope),
+        annotations: envelope.annotations.clone(),
     }
 }
 
@@ -110,17 +117,36 @@ fn reception_attributes(envelope: &Envelope) -> Vec<(String, String)> {
         ("client-ip".to_string(), envelope.client.ip.to_string()),
         ("helo".to_string(), envelope.client.helo.clone()),
     ];
+    if !envelope.listener.is_empty() {
+        attrs.push(("listener".to_string(), envelope.listener.clone()));
+    }
     if let Some(user) = &envelope.client.auth_user {
         attrs.push(("auth-user".to_string(), user.clone()));
     }
     attrs
 }
 
-fn to_route(decision: RouteDecision) -> Option<Route> {
+fn to_route(
+    decision: RouteDecision,
+    pools: &HashMap<String, Vec<SmartHostConfig>>,
+) -> Option<Route> {
     Some(match decision {
         RouteDecision::Continue => return None,
-        RouteDecision::Mx => Route::Mx {
-            tls: ConfigTls::Opportunistic,
+        RouteDecision::Mx(tls) => Route::Mx {
+            tls: match tls {
+                TlsPolicy::None => ConfigTls::None,
+                TlsPolicy::Opportunistic => ConfigTls::Opportunistic,
+                TlsPolicy::Require => ConfigTls::Require,
+            },
+        },
+        // The chain only returns configured names; one missing here means the config
+        // changed under a running relay, so the recipients wait rather than go astray.
+        RouteDecision::Pool(name) => match pools.get(&name) {
+            Some(hosts) => Route::SmartHosts(hosts.clone()),
+            None => Route::Defer(
+                Enhanced(4, 4, 0),
+                format!("policy: smart-host pool {name:?} is not configured"),
+            ),
         },
         RouteDecision::Hold(_) => Route::Hold,
         RouteDecision::Drop(_) => Route::Drop,
@@ -131,26 +157,6 @@ fn to_route(decision: RouteDecision) -> Option<Route> {
         RouteDecision::Bounce(reply) => Route::Bounce(
             reply.enhanced.unwrap_or(Enhanced(5, 4, 0)),
             reply_text(&reply),
-        ),
-        RouteDecision::Smarthosts(hosts) => Route::SmartHosts(
-            hosts
-                .into_iter()
-                .map(|h| SmartHostConfig {
-                    host: h.host,
-                    port: h.port,
-                    tls: match h.tls {
-                        TlsPolicy::None => ConfigTls::None,
-                        TlsPolicy::Opportunistic => ConfigTls::Opportunistic,
-                        TlsPolicy::Require => ConfigTls::Require,
-                    },
-                    auth: h.credentials.map(|c| AuthConfig {
-                        user: c.username,
-                        password: c.password,
-                        allow_plaintext: false,
-                    }),
-                    ..SmartHostConfig::default()
-                })
-                .collect(),
         ),
     })
 }

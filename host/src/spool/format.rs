@@ -141,6 +141,8 @@ mod tests {
                 ret_headers_only: false,
                 envid: None,
                 size: 3,
+                listener: String::new(),
+                annotations: Vec::new(),
             },
         }
     }

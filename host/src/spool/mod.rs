@@ -159,6 +159,12 @@ pub struct Envelope {
     pub envid: Option<String>,
     /// Size of the message bytes.
     pub size: u64,
+    /// The listener that received it (its name, or its address when unnamed).
+    #[serde(default)]
+    pub listener: String,
+    /// Annotations set by plugins at reception, for the delivery-stage hooks.
+    #[serde(default)]
+    pub annotations: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]

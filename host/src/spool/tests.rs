@@ -25,6 +25,8 @@ fn envelope(id: MessageId, rcpts: &[&str]) -> Envelope {
         ret_headers_only: false,
         envid: None,
         size: 0,
+        listener: String::new(),
+        annotations: Vec::new(),
     }
 }
 

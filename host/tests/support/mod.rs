@@ -295,5 +295,7 @@ pub fn envelope(spool: &Spool, from: Option<&str>, rcpts: &[&str], message: &[u8
         ret_headers_only: false,
         envid: None,
         size: message.len() as u64,
+        listener: String::new(),
+        annotations: Vec::new(),
     }
 }

@@ -155,14 +155,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         mut message: Vec<u8>,
         result: Result<(), DataError>,
     ) -> Flow {
-        let Some(txn) = self.txn.take() else {
+        let Some(mut txn) = self.txn.take() else {
             return self.fail(Reply::new(503, Enhanced(5, 5, 1), "No transaction"));
         };
         if let Err(e) = result {
             info!(error = %e, "message refused");
             return self.fail(e.reply());
         }
-        if let Some(flow) = self.hook_data(&txn, &mut message).await {
+        if let Some(flow) = self.hook_data(&mut txn, &mut message).await {
             info!(id = %id, "message refused by policy");
             return flow;
         }
@@ -179,7 +179,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     size = envelope.size,
                     "queued"
                 );
-                self.hook_queued(&txn, &id).await;
+                self.hook_queued(&txn, &id, envelope.size).await;
                 self.ok(Reply::new(
                     250,
                     Enhanced(2, 0, 0),
@@ -226,6 +226,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             ret_headers_only: txn.params.ret == Some(DsnReturn::Headers),
             envid: txn.params.envid.clone(),
             size: 0,
+            listener: self.ctx.listener.clone(),
+            annotations: txn.annotations.clone(),
         }
     }
 

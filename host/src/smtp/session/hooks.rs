@@ -6,8 +6,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::info;
 
 use super::{Flow, Session, Transaction};
+use crate::config::ListenerRole;
 use crate::plugins::{ConnectionInfo, Hook, TlsInfo, TransactionInfo, Verdict};
-use crate::smtp::codec::{Address, ReversePath};
+use crate::smtp::codec::{Address, BodyType, DsnReturn, MailParams, ReversePath};
 use crate::spool::MessageId;
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -27,6 +28,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 cipher: cipher.to_string(),
             }
         });
+        let role = match self.env.listener.role {
+            ListenerRole::Relay => "relay",
+            ListenerRole::Submission => "submission",
+            ListenerRole::Smtps => "smtps",
+        };
+        let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
         ConnectionInfo {
             session_id: self.ctx.id.to_string(),
             remote: self.ctx.peer,
@@ -34,12 +41,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             helo: self.ctx.helo.clone(),
             tls,
             auth_user: self.ctx.auth_user.clone(),
+            listener: self.ctx.listener.clone(),
             attributes: vec![
-                ("listener".into(), self.ctx.listener.clone()),
-                (
-                    "trusted-network".into(),
-                    self.ctx.trusted_network.to_string(),
-                ),
+                ("listener-role".into(), role.to_string()),
+                ("trusted".into(), yes_no(self.ctx.may_relay())),
+                ("trusted-network".into(), yes_no(self.ctx.trusted_network)),
             ],
         }
     }
@@ -92,17 +98,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.apply(verdict)
     }
 
-    pub(super) async fn hook_mail(&mut self, from: &ReversePath) -> Option<Flow> {
+    /// MAIL FROM: a refusal, or the annotations plugins set (the transaction starts with them).
+    pub(super) async fn hook_mail(
+        &mut self,
+        from: &ReversePath,
+        params: &MailParams,
+    ) -> Result<Vec<(String, String)>, Flow> {
         if !self.wants(Hook::MailFrom) {
-            return None;
+            return Ok(Vec::new());
         }
         let info = self.connection_info();
-        let tx = TransactionInfo {
+        let mut tx = TransactionInfo {
             mail_from: Some(reverse_path(from)),
+            mail_params: mail_params(params),
+            size: params.size,
             ..Default::default()
         };
-        let verdict = self.plugins.as_mut()?.mail_from(&info, &tx).await;
-        self.apply(verdict)
+        let Some(plugins) = self.plugins.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let verdict = plugins.mail_from(&info, &mut tx).await;
+        match self.apply(verdict) {
+            Some(flow) => Err(flow),
+            None => Ok(tx.annotations),
+        }
     }
 
     pub(super) async fn hook_rcpt(&mut self, rcpt: &Address) -> Option<Flow> {
@@ -110,44 +129,90 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return None;
         }
         let info = self.connection_info();
-        let tx = transaction_info(self.txn.as_ref()?);
+        let mut tx = transaction_info(self.txn.as_ref()?, None);
         let verdict = self
             .plugins
             .as_mut()?
-            .rcpt(&info, &tx, &rcpt.to_string())
+            .rcpt(&info, &mut tx, &rcpt.to_string())
             .await;
+        if let Some(txn) = self.txn.as_mut() {
+            txn.annotations = tx.annotations;
+        }
         self.apply(verdict)
     }
 
-    /// After the final dot, before the message is spooled; edits land in `message`.
+    /// After the final dot, before the message is spooled; edits land in `message`,
+    /// annotations in `txn`.
     pub(super) async fn hook_data(
         &mut self,
-        txn: &Transaction,
+        txn: &mut Transaction,
         message: &mut Vec<u8>,
     ) -> Option<Flow> {
         if !self.wants(Hook::Data) {
             return None;
         }
         let info = self.connection_info();
-        let tx = transaction_info(txn);
-        let verdict = self.plugins.as_mut()?.data(&info, &tx, message).await;
+        let mut tx = transaction_info(txn, Some(message.len() as u64));
+        let verdict = self.plugins.as_mut()?.data(&info, &mut tx, message).await;
+        txn.annotations = tx.annotations;
         self.apply(verdict)
     }
 
-    /// The message is durable; the verdict cannot take the `250` back, so it is only logged.
-    pub(super) async fn hook_queued(&mut self, txn: &Transaction, id: &MessageId) {
+    /// The message is durable; informational.
+    pub(super) async fn hook_queued(&mut self, txn: &Transaction, id: &MessageId, size: u64) {
         if !self.wants(Hook::Queued) {
             return;
         }
         let info = self.connection_info();
-        let tx = transaction_info(txn);
+        let mut tx = transaction_info(txn, Some(size));
+        tx.queue_id = Some(id.to_string());
         if let Some(plugins) = self.plugins.as_mut() {
-            let verdict = plugins.queued(&info, &tx, id.as_str()).await;
-            if verdict != Verdict::Continue && verdict != Verdict::Accept {
-                info!(id = %id, ?verdict, "queued hook verdict ignored: the message is already accepted");
-            }
+            plugins.queued(&info, &tx, id.as_str()).await;
         }
     }
+
+    /// The connection is over, however it ended; informational.
+    pub(super) async fn hook_closed(&mut self) {
+        if !self.wants(Hook::Closed) {
+            return;
+        }
+        let info = self.connection_info();
+        if let Some(plugins) = self.plugins.as_mut() {
+            plugins.closed(&info).await;
+        }
+    }
+}
+
+/// MAIL FROM parameters as plugins see them: keyword upper-cased, value or `""`.
+fn mail_params(p: &MailParams) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Some(size) = p.size {
+        out.push(("SIZE".into(), size.to_string()));
+    }
+    if let Some(body) = p.body {
+        let v = match body {
+            BodyType::SevenBit => "7BIT",
+            BodyType::EightBitMime => "8BITMIME",
+        };
+        out.push(("BODY".into(), v.into()));
+    }
+    if p.smtputf8 {
+        out.push(("SMTPUTF8".into(), String::new()));
+    }
+    if let Some(ret) = p.ret {
+        let v = match ret {
+            DsnReturn::Full => "FULL",
+            DsnReturn::Headers => "HDRS",
+        };
+        out.push(("RET".into(), v.into()));
+    }
+    if let Some(envid) = &p.envid {
+        out.push(("ENVID".into(), envid.clone()));
+    }
+    if let Some(auth) = &p.auth {
+        out.push(("AUTH".into(), auth.clone()));
+    }
+    out
 }
 
 fn reverse_path(from: &ReversePath) -> String {
@@ -157,10 +222,15 @@ fn reverse_path(from: &ReversePath) -> String {
     }
 }
 
-fn transaction_info(txn: &Transaction) -> TransactionInfo {
+/// The transaction as plugins see it; `size` is the real size once the message is in.
+fn transaction_info(txn: &Transaction, size: Option<u64>) -> TransactionInfo {
     TransactionInfo {
         mail_from: Some(reverse_path(&txn.from)),
+        mail_params: mail_params(&txn.params),
+        size: size.or(txn.params.size),
         recipients: txn.recipients.iter().map(|(a, _)| a.to_string()).collect(),
+        queue_id: None,
         auth_results: Vec::new(),
+        annotations: txn.annotations.clone(),
     }
 }

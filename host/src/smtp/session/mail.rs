@@ -53,13 +53,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 ));
             }
         }
-        if let Some(flow) = self.hook_mail(&from).await {
-            return flow;
-        }
+        let annotations = match self.hook_mail(&from, &params).await {
+            Ok(a) => a,
+            Err(flow) => return flow,
+        };
         self.txn = Some(Transaction {
             from,
             params,
             recipients: Vec::new(),
+            annotations,
             chunks: None,
         });
         self.ok(Reply::new(250, Enhanced(2, 1, 0), "Sender OK"))

@@ -78,6 +78,8 @@ pub struct Transaction {
     pub from: ReversePath,
     pub params: MailParams,
     pub recipients: Vec<(Address, RcptParams)>,
+    /// Set by plugins; stored with the message for the delivery-stage hooks.
+    pub annotations: Vec<(String, String)>,
     /// Bytes of a BDAT transfer in progress.
     pub(crate) chunks: Option<data::ChunkState>,
 }
@@ -133,6 +135,7 @@ pub async fn run<S>(
             shutdown,
         };
         let outcome = session.serve().await;
+        session.hook_closed().await;
         debug!(?outcome, "closed");
     }
     .instrument(span)

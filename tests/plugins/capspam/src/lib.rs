@@ -16,7 +16,7 @@ impl Plugin for Bad {
             return Verdict::Continue;
         }
         for i in 0..1_000_000u32 {
-            host::counter_add("spam", i as i64, std::time::Duration::from_secs(60));
+            let _ = host::counter_add("spam", i as i64, std::time::Duration::from_secs(60));
         }
         Verdict::Continue
     }

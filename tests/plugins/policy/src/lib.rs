@@ -5,7 +5,8 @@
 //! - rcpt: rejects `blocked@...` with 550 5.1.1, accepts `vip@...`;
 //! - data: adds `X-Policy: checked`, prepends `X-Seen-By: policy`, removes `X-Remove-Me`,
 //!   replaces `Subject` when it is `rewrite me`, replaces the body when it contains `REPLACE-BODY`;
-//! - route: `routed.test` to a smart host pool (first one on port `route_port`, default 2526), `hold.test` held, `drop.test` dropped;
+//! - route: `routed.test` to the smart-host pool `routed`, `hold.test` held, `drop.test`
+//!   dropped, `mx.test` to MX with TLS required;
 //! - delivery-result: counts results per status in kv;
 //! - init: refuses a config with a `fail_init` key, and fails if it can see any
 //!   environment variable, file or socket (the sandbox is deny-all).
@@ -13,14 +14,12 @@ use std::time::Duration;
 
 use wasmrelay_plugin_sdk::host::{DnsError, RecordType};
 use wasmrelay_plugin_sdk::{
-    export_plugin, host, Address, Context, DeliveryReport, Hook, Message, Plugin, RouteDecision,
-    RouteRequest, Smarthost, TlsPolicy, Verdict,
+    export_plugin, host, Address, Context, DeliveryReport, Envelope, Hook, Message, Plugin,
+    RouteDecision, TlsPolicy, Verdict,
 };
 
 struct Policy {
     block_ip: Option<String>,
-    /// Port of the first smart host for `routed.test` (`route_port`, default 2526).
-    route_port: u16,
 }
 
 /// Finds `"key":"value"` in flat JSON; enough for a test plugin without serde.
@@ -54,9 +53,6 @@ impl Plugin for Policy {
         }
         Ok(Policy {
             block_ip: json_str(config, "block_ip"),
-            route_port: json_str(config, "route_port")
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(2526),
         })
     }
 
@@ -85,7 +81,9 @@ impl Plugin for Policy {
             return Verdict::reject(553, "5.1.7", "bad sender address");
         };
         let key = format!("sender:{addr}");
-        let d = host::rate_limit(&key, 2, Duration::from_secs(60), 2, 1);
+        let Ok(d) = host::rate_limit(&key, 2, Duration::from_secs(60), 2, 1) else {
+            return Verdict::tempfail(451, "4.3.0", "rate state unavailable");
+        };
         if !d.allowed {
             return Verdict::tempfail(451, "4.7.1", format!("slow down, retry in {} ms", d.retry_after_ms));
         }
@@ -117,33 +115,20 @@ impl Plugin for Policy {
         Verdict::Continue
     }
 
-    fn route(&mut self, req: &RouteRequest) -> RouteDecision {
-        match req.domain.as_str() {
-            "routed.test" => RouteDecision::Smarthosts(vec![
-                Smarthost {
-                    host: "127.0.0.1".into(),
-                    port: self.route_port,
-                    tls: TlsPolicy::Opportunistic,
-                    credentials: None,
-                },
-                Smarthost {
-                    host: "127.0.0.2".into(),
-                    port: 2527,
-                    tls: TlsPolicy::Require,
-                    credentials: None,
-                },
-            ]),
+    fn route(&mut self, _env: &Envelope, domain: &str, _rcpts: &[String]) -> RouteDecision {
+        match domain {
+            "routed.test" => RouteDecision::Pool("routed".into()),
             "hold.test" => RouteDecision::Hold("quarantined".into()),
             "drop.test" => RouteDecision::Drop("discarded".into()),
-            "mx.test" => RouteDecision::Mx,
+            "mx.test" => RouteDecision::Mx(TlsPolicy::Require),
             _ => RouteDecision::Continue,
         }
     }
 
-    fn delivery_result(&mut self, report: &DeliveryReport) {
+    fn delivery_result(&mut self, _env: &Envelope, report: &DeliveryReport) {
         let key = format!("results:{:?}", report.status);
-        let n = host::kv_get(&key).map(|v| v.len()).unwrap_or(0);
-        host::kv_set(&key, &vec![b'x'; n + 1], None);
+        let n = host::kv_get(&key).ok().flatten().map(|v| v.len()).unwrap_or(0);
+        let _ = host::kv_set(&key, &vec![b'x'; n + 1], None);
     }
 }
 

@@ -1,12 +1,12 @@
-//! A plugin built against `wasmrelay:plugin@0.2.0`: the host must refuse the unknown major.
+//! A plugin built against `wasmrelay:plugin@0.1.0`: the host must refuse it and say how to rebuild.
 wit_bindgen::generate!({ path: "wit", world: "plugin" });
 
-struct Future;
+struct Old;
 
-impl exports::wasmrelay::plugin::hooks::Guest for Future {
+impl exports::wasmrelay::plugin::hooks::Guest for Old {
     fn hooks() -> Vec<u8> {
         Vec::new()
     }
 }
 
-export!(Future);
+export!(Old);
