@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::task::JoinSet;
+use wasmrelay_codec::reply::Enhanced;
 
 use super::client::{ClientError, ClientOptions, SmtpClient, Transaction, TxRecipient};
 use super::dsn::{self, Action, DsnRecipient};
@@ -20,7 +21,6 @@ use super::route::{config_route, DeliveryResult, Route};
 use super::runner::{now_ms, Shared};
 use super::{domain_of, wire, Failure, Outcome};
 use crate::config::delivery::{SmartHostConfig, TlsPolicy};
-use crate::smtp::reply::Enhanced;
 use crate::spool::{Envelope, MessageId, RecipientStatus};
 
 /// An idle connection kept for the next message to the same next hop.

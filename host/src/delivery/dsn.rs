@@ -266,8 +266,9 @@ pub fn rfc5322_date(unix: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use wasmrelay_codec::reply::Enhanced;
+
     use super::*;
-    use crate::smtp::reply::Enhanced;
     use crate::spool::MessageId;
 
     fn envelope(from: Option<&str>, ret_headers_only: bool) -> Envelope {

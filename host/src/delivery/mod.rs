@@ -32,7 +32,7 @@ pub use resolve::MxResolver;
 pub use route::{DeliveryResult, Route, Router};
 pub use runner::{DeliveryError, QueueHandle, QueueRunner, WakingStore};
 
-use crate::smtp::reply::Enhanced;
+use wasmrelay_codec::reply::Enhanced;
 
 /// How one recipient's delivery attempt ended, with what a DSN or `queue show` needs.
 #[derive(Debug, Clone, PartialEq, Eq)]

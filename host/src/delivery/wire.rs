@@ -1,7 +1,7 @@
 //! Byte-level pieces of the SMTP client, free of I/O so they are tested on slices: reply
 //! parsing, outgoing DATA encoding (CRLF everywhere, dot-stuffing) and xtext.
 
-use crate::smtp::reply::{Enhanced, Reply};
+use wasmrelay_codec::reply::{Enhanced, Reply};
 
 /// Longest reply line we accept (RFC 5321 §4.5.3.1.5 says 512; be generous).
 pub const MAX_REPLY_LINE: usize = 4096;

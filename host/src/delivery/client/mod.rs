@@ -22,11 +22,11 @@ use tokio_rustls::TlsConnector;
 mod transaction;
 
 pub use transaction::{Transaction, TxRecipient};
+use wasmrelay_codec::reply::{Enhanced, Reply};
 
 use super::wire::parse_reply;
 use super::Failure;
 use crate::config::delivery::{AuthConfig, TimeoutConfig, TlsPolicy};
-use crate::smtp::reply::{Enhanced, Reply};
 
 /// Any byte stream the client can speak over (TCP, TLS over TCP, an in-memory duplex).
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}

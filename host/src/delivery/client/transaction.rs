@@ -1,10 +1,11 @@
 //! One mail transaction on an open session: MAIL, RCPT, DATA (pipelined when offered),
 //! with the per-recipient outcome of every reply.
 
+use wasmrelay_codec::reply::{Enhanced, Reply};
+
 use super::{reply_failure, ClientError, SmtpClient};
 use crate::delivery::wire::{encode_data, xtext};
 use crate::delivery::{Failure, Outcome};
-use crate::smtp::reply::{Enhanced, Reply};
 
 /// One recipient of a transaction, with its RFC 3461 parameters.
 #[derive(Debug, Clone)]

@@ -4,10 +4,10 @@
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::info;
+use wasmrelay_codec::command::{Address, ReversePath};
 
 use super::{Flow, Session, Transaction};
 use crate::plugins::{ConnectionInfo, Hook, TlsInfo, TransactionInfo, Verdict};
-use crate::smtp::codec::{Address, ReversePath};
 use crate::spool::MessageId;
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {

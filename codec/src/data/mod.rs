@@ -3,7 +3,7 @@
 
 use bytes::{Buf, BytesMut};
 
-use super::reply::{Enhanced, Reply};
+use crate::reply::{Enhanced, Reply};
 
 /// Why a message body was refused. The reader keeps consuming to the terminator after an error,
 /// so the session stays in sync and answers only once, after the final dot.

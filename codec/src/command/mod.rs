@@ -6,7 +6,7 @@
 use bytes::BytesMut;
 
 use self::address::{is_atext, parse_domain, parse_path};
-use super::reply::{Enhanced, Reply};
+use crate::reply::{Enhanced, Reply};
 
 /// A mailbox `local@domain` as given on the wire (source route removed, quotes kept in `local`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -1,0 +1,16 @@
+//! The SMTP wire format, as pure functions and state machines over byte slices.
+//!
+//! Layout:
+//! - [`command`]: command line framing ([`command::LineReader`]) and parsing
+//!   ([`command::parse_command`]) into typed commands, mailboxes and ESMTP parameters.
+//! - [`data`]: the DATA reader (end of data, dot-unstuffing, bare CR/LF, line and size limits)
+//!   and the BDAT chunk checker.
+//! - [`reply`]: replies as typed values ([`reply::Reply`], [`reply::Enhanced`]).
+//!
+//! Nothing here reads a socket, takes a lock or knows a policy: callers feed bytes and get
+//! values or errors that carry their SMTP reply. The relay's session and SMTP client supply the
+//! I/O and the decisions; the fuzz targets (`fuzz/`) drive the same code on arbitrary input.
+
+pub mod command;
+pub mod data;
+pub mod reply;
