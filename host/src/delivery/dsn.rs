@@ -7,6 +7,8 @@
 
 use std::fmt::Write as _;
 
+use wasmrelay_codec::data::is_eight_bit;
+
 use super::Failure;
 use crate::spool::{ClientInfo, Envelope, Recipient};
 
@@ -206,7 +208,7 @@ pub fn build(
             auth_user: None,
             tls: false,
         },
-        eight_bit: super::wire::is_eight_bit(attached),
+        eight_bit: is_eight_bit(attached),
         smtputf8: original.smtputf8,
         ret_headers_only: false,
         envid: None,
