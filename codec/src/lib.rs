@@ -8,6 +8,7 @@
 //! - [`reply`]: replies as typed values ([`reply::Reply`], [`reply::Enhanced`]), written for the
 //!   server side and parsed ([`reply::parse_reply`]) for the client.
 //! - [`xtext`]: the RFC 3461 encoding of DSN parameters, both ways.
+//! - [`message`]: where a message's header section ends ([`message::header_end`]).
 //!
 //! Nothing here reads a socket, takes a lock or knows a policy: callers feed bytes and get
 //! values or errors that carry their SMTP reply. The relay's session and SMTP client supply the
@@ -15,5 +16,6 @@
 
 pub mod command;
 pub mod data;
+pub mod message;
 pub mod reply;
 pub mod xtext;

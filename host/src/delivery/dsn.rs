@@ -8,6 +8,7 @@
 use std::fmt::Write as _;
 
 use wasmrelay_codec::data::is_eight_bit;
+use wasmrelay_codec::message::header_end;
 
 use super::Failure;
 use crate::spool::{ClientInfo, Envelope, Recipient};
@@ -219,15 +220,7 @@ pub fn build(
 
 /// The header section of a message, including the blank line that ends it.
 fn header_block(message: &[u8]) -> &[u8] {
-    for (i, w) in message.windows(2).enumerate() {
-        if w == b"\n\n" {
-            return &message[..i + 2];
-        }
-        if w == b"\n\r" && message.get(i + 2) == Some(&b'\n') {
-            return &message[..i + 3];
-        }
-    }
-    message
+    &message[..header_end(message).map_or(message.len(), |end| end.body)]
 }
 
 fn one_line(s: &str) -> String {

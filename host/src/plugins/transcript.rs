@@ -32,6 +32,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use wasmrelay_codec::message::header_end;
+
 use super::{
     ConnectionInfo, DeliveryReport, DeliveryStatus, DnsType, PluginHost, PluginHostOptions,
     PluginLoadError, RouteDecision, RouteRequest, SessionPlugins, StaticDns, TlsInfo,
@@ -456,9 +458,11 @@ impl Run {
         );
         self.record(&what, &v, out)?;
         if edited {
-            let text = String::from_utf8_lossy(&message);
-            let (headers, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-            for line in headers.split("\r\n") {
+            let (fields, body) = match header_end(&message) {
+                Some(end) => (&message[..end.fields], &message[end.body..]),
+                None => (&message[..], &[][..]),
+            };
+            for line in String::from_utf8_lossy(fields).lines() {
                 writeln!(out, "  | {line}")?;
             }
             writeln!(out, "  | ({} body bytes)", body.len())?;
