@@ -7,7 +7,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use wasmrelay_fuzz::smtp::codec::{parse_command, Command, LineError, LineReader, ReversePath};
+use wasmrelay_codec::command::{parse_command, Command, LineError, LineReader, ReversePath};
 
 fn frame(
     max_len: usize,

@@ -7,8 +7,8 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
+use wasmrelay_codec::data::{ChunkChecker, DataError, DataLimits, DataReader};
 use wasmrelay_fuzz::data_model;
-use wasmrelay_fuzz::smtp::data::{ChunkChecker, DataError, DataLimits, DataReader};
 
 type Outcome = (Option<Result<(), DataError>>, Vec<u8>, Vec<u8>);
 

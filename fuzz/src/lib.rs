@@ -1,9 +1,6 @@
-//! The relay's codec sources, compiled on their own for fuzzing, and a slow, obviously
-//! correct model of the DATA reader to check the real one against.
+//! A slow, obviously correct model of the codec's DATA reader to check the real one against.
 
-pub mod smtp;
-
-use smtp::data::{DataError, DataLimits};
+use wasmrelay_codec::data::{DataError, DataLimits};
 
 /// What the DATA reader should produce for `input` fed in one piece: the result, the message,
 /// and how many octets it consumed. Works line by line on the whole input, with none of the

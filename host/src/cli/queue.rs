@@ -4,6 +4,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use clap::Subcommand;
+use wasmrelay_codec::message::header_end;
 
 use crate::config::Config;
 use crate::spool::{self, Envelope, MessageId, RecipientStatus};
@@ -48,11 +49,7 @@ pub async fn run(config: &Path, command: QueueCommand) -> anyhow::Result<i32> {
             println!("{}", serde_json::to_string_pretty(&env)?);
             if headers {
                 let bytes = spool::read_message(dir, &id).await?;
-                let end = bytes
-                    .windows(4)
-                    .position(|w| w == b"\r\n\r\n")
-                    .map(|p| p + 2)
-                    .unwrap_or(bytes.len());
+                let end = header_end(&bytes).map_or(bytes.len(), |end| end.fields);
                 print!("{}", String::from_utf8_lossy(&bytes[..end]));
             }
             Ok(0)

@@ -12,15 +12,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::task::JoinSet;
+use wasmrelay_codec::data::is_eight_bit;
+use wasmrelay_codec::reply::Enhanced;
 
 use super::client::{ClientError, ClientOptions, SmtpClient, Transaction, TxRecipient};
 use super::dsn::{self, Action, DsnRecipient};
 use super::retry;
 use super::route::{config_route, DeliveryResult, Route};
 use super::runner::{now_ms, Shared};
-use super::{domain_of, wire, Failure, Outcome};
+use super::{domain_of, Failure, Outcome};
 use crate::config::delivery::{SmartHostConfig, TlsPolicy};
-use crate::smtp::reply::Enhanced;
 use crate::spool::{Envelope, MessageId, RecipientStatus};
 
 /// An idle connection kept for the next message to the same next hop.
@@ -431,7 +432,7 @@ async fn deliver_destination(
         mail_from: env.mail_from.as_deref().unwrap_or(""),
         recipients,
         message,
-        eight_bit: env.eight_bit || wire::is_eight_bit(message),
+        eight_bit: env.eight_bit || is_eight_bit(message),
         smtputf8: env.smtputf8,
         ret_headers_only: env.ret_headers_only,
         envid: env.envid.as_deref(),

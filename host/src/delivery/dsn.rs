@@ -7,6 +7,9 @@
 
 use std::fmt::Write as _;
 
+use wasmrelay_codec::data::is_eight_bit;
+use wasmrelay_codec::message::header_end;
+
 use super::Failure;
 use crate::spool::{ClientInfo, Envelope, Recipient};
 
@@ -206,7 +209,7 @@ pub fn build(
             auth_user: None,
             tls: false,
         },
-        eight_bit: super::wire::is_eight_bit(attached),
+        eight_bit: is_eight_bit(attached),
         smtputf8: original.smtputf8,
         ret_headers_only: false,
         envid: None,
@@ -219,15 +222,7 @@ pub fn build(
 
 /// The header section of a message, including the blank line that ends it.
 fn header_block(message: &[u8]) -> &[u8] {
-    for (i, w) in message.windows(2).enumerate() {
-        if w == b"\n\n" {
-            return &message[..i + 2];
-        }
-        if w == b"\n\r" && message.get(i + 2) == Some(&b'\n') {
-            return &message[..i + 3];
-        }
-    }
-    message
+    &message[..header_end(message).map_or(message.len(), |end| end.body)]
 }
 
 fn one_line(s: &str) -> String {
@@ -268,8 +263,9 @@ pub fn rfc5322_date(unix: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use wasmrelay_codec::reply::Enhanced;
+
     use super::*;
-    use crate::smtp::reply::Enhanced;
     use crate::spool::MessageId;
 
     fn envelope(from: Option<&str>, ret_headers_only: bool) -> Envelope {

@@ -5,7 +5,7 @@
 //!   config routes, then MX).
 //! - [`resolve`]: MX and address lookups with hickory (null MX, implicit MX, NXDOMAIN).
 //! - [`client`]: the SMTP client (EHLO, STARTTLS, AUTH, PIPELINING, per-recipient replies);
-//!   [`wire`] holds its byte-level helpers (reply parsing, dot-stuffing, CRLF).
+//!   its byte-level pieces (reply parsing, dot-stuffing, CRLF, xtext) are `wasmrelay_codec`.
 //! - [`runner`]: the queue runner (scheduling, per-destination concurrency, connection reuse),
 //!   with [`retry`] for the backoff schedule.
 //! - [`dsn`]: RFC 3464 bounce and delay notices.
@@ -25,14 +25,13 @@ pub mod retry;
 pub mod route;
 pub mod runner;
 mod tls;
-pub mod wire;
 
 pub use dkim::{keygen, DkimSigners};
 pub use resolve::MxResolver;
 pub use route::{DeliveryResult, Route, Router};
 pub use runner::{DeliveryError, QueueHandle, QueueRunner, WakingStore};
 
-use crate::smtp::reply::Enhanced;
+use wasmrelay_codec::reply::Enhanced;
 
 /// How one recipient's delivery attempt ended, with what a DSN or `queue show` needs.
 #[derive(Debug, Clone, PartialEq, Eq)]

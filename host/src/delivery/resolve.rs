@@ -17,10 +17,10 @@ use hickory_resolver::net::NetError;
 use hickory_resolver::proto::rr::RData;
 use hickory_resolver::TokioResolver;
 use rand::seq::SliceRandom;
+use wasmrelay_codec::reply::Enhanced;
 
 use super::Failure;
 use crate::config::delivery::ResolverConfig;
-use crate::smtp::reply::Enhanced;
 
 /// One mail exchanger, in the order it should be tried.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,8 +6,9 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use wasmrelay_codec::reply::Enhanced;
+
 use crate::config::delivery::{DeliveryConfig, SmartHostConfig, TlsPolicy};
-use crate::smtp::reply::Enhanced;
 use crate::spool::Envelope;
 
 /// Where mail for one destination domain goes.

@@ -28,7 +28,7 @@ wasmtime::component::bindgen!({
     },
 });
 
-use crate::smtp::reply::{Enhanced, Reply};
+use wasmrelay_codec::reply::{Enhanced, Reply};
 
 use self::wasmrelay::plugin::types as wit;
 use super::types::{self as host, Hook};

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use wasmrelay_codec::reply::{Enhanced, Reply};
 use wasmtime::component::Resource;
 use wasmtime::{Store, UpdateDeadline};
 
@@ -18,7 +19,6 @@ use super::types::{
 };
 use super::{PluginHost, PluginMeta};
 use crate::config::plugins::OnError;
-use crate::smtp::reply::{Enhanced, Reply};
 
 /// One live instance: its store and the handles to its exports.
 struct Slot {

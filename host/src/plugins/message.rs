@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use wasmrelay_codec::message::header_end;
 use wasmtime::component::Resource;
 
 use super::bindings::wasmrelay::plugin::types::{self as wit, HostMessage};
@@ -64,15 +65,17 @@ impl MessageRes {
     /// Parses the header section (up to the first empty line) of a CRLF message.
     pub(crate) fn parse(bytes: Vec<u8>, max_body: usize) -> MessageRes {
         let mut fields: Vec<Field> = Vec::new();
+        let (fields_end, body_start) =
+            header_end(&bytes).map_or((bytes.len(), bytes.len()), |end| (end.fields, end.body));
         let mut pos = 0;
-        let mut body_start = bytes.len();
-        while pos < bytes.len() {
-            let end = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |i| pos + i);
-            let next = (end + 1).min(bytes.len());
+        while pos < fields_end {
+            let end =
+                memchr::memchr(b'\n', &bytes[pos..fields_end]).map_or(fields_end, |i| pos + i);
+            let next = (end + 1).min(fields_end);
             let line = &bytes[pos..end];
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if line.is_empty() {
-                body_start = next;
+                // A lone CR closing a message that has no empty line: no field left.
                 break;
             }
             match (line[0], fields.last_mut()) {
@@ -107,7 +110,7 @@ impl MessageRes {
     fn body(&self) -> &[u8] {
         match &self.new_body {
             Some(b) => b,
-            None => &self.original[self.body_start.min(self.original.len())..],
+            None => &self.original[self.body_start..],
         }
     }
 

@@ -2,9 +2,10 @@
 
 use std::net::SocketAddr;
 
+use wasmrelay_codec::reply::{Enhanced, Reply};
+
 use super::test_plugins::component;
 use super::*;
-use crate::smtp::reply::{Enhanced, Reply};
 
 fn plugin(name: &str, extra: &str) -> PluginConfig {
     let text = format!(

@@ -39,6 +39,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use wasmrelay_codec::message::header_end;
+
 use super::{
     ConnectionInfo, DeliveryPlugins, DeliveryReport, DeliveryStatus, DnsType, EnvelopeInfo,
     PluginHost, PluginHostOptions, PluginLoadError, RecipientInfo, RouteDecision, SessionPlugins,
@@ -563,9 +565,11 @@ impl Run {
 
 /// The header section of an edited message and its body size, prefixed with `  | `.
 fn show_message(message: &[u8], out: &mut (dyn Write + Send)) -> std::io::Result<()> {
-    let text = String::from_utf8_lossy(message);
-    let (headers, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    for line in headers.split("\r\n") {
+    let (fields, body) = match header_end(message) {
+        Some(end) => (&message[..end.fields], &message[end.body..]),
+        None => (message, &[][..]),
+    };
+    for line in String::from_utf8_lossy(fields).lines() {
         writeln!(out, "  | {line}")?;
     }
     writeln!(out, "  | ({} body bytes)", body.len())

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use crate::smtp::reply::{Enhanced, Reply};
+use wasmrelay_codec::reply::{Enhanced, Reply};
 
 /// Every stage, in order. The same list as the WIT `hook` enum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

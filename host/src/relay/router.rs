@@ -4,13 +4,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use wasmrelay_codec::reply::{Enhanced, Reply};
+
 use crate::config::delivery::{SmartHostConfig, TlsPolicy as ConfigTls};
 use crate::delivery::route::BoxFuture;
 use crate::delivery::{domain_of, DeliveryResult, Outcome, Route, Router};
 use crate::plugins::{
     DeliveryReport, DeliveryStatus, EnvelopeInfo, Hook, PluginHost, RouteDecision, TlsPolicy,
 };
-use crate::smtp::reply::{Enhanced, Reply};
 use crate::spool::Envelope;
 
 /// The current plugin chain; a reload replaces it, and the next delivery batch uses the new one.

@@ -1,10 +1,13 @@
-//! SMTP: the wire codec and DATA reader (no I/O), typed replies, the session state machine
-//! (generic over any byte stream) and the tokio/rustls server that feeds it sockets.
+//! SMTP: the session state machine (generic over any byte stream) and the tokio/rustls server
+//! that feeds it sockets. The wire format itself (command parser, DATA reader, typed replies)
+//! is the `wasmrelay_codec` crate, which does no I/O.
 
-pub mod codec;
-pub mod data;
-pub mod reply;
 pub mod server;
 pub mod session;
 pub mod stream;
 pub mod tls;
+
+// The codec's modules under the paths they had inside this crate, so code written against
+// `crate::smtp::{codec, data, reply}` keeps compiling. New code imports `wasmrelay_codec`.
+pub use wasmrelay_codec::command as codec;
+pub use wasmrelay_codec::{data, reply};

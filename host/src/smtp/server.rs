@@ -11,8 +11,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
+use wasmrelay_codec::reply::{Enhanced, Reply};
 
-use super::reply::{Enhanced, Reply};
 use super::session::{self, SessionEnv};
 
 /// The environment new sessions of a listener get. A reload swaps it; sessions in flight keep

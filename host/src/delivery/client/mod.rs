@@ -22,11 +22,10 @@ use tokio_rustls::TlsConnector;
 mod transaction;
 
 pub use transaction::{Transaction, TxRecipient};
+use wasmrelay_codec::reply::{parse_reply, Enhanced, Reply};
 
-use super::wire::parse_reply;
 use super::Failure;
 use crate::config::delivery::{AuthConfig, TimeoutConfig, TlsPolicy};
-use crate::smtp::reply::{Enhanced, Reply};
 
 /// Any byte stream the client can speak over (TCP, TLS over TCP, an in-memory duplex).
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -454,7 +453,7 @@ impl SmtpClient {
                     return Ok(reply);
                 }
                 Ok(None) => {}
-                Err(why) => return Err(self.protocol(&why)),
+                Err(why) => return Err(self.protocol(&why.to_string())),
             }
             let mut chunk = [0u8; 4096];
             let n = match tokio::time::timeout_at(deadline, self.io.read(&mut chunk)).await {

@@ -1,9 +1,10 @@
 //! The client against a scripted server over an in-memory stream.
 
+use wasmrelay_codec::reply::Enhanced;
+
 use super::*;
 use crate::config::delivery::TimeoutConfig;
 use crate::delivery::Outcome;
-use crate::smtp::reply::Enhanced;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 fn opts() -> ClientOptions {

@@ -1,10 +1,12 @@
 //! One mail transaction on an open session: MAIL, RCPT, DATA (pipelined when offered),
 //! with the per-recipient outcome of every reply.
 
+use wasmrelay_codec::data::encode_data;
+use wasmrelay_codec::reply::{Enhanced, Reply};
+use wasmrelay_codec::xtext;
+
 use super::{reply_failure, ClientError, SmtpClient};
-use crate::delivery::wire::{encode_data, xtext};
 use crate::delivery::{Failure, Outcome};
-use crate::smtp::reply::{Enhanced, Reply};
 
 /// One recipient of a transaction, with its RFC 3461 parameters.
 #[derive(Debug, Clone)]
@@ -174,7 +176,7 @@ impl SmtpClient {
                 cmd.push_str(" RET=HDRS");
             }
             if let Some(envid) = tx.envid {
-                cmd.push_str(&format!(" ENVID={}", xtext(envid)));
+                cmd.push_str(&format!(" ENVID={}", xtext::encode(envid)));
             }
         }
         cmd.push_str("\r\n");
@@ -193,7 +195,7 @@ impl SmtpClient {
                 } else {
                     format!("rfc822;{orcpt}")
                 };
-                cmd.push_str(&format!(" ORCPT={}", xtext(&value)));
+                cmd.push_str(&format!(" ORCPT={}", xtext::encode(&value)));
             }
         }
         cmd.push_str("\r\n");

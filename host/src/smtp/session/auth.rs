@@ -9,11 +9,11 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::info;
+use wasmrelay_codec::command::LineReader;
+use wasmrelay_codec::reply::{Enhanced, Reply};
 
 use super::{Flow, Session};
 use crate::config::UserConfig;
-use crate::smtp::codec::LineReader;
-use crate::smtp::reply::{Enhanced, Reply};
 
 /// The AUTH accounts, name → PHC hash.
 #[derive(Clone, Default)]

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{info, warn};
+use wasmrelay_codec::command::{BodyType, DsnReturn, ReversePath};
+use wasmrelay_codec::data::{ChunkChecker, DataError, DataLimits, DataReader};
+use wasmrelay_codec::reply::{Enhanced, Reply};
 
 use super::{Flow, Session, Transaction};
-use crate::smtp::codec::{BodyType, DsnReturn, ReversePath};
-use crate::smtp::data::{ChunkChecker, DataError, DataLimits, DataReader};
-use crate::smtp::reply::{Enhanced, Reply};
 use crate::spool::{unix_now, ClientInfo, Envelope, MessageId, Recipient};
 
 /// A BDAT transfer in progress.

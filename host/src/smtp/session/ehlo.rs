@@ -1,9 +1,9 @@
 //! EHLO, HELO and STARTTLS.
 
 use tokio::io::{AsyncRead, AsyncWrite};
+use wasmrelay_codec::reply::{Enhanced, Reply};
 
 use super::{Flow, Session};
-use crate::smtp::reply::{Enhanced, Reply};
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub(super) async fn ehlo(&mut self, domain: String, esmtp: bool) -> Flow {

@@ -4,11 +4,11 @@
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::info;
+use wasmrelay_codec::command::{Address, BodyType, DsnReturn, MailParams, ReversePath};
 
 use super::{Flow, Session, Transaction};
 use crate::config::ListenerRole;
 use crate::plugins::{ConnectionInfo, Hook, TlsInfo, TransactionInfo, Verdict};
-use crate::smtp::codec::{Address, BodyType, DsnReturn, MailParams, ReversePath};
 use crate::spool::MessageId;
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {

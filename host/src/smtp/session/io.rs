@@ -7,8 +7,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsAcceptor;
+use wasmrelay_codec::reply::{Enhanced, Reply};
 
-use crate::smtp::reply::{Enhanced, Reply};
 use crate::smtp::stream::MaybeTls;
 
 /// Why the session stopped reading.

@@ -1,10 +1,10 @@
 //! MAIL FROM.
 
 use tokio::io::{AsyncRead, AsyncWrite};
+use wasmrelay_codec::command::{MailParams, ReversePath};
+use wasmrelay_codec::reply::{Enhanced, Reply};
 
 use super::{Flow, Session, Transaction};
-use crate::smtp::codec::{MailParams, ReversePath};
-use crate::smtp::reply::{Enhanced, Reply};
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub(super) async fn mail(&mut self, from: ReversePath, params: MailParams) -> Flow {

@@ -23,12 +23,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, Instrument};
+use wasmrelay_codec::command::{Address, Command, LineReader, MailParams, RcptParams, ReversePath};
+use wasmrelay_codec::reply::{Enhanced, Reply};
 
 pub use self::auth::{hash_password, Users};
 use self::io::{Io, ReadError};
 pub use self::store::{MessageStore, StoreFuture};
-use super::codec::{Address, Command, LineReader, MailParams, RcptParams, ReversePath};
-use super::reply::{Enhanced, Reply};
 use crate::config::{LimitsConfig, ListenerConfig, ListenerRole, RelayConfig};
 use crate::plugins::{PluginHost, SessionPlugins};
 

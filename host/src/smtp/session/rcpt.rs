@@ -2,10 +2,10 @@
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::info;
+use wasmrelay_codec::command::{Address, RcptParams};
+use wasmrelay_codec::reply::{Enhanced, Reply};
 
 use super::{Flow, Session};
-use crate::smtp::codec::{Address, RcptParams};
-use crate::smtp::reply::{Enhanced, Reply};
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub(super) async fn rcpt(&mut self, to: Address, params: RcptParams) -> Flow {

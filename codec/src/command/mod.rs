@@ -6,7 +6,8 @@
 use bytes::BytesMut;
 
 use self::address::{is_atext, parse_domain, parse_path};
-use super::reply::{Enhanced, Reply};
+use crate::reply::{Enhanced, Reply};
+use crate::xtext;
 
 /// A mailbox `local@domain` as given on the wire (source route removed, quotes kept in `local`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -372,14 +373,14 @@ fn parse_mail(rest: &str) -> Result<Command, CommandError> {
                 let v = value
                     .filter(|v| v.len() <= MAX_ENVID)
                     .ok_or_else(|| bad_value("ENVID"))?;
-                let decoded = xtext_decode(v)
+                let decoded = xtext::decode(v)
                     .filter(|d| d.bytes().all(|b| (0x20..=0x7e).contains(&b)))
                     .ok_or_else(|| bad_value("ENVID"))?;
                 params.envid = Some(decoded);
             }
             "AUTH" => {
                 let v = value.ok_or_else(|| bad_value("AUTH"))?;
-                params.auth = Some(xtext_decode(v).ok_or_else(|| bad_value("AUTH"))?);
+                params.auth = Some(xtext::decode(v).ok_or_else(|| bad_value("AUTH"))?);
             }
             _ => return Err(CommandError::UnsupportedParameter(keyword)),
         }
@@ -432,10 +433,10 @@ fn parse_rcpt(rest: &str) -> Result<Command, CommandError> {
                 let (addr_type, addr) = v.split_once(';').ok_or_else(|| bad_value("ORCPT"))?;
                 let type_ok =
                     !addr_type.is_empty() && addr_type.bytes().all(|b| is_atext(b) && b != b'=');
-                if !type_ok || addr.is_empty() || xtext_decode(addr).is_none() {
+                if !type_ok || addr.is_empty() || xtext::decode(addr).is_none() {
                     return Err(bad_value("ORCPT"));
                 }
-                // Kept encoded: it is relayed as is, and `xtext_decode` gives the address.
+                // Kept encoded: it is relayed as is, and `xtext::decode` gives the address.
                 params.orcpt = Some(v.to_string());
             }
             _ => return Err(CommandError::UnsupportedParameter(keyword)),
@@ -554,32 +555,6 @@ fn esmtp_params(s: &str) -> Result<Vec<(String, Option<&str>)>, CommandError> {
         out.push((keyword, value));
     }
     Ok(out)
-}
-
-/// Decodes RFC 3461 xtext (`+XX` hex escapes; `+` and `=` must be escaped). `None` if malformed
-/// or if the result is not UTF-8.
-pub fn xtext_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => {
-                let hex = s.get(i + 1..i + 3)?;
-                if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
-                    return None;
-                }
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            c @ 33..=126 if c != b'=' => {
-                out.push(c);
-                i += 1;
-            }
-            _ => return None,
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 mod address;

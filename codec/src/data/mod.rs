@@ -1,9 +1,13 @@
 //! The DATA reader: finds the end of data (only `CRLF.CRLF`), removes dot-stuffing and
 //! enforces the bare-CR/LF, line-length and size rules on byte slices, with no I/O.
+//! [`encode_data`] is the other direction, for the SMTP client.
 
 use bytes::{Buf, BytesMut};
 
-use super::reply::{Enhanced, Reply};
+use crate::reply::{Enhanced, Reply};
+
+mod encode;
+pub use encode::{encode_data, is_eight_bit};
 
 /// Why a message body was refused. The reader keeps consuming to the terminator after an error,
 /// so the session stays in sync and answers only once, after the final dot.

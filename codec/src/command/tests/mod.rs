@@ -457,16 +457,6 @@ fn routing_chars() {
 }
 
 #[test]
-fn xtext() {
-    assert_eq!(xtext_decode("abc"), Some("abc".into()));
-    assert_eq!(xtext_decode("a+2Bb+3dc"), Some("a+b=c".into()));
-    assert_eq!(xtext_decode(""), Some(String::new()));
-    for bad in ["+", "+4", "+G0", "a=b", "a b", "é", "+FF"] {
-        assert_eq!(xtext_decode(bad), None, "{bad}");
-    }
-}
-
-#[test]
 fn error_replies() {
     assert_eq!(Unrecognized.reply().code, 500);
     assert_eq!(Syntax("x").reply().code, 501);

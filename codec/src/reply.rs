@@ -1,0 +1,293 @@
+//! SMTP replies as typed values: every handler answers with a [`Reply`], never a byte literal.
+//! [`Reply::to_wire`] writes one for the server side; [`parse_reply`] reads one for the client.
+
+use std::fmt;
+
+/// An RFC 3463 enhanced status code, `class.subject.detail`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Enhanced(pub u8, pub u16, pub u16);
+
+impl fmt::Display for Enhanced {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+/// One SMTP reply: a code, an optional enhanced status code and one or more text lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    pub enhanced: Option<Enhanced>,
+    /// Text lines; a multi-line reply has several. Never contains CR or LF.
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    /// A one-line reply with an enhanced status code.
+    pub fn new(code: u16, enhanced: Enhanced, text: impl Into<String>) -> Self {
+        Reply {
+            code,
+            enhanced: Some(enhanced),
+            lines: vec![sanitize(text.into())],
+        }
+    }
+
+    /// A one-line reply without an enhanced status code (greeting, EHLO, 354 ...).
+    pub fn plain(code: u16, text: impl Into<String>) -> Self {
+        Reply {
+            code,
+            enhanced: None,
+            lines: vec![sanitize(text.into())],
+        }
+    }
+
+    /// A multi-line reply (EHLO keywords, HELP).
+    pub fn multiline(code: u16, lines: Vec<String>) -> Self {
+        Reply {
+            code,
+            enhanced: None,
+            lines: lines.into_iter().map(sanitize).collect(),
+        }
+    }
+
+    pub fn is_positive(&self) -> bool {
+        self.code < 400
+    }
+
+    pub fn is_transient(&self) -> bool {
+        (400..500).contains(&self.code)
+    }
+
+    pub fn is_permanent(&self) -> bool {
+        self.code >= 500
+    }
+
+    /// The reply as it goes on the wire; `enhanced` controls whether status codes are shown
+    /// (they are only sent once ENHANCEDSTATUSCODES was advertised, which wasmrelay always does).
+    pub fn to_wire(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        let last = self.lines.len().saturating_sub(1);
+        for (i, line) in self.lines.iter().enumerate() {
+            let sep = if i == last { ' ' } else { '-' };
+            let text = match self.enhanced {
+                Some(e) => format!("{}{}{} {}\r\n", self.code, sep, e, line),
+                None => format!("{}{}{}\r\n", self.code, sep, line),
+            };
+            out.extend_from_slice(text.as_bytes());
+        }
+        if self.lines.is_empty() {
+            out.extend_from_slice(format!("{}\r\n", self.code).as_bytes());
+        }
+        out
+    }
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.lines.join(" / ");
+        match self.enhanced {
+            Some(e) => write!(f, "{} {} {}", self.code, e, text),
+            None => write!(f, "{} {}", self.code, text),
+        }
+    }
+}
+
+/// Longest reply line we accept (RFC 5321 §4.5.3.1.5 says 512; be generous).
+pub const MAX_REPLY_LINE: usize = 4096;
+/// Most lines in one multi-line reply.
+pub const MAX_REPLY_LINES: usize = 256;
+
+/// Why a server's reply could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplyError {
+    #[error("reply line too long")]
+    LineTooLong,
+    #[error("malformed reply line {0:?}")]
+    Malformed(String),
+    #[error("reply code {0} out of range")]
+    CodeOutOfRange(u16),
+    #[error("reply code changed within a multi-line reply")]
+    CodeChanged,
+    #[error("too many reply lines")]
+    TooManyLines,
+    #[error("bad separator after reply code")]
+    BadSeparator,
+}
+
+/// Parses one complete reply out of `buf` if it holds one: `Ok(Some((reply, consumed)))`,
+/// `Ok(None)` when more bytes are needed, `Err` on garbage.
+pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {
+    let mut pos = 0;
+    let mut code: Option<u16> = None;
+    let mut lines: Vec<String> = Vec::new();
+    loop {
+        let Some(nl) = buf[pos..].iter().position(|&b| b == b'\n') else {
+            if buf.len() - pos > MAX_REPLY_LINE {
+                return Err(ReplyError::LineTooLong);
+            }
+            return Ok(None);
+        };
+        let mut line = &buf[pos..pos + nl];
+        pos += nl + 1;
+        if line.last() == Some(&b'\r') {
+            line = &line[..line.len() - 1];
+        }
+        if line.len() < 3 || !line[..3].iter().all(u8::is_ascii_digit) {
+            return Err(ReplyError::Malformed(
+                String::from_utf8_lossy(line).into_owned(),
+            ));
+        }
+        let c: u16 = std::str::from_utf8(&line[..3]).unwrap().parse().unwrap();
+        if !(200..600).contains(&c) {
+            return Err(ReplyError::CodeOutOfRange(c));
+        }
+        if *code.get_or_insert(c) != c {
+            return Err(ReplyError::CodeChanged);
+        }
+        let sep = line.get(3).copied();
+        let text = if line.len() > 4 { &line[4..] } else { &[][..] };
+        lines.push(String::from_utf8_lossy(text).into_owned());
+        if lines.len() > MAX_REPLY_LINES {
+            return Err(ReplyError::TooManyLines);
+        }
+        match sep {
+            Some(b'-') => continue,
+            None | Some(b' ') => break,
+            Some(_) => return Err(ReplyError::BadSeparator),
+        }
+    }
+    let code = code.unwrap();
+    // Split an enhanced status code off the text when it matches the reply's class.
+    let enhanced = lines.first().and_then(|l| parse_enhanced(l, code));
+    if enhanced.is_some() {
+        for l in &mut lines {
+            if let Some(e) = parse_enhanced(l, code) {
+                let skip = e.to_string().len();
+                *l = l[skip..].trim_start().to_string();
+            }
+        }
+    }
+    Ok(Some((
+        Reply {
+            code,
+            enhanced,
+            lines,
+        },
+        pos,
+    )))
+}
+
+fn parse_enhanced(text: &str, code: u16) -> Option<Enhanced> {
+    let word = text.split_whitespace().next()?;
+    let mut parts = word.split('.');
+    let class: u8 = parts.next()?.parse().ok()?;
+    let subject: u16 = parts.next()?.parse().ok()?;
+    let detail: u16 = parts.next()?.parse().ok()?;
+    if parts.next().is_some() || u16::from(class) != code / 100 {
+        return None;
+    }
+    Some(Enhanced(class, subject, detail))
+}
+
+/// Reply text comes from config and plugins too: strip anything that could break framing.
+fn sanitize(text: String) -> String {
+    if text
+        .bytes()
+        .any(|b| b == b'\r' || b == b'\n' || b < 0x20 && b != b'\t')
+    {
+        text.chars()
+            .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
+            .collect()
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_line_with_enhanced_code() {
+        let r = Reply::new(250, Enhanced(2, 1, 0), "Sender OK");
+        assert_eq!(r.to_wire(), b"250 2.1.0 Sender OK\r\n");
+    }
+
+    #[test]
+    fn multiline_uses_dash_until_last() {
+        let r = Reply::multiline(
+            250,
+            vec!["mx.example".into(), "PIPELINING".into(), "SIZE 100".into()],
+        );
+        assert_eq!(
+            r.to_wire(),
+            b"250-mx.example\r\n250-PIPELINING\r\n250 SIZE 100\r\n"
+        );
+    }
+
+    #[test]
+    fn text_cannot_inject_lines() {
+        let r = Reply::new(550, Enhanced(5, 7, 1), "no\r\n250 ok");
+        assert_eq!(r.to_wire(), b"550 5.7.1 no  250 ok\r\n");
+    }
+
+    #[test]
+    fn replies_parse_single_and_multi_line() {
+        let (r, n) = parse_reply(b"250 2.1.0 ok\r\nrest").unwrap().unwrap();
+        assert_eq!(
+            (r.code, r.enhanced, r.lines.clone(), n),
+            (250, Some(Enhanced(2, 1, 0)), vec!["ok".to_string()], 14)
+        );
+        let (r, _) = parse_reply(b"250-mx.example\r\n250-PIPELINING\r\n250 SIZE 1000\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.lines, ["mx.example", "PIPELINING", "SIZE 1000"]);
+        assert_eq!(r.enhanced, None);
+        assert!(parse_reply(b"250-a\r\n250 b").unwrap().is_none());
+        assert!(parse_reply(b"250-a\r\n550 b\r\n").is_err());
+        assert!(parse_reply(b"hello\r\n").is_err());
+        // A 5xx with a 4.x.x status is not taken as enhanced.
+        let (r, _) = parse_reply(b"550 4.1.1 odd\r\n").unwrap().unwrap();
+        assert_eq!(r.enhanced, None);
+    }
+
+    #[test]
+    fn reply_errors() {
+        let long = [b"250 ".as_slice(), &[b'x'; MAX_REPLY_LINE]].concat();
+        let many = [b"250-x\r\n".repeat(MAX_REPLY_LINES), b"250 x\r\n".to_vec()].concat();
+        let cases: &[(&[u8], ReplyError)] = &[
+            (&long, ReplyError::LineTooLong),
+            (b"25\r\n", ReplyError::Malformed("25".into())),
+            (b"abc ok\r\n", ReplyError::Malformed("abc ok".into())),
+            (b"199 early\r\n", ReplyError::CodeOutOfRange(199)),
+            (b"600 late\r\n", ReplyError::CodeOutOfRange(600)),
+            (b"250-a\r\n251 b\r\n", ReplyError::CodeChanged),
+            (&many, ReplyError::TooManyLines),
+            (b"250+ok\r\n", ReplyError::BadSeparator),
+        ];
+        for (input, want) in cases {
+            let got = parse_reply(input).err();
+            assert_eq!(
+                got.as_ref(),
+                Some(want),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn parse_reads_back_what_to_wire_writes() {
+        let replies = [
+            Reply::new(250, Enhanced(2, 1, 0), "Sender OK"),
+            Reply::new(451, Enhanced(4, 7, 1), "try later"),
+            Reply::plain(220, "mx.example ESMTP"),
+            Reply::multiline(250, vec!["mx.example".into(), "SIZE 100".into()]),
+        ];
+        for reply in replies {
+            let wire = reply.to_wire();
+            let (back, used) = parse_reply(&wire).unwrap().unwrap();
+            assert_eq!((back, used), (reply, wire.len()));
+        }
+    }
+}
