@@ -69,7 +69,13 @@ pub(crate) async fn process(shared: &Arc<Shared>, id: &MessageId, force: bool) -
             return Some(started + 60_000);
         }
     };
-    let message = match shared.dkim.sign(&message, env.mail_from.as_deref()) {
+    // Our signature vouches for the author: never for what an outsider claims in `From:`.
+    let signed = if env.client.may_sign() {
+        shared.dkim.sign(&message, env.mail_from.as_deref())
+    } else {
+        Ok(None)
+    };
+    let message = match signed {
         Ok(Some(signed)) => signed,
         Ok(None) => message,
         Err(e) => {

@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 
 use super::Failure;
-use crate::spool::{ClientInfo, Envelope, Recipient};
+use crate::spool::{ClientInfo, Envelope, Origin, Recipient};
 
 /// What happened to a recipient, as the DSN reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,6 +205,7 @@ pub fn build(
             helo: hostname.to_string(),
             auth_user: None,
             tls: false,
+            origin: Origin::Local,
         },
         eight_bit: super::wire::is_eight_bit(attached),
         smtputf8: original.smtputf8,
@@ -281,6 +282,7 @@ mod tests {
                 helo: "c".into(),
                 auth_user: None,
                 tls: false,
+                origin: Default::default(),
             },
             eight_bit: false,
             smtputf8: false,

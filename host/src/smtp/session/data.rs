@@ -220,6 +220,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 helo: self.ctx.helo.clone().unwrap_or_default(),
                 auth_user: self.ctx.auth_user.clone(),
                 tls: self.ctx.tls.is_some(),
+                origin: self.ctx.origin(),
             },
             eight_bit: txn.params.body == Some(BodyType::EightBitMime),
             smtputf8: txn.params.smtputf8,

@@ -31,6 +31,7 @@ use super::codec::{Address, Command, LineReader, MailParams, RcptParams, Reverse
 use super::reply::{Enhanced, Reply};
 use crate::config::{LimitsConfig, ListenerConfig, ListenerRole, RelayConfig};
 use crate::plugins::{PluginHost, SessionPlugins};
+use crate::spool::Origin;
 
 /// Everything a session needs that outlives it, shared by all sessions of a listener.
 pub struct SessionEnv {
@@ -69,6 +70,17 @@ impl ConnectionContext {
     /// May this session send to domains that are not ours?
     pub fn may_relay(&self) -> bool {
         self.trusted_network || self.auth_user.is_some()
+    }
+
+    /// What the envelope records about this session, for DKIM signing at delivery.
+    pub fn origin(&self) -> Origin {
+        if self.auth_user.is_some() {
+            Origin::Authenticated
+        } else if self.trusted_network {
+            Origin::RelayNetwork
+        } else {
+            Origin::Outsider
+        }
     }
 }
 
