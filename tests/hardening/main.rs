@@ -3,12 +3,14 @@
 //! scripted next hop (`downstream.py`) where delivery matters.
 //!
 //! - `dkim`: an outsider's forgery to a local domain is delivered unsigned.
+//! - `loops`: too many `Received:` hops; delivery to ourselves (address literal, hostname).
 //!
 //! Run: `cargo test -p wasmrelay --test hardening`
 
 #[path = "../common/mod.rs"]
 mod common;
 mod dkim;
+mod loops;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

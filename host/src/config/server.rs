@@ -137,6 +137,9 @@ pub struct LimitsConfig {
     pub data_block_timeout_secs: u64,
     /// Seconds a session may take for the TLS handshake.
     pub tls_handshake_timeout_secs: u64,
+    /// Most `Received:` fields a message may carry, ours included; more is a mail loop and
+    /// is refused with `554 5.4.6` (Postfix's `hopcount_limit`).
+    pub max_hops: usize,
 }
 
 impl Default for LimitsConfig {
@@ -152,6 +155,7 @@ impl Default for LimitsConfig {
             command_timeout_secs: 300,
             data_block_timeout_secs: 180,
             tls_handshake_timeout_secs: 30,
+            max_hops: 50,
         }
     }
 }
@@ -312,6 +316,12 @@ pub(super) fn validate_limits(l: &LimitsConfig, errors: &mut Vec<ConfigError>) {
         l.tls_handshake_timeout_secs,
         1,
         "zero would fail every handshake",
+    );
+    floor(
+        "max_hops",
+        l.max_hops as u64,
+        2,
+        "one hop is our own Received: field",
     );
 }
 

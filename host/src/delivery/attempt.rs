@@ -404,6 +404,7 @@ async fn deliver_destination(
         auth: None,
         timeouts: shared.config.timeouts.clone(),
     };
+    let is_mx = matches!(route, Route::Mx { .. });
     let hops: Vec<Hop> = match route {
         Route::SmartHosts(hosts) => hosts.iter().map(|h| smart_hop(h, &base)).collect(),
         Route::Mx { tls } => match shared.resolver.mx(domain).await {
@@ -452,14 +453,42 @@ async fn deliver_destination(
             last_answered |= answered;
         }
     };
+    // A next hop that is this relay would hand the message back to us. Among MX hosts
+    // (best first) it ends the list: RFC 5321 §5.1 forbids the less preferred ones too.
+    let mut looped: Option<String> = None;
+    let mut tried_another = false;
     for hop in hops {
+        let me = &shared.identity;
+        if me.is_self_name(&hop.name, hop.port) {
+            looped = Some(format!(
+                "{}:{} is this relay's own name",
+                hop.name, hop.port
+            ));
+            if is_mx {
+                break;
+            }
+            continue;
+        }
         let addrs = match shared.resolver.addrs(&hop.name).await {
             Ok(a) => a,
             Err(f) => {
+                tried_another = true;
                 note(f, false);
                 continue;
             }
         };
+        let ours = addrs
+            .iter()
+            .map(|&ip| SocketAddr::new(ip, hop.port))
+            .find(|&a| me.is_self_addr(a));
+        if let Some(addr) = ours {
+            looped = Some(format!("{} ({addr}) is this relay", hop.name));
+            if is_mx {
+                break;
+            }
+            continue;
+        }
+        tried_another = true;
         for ip in addrs {
             let addr = SocketAddr::new(ip, hop.port);
             let pool_key = format!(
@@ -495,7 +524,16 @@ async fn deliver_destination(
             }
         }
     }
-    all(last)
+    match looped {
+        Some(why) if !tried_another => {
+            tracing::warn!(%domain, %why, "mail loop: next hop is this relay");
+            all(Failure::local(
+                Enhanced(5, 4, 6),
+                format!("mail for {domain} loops back to myself: {why}"),
+            ))
+        }
+        _ => all(last),
+    }
 }
 
 fn smart_hop(h: &SmartHostConfig, base: &ClientOptions) -> Hop {

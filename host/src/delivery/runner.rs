@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use super::attempt::{self, Idle};
 use super::dkim::{DkimError, DkimSigners};
+use super::identity::LocalIdentity;
 use super::resolve::MxResolver;
 use super::route::Router;
 use crate::config::delivery::DeliveryConfig;
@@ -91,6 +92,8 @@ pub(crate) struct Shared {
     pub resolver: MxResolver,
     pub router: Option<Arc<dyn Router>>,
     pub dkim: DkimSigners,
+    /// Our names and listener addresses: next hops that are us are loops.
+    pub identity: LocalIdentity,
     pub handle: QueueHandle,
     /// Per-destination connection limits, by destination key.
     pub destinations: std::sync::Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -129,6 +132,7 @@ impl QueueRunner {
             resolver,
             router: None,
             dkim: DkimSigners::load(&config.dkim)?,
+            identity: LocalIdentity::default(),
             handle: QueueHandle { tx },
             destinations: Default::default(),
             pool: Default::default(),
@@ -144,6 +148,15 @@ impl QueueRunner {
         Arc::get_mut(&mut self.shared)
             .expect("with_router is called before run")
             .router = Some(router);
+        self
+    }
+
+    /// Tells delivery who we are (host names, bound listeners), so that a next hop that is
+    /// this relay is refused instead of looping.
+    pub fn with_identity(mut self, identity: LocalIdentity) -> QueueRunner {
+        Arc::get_mut(&mut self.shared)
+            .expect("with_identity is called before run")
+            .identity = identity;
         self
     }
 

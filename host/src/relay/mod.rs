@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::config::Config;
-use crate::delivery::{DeliveryError, MxResolver, QueueHandle, QueueRunner};
+use crate::delivery::{DeliveryError, LocalIdentity, MxResolver, QueueHandle, QueueRunner};
 use crate::plugins::{
     DnsLookup, InProcessBackend, PluginHost, PluginHostOptions, PluginLoadError, StateBackend,
 };
@@ -153,6 +153,9 @@ impl Relay {
                 })?;
             listeners.push(listener);
         }
+        let bound: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr()).collect();
+        let names = [config.hostname.as_str(), config.delivery.hostname.as_str()];
+        let runner = runner.with_identity(LocalIdentity::new(&names, &bound));
         let reloader = Reloader {
             envs: listeners.iter().map(|l| l.env.clone()).collect(),
             addresses: config.listeners.iter().map(|l| l.address).collect(),

@@ -162,6 +162,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             info!(error = %e, "message refused");
             return self.fail(e.reply());
         }
+        // Ours is the first field of `message`, so this counts the hop to us too.
+        let hops = super::hops::received_count(&message);
+        if hops > self.env.limits.max_hops {
+            info!(hops, "message refused: too many hops");
+            return self.fail(Reply::new(
+                554,
+                Enhanced(5, 4, 6),
+                format!("Too many hops ({hops} Received: fields): mail loop?"),
+            ));
+        }
         if let Some(flow) = self.hook_data(&txn, &mut message).await {
             info!(id = %id, "message refused by policy");
             return flow;

@@ -9,6 +9,7 @@ mod auth;
 mod data;
 mod ehlo;
 mod hooks;
+mod hops;
 mod io;
 mod mail;
 mod rcpt;
