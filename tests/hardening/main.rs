@@ -4,6 +4,7 @@
 //!
 //! - `dkim`: an outsider's forgery to a local domain is delivered unsigned.
 //! - `loops`: too many `Received:` hops; delivery to ourselves (address literal, hostname).
+//! - `smarthost_tls`: smart-host passwords only over verified TLS; no pooled shortcut.
 //!
 //! Run: `cargo test -p wasmrelay --test hardening`
 
@@ -11,6 +12,7 @@
 mod common;
 mod dkim;
 mod loops;
+mod smarthost_tls;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -491,16 +491,7 @@ async fn deliver_destination(
         tried_another = true;
         for ip in addrs {
             let addr = SocketAddr::new(ip, hop.port);
-            let pool_key = format!(
-                "{addr}|{}|{:?}|{}",
-                hop.name,
-                hop.options.tls,
-                hop.options
-                    .auth
-                    .as_ref()
-                    .map(|a| a.user.as_str())
-                    .unwrap_or("")
-            );
+            let pool_key = pool_key(addr, &hop);
             let mut client = match checkout(shared, &pool_key).await {
                 Some(c) => c,
                 None => match SmtpClient::connect(addr, &hop.name, &hop.options).await {
@@ -534,6 +525,27 @@ async fn deliver_destination(
         }
         _ => all(last),
     }
+}
+
+/// A pooled connection is reused only by a hop that would have opened it the same way: same
+/// TLS policy, same certificate verification, same credentials (by digest: a key is no place
+/// for a password). A connection opened without verification never serves a route that
+/// needs it.
+fn pool_key(addr: SocketAddr, hop: &Hop) -> String {
+    use sha2::Digest;
+    let o = &hop.options;
+    let auth = o
+        .auth
+        .as_ref()
+        .map(|a| {
+            let digest = sha2::Sha256::digest(format!("{}\0{}", a.user, a.password));
+            format!("{:x}|plain={}", digest, a.allow_plaintext)
+        })
+        .unwrap_or_default();
+    format!(
+        "{addr}|{}|{:?}|verify={}|{auth}",
+        hop.name, o.tls, o.tls_verify
+    )
 }
 
 fn smart_hop(h: &SmartHostConfig, base: &ClientOptions) -> Hop {
