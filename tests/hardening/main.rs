@@ -5,6 +5,7 @@
 //! - `dkim`: an outsider's forgery to a local domain is delivered unsigned.
 //! - `loops`: too many `Received:` hops; delivery to ourselves (address literal, hostname).
 //! - `smarthost_tls`: smart-host passwords only over verified TLS; no pooled shortcut.
+//! - `slow_clients`: a client that never reads; command floods; SIGTERM with stuck sessions.
 //!
 //! Run: `cargo test -p wasmrelay --test hardening`
 
@@ -12,6 +13,7 @@
 mod common;
 mod dkim;
 mod loops;
+mod slow_clients;
 mod smarthost_tls;
 
 use std::io::{BufRead, BufReader};

@@ -250,7 +250,14 @@ async fn sink(listen: SocketAddr, dir: &Path) -> anyhow::Result<()> {
     info!(address = %listener.local_addr(), dir = %dir.display(), "sink listening");
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    server::serve(vec![listener], ConnectionLimits::new(1000, 1000), shutdown).await;
+    let grace = crate::config::LimitsConfig::default().shutdown_grace.0;
+    server::serve(
+        vec![listener],
+        ConnectionLimits::new(1000, 1000),
+        shutdown,
+        grace,
+    )
+    .await;
     Ok(())
 }
 

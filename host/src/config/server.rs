@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use super::delivery::Dur;
 use super::{resolve, ConfigError};
 
 /// What a listener is for; it sets the defaults for TLS and AUTH.
@@ -140,6 +141,13 @@ pub struct LimitsConfig {
     /// Most `Received:` fields a message may carry, ours included; more is a mail loop and
     /// is refused with `554 5.4.6` (Postfix's `hopcount_limit`).
     pub max_hops: usize,
+    /// NOOP, RSET, HELP, VRFY, EHLO/HELO commands a session may send before each further one
+    /// counts as an error (towards `max_errors`); reset when a message is accepted (Postfix's
+    /// `smtpd_junk_command_limit`).
+    pub max_junk_commands: u32,
+    /// After SIGTERM, how long sessions may take to finish their transaction before they are
+    /// cut off; a string with a unit (`"30s"`) or seconds.
+    pub shutdown_grace: Dur,
 }
 
 impl Default for LimitsConfig {
@@ -156,6 +164,8 @@ impl Default for LimitsConfig {
             data_block_timeout_secs: 180,
             tls_handshake_timeout_secs: 30,
             max_hops: 50,
+            max_junk_commands: 100,
+            shutdown_grace: Dur(std::time::Duration::from_secs(30)),
         }
     }
 }
@@ -322,6 +332,12 @@ pub(super) fn validate_limits(l: &LimitsConfig, errors: &mut Vec<ConfigError>) {
         l.max_hops as u64,
         2,
         "one hop is our own Received: field",
+    );
+    floor(
+        "max_junk_commands",
+        l.max_junk_commands as u64,
+        1,
+        "a client needs EHLO",
     );
 }
 

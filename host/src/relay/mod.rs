@@ -5,6 +5,7 @@ mod router;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -52,6 +53,8 @@ pub enum StartError {
 pub struct Relay {
     listeners: Vec<Listener>,
     limits: ConnectionLimits,
+    /// How long sessions get to finish after a shutdown starts.
+    grace: Duration,
     reloader: Reloader,
     runner: QueueRunner,
     pub spool: Spool,
@@ -170,6 +173,7 @@ impl Relay {
         Ok(Relay {
             listeners,
             limits,
+            grace: config.limits.shutdown_grace.0,
             reloader,
             runner,
             spool,
@@ -200,7 +204,7 @@ impl Relay {
             },
         )?;
         let delivery = tokio::spawn(self.runner.run(shutdown.clone()));
-        server::serve(self.listeners, self.limits, shutdown).await;
+        server::serve(self.listeners, self.limits, shutdown, self.grace).await;
         let _ = delivery.await;
         info!("relay stopped");
         Ok(())

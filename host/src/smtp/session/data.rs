@@ -190,6 +190,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     "queued"
                 );
                 self.hook_queued(&txn, &id).await;
+                self.ctx.junk = 0;
                 self.ok(Reply::new(
                     250,
                     Enhanced(2, 0, 0),

@@ -65,6 +65,9 @@ pub struct ConnectionContext {
     pub trusted_network: bool,
     /// Failed commands so far, for `limits.max_errors`.
     pub errors: u32,
+    /// Commands that moved no mail forward since the last accepted message, for
+    /// `limits.max_junk_commands`.
+    pub junk: u32,
 }
 
 impl ConnectionContext {
@@ -129,6 +132,7 @@ pub async fn run<S>(
             auth_user: None,
             trusted_network: env.relay.is_relay_network(peer.ip()),
             errors: 0,
+            junk: 0,
         };
         debug!("connected");
         let lines = LineReader::new(
@@ -137,7 +141,7 @@ pub async fn run<S>(
         );
         let plugins = env.plugins.as_ref().map(|host| host.session());
         let mut session = Session {
-            io: Io::new(stream),
+            io: Io::new(stream, Duration::from_secs(env.limits.command_timeout_secs)),
             lines,
             plugins,
             ctx,
@@ -232,6 +236,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Ok(c) => c,
             Err(e) => return self.fail(e.reply()),
         };
+        // A flood of commands that move no mail forward (NOOP, RSET, HELP, VRFY, EHLO) costs
+        // replies the peer may never read; past the limit each counts as an error.
+        let junk = matches!(
+            command,
+            Command::Ehlo { .. }
+                | Command::Helo { .. }
+                | Command::Rset
+                | Command::Noop
+                | Command::Help
+                | Command::Vrfy { .. }
+        );
+        let flow = self.dispatch(command).await;
+        if junk && flow == Flow::Continue {
+            self.ctx.junk += 1;
+            if self.ctx.junk > self.env.limits.max_junk_commands {
+                return self.count_error();
+            }
+        }
+        flow
+    }
+
+    async fn dispatch(&mut self, command: Command) -> Flow {
         match command {
             Command::Ehlo { domain } => self.ehlo(domain, true).await,
             Command::Helo { domain } => self.ehlo(domain, false).await,
@@ -282,6 +308,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// Queues a negative reply and counts it; too many errors end the session.
     fn fail(&mut self, reply: Reply) -> Flow {
         self.io.reply(&reply);
+        self.count_error()
+    }
+
+    /// Counts an error; too many end the session with `421`.
+    fn count_error(&mut self) -> Flow {
         self.ctx.errors += 1;
         if self.ctx.errors >= self.env.limits.max_errors {
             info!(errors = self.ctx.errors, "too many errors, closing");
