@@ -6,6 +6,7 @@
 //! - `loops`: too many `Received:` hops; delivery to ourselves (address literal, hostname).
 //! - `smarthost_tls`: smart-host passwords only over verified TLS; no pooled shortcut.
 //! - `slow_clients`: a client that never reads; command floods; SIGTERM with stuck sessions.
+//! - `spool_full`: a spool on a tmpfs that fills up.
 //!
 //! Run: `cargo test -p wasmrelay --test hardening`
 
@@ -15,6 +16,7 @@ mod dkim;
 mod loops;
 mod slow_clients;
 mod smarthost_tls;
+mod spool_full;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -21,7 +21,7 @@ use super::runner::{now_ms, Shared};
 use super::{domain_of, wire, Failure, Outcome};
 use crate::config::delivery::{SmartHostConfig, TlsPolicy};
 use crate::smtp::reply::Enhanced;
-use crate::spool::{Envelope, MessageId, RecipientStatus};
+use crate::spool::{Envelope, MessageId, RecipientStatus, SpoolError};
 
 /// An idle connection kept for the next message to the same next hop.
 pub(crate) struct Idle {
@@ -40,6 +40,11 @@ pub(crate) fn next_due_ms(env: &Envelope) -> Option<u64> {
 
 /// Attempts every due recipient of message `id`; returns when it is next due, if ever.
 pub(crate) async fn process(shared: &Arc<Shared>, id: &MessageId, force: bool) -> Option<u64> {
+    if let Some(env) = shared.take_unsaved(id) {
+        // The last attempt's outcome never reached the disk. Record it before anything else:
+        // what the spool still says would deliver again to recipients that already have it.
+        return finish(shared, &env).await;
+    }
     let mut env = match shared.spool.envelope(id).await {
         Ok(e) => e,
         Err(e) => {
@@ -197,7 +202,7 @@ pub(crate) async fn process(shared: &Arc<Shared>, id: &MessageId, force: bool) -
                 r.status = RecipientStatus::Bounced;
                 r.last_reply = Some(f.summary());
                 if dsn::wants(r, Action::Failed) {
-                    bounced.push(dsn_rcpt(r, f, now_s));
+                    bounced.push((i, dsn_rcpt(r, f, now_s)));
                 }
             }
             Outcome::Transient(f) => {
@@ -212,7 +217,7 @@ pub(crate) async fn process(shared: &Arc<Shared>, id: &MessageId, force: bool) -
                         ..f
                     };
                     if dsn::wants(r, Action::Failed) {
-                        bounced.push(dsn_rcpt(r, f, now_s));
+                        bounced.push((i, dsn_rcpt(r, f, now_s)));
                     }
                 } else {
                     let wait = retry::next_delay(&shared.config.retry, r.attempts);
@@ -237,7 +242,7 @@ pub(crate) async fn process(shared: &Arc<Shared>, id: &MessageId, force: bool) -
             let f = Failure::local(Enhanced(4, 4, 7), "delivery time expired while held");
             r.last_reply = Some(f.summary());
             if dsn::wants(r, Action::Failed) {
-                bounced.push(dsn_rcpt(r, f, now_s));
+                bounced.push((i, dsn_rcpt(r, f, now_s)));
             }
             continue;
         }
@@ -247,16 +252,28 @@ pub(crate) async fn process(shared: &Arc<Shared>, id: &MessageId, force: bool) -
     }
     if !bounced.is_empty() || !delayed.is_empty() {
         let original = message_for_dsn(shared, &env).await;
-        send_dsn(
+        let notices: Vec<DsnRecipient> = bounced.iter().map(|(_, d)| d.clone()).collect();
+        let stored = send_dsn(
             shared,
             &env,
             &original,
-            &bounced,
+            &notices,
             Action::Failed,
             now_s,
             expires,
         )
         .await;
+        if !stored {
+            // The sender must hear about it: a recipient whose bounce is not on disk stays
+            // pending, to fail (and bounce) again on a later attempt.
+            for (i, _) in &bounced {
+                let r = &mut env.recipients[*i];
+                r.status = RecipientStatus::Pending;
+                let wait = retry::next_delay(&shared.config.retry, r.attempts.max(1));
+                r.next_attempt = (now + wait.as_millis() as u64).div_ceil(1000);
+            }
+        }
+        // Delay notices are a courtesy: one that cannot be stored is not retried.
         send_dsn(
             shared,
             &env,
@@ -286,7 +303,12 @@ pub(crate) async fn process(shared: &Arc<Shared>, id: &MessageId, force: bool) -
 
 /// `queue bounce ID`: every pending recipient fails now, and the sender hears about it.
 pub(crate) async fn bounce_all(shared: &Arc<Shared>, id: &MessageId) -> Option<u64> {
+    if let Some(env) = shared.take_unsaved(id) {
+        // Record the last attempt first (see `process`); the operator can bounce again.
+        return finish(shared, &env).await;
+    }
     let mut env = shared.spool.envelope(id).await.ok()?;
+    let before = next_due_ms(&env);
     let now_s = now_ms() / 1000;
     let mut bounced = Vec::new();
     for r in env
@@ -302,7 +324,10 @@ pub(crate) async fn bounce_all(shared: &Arc<Shared>, id: &MessageId) -> Option<u
         }
     }
     let message = message_for_dsn(shared, &env).await;
-    send_dsn(shared, &env, &message, &bounced, Action::Failed, now_s, 0).await;
+    if !send_dsn(shared, &env, &message, &bounced, Action::Failed, now_s, 0).await {
+        tracing::error!(%id, "bounce not stored; the message stays queued as it was");
+        return before;
+    }
     finish(shared, &env).await
 }
 
@@ -319,7 +344,8 @@ async fn message_for_dsn(shared: &Shared, env: &Envelope) -> Vec<u8> {
     shared.spool.message(&env.id).await.unwrap_or_default()
 }
 
-/// Spools a DSN (from `<>`) for `recipients` and wakes the runner for it.
+/// Spools a DSN (from `<>`) for `recipients` and wakes the runner for it. `false` when the
+/// notice is owed but could not be stored.
 async fn send_dsn(
     shared: &Shared,
     env: &Envelope,
@@ -328,9 +354,9 @@ async fn send_dsn(
     action: Action,
     now_s: u64,
     expires: u64,
-) {
+) -> bool {
     if recipients.is_empty() {
-        return;
+        return true;
     }
     let id = shared.spool.new_id();
     let Some((dsn_env, bytes)) = dsn::build(
@@ -344,18 +370,24 @@ async fn send_dsn(
         expires,
     ) else {
         tracing::info!(id = %env.id, "no DSN for a null sender");
-        return;
+        return true;
     };
     match shared.spool.store(&dsn_env, &bytes).await {
         Ok(()) => {
             tracing::info!(id = %env.id, dsn = %id, ?action, "DSN queued");
             shared.handle.wake(id);
+            true
         }
-        Err(e) => tracing::error!(id = %env.id, error = %e, "cannot spool DSN"),
+        Err(e) => {
+            tracing::error!(id = %env.id, error = %e, "cannot spool DSN");
+            false
+        }
     }
 }
 
-/// Persists the envelope, or removes the message when no recipient is pending.
+/// Persists the envelope, or removes the message when no recipient is pending. If that
+/// fails (disk full), the new state is kept in memory and the write retried before the
+/// message is attempted again, so that nobody gets it twice because of a full disk.
 async fn finish(shared: &Shared, env: &Envelope) -> Option<u64> {
     let next = next_due_ms(env);
     let result = if next.is_none() {
@@ -363,12 +395,20 @@ async fn finish(shared: &Shared, env: &Envelope) -> Option<u64> {
     } else {
         shared.spool.update(env).await
     };
-    if let Err(e) = result {
-        tracing::error!(id = %env.id, error = %e, "cannot record delivery state");
-        return Some(now_ms() + 60_000);
+    match result {
+        Ok(()) => next,
+        // Deleted behind our back (`queue delete`): nothing left to record.
+        Err(SpoolError::NotFound(_)) => None,
+        Err(e) => {
+            tracing::error!(id = %env.id, error = %e, "cannot record delivery state; keeping it in memory");
+            shared.keep_unsaved(env.clone());
+            Some(now_ms() + UNSAVED_RETRY_MS)
+        }
     }
-    next
 }
+
+/// How soon a delivery state that could not be written is written again.
+const UNSAVED_RETRY_MS: u64 = 30_000;
 
 /// One next hop to try.
 struct Hop {

@@ -99,9 +99,22 @@ pub(crate) struct Shared {
     pub destinations: std::sync::Mutex<HashMap<String, Arc<Semaphore>>>,
     /// Idle connections by next-hop key.
     pub pool: Mutex<HashMap<String, Vec<Idle>>>,
+    /// Delivery states the spool refused to record (disk full), newest per message; the
+    /// next attempt of such a message writes this first and sends nothing until it succeeds.
+    pub unsaved: std::sync::Mutex<HashMap<MessageId, Envelope>>,
 }
 
 impl Shared {
+    pub fn keep_unsaved(&self, env: Envelope) {
+        let mut map = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(env.id.clone(), env);
+    }
+
+    pub fn take_unsaved(&self, id: &MessageId) -> Option<Envelope> {
+        let mut map = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(id)
+    }
+
     pub fn destination(&self, key: &str) -> Arc<Semaphore> {
         let mut map = self.destinations.lock().unwrap();
         map.entry(key.to_string())
@@ -136,6 +149,7 @@ impl QueueRunner {
             handle: QueueHandle { tx },
             destinations: Default::default(),
             pool: Default::default(),
+            unsaved: Default::default(),
         };
         Ok(QueueRunner {
             shared: Arc::new(shared),
