@@ -7,12 +7,15 @@
 //! - `smarthost_tls`: smart-host passwords only over verified TLS; no pooled shortcut.
 //! - `slow_clients`: a client that never reads; command floods; SIGTERM with stuck sessions.
 //! - `spool_full`: a spool on a tmpfs that fills up.
+//! - `edges`: IPv6 literals, ORCPT, a next hop's reply that splits a UTF-8 character, modes
+//!   of the spool and control socket.
 //!
 //! Run: `cargo test -p wasmrelay --test hardening`
 
 #[path = "../common/mod.rs"]
 mod common;
 mod dkim;
+mod edges;
 mod loops;
 mod slow_clients;
 mod smarthost_tls;

@@ -56,9 +56,12 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, String> {
     let enhanced = lines.first().and_then(|l| parse_enhanced(l, code));
     if enhanced.is_some() {
         for l in &mut lines {
-            if let Some(e) = parse_enhanced(l, code) {
-                let skip = e.to_string().len();
-                *l = l[skip..].trim_start().to_string();
+            if parse_enhanced(l, code).is_some() {
+                // Cut after the status word as it was written (never at a computed byte
+                // offset: the text is the peer's and may hold any UTF-8).
+                let rest = l.trim_start();
+                let word = rest.find(char::is_whitespace).unwrap_or(rest.len());
+                *l = rest[word..].trim_start().to_string();
             }
         }
     }
@@ -75,9 +78,16 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, String> {
 fn parse_enhanced(text: &str, code: u16) -> Option<Enhanced> {
     let word = text.split_whitespace().next()?;
     let mut parts = word.split('.');
-    let class: u8 = parts.next()?.parse().ok()?;
-    let subject: u16 = parts.next()?.parse().ok()?;
-    let detail: u16 = parts.next()?.parse().ok()?;
+    // RFC 3463: 1 to 3 digits each (`parse` alone would take `+2`).
+    let mut number = || {
+        parts
+            .next()
+            .filter(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|p| p.parse::<u16>().ok())
+    };
+    let class = u8::try_from(number()?).ok()?;
+    let subject = number()?;
+    let detail = number()?;
     if parts.next().is_some() || u16::from(class) != code / 100 {
         return None;
     }
@@ -136,6 +146,28 @@ pub fn xtext(s: &str) -> String {
     out
 }
 
+/// Whether `s` is valid, non-empty xtext: printable ASCII except `+` and `=`, and `+XX` hex
+/// escapes (RFC 3461 §4 says upper case; lower case is taken, as the receiving side does).
+pub fn is_xtext(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => {
+                let hex = |c: Option<&u8>| c.is_some_and(u8::is_ascii_hexdigit);
+                if !(hex(b.get(i + 1)) && hex(b.get(i + 2))) {
+                    return false;
+                }
+                i += 3;
+            }
+            b'=' => return false,
+            c if (b'!'..=b'~').contains(&c) => i += 1,
+            _ => return false,
+        }
+    }
+    !b.is_empty()
+}
+
 /// Whether the message has any byte outside 7-bit ASCII.
 pub fn is_eight_bit(message: &[u8]) -> bool {
     message.iter().any(|&b| b >= 0x80)
@@ -163,6 +195,22 @@ mod tests {
         // A 5xx with a 4.x.x status is not taken as enhanced.
         let (r, _) = parse_reply(b"550 4.1.1 odd\r\n").unwrap().unwrap();
         assert_eq!(r.enhanced, None);
+        let (r, _) = parse_reply(b"250 +2.0.0 odd\r\n").unwrap().unwrap();
+        assert_eq!((r.enhanced, r.lines[0].as_str()), (None, "+2.0.0 odd"));
+    }
+
+    #[test]
+    fn status_words_are_cut_at_character_boundaries() {
+        // Unicode whitespace (U+0085, U+3000) before the status code: the cut must follow
+        // the text, not the length of the code's canonical form.
+        for wire in [
+            "250 \u{85}\u{85}\u{85}2.0.0 queued\r\n",
+            "250-2.0.0 first\r\n250 \u{3000}\u{3000}2.0.0 queued\r\n",
+            "250 2.00.0 queued\r\n",
+        ] {
+            let (r, _) = parse_reply(wire.as_bytes()).unwrap().unwrap();
+            assert_eq!(r.lines.last().unwrap(), "queued", "{wire:?}");
+        }
     }
 
     #[test]
@@ -207,5 +255,9 @@ mod tests {
     #[test]
     fn xtext_escapes() {
         assert_eq!(xtext("rfc822;a+b=c@d é"), "rfc822;a+2Bb+3Dc@d+20+C3+A9");
+        assert!(is_xtext("a+2Bb+3dc@d"));
+        for bad in ["", "a+2", "a+2G", "a=b", "a b", "é"] {
+            assert!(!is_xtext(bad), "{bad:?}");
+        }
     }
 }

@@ -101,7 +101,7 @@ impl ConnectionLimits {
                 "Too many connections, try again later",
             )
         })?;
-        let ip = ip.to_canonical();
+        let ip = cap_key(ip);
         let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
         let n = map.entry(ip).or_insert(0);
         if *n >= self.max_per_ip {
@@ -117,6 +117,18 @@ impl ConnectionLimits {
             ip,
             per_ip: self.per_ip.clone(),
         })
+    }
+}
+
+/// What the per-IP cap counts: an IPv4 address, or an IPv6 /64. One IPv6 host usually holds
+/// a whole /64 (SLAAC, privacy addresses) and can connect from a fresh address each time.
+fn cap_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(prefix.into())
+        }
+        v4 => v4,
     }
 }
 
@@ -212,4 +224,29 @@ async fn accept_loop(listener: Listener, limits: ConnectionLimits, tasks: Tasks)
 
 async fn refuse(mut stream: TcpStream, reply: Reply) {
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&reply.to_wire())).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_ip_cap_counts_ipv6_by_64() {
+        let limits = ConnectionLimits::new(10, 2);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let a = limits.admit(ip("2001:db8:1:2::1")).unwrap();
+        let b = limits
+            .admit(ip("2001:db8:1:2:ffff:ffff:ffff:ffff"))
+            .unwrap();
+        assert!(limits.admit(ip("2001:db8:1:2:abcd::9")).is_err());
+        let other = limits.admit(ip("2001:db8:1:3::1")).unwrap();
+        // IPv4, native or mapped, per address.
+        let v4 = limits.admit(ip("192.0.2.1")).unwrap();
+        let mapped = limits.admit(ip("::ffff:192.0.2.1")).unwrap();
+        assert!(limits.admit(ip("192.0.2.1")).is_err());
+        assert!(limits.admit(ip("192.0.2.2")).is_ok());
+        drop((a, other, v4, mapped));
+        assert!(limits.admit(ip("2001:db8:1:2::7")).is_ok());
+        drop(b);
+    }
 }

@@ -2,7 +2,7 @@
 //! with the per-recipient outcome of every reply.
 
 use super::{reply_failure, ClientError, SmtpClient};
-use crate::delivery::wire::{encode_data, xtext};
+use crate::delivery::wire::{encode_data, is_xtext, xtext};
 use crate::delivery::{Failure, Outcome};
 use crate::smtp::reply::{Enhanced, Reply};
 
@@ -188,12 +188,14 @@ impl SmtpClient {
                 cmd.push_str(&format!(" NOTIFY={}", r.notify.join(",")));
             }
             if let Some(orcpt) = r.orcpt {
-                let value = if orcpt.contains(';') {
-                    orcpt.to_string()
-                } else {
-                    format!("rfc822;{orcpt}")
+                // The spool keeps ORCPT as the client sent it, already xtext (RFC 3461 §4.2):
+                // relayed as is. Encoding it again would turn `+2B` into `+2B2B`.
+                let value = match orcpt.split_once(';') {
+                    Some((kind, addr)) if is_xtext(kind) && is_xtext(addr) => orcpt.to_string(),
+                    Some((kind, addr)) => format!("{};{}", xtext(kind), xtext(addr)),
+                    None => format!("rfc822;{}", xtext(orcpt)),
                 };
-                cmd.push_str(&format!(" ORCPT={}", xtext(&value)));
+                cmd.push_str(&format!(" ORCPT={value}"));
             }
         }
         cmd.push_str("\r\n");
