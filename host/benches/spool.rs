@@ -33,6 +33,7 @@ fn envelope(spool: &Spool) -> Envelope {
             helo: "client.example".into(),
             auth_user: None,
             tls: false,
+            origin: Default::default(),
         },
         eight_bit: false,
         smtputf8: false,

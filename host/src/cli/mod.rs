@@ -170,7 +170,10 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
 
 fn check_config(path: &Path) -> i32 {
     match Config::load(path) {
-        Ok(_) => {
+        Ok(config) => {
+            for w in config.warnings() {
+                eprintln!("warning: {w}");
+            }
             println!("{}: OK", path.display());
             0
         }
@@ -188,6 +191,9 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
     // the relay runs instead of killing it.
     let hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let config = Config::load(path)?;
+    for w in config.warnings() {
+        tracing::warn!(key = %w.key, "{}", w.message);
+    }
     let relay = Relay::start(&config).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
@@ -244,7 +250,14 @@ async fn sink(listen: SocketAddr, dir: &Path) -> anyhow::Result<()> {
     info!(address = %listener.local_addr(), dir = %dir.display(), "sink listening");
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    server::serve(vec![listener], ConnectionLimits::new(1000, 1000), shutdown).await;
+    let grace = crate::config::LimitsConfig::default().shutdown_grace.0;
+    server::serve(
+        vec![listener],
+        ConnectionLimits::new(1000, 1000),
+        shutdown,
+        grace,
+    )
+    .await;
     Ok(())
 }
 

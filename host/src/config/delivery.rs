@@ -105,10 +105,13 @@ pub struct SmartHostConfig {
     pub port: u16,
     /// STARTTLS policy.
     pub tls: TlsPolicy,
-    /// Verify the certificate chain and name when `tls = "require"`. Opportunistic TLS is
-    /// encrypt-only: a failed check there would only fall back to plaintext.
+    /// Verify the certificate chain and name when `tls = "require"`, and always before
+    /// sending `auth` credentials. Opportunistic TLS without credentials is encrypt-only: a
+    /// failed check there would only fall back to plaintext. `false` opts out (check-config
+    /// warns when credentials would go over unverified TLS).
     pub tls_verify: bool,
-    /// Credentials for AUTH PLAIN/LOGIN; only ever sent over TLS.
+    /// Credentials for AUTH PLAIN/LOGIN; only ever sent over TLS whose certificate was
+    /// verified, unless `tls_verify = false` or `auth.allow_plaintext` says otherwise.
     pub auth: Option<AuthConfig>,
 }
 
@@ -376,6 +379,31 @@ impl DeliveryConfig {
         for d in &mut self.dkim {
             super::resolve(base, &mut d.key);
         }
+    }
+
+    /// Settings that are valid but weaken security, each under its dotted key, for
+    /// `check-config` and the start-up log.
+    pub fn warnings(&self, key: &str) -> Vec<ConfigError> {
+        let mut out = Vec::new();
+        for (i, route) in self.routes.iter().enumerate() {
+            for (j, h) in route.hosts.iter().enumerate() {
+                let hk = format!("{key}.routes[{i}].hosts[{j}]");
+                let Some(auth) = &h.auth else { continue };
+                if auth.allow_plaintext {
+                    out.push(ConfigError::new(
+                        format!("{hk}.auth.allow_plaintext"),
+                        "credentials may be sent without TLS: for loopback test setups only",
+                    ));
+                } else if !h.tls_verify {
+                    out.push(ConfigError::new(
+                        format!("{hk}.tls_verify"),
+                        "credentials are sent over TLS without certificate verification: \
+                         whoever sits on the path can take them",
+                    ));
+                }
+            }
+        }
+        out
     }
 
     /// Collects every semantic error, each under its dotted key.

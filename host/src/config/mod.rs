@@ -152,6 +152,11 @@ impl Config {
         self.plugin_runtime.resolve_paths(base);
     }
 
+    /// Valid settings that weaken security; `check-config` prints them, `serve` logs them.
+    pub fn warnings(&self) -> Vec<ConfigError> {
+        self.delivery.warnings("delivery")
+    }
+
     /// Every semantic error in the config.
     pub fn validate(&self) -> Vec<ConfigError> {
         let mut errors = Vec::new();

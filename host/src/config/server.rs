@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use super::delivery::Dur;
 use super::{resolve, ConfigError};
 
 /// What a listener is for; it sets the defaults for TLS and AUTH.
@@ -137,6 +138,16 @@ pub struct LimitsConfig {
     pub data_block_timeout_secs: u64,
     /// Seconds a session may take for the TLS handshake.
     pub tls_handshake_timeout_secs: u64,
+    /// Most `Received:` fields a message may carry, ours included; more is a mail loop and
+    /// is refused with `554 5.4.6` (Postfix's `hopcount_limit`).
+    pub max_hops: usize,
+    /// NOOP, RSET, HELP, VRFY, EHLO/HELO commands a session may send before each further one
+    /// counts as an error (towards `max_errors`); reset when a message is accepted (Postfix's
+    /// `smtpd_junk_command_limit`).
+    pub max_junk_commands: u32,
+    /// After SIGTERM, how long sessions may take to finish their transaction before they are
+    /// cut off; a string with a unit (`"30s"`) or seconds.
+    pub shutdown_grace: Dur,
 }
 
 impl Default for LimitsConfig {
@@ -152,6 +163,9 @@ impl Default for LimitsConfig {
             command_timeout_secs: 300,
             data_block_timeout_secs: 180,
             tls_handshake_timeout_secs: 30,
+            max_hops: 50,
+            max_junk_commands: 100,
+            shutdown_grace: Dur(std::time::Duration::from_secs(30)),
         }
     }
 }
@@ -312,6 +326,18 @@ pub(super) fn validate_limits(l: &LimitsConfig, errors: &mut Vec<ConfigError>) {
         l.tls_handshake_timeout_secs,
         1,
         "zero would fail every handshake",
+    );
+    floor(
+        "max_hops",
+        l.max_hops as u64,
+        2,
+        "one hop is our own Received: field",
+    );
+    floor(
+        "max_junk_commands",
+        l.max_junk_commands as u64,
+        1,
+        "a client needs EHLO",
     );
 }
 

@@ -22,7 +22,7 @@ use super::route::{config_route, DeliveryResult, Route};
 use super::runner::{now_ms, Shared};
 use super::{domain_of, Failure, Outcome};
 use crate::config::delivery::{SmartHostConfig, TlsPolicy};
-use crate::spool::{Envelope, MessageId, RecipientStatus};
+use crate::spool::{Envelope, MessageId, RecipientStatus, SpoolError};
 
 /// An idle connection kept for the next message to the same next hop.
 pub(crate) struct Idle {
@@ -41,6 +41,11 @@ pub(crate) fn next_due_ms(env: &Envelope) -> Option<u64> {
 
 /// Attempts every due recipient of message `id`; returns when it is next due, if ever.
 pub(crate) async fn process(shared: &Arc<Shared>, id: &MessageId, force: bool) -> Option<u64> {
+    if let Some(env) = shared.take_unsaved(id) {
+        // The last attempt's outcome never reached the disk. Record it before anything else:
+        // what the spool still says would deliver again to recipients that already have it.
+        return finish(shared, &env).await;
+    }
     let mut env = match shared.spool.envelope(id).await {
         Ok(e) => e,
         Err(e) => {
@@ -70,7 +75,13 @@ pub(crate) async fn process(shared: &Arc<Shared>, id: &MessageId, force: bool) -
             return Some(started + 60_000);
         }
     };
-    let message = match shared.dkim.sign(&message, env.mail_from.as_deref()) {
+    // Our signature vouches for the author: never for what an outsider claims in `From:`.
+    let signed = if env.client.may_sign() {
+        shared.dkim.sign(&message, env.mail_from.as_deref())
+    } else {
+        Ok(None)
+    };
+    let message = match signed {
         Ok(Some(signed)) => signed,
         Ok(None) => message,
         Err(e) => {
@@ -192,7 +203,7 @@ pub(crate) async fn process(shared: &Arc<Shared>, id: &MessageId, force: bool) -
                 r.status = RecipientStatus::Bounced;
                 r.last_reply = Some(f.summary());
                 if dsn::wants(r, Action::Failed) {
-                    bounced.push(dsn_rcpt(r, f, now_s));
+                    bounced.push((i, dsn_rcpt(r, f, now_s)));
                 }
             }
             Outcome::Transient(f) => {
@@ -207,7 +218,7 @@ pub(crate) async fn process(shared: &Arc<Shared>, id: &MessageId, force: bool) -
                         ..f
                     };
                     if dsn::wants(r, Action::Failed) {
-                        bounced.push(dsn_rcpt(r, f, now_s));
+                        bounced.push((i, dsn_rcpt(r, f, now_s)));
                     }
                 } else {
                     let wait = retry::next_delay(&shared.config.retry, r.attempts);
@@ -232,7 +243,7 @@ pub(crate) async fn process(shared: &Arc<Shared>, id: &MessageId, force: bool) -
             let f = Failure::local(Enhanced(4, 4, 7), "delivery time expired while held");
             r.last_reply = Some(f.summary());
             if dsn::wants(r, Action::Failed) {
-                bounced.push(dsn_rcpt(r, f, now_s));
+                bounced.push((i, dsn_rcpt(r, f, now_s)));
             }
             continue;
         }
@@ -242,16 +253,28 @@ pub(crate) async fn process(shared: &Arc<Shared>, id: &MessageId, force: bool) -
     }
     if !bounced.is_empty() || !delayed.is_empty() {
         let original = message_for_dsn(shared, &env).await;
-        send_dsn(
+        let notices: Vec<DsnRecipient> = bounced.iter().map(|(_, d)| d.clone()).collect();
+        let stored = send_dsn(
             shared,
             &env,
             &original,
-            &bounced,
+            &notices,
             Action::Failed,
             now_s,
             expires,
         )
         .await;
+        if !stored {
+            // The sender must hear about it: a recipient whose bounce is not on disk stays
+            // pending, to fail (and bounce) again on a later attempt.
+            for (i, _) in &bounced {
+                let r = &mut env.recipients[*i];
+                r.status = RecipientStatus::Pending;
+                let wait = retry::next_delay(&shared.config.retry, r.attempts.max(1));
+                r.next_attempt = (now + wait.as_millis() as u64).div_ceil(1000);
+            }
+        }
+        // Delay notices are a courtesy: one that cannot be stored is not retried.
         send_dsn(
             shared,
             &env,
@@ -281,7 +304,12 @@ pub(crate) async fn process(shared: &Arc<Shared>, id: &MessageId, force: bool) -
 
 /// `queue bounce ID`: every pending recipient fails now, and the sender hears about it.
 pub(crate) async fn bounce_all(shared: &Arc<Shared>, id: &MessageId) -> Option<u64> {
+    if let Some(env) = shared.take_unsaved(id) {
+        // Record the last attempt first (see `process`); the operator can bounce again.
+        return finish(shared, &env).await;
+    }
     let mut env = shared.spool.envelope(id).await.ok()?;
+    let before = next_due_ms(&env);
     let now_s = now_ms() / 1000;
     let mut bounced = Vec::new();
     for r in env
@@ -297,7 +325,10 @@ pub(crate) async fn bounce_all(shared: &Arc<Shared>, id: &MessageId) -> Option<u
         }
     }
     let message = message_for_dsn(shared, &env).await;
-    send_dsn(shared, &env, &message, &bounced, Action::Failed, now_s, 0).await;
+    if !send_dsn(shared, &env, &message, &bounced, Action::Failed, now_s, 0).await {
+        tracing::error!(%id, "bounce not stored; the message stays queued as it was");
+        return before;
+    }
     finish(shared, &env).await
 }
 
@@ -314,7 +345,8 @@ async fn message_for_dsn(shared: &Shared, env: &Envelope) -> Vec<u8> {
     shared.spool.message(&env.id).await.unwrap_or_default()
 }
 
-/// Spools a DSN (from `<>`) for `recipients` and wakes the runner for it.
+/// Spools a DSN (from `<>`) for `recipients` and wakes the runner for it. `false` when the
+/// notice is owed but could not be stored.
 async fn send_dsn(
     shared: &Shared,
     env: &Envelope,
@@ -323,9 +355,9 @@ async fn send_dsn(
     action: Action,
     now_s: u64,
     expires: u64,
-) {
+) -> bool {
     if recipients.is_empty() {
-        return;
+        return true;
     }
     let id = shared.spool.new_id();
     let Some((dsn_env, bytes)) = dsn::build(
@@ -339,18 +371,24 @@ async fn send_dsn(
         expires,
     ) else {
         tracing::info!(id = %env.id, "no DSN for a null sender");
-        return;
+        return true;
     };
     match shared.spool.store(&dsn_env, &bytes).await {
         Ok(()) => {
             tracing::info!(id = %env.id, dsn = %id, ?action, "DSN queued");
             shared.handle.wake(id);
+            true
         }
-        Err(e) => tracing::error!(id = %env.id, error = %e, "cannot spool DSN"),
+        Err(e) => {
+            tracing::error!(id = %env.id, error = %e, "cannot spool DSN");
+            false
+        }
     }
 }
 
-/// Persists the envelope, or removes the message when no recipient is pending.
+/// Persists the envelope, or removes the message when no recipient is pending. If that
+/// fails (disk full), the new state is kept in memory and the write retried before the
+/// message is attempted again, so that nobody gets it twice because of a full disk.
 async fn finish(shared: &Shared, env: &Envelope) -> Option<u64> {
     let next = next_due_ms(env);
     let result = if next.is_none() {
@@ -358,12 +396,20 @@ async fn finish(shared: &Shared, env: &Envelope) -> Option<u64> {
     } else {
         shared.spool.update(env).await
     };
-    if let Err(e) = result {
-        tracing::error!(id = %env.id, error = %e, "cannot record delivery state");
-        return Some(now_ms() + 60_000);
+    match result {
+        Ok(()) => next,
+        // Deleted behind our back (`queue delete`): nothing left to record.
+        Err(SpoolError::NotFound(_)) => None,
+        Err(e) => {
+            tracing::error!(id = %env.id, error = %e, "cannot record delivery state; keeping it in memory");
+            shared.keep_unsaved(env.clone());
+            Some(now_ms() + UNSAVED_RETRY_MS)
+        }
     }
-    next
 }
+
+/// How soon a delivery state that could not be written is written again.
+const UNSAVED_RETRY_MS: u64 = 30_000;
 
 /// One next hop to try.
 struct Hop {
@@ -399,6 +445,7 @@ async fn deliver_destination(
         auth: None,
         timeouts: shared.config.timeouts.clone(),
     };
+    let is_mx = matches!(route, Route::Mx { .. });
     let hops: Vec<Hop> = match route {
         Route::SmartHosts(hosts) => hosts.iter().map(|h| smart_hop(h, &base)).collect(),
         Route::Mx { tls } => match shared.resolver.mx(domain).await {
@@ -447,26 +494,45 @@ async fn deliver_destination(
             last_answered |= answered;
         }
     };
+    // A next hop that is this relay would hand the message back to us. Among MX hosts
+    // (best first) it ends the list: RFC 5321 §5.1 forbids the less preferred ones too.
+    let mut looped: Option<String> = None;
+    let mut tried_another = false;
     for hop in hops {
+        let me = &shared.identity;
+        if me.is_self_name(&hop.name, hop.port) {
+            looped = Some(format!(
+                "{}:{} is this relay's own name",
+                hop.name, hop.port
+            ));
+            if is_mx {
+                break;
+            }
+            continue;
+        }
         let addrs = match shared.resolver.addrs(&hop.name).await {
             Ok(a) => a,
             Err(f) => {
+                tried_another = true;
                 note(f, false);
                 continue;
             }
         };
+        let ours = addrs
+            .iter()
+            .map(|&ip| SocketAddr::new(ip, hop.port))
+            .find(|&a| me.is_self_addr(a));
+        if let Some(addr) = ours {
+            looped = Some(format!("{} ({addr}) is this relay", hop.name));
+            if is_mx {
+                break;
+            }
+            continue;
+        }
+        tried_another = true;
         for ip in addrs {
             let addr = SocketAddr::new(ip, hop.port);
-            let pool_key = format!(
-                "{addr}|{}|{:?}|{}",
-                hop.name,
-                hop.options.tls,
-                hop.options
-                    .auth
-                    .as_ref()
-                    .map(|a| a.user.as_str())
-                    .unwrap_or("")
-            );
+            let pool_key = pool_key(addr, &hop);
             let mut client = match checkout(shared, &pool_key).await {
                 Some(c) => c,
                 None => match SmtpClient::connect(addr, &hop.name, &hop.options).await {
@@ -490,7 +556,37 @@ async fn deliver_destination(
             }
         }
     }
-    all(last)
+    match looped {
+        Some(why) if !tried_another => {
+            tracing::warn!(%domain, %why, "mail loop: next hop is this relay");
+            all(Failure::local(
+                Enhanced(5, 4, 6),
+                format!("mail for {domain} loops back to myself: {why}"),
+            ))
+        }
+        _ => all(last),
+    }
+}
+
+/// A pooled connection is reused only by a hop that would have opened it the same way: same
+/// TLS policy, same certificate verification, same credentials (by digest: a key is no place
+/// for a password). A connection opened without verification never serves a route that
+/// needs it.
+fn pool_key(addr: SocketAddr, hop: &Hop) -> String {
+    use sha2::Digest;
+    let o = &hop.options;
+    let auth = o
+        .auth
+        .as_ref()
+        .map(|a| {
+            let digest = sha2::Sha256::digest(format!("{}\0{}", a.user, a.password));
+            format!("{:x}|plain={}", digest, a.allow_plaintext)
+        })
+        .unwrap_or_default();
+    format!(
+        "{addr}|{}|{:?}|verify={}|{auth}",
+        hop.name, o.tls, o.tls_verify
+    )
 }
 
 fn smart_hop(h: &SmartHostConfig, base: &ClientOptions) -> Hop {

@@ -11,7 +11,7 @@ use wasmrelay_codec::data::is_eight_bit;
 use wasmrelay_codec::message::header_end;
 
 use super::Failure;
-use crate::spool::{ClientInfo, Envelope, Recipient};
+use crate::spool::{ClientInfo, Envelope, Origin, Recipient};
 
 /// What happened to a recipient, as the DSN reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,6 +208,7 @@ pub fn build(
             helo: hostname.to_string(),
             auth_user: None,
             tls: false,
+            origin: Origin::Local,
         },
         eight_bit: is_eight_bit(attached),
         smtputf8: original.smtputf8,
@@ -279,6 +280,7 @@ mod tests {
                 helo: "c".into(),
                 auth_user: None,
                 tls: false,
+                origin: Default::default(),
             },
             eight_bit: false,
             smtputf8: false,

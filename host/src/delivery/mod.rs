@@ -10,6 +10,7 @@
 //!   with [`retry`] for the backoff schedule.
 //! - [`dsn`]: RFC 3464 bounce and delay notices.
 //! - [`dkim`]: DKIM signing per sending domain, and key generation.
+//! - [`identity`]: our own names and addresses, so that we never deliver to ourselves.
 //!
 //! The relay (`crate::relay`) starts delivery with [`QueueRunner::new`] and
 //! [`QueueRunner::run`]; its listeners store through [`QueueRunner::store`], a [`WakingStore`]
@@ -20,6 +21,7 @@ mod attempt;
 pub mod client;
 pub mod dkim;
 pub mod dsn;
+pub mod identity;
 pub mod resolve;
 pub mod retry;
 pub mod route;
@@ -27,6 +29,7 @@ pub mod runner;
 mod tls;
 
 pub use dkim::{keygen, DkimSigners};
+pub use identity::LocalIdentity;
 pub use resolve::MxResolver;
 pub use route::{DeliveryResult, Route, Router};
 pub use runner::{DeliveryError, QueueHandle, QueueRunner, WakingStore};

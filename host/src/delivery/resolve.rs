@@ -132,7 +132,11 @@ impl MxResolver {
     /// The addresses of `host` (A and AAAA). An IP literal is returned as is.
     pub async fn addrs(&self, host: &str) -> Result<Vec<IpAddr>, Failure> {
         let literal = host.trim_matches(['[', ']']);
-        let literal = literal.strip_prefix("IPv6:").unwrap_or(literal);
+        // RFC 5321 §4.1.3: the `IPv6:` tag is case-insensitive, like every SMTP keyword.
+        let literal = match literal.get(..5) {
+            Some(tag) if tag.eq_ignore_ascii_case("IPv6:") => &literal[5..],
+            _ => literal,
+        };
         if let Ok(ip) = literal.parse::<IpAddr>() {
             return Ok(vec![ip]);
         }

@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use super::attempt::{self, Idle};
 use super::dkim::{DkimError, DkimSigners};
+use super::identity::LocalIdentity;
 use super::resolve::MxResolver;
 use super::route::Router;
 use crate::config::delivery::DeliveryConfig;
@@ -91,14 +92,29 @@ pub(crate) struct Shared {
     pub resolver: MxResolver,
     pub router: Option<Arc<dyn Router>>,
     pub dkim: DkimSigners,
+    /// Our names and listener addresses: next hops that are us are loops.
+    pub identity: LocalIdentity,
     pub handle: QueueHandle,
     /// Per-destination connection limits, by destination key.
     pub destinations: std::sync::Mutex<HashMap<String, Arc<Semaphore>>>,
     /// Idle connections by next-hop key.
     pub pool: Mutex<HashMap<String, Vec<Idle>>>,
+    /// Delivery states the spool refused to record (disk full), newest per message; the
+    /// next attempt of such a message writes this first and sends nothing until it succeeds.
+    pub unsaved: std::sync::Mutex<HashMap<MessageId, Envelope>>,
 }
 
 impl Shared {
+    pub fn keep_unsaved(&self, env: Envelope) {
+        let mut map = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(env.id.clone(), env);
+    }
+
+    pub fn take_unsaved(&self, id: &MessageId) -> Option<Envelope> {
+        let mut map = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(id)
+    }
+
     pub fn destination(&self, key: &str) -> Arc<Semaphore> {
         let mut map = self.destinations.lock().unwrap();
         map.entry(key.to_string())
@@ -129,9 +145,11 @@ impl QueueRunner {
             resolver,
             router: None,
             dkim: DkimSigners::load(&config.dkim)?,
+            identity: LocalIdentity::default(),
             handle: QueueHandle { tx },
             destinations: Default::default(),
             pool: Default::default(),
+            unsaved: Default::default(),
         };
         Ok(QueueRunner {
             shared: Arc::new(shared),
@@ -144,6 +162,15 @@ impl QueueRunner {
         Arc::get_mut(&mut self.shared)
             .expect("with_router is called before run")
             .router = Some(router);
+        self
+    }
+
+    /// Tells delivery who we are (host names, bound listeners), so that a next hop that is
+    /// this relay is refused instead of looping.
+    pub fn with_identity(mut self, identity: LocalIdentity) -> QueueRunner {
+        Arc::get_mut(&mut self.shared)
+            .expect("with_identity is called before run")
+            .identity = identity;
         self
     }
 

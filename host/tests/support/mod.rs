@@ -14,7 +14,7 @@ use wasmrelay::config::delivery::{DeliveryConfig, Dur};
 
 use wasmrelay::delivery::{MxResolver, QueueHandle, QueueRunner, Router, WakingStore};
 use wasmrelay::smtp::session::MessageStore;
-use wasmrelay::spool::{ClientInfo, Envelope, Recipient, Spool};
+use wasmrelay::spool::{ClientInfo, Envelope, Origin, Recipient, Spool};
 
 pub fn support_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support")
@@ -289,6 +289,8 @@ pub fn envelope(spool: &Spool, from: Option<&str>, rcpts: &[&str], message: &[u8
             helo: "client.test".into(),
             auth_user: None,
             tls: false,
+            // Submitted as a trusted client would: DKIM signs it.
+            origin: Origin::RelayNetwork,
         },
         eight_bit: false,
         smtputf8: false,

@@ -190,12 +190,16 @@ impl SmtpClient {
                 cmd.push_str(&format!(" NOTIFY={}", r.notify.join(",")));
             }
             if let Some(orcpt) = r.orcpt {
-                let value = if orcpt.contains(';') {
-                    orcpt.to_string()
-                } else {
-                    format!("rfc822;{orcpt}")
+                // The spool keeps ORCPT as the client sent it, already xtext (RFC 3461 §4.2):
+                // relayed as is. Encoding it again would turn `+2B` into `+2B2B`.
+                let value = match orcpt.split_once(';') {
+                    Some((kind, addr)) if xtext::is_valid(kind) && xtext::is_valid(addr) => {
+                        orcpt.to_string()
+                    }
+                    Some((kind, addr)) => format!("{};{}", xtext::encode(kind), xtext::encode(addr)),
+                    None => format!("rfc822;{}", xtext::encode(orcpt)),
                 };
-                cmd.push_str(&format!(" ORCPT={}", xtext::encode(&value)));
+                cmd.push_str(&format!(" ORCPT={value}"));
             }
         }
         cmd.push_str("\r\n");

@@ -162,6 +162,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             info!(error = %e, "message refused");
             return self.fail(e.reply());
         }
+        // Ours is the first field of `message`, so this counts the hop to us too.
+        let hops = super::hops::received_count(&message);
+        if hops > self.env.limits.max_hops {
+            info!(hops, "message refused: too many hops");
+            return self.fail(Reply::new(
+                554,
+                Enhanced(5, 4, 6),
+                format!("Too many hops ({hops} Received: fields): mail loop?"),
+            ));
+        }
         if let Some(flow) = self.hook_data(&mut txn, &mut message).await {
             info!(id = %id, "message refused by policy");
             return flow;
@@ -180,6 +190,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     "queued"
                 );
                 self.hook_queued(&txn, &id, envelope.size).await;
+                self.ctx.junk = 0;
                 self.ok(Reply::new(
                     250,
                     Enhanced(2, 0, 0),
@@ -220,6 +231,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 helo: self.ctx.helo.clone().unwrap_or_default(),
                 auth_user: self.ctx.auth_user.clone(),
                 tls: self.ctx.tls.is_some(),
+                origin: self.ctx.origin(),
             },
             eight_bit: txn.params.body == Some(BodyType::EightBitMime),
             smtputf8: txn.params.smtputf8,
