@@ -56,7 +56,7 @@ impl MxResolver {
             )
         };
         let opts: &mut ResolverOpts = builder.options_mut();
-        opts.timeout = config.timeout.0;
+        opts.timeout = config.timeout;
         opts.attempts = config.attempts;
         opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
         opts.ndots = 0;

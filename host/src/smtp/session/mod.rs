@@ -17,7 +17,6 @@ mod store;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
@@ -198,7 +197,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// Flushes pending replies and reads more input. While no transaction is in progress a
     /// shutdown ends the session; a transaction in flight is allowed to finish first.
     async fn wait_for_input(&mut self) -> Result<(), ReadError> {
-        let timeout = Duration::from_secs(self.env.limits.command_timeout_secs);
+        let timeout = self.env.limits.command_timeout;
         if self.txn.is_none() && self.shutdown.is_cancelled() {
             return Err(ReadError::Shutdown);
         }
@@ -284,7 +283,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     /// TLS handshake with a deadline; on failure the connection is simply closed.
     async fn handshake(&mut self, acceptor: &TlsAcceptor) -> bool {
-        let timeout = Duration::from_secs(self.env.limits.tls_handshake_timeout_secs);
+        let timeout = self.env.limits.tls_handshake_timeout;
         match tokio::time::timeout(timeout, self.io.upgrade(acceptor)).await {
             Ok(Ok(())) => {
                 self.ctx.tls = self.io.tls_description();
