@@ -301,14 +301,17 @@ pub const DEFAULT_DKIM_HEADERS: &[&str] = &[
     "List-Unsubscribe",
 ];
 
-/// DKIM signature algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// DKIM signature algorithm; also the `--algorithm` of `wasmrelay dkim keygen`, which takes
+/// the short names `rsa` and `ed25519` too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 pub enum DkimAlgorithm {
     /// RSA with SHA-256 (`k=rsa`).
     #[serde(rename = "rsa-sha256")]
+    #[value(name = "rsa-sha256", alias = "rsa")]
     RsaSha256,
     /// Ed25519 with SHA-256 (`k=ed25519`, RFC 8463).
     #[serde(rename = "ed25519-sha256")]
+    #[value(name = "ed25519-sha256", alias = "ed25519")]
     Ed25519Sha256,
 }
 
