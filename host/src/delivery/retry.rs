@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use rand::Rng;
+use rand::RngExt;
 
 use crate::config::delivery::RetryConfig;
 
@@ -19,7 +19,7 @@ pub fn backoff(cfg: &RetryConfig, attempts: u32) -> Duration {
 pub fn next_delay(cfg: &RetryConfig, attempts: u32) -> Duration {
     let base = backoff(cfg, attempts).as_secs_f64();
     let spread = if cfg.jitter > 0.0 {
-        rand::thread_rng().gen_range(-cfg.jitter..cfg.jitter)
+        rand::rng().random_range(-cfg.jitter..cfg.jitter)
     } else {
         0.0
     };
