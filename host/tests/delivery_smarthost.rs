@@ -226,8 +226,8 @@ async fn one_connection_carries_several_messages() {
 async fn pending_mail_resumes_after_restart() {
     let sink = Sink::start("127.0.0.1", 0, &["--tempfail-data", "1"]);
     let mut config = fast_config(&route_to(&sink, &["dest.test"], ""));
-    config.retry.initial_interval.0 = std::time::Duration::from_secs(2);
-    config.retry.max_interval.0 = std::time::Duration::from_secs(2);
+    config.retry.initial_interval = std::time::Duration::from_secs(2);
+    config.retry.max_interval = std::time::Duration::from_secs(2);
     let relay = Relay::start(&config).await;
     let msg = b"Subject: survive\r\n\r\nrestart\r\n";
     let env = relay
@@ -313,10 +313,8 @@ async fn delay_notice_then_expiry_bounce() {
         senders.port()
     );
     let mut config = fast_config(&route_to(&stuck, &["dest.test"], &extra));
-    config.retry.max_age.0 = std::time::Duration::from_secs(3);
-    config.retry.delay_notice_after = Some(wasmrelay::config::delivery::Dur(
-        std::time::Duration::from_millis(900),
-    ));
+    config.retry.max_age = std::time::Duration::from_secs(3);
+    config.retry.delay_notice_after = Some(std::time::Duration::from_millis(900));
     let relay = Relay::start(&config).await;
     relay
         .submit(
@@ -357,8 +355,8 @@ async fn operator_flush_retries_now_and_bounce_gives_up() {
     );
     let mut config = fast_config(&route_to(&flaky, &["dest.test"], &extra));
     // Without an operator, nothing would be retried within the test.
-    config.retry.initial_interval.0 = std::time::Duration::from_secs(3600);
-    config.retry.max_interval.0 = std::time::Duration::from_secs(3600);
+    config.retry.initial_interval = std::time::Duration::from_secs(3600);
+    config.retry.max_interval = std::time::Duration::from_secs(3600);
     let relay = Relay::start(&config).await;
     let first = relay
         .submit(

@@ -117,7 +117,7 @@ fn misbehaving(kind: &str, on_error: &str, limits: &str, logged: &str, spins: Op
 }
 
 /// Tight limits, so a failure is quick.
-const TIGHT: &str = "{ cpu_ms = 50, wall_ms = 1000, memory_mb = 16, capability_calls = 100 }";
+const TIGHT: &str = "{ cpu = \"50ms\", wall = \"1s\", memory_mb = 16, capability_calls = 100 }";
 
 #[test]
 fn infinite_loop_tempfails() {
@@ -125,7 +125,7 @@ fn infinite_loop_tempfails() {
     misbehaving(
         "loop",
         "tempfail",
-        "{ cpu_ms = 1000, wall_ms = 5000 }",
+        "{ cpu = \"1s\", wall = \"5s\" }",
         "CPU budget exhausted",
         Some(Duration::from_millis(800)),
     );

@@ -182,7 +182,7 @@ pub(crate) async fn process(shared: &Arc<Shared>, id: &MessageId, force: bool) -
 
     let now = now_ms();
     let now_s = now / 1000;
-    let expires = env.received_at + shared.config.retry.max_age.0.as_secs();
+    let expires = env.received_at + shared.config.retry.max_age.as_secs();
     let mut bounced = Vec::new();
     let mut delayed = Vec::new();
     // Kept for the delivery-result hook, told once the new state is durable.
@@ -247,7 +247,7 @@ pub(crate) async fn process(shared: &Arc<Shared>, id: &MessageId, force: bool) -
             }
             continue;
         }
-        let wait = shared.config.retry.initial_interval.0.as_millis() as u64;
+        let wait = shared.config.retry.initial_interval.as_millis() as u64;
         r.next_attempt = (now + wait).min(expires * 1000).div_ceil(1000);
         r.last_reply = Some("held by route".into());
     }
@@ -614,7 +614,7 @@ async fn checkout(shared: &Shared, key: &str) -> Option<SmtpClient> {
             }
             idle?
         };
-        if idle.since.elapsed() >= shared.config.idle_timeout.0 {
+        if idle.since.elapsed() >= shared.config.idle_timeout {
             tokio::spawn(idle.client.quit());
             continue;
         }
@@ -651,7 +651,7 @@ pub(crate) async fn reap_idle(shared: &Shared) {
         for list in pool.values_mut() {
             let (old, fresh): (Vec<_>, Vec<_>) = list
                 .drain(..)
-                .partition(|i| i.since.elapsed() >= shared.config.idle_timeout.0);
+                .partition(|i| i.since.elapsed() >= shared.config.idle_timeout);
             *list = fresh;
             stale.extend(old);
         }

@@ -56,7 +56,7 @@ impl MxResolver {
             )
         };
         let opts: &mut ResolverOpts = builder.options_mut();
-        opts.timeout = config.timeout.0;
+        opts.timeout = config.timeout;
         opts.attempts = config.attempts;
         opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
         opts.ndots = 0;
@@ -124,7 +124,7 @@ impl MxResolver {
             hosts.retain(|h| !h.name.is_empty());
         }
         // Random order among equal preferences spreads load (RFC 5321 §5.1), then stable sort.
-        hosts.shuffle(&mut rand::thread_rng());
+        hosts.shuffle(&mut rand::rng());
         hosts.sort_by_key(|h| h.preference);
         Ok(hosts)
     }

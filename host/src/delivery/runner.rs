@@ -211,7 +211,7 @@ impl QueueRunner {
         let mut rescan = tokio::time::interval(Duration::from_secs(60));
         rescan.tick().await;
         let mut reaper =
-            tokio::time::interval(shared.config.idle_timeout.0.max(Duration::from_millis(100)));
+            tokio::time::interval(shared.config.idle_timeout.max(Duration::from_millis(100)));
         loop {
             let sleep_for = timetable
                 .next_due()
@@ -295,7 +295,6 @@ impl QueueRunner {
             .config
             .timeouts
             .data_final
-            .0
             .min(Duration::from_secs(10));
         if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
             .await

@@ -185,7 +185,7 @@ impl Relay {
         Ok(Relay {
             listeners,
             limits,
-            grace: config.limits.shutdown_grace.0,
+            grace: config.limits.shutdown_grace,
             reloader,
             runner,
             spool,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-use wasmrelay::config::delivery::{DeliveryConfig, Dur};
+use wasmrelay::config::delivery::DeliveryConfig;
 
 use wasmrelay::delivery::{MxResolver, QueueHandle, QueueRunner, Router, WakingStore};
 use wasmrelay::smtp::session::MessageStore;
@@ -174,13 +174,13 @@ pub fn fast_config(extra_toml: &str) -> DeliveryConfig {
     if config.resolver.nameservers.is_empty() {
         config.resolver.nameservers = vec!["127.0.0.1:9".into()];
     }
-    config.retry.initial_interval = Dur(Duration::from_millis(500));
-    config.retry.max_interval = Dur(Duration::from_secs(1));
+    config.retry.initial_interval = Duration::from_millis(500);
+    config.retry.max_interval = Duration::from_secs(1);
     config.retry.jitter = 0.0;
-    config.timeouts.connect = Dur(Duration::from_secs(2));
-    config.timeouts.greeting = Dur(Duration::from_secs(5));
-    config.timeouts.command = Dur(Duration::from_secs(5));
-    config.timeouts.data_final = Dur(Duration::from_secs(5));
+    config.timeouts.connect = Duration::from_secs(2);
+    config.timeouts.greeting = Duration::from_secs(5);
+    config.timeouts.command = Duration::from_secs(5);
+    config.timeouts.data_final = Duration::from_secs(5);
     let mut errors = Vec::new();
     config.validate("delivery", &mut errors);
     assert!(errors.is_empty(), "{errors:?}");

@@ -213,7 +213,7 @@ impl SmtpClient {
         opts: &ClientOptions,
         tls: TlsPolicy,
     ) -> Result<SmtpClient, ClientError> {
-        let tcp = tokio::time::timeout(opts.timeouts.connect.0, TcpStream::connect(addr))
+        let tcp = tokio::time::timeout(opts.timeouts.connect, TcpStream::connect(addr))
             .await
             .map_err(|_| ClientError::Connect {
                 addr,
@@ -243,7 +243,7 @@ impl SmtpClient {
             timeouts: opts.timeouts.clone(),
             transactions: 0,
         };
-        let greeting = c.read_reply(c.timeouts.greeting.0, "greeting").await?;
+        let greeting = c.read_reply(c.timeouts.greeting, "greeting").await?;
         if greeting.code != 220 {
             return Err(c.reply_error("greeting", greeting));
         }
@@ -327,7 +327,7 @@ impl SmtpClient {
             })?;
         let connector = TlsConnector::from(Arc::clone(&config));
         let remote = self.remote.clone();
-        let tls = tokio::time::timeout(self.timeouts.command.0, connector.connect(name, self.io))
+        let tls = tokio::time::timeout(self.timeouts.command, connector.connect(name, self.io))
             .await
             .map_err(|_| ClientError::Timeout {
                 remote: remote.clone(),
@@ -427,13 +427,13 @@ impl SmtpClient {
 impl SmtpClient {
     async fn command(&mut self, line: &str, phase: &'static str) -> Result<Reply, ClientError> {
         self.write(&format!("{line}\r\n"), phase).await?;
-        self.read_reply(self.timeouts.command.0, phase).await
+        self.read_reply(self.timeouts.command, phase).await
     }
 
     async fn write(&mut self, text: &str, phase: &'static str) -> Result<(), ClientError> {
-        self.write_timed(text.as_bytes(), self.timeouts.command.0, phase)
+        self.write_timed(text.as_bytes(), self.timeouts.command, phase)
             .await?;
-        self.flush(self.timeouts.command.0).await
+        self.flush(self.timeouts.command).await
     }
 
     async fn write_timed(

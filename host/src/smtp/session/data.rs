@@ -1,8 +1,6 @@
 //! DATA and BDAT: read the message, add our `Received:` header, spool it, and answer `250`
 //! only once it is on disk.
 
-use std::time::Duration;
-
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{info, warn};
 use wasmrelay_codec::command::{BodyType, DsnReturn, ReversePath};
@@ -74,7 +72,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if self.io.flush().await.is_err() {
             return false;
         }
-        let timeout = Duration::from_secs(self.env.limits.data_block_timeout_secs);
+        let timeout = self.env.limits.data_block_timeout;
         match self.io.read_more(timeout).await {
             Ok(()) => true,
             Err(e) => {

@@ -18,7 +18,6 @@ mod store;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
@@ -143,7 +142,7 @@ pub async fn run<S>(
         );
         let plugins = env.plugins.as_ref().map(|host| host.session());
         let mut session = Session {
-            io: Io::new(stream, Duration::from_secs(env.limits.command_timeout_secs)),
+            io: Io::new(stream, env.limits.command_timeout),
             lines,
             plugins,
             ctx,
@@ -218,7 +217,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// Flushes pending replies and reads more input. While no transaction is in progress a
     /// shutdown ends the session; a transaction in flight is allowed to finish first.
     async fn wait_for_input(&mut self) -> Result<(), ReadError> {
-        let timeout = Duration::from_secs(self.env.limits.command_timeout_secs);
+        let timeout = self.env.limits.command_timeout;
         if self.txn.is_none() && self.shutdown.is_cancelled() {
             return Err(ReadError::Shutdown);
         }
@@ -331,7 +330,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     /// TLS handshake with a deadline; on failure the connection is simply closed.
     async fn handshake(&mut self, acceptor: &TlsAcceptor) -> bool {
-        let timeout = Duration::from_secs(self.env.limits.tls_handshake_timeout_secs);
+        let timeout = self.env.limits.tls_handshake_timeout;
         match tokio::time::timeout(timeout, self.io.upgrade(acceptor)).await {
             Ok(Ok(())) => {
                 self.ctx.tls = self.io.tls_description();
