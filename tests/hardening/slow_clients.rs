@@ -60,7 +60,7 @@ fn a_client_that_never_reads_is_cut_off_by_the_command_timeout() {
     let _relay = relay_with(
         dir.path(),
         port,
-        "command_timeout_secs = 2\nmax_errors = 1000000\nmax_junk_commands = 1000000",
+        "command_timeout = \"2s\"\nmax_errors = 1000000\nmax_junk_commands = 1000000",
     );
     let out = python(NEVER_READS, &[&port.to_string(), "30"]);
     assert_success("never-reading client", &out);
@@ -101,7 +101,7 @@ fn command_floods_count_toward_the_error_limit() {
     let _relay = relay_with(
         dir.path(),
         port,
-        "max_errors = 10\nmax_junk_commands = 100\ncommand_timeout_secs = 5",
+        "max_errors = 10\nmax_junk_commands = 100\ncommand_timeout = \"5s\"",
     );
     let out = python(FLOOD, &[&port.to_string(), "5000"]);
     assert_success("flood", &out);
