@@ -27,6 +27,7 @@ mod error;
 mod message;
 mod metrics;
 mod state;
+#[cfg(any(test, feature = "test-util"))]
 #[doc(hidden)]
 pub mod test_plugins;
 pub mod transcript;
@@ -45,6 +46,7 @@ pub use caps::{
     DnsFailure, DnsLookup, DnsType, EventSink, InProcessBackend, RateDecision, StateBackend,
     StaticDns, TracingEvents,
 };
+#[cfg(feature = "test-util")]
 #[doc(hidden)]
 pub use chain::bench_instantiate;
 pub use chain::{DeliveryPlugins, SessionPlugins};
