@@ -126,7 +126,8 @@ async fn instantiate(
 }
 
 /// Instantiates plugin `index` (and runs its `init` if asked) outside any session, then
-/// drops the instance. For the benchmark; not part of the API.
+/// drops the instance. For the benchmark (feature `test-util`); not part of the API.
+#[cfg(feature = "test-util")]
 #[doc(hidden)]
 pub async fn bench_instantiate(host: &Arc<PluginHost>, index: usize, init: bool) -> bool {
     let plugin = &host.plugins[index];

@@ -29,6 +29,7 @@ mod message;
 mod metrics;
 mod mime;
 mod state;
+#[cfg(any(test, feature = "test-util"))]
 #[doc(hidden)]
 pub mod test_plugins;
 pub mod transcript;
@@ -46,6 +47,7 @@ use crate::config::plugins::{OnError, PluginConfig, PluginLimits, PluginRuntimeC
 use crate::state::{InProcessBackend, StateBackend};
 
 pub use caps::{DnsFailure, DnsLookup, DnsType, EventSink, StaticDns, TracingEvents};
+#[cfg(feature = "test-util")]
 #[doc(hidden)]
 pub use chain::bench_instantiate;
 pub use chain::{DeliveryPlugins, SessionPlugins};
