@@ -1,16 +1,43 @@
 //! The control socket: `<spool>/control.sock`, a Unix socket through which `wasmrelay queue
-//! flush|bounce` reaches the running relay's queue. One line in, one line out:
-//! `flush` · `flush ID` · `bounce ID` → `ok` or `error: ...`.
+//! flush|bounce` reaches the running relay's queue and `wasmrelay list` its live state
+//! backend. One line in, one line out:
+//! - `flush` · `flush ID` · `bounce ID` → `ok` or `error: ...`
+//! - `list {JSON request}` ([`ListRequest`]) → `ok {JSON answer}` ([`ListAnswer`]) or
+//!   `error: ...`. JSON keeps any list member on one line.
+//!
+//! The socket lives in the spool directory, so whoever may use it may also edit the spool:
+//! it is not a network interface, and requests are still checked (declared lists, member
+//! sizes) and bounded in length.
+//!
+//! [`ListAnswer`]: crate::state::admin::ListAnswer
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::config::lists::ListConfig;
 use crate::delivery::QueueHandle;
 use crate::spool::MessageId;
+use crate::state::admin::{self, ListRequest};
+use crate::state::StateBackend;
+
+/// Longest request line: a list request with a member of 1 KiB, escaped.
+const MAX_REQUEST: u64 = 16 * 1024;
+
+/// The `[[lists]]` of the running config, replaced on reload.
+pub type SharedLists = Arc<RwLock<Vec<ListConfig>>>;
+
+/// What the control socket acts on.
+#[derive(Clone)]
+pub struct Control {
+    pub queue: QueueHandle,
+    pub state: Arc<dyn StateBackend>,
+    pub lists: SharedLists,
+}
 
 pub fn socket_path(spool_dir: &Path) -> PathBuf {
     spool_dir.join("control.sock")
@@ -20,7 +47,7 @@ pub fn socket_path(spool_dir: &Path) -> PathBuf {
 /// the only relay on this spool) and serves it until shutdown.
 pub fn start(
     spool_dir: &Path,
-    queue: QueueHandle,
+    control: Control,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let path = socket_path(spool_dir);
@@ -34,7 +61,7 @@ pub fn start(
             };
             match stream {
                 Ok((stream, _)) => {
-                    tokio::spawn(serve(stream, queue.clone()));
+                    tokio::spawn(serve(stream, control.clone()));
                 }
                 Err(e) => {
                     warn!(error = %e, "control socket accept failed");
@@ -47,15 +74,38 @@ pub fn start(
     Ok(())
 }
 
-async fn serve(stream: UnixStream, queue: QueueHandle) {
+async fn serve(stream: UnixStream, control: Control) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
-    let mut read = BufReader::new(read.take(1024));
+    let mut read = BufReader::new(read.take(MAX_REQUEST));
     if read.read_line(&mut line).await.is_err() {
         return;
     }
-    let answer = execute(line.trim(), &queue);
+    let answer = match line.trim().strip_prefix("list ") {
+        Some(json) => list(json, &control).await,
+        None => execute(line.trim(), &control.queue),
+    };
     let _ = write.write_all(format!("{answer}\n").as_bytes()).await;
+}
+
+async fn list(json: &str, control: &Control) -> String {
+    let req: ListRequest = match serde_json::from_str(json) {
+        Ok(req) => req,
+        Err(e) => return format!("error: bad list request: {e}"),
+    };
+    let lists = control
+        .lists
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    match admin::execute(control.state.as_ref(), &lists, &req).await {
+        Ok(answer) => {
+            info!(request = %json, "control: list");
+            let json = serde_json::to_string(&answer).expect("answers serialize");
+            format!("ok {json}")
+        }
+        Err(e) => format!("error: {e}"),
+    }
 }
 
 fn execute(command: &str, queue: &QueueHandle) -> String {
