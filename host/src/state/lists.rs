@@ -6,6 +6,8 @@
 //!
 //! [`journal`]: super::journal
 
+use std::collections::HashMap;
+
 use super::journal::{Lists, Record};
 use super::{ListMember, StateError, StateResult};
 
@@ -26,11 +28,51 @@ pub struct Change {
 #[derive(Debug, Default)]
 pub struct ListTable {
     lists: Lists,
+    /// Per list, no later than its earliest expiry: a purge before then would find nothing,
+    /// so a writer hammering a full list cannot make every call scan it.
+    earliest: HashMap<String, u64>,
+}
+
+/// The earliest expiry among `members`.
+fn earliest(members: &HashMap<String, Option<u64>>) -> Option<u64> {
+    members.values().flatten().min().copied()
 }
 
 impl ListTable {
     pub fn new(lists: Lists) -> ListTable {
-        ListTable { lists }
+        let earliest = lists
+            .iter()
+            .filter_map(|(name, members)| Some((name.clone(), earliest(members)?)))
+            .collect();
+        ListTable { lists, earliest }
+    }
+
+    /// Drops the expired members of `list` if it may have any.
+    fn purge(&mut self, list: &str, now_ms: u64) {
+        if self.earliest.get(list).is_none_or(|e| *e > now_ms) {
+            return;
+        }
+        self.earliest.remove(list);
+        let Some(members) = self.lists.get_mut(list) else {
+            return;
+        };
+        members.retain(|_, e| live(*e, now_ms));
+        if let Some(e) = earliest(members) {
+            self.earliest.insert(list.to_string(), e);
+        }
+        if members.is_empty() {
+            self.lists.remove(list);
+        }
+    }
+
+    /// Inserts a member as is (no checks), keeping `earliest` a lower bound.
+    fn put(&mut self, list: &str, member: &str, expires_ms: Option<u64>) {
+        if let Some(e) = expires_ms {
+            let first = self.earliest.entry(list.to_string()).or_insert(e);
+            *first = (*first).min(e);
+        }
+        let members = self.lists.entry(list.to_string()).or_default();
+        members.insert(member.to_string(), expires_ms);
     }
 
     /// Every list, expired members included (they drop at the next sweep or load).
@@ -56,25 +98,22 @@ impl ListTable {
         max_members: u64,
         now_ms: u64,
     ) -> StateResult<(bool, Option<Change>)> {
-        let members = self.lists.entry(list.to_string()).or_default();
-        let before = members.get(member).copied();
+        let held = |t: &Self| t.lists.get(list).map_or(0, |m| m.len() as u64);
+        let before = self.lists.get(list).and_then(|m| m.get(member)).copied();
         let was_live = before.is_some_and(|e| live(e, now_ms));
-        if !was_live && members.len() as u64 >= max_members {
-            members.retain(|_, e| live(*e, now_ms));
-            if members.len() as u64 >= max_members {
-                if members.is_empty() {
-                    self.lists.remove(list);
-                }
+        if !was_live && held(self) >= max_members {
+            self.purge(list, now_ms);
+            if held(self) >= max_members {
                 return Err(StateError::Denied(format!(
                     "list {list:?} is full ({max_members} members, lists.max_members)"
                 )));
             }
         }
-        let before = members.get(member).copied();
+        let before = self.lists.get(list).and_then(|m| m.get(member)).copied();
         if was_live && before == Some(expires_ms) {
             return Ok((false, None));
         }
-        members.insert(member.to_string(), expires_ms);
+        self.put(list, member, expires_ms);
         let change = Change {
             record: Record::Add {
                 list: list.to_string(),
@@ -142,23 +181,24 @@ impl ListTable {
             return;
         }
         match change.before {
-            Some(expires) => {
-                self.lists
-                    .entry(change.list.clone())
-                    .or_default()
-                    .insert(change.member.clone(), expires);
-            }
+            Some(expires) => self.put(&change.list, &change.member, expires),
             None => {
                 self.remove(&change.list, &change.member, 0);
             }
         }
     }
 
+    /// Drops expired members of every list that may have some.
     pub fn sweep(&mut self, now_ms: u64) {
-        for members in self.lists.values_mut() {
-            members.retain(|_, e| live(*e, now_ms));
+        let due: Vec<String> = self
+            .earliest
+            .iter()
+            .filter(|(_, e)| **e <= now_ms)
+            .map(|(list, _)| list.clone())
+            .collect();
+        for list in due {
+            self.purge(&list, now_ms);
         }
-        self.lists.retain(|_, m| !m.is_empty());
     }
 }
 
@@ -217,6 +257,26 @@ mod tests {
             !t.lists().contains_key("t"),
             "a refused add leaves no empty list"
         );
+    }
+
+    #[test]
+    fn a_full_list_is_scanned_only_when_a_member_may_have_expired() {
+        let mut t = ListTable::default();
+        t.add("s", "a", None, 2, 0).unwrap();
+        t.add("s", "b", Some(1_000), 2, 0).unwrap();
+        assert_eq!(t.earliest.get("s"), Some(&1_000));
+        assert!(t.add("s", "c", None, 2, 999).is_err());
+        // Removing `b` leaves a stale lower bound; the next purge corrects it.
+        t.remove("s", "b", 0);
+        t.add("s", "b", Some(5_000), 2, 0).unwrap();
+        assert!(t.add("s", "c", None, 2, 1_000).is_err());
+        assert_eq!(t.earliest.get("s"), Some(&5_000), "recomputed by the purge");
+        assert!(t.add("s", "c", None, 2, 4_999).is_err());
+        assert_eq!(t.earliest.get("s"), Some(&5_000), "not due: no purge");
+        t.sweep(5_000);
+        assert_eq!(t.members("s", 5_000).len(), 1);
+        assert_eq!(t.earliest.get("s"), None);
+        assert!(t.add("s", "c", None, 2, 5_000).unwrap().0);
     }
 
     #[test]
