@@ -6,7 +6,7 @@
 //!   lists.lock              flock'ed exclusively by the one process that may write the journal
 //!   lists.journal           the header line, then one record per list change
 //!   lists.journal.tmp       a compaction in progress (replaced by rename; removed on start)
-//!   lists.journal.corrupt   a journal that had damaged records, kept aside when compacted
+//!   lists.journal.corrupt-<ms>  a journal that had damaged records, kept aside when compacted
 //! ```
 //! The header is `wasmrelay-lists-v1`. A record is a line `<crc32 of the JSON, 8 hex> <JSON>`
 //! with the JSON one of `{"op":"add","list":L,"member":M,"expires_ms":T}` (`expires_ms`
@@ -25,7 +25,7 @@
 //! The whole journal is replayed. An incomplete or damaged tail (a crash during an append:
 //! those records were never acknowledged) is cut off. A damaged record followed by good
 //! ones cannot come from a crash; it is skipped and counted, the file is copied to
-//! `lists.journal.corrupt`, and the journal is compacted. Members already expired are
+//! `lists.journal.corrupt-<ms>` (never deleted), and the journal is compacted. Members already expired are
 //! dropped. When the file is larger than twice what its live members need (and at least
 //! [`COMPACT_MIN`]), it is rewritten with one `add` per live member: written to a temp file,
 //! fsynced, renamed over the journal and the directory fsynced. A running relay compacts
@@ -46,7 +46,8 @@ use super::{StateError, StateResult};
 pub const JOURNAL: &str = "lists.journal";
 pub const LOCK: &str = "lists.lock";
 const TMP: &str = "lists.journal.tmp";
-const CORRUPT: &str = "lists.journal.corrupt";
+/// Prefix of a damaged journal kept aside: `lists.journal.corrupt-<ms since the epoch>`.
+const CORRUPT: &str = "lists.journal.corrupt-";
 const HEADER: &[u8] = b"wasmrelay-lists-v1\n";
 /// A journal smaller than this is never worth compacting.
 pub const COMPACT_MIN: u64 = 1 << 20;
@@ -354,11 +355,12 @@ impl Journal {
             || (file_len >= COMPACT_MIN && good_len > 2 * contents.len() as u64);
         let len = if compact {
             if report.corrupt > 0 {
-                fs::copy(&path, dir.join(CORRUPT)).map_err(io_err(&path))?;
+                let kept = dir.join(format!("{CORRUPT}{now_ms}"));
+                fs::copy(&path, &kept).map_err(io_err(&kept))?;
                 tracing::warn!(
                     path = %path.display(),
                     corrupt = report.corrupt,
-                    kept = %dir.join(CORRUPT).display(),
+                    kept = %kept.display(),
                     "list journal: damaged records skipped"
                 );
             }
@@ -440,15 +442,6 @@ impl Journal {
         if let Some(tx) = &self.tx {
             let _ = tx.send(Op::Compact { contents });
         }
-    }
-
-    /// Synced length of the journal file.
-    pub fn len(&self) -> u64 {
-        self.shared.len.load(Ordering::Relaxed)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() <= HEADER.len() as u64
     }
 }
 
