@@ -575,3 +575,47 @@ impl Writer {
             .store(false, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A write that fails undoes the batch's changes newest first and fails every call.
+    #[test]
+    fn a_failed_write_undoes_the_batch_in_reverse() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(JOURNAL);
+        fs::write(&path, HEADER).unwrap();
+        let undone = Arc::new(Mutex::new(Vec::new()));
+        let mut waiting: Waiting = Vec::new();
+        let mut answers = Vec::new();
+        for i in 0..3 {
+            let undone = undone.clone();
+            let (done, rx) = oneshot::channel();
+            waiting.push((Box::new(move || undone.lock().unwrap().push(i)), done));
+            answers.push(rx);
+        }
+        let mut writer = Writer {
+            dir: dir.path().to_path_buf(),
+            path: path.clone(),
+            // Read-only: every write fails.
+            file: File::open(&path).unwrap(),
+            shared: Arc::new(Shared {
+                len: AtomicU64::new(HEADER.len() as u64),
+                compacted_len: AtomicU64::new(0),
+                compaction_queued: AtomicBool::new(false),
+            }),
+        };
+        writer.commit(b"0000000 {}\n", waiting);
+        assert_eq!(*undone.lock().unwrap(), [2, 1, 0]);
+        for mut rx in answers {
+            assert!(matches!(rx.try_recv(), Ok(Err(StateError::Unavailable(_)))));
+        }
+        assert_eq!(fs::read(&path).unwrap(), HEADER);
+        assert_eq!(
+            writer.shared.len.load(Ordering::Relaxed),
+            HEADER.len() as u64
+        );
+    }
+}
