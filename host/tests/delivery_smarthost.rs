@@ -291,8 +291,7 @@ async fn delay_notice_then_expiry_bounce() {
     );
     let mut config = fast_config(&route_to(&stuck, &["dest.test"], &extra));
     config.retry.max_age = Duration::from_secs(3);
-    config.retry.delay_notice_after =
-        Some(Duration::from_millis(900));
+    config.retry.delay_notice_after = Some(Duration::from_millis(900));
     let queue = DeliveryQueue::start(&config).await;
     queue
         .submit(

@@ -7,11 +7,11 @@
 
 use std::fmt::Write as _;
 
-use wasmrelay_codec::data::is_eight_bit;
-use wasmrelay_codec::message::header_end;
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
+use wasmrelay_codec::data::is_eight_bit;
+use wasmrelay_codec::message::header_end;
 
 use super::Failure;
 use crate::spool::{ClientInfo, Envelope, Origin, Recipient};

@@ -275,6 +275,9 @@ mod tests {
                 cells.get(1)?.parse::<u32>().ok().map(|_| hook)
             })
             .collect();
-        assert_eq!(host, table, "the stage table in plugin-sdk/README.md differs");
+        assert_eq!(
+            host, table,
+            "the stage table in plugin-sdk/README.md differs"
+        );
     }
 }

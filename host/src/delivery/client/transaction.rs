@@ -196,7 +196,9 @@ impl SmtpClient {
                     Some((kind, addr)) if xtext::is_valid(kind) && xtext::is_valid(addr) => {
                         orcpt.to_string()
                     }
-                    Some((kind, addr)) => format!("{};{}", xtext::encode(kind), xtext::encode(addr)),
+                    Some((kind, addr)) => {
+                        format!("{};{}", xtext::encode(kind), xtext::encode(addr))
+                    }
                     None => format!("rfc822;{}", xtext::encode(orcpt)),
                 };
                 cmd.push_str(&format!(" ORCPT={value}"));
