@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::config::delivery::DkimAlgorithm;
+use crate::config::server::AuthCheck;
 use crate::config::{Config, ListenerConfig, RelayConfig};
 use crate::relay::{Relay, Reloader};
 use crate::smtp::server::{self, ConnectionLimits, Listener};
@@ -224,6 +225,8 @@ async fn sink(listen: SocketAddr, dir: &Path) -> anyhow::Result<()> {
         require_auth: Some(false),
         allow_plaintext_auth: false,
         normalize_line_endings: false,
+        check_auth: Some(AuthCheck::Off),
+        dmarc_reject: false,
     };
     let env = SessionEnv {
         hostname: "sink.localhost".into(),
@@ -237,6 +240,7 @@ async fn sink(listen: SocketAddr, dir: &Path) -> anyhow::Result<()> {
         tls: None,
         store,
         plugins: None,
+        authenticator: None,
     };
     let listener = Listener::bind(env)
         .await

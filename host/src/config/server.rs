@@ -22,6 +22,20 @@ pub enum ListenerRole {
     Smtps,
 }
 
+/// Which messages a listener checks for SPF, DKIM, DMARC and ARC. Authenticated sessions are
+/// never checked: their mail is ours to vouch for, not to verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthCheck {
+    /// Nothing is checked (and no `Authentication-Results` is added).
+    Off,
+    /// Mail from the outside for us: clients outside `relay_networks`, at least one recipient
+    /// in `local_domains`.
+    Inbound,
+    /// Every message from an unauthenticated client, `relay_networks` included.
+    All,
+}
+
 /// One `[[listeners]]` entry.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,6 +64,15 @@ pub struct ListenerConfig {
     /// rejects them, which is what keeps SMTP smuggling out).
     #[serde(default)]
     pub normalize_line_endings: bool,
+    /// Check SPF, DKIM, DMARC (and ARC) at the end of DATA, add an `Authentication-Results`
+    /// header and give the results to plugins: `inbound`, `all` or `off`. Default: `inbound`
+    /// for `relay`, `off` for `submission` and `smtps`.
+    #[serde(default)]
+    pub check_auth: Option<AuthCheck>,
+    /// Refuse with `550 5.7.1` a checked message that fails DMARC for an author domain whose
+    /// policy is `p=reject`. Off by default: the result is recorded and plugins decide.
+    #[serde(default)]
+    pub dmarc_reject: bool,
 }
 
 impl ListenerConfig {
@@ -67,6 +90,14 @@ impl ListenerConfig {
     pub fn requires_auth(&self) -> bool {
         self.require_auth
             .unwrap_or(self.role != ListenerRole::Relay)
+    }
+
+    /// What this listener checks: `check_auth`, or the role's default.
+    pub fn auth_check(&self) -> AuthCheck {
+        self.check_auth.unwrap_or(match self.role {
+            ListenerRole::Relay => AuthCheck::Inbound,
+            ListenerRole::Submission | ListenerRole::Smtps => AuthCheck::Off,
+        })
     }
 
     pub fn has_tls(&self) -> bool {
@@ -137,6 +168,9 @@ pub struct LimitsConfig {
     pub data_block_timeout_secs: u64,
     /// Seconds a session may take for the TLS handshake.
     pub tls_handshake_timeout_secs: u64,
+    /// Seconds the SPF/DKIM/DMARC checks of one message may take; lookups still unanswered
+    /// then count as `temperror`. At most `data_block_timeout_secs`.
+    pub auth_check_timeout_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -152,6 +186,7 @@ impl Default for LimitsConfig {
             command_timeout_secs: 300,
             data_block_timeout_secs: 180,
             tls_handshake_timeout_secs: 30,
+            auth_check_timeout_secs: 20,
         }
     }
 }
@@ -235,6 +270,12 @@ pub(super) fn validate_listeners(listeners: &[ListenerConfig], errors: &mut Vec<
                 "a submission listener needs TLS (or allow_plaintext_auth for loopback testing)",
             ));
         }
+        if l.dmarc_reject && l.auth_check() == AuthCheck::Off {
+            errors.push(ConfigError::new(
+                format!("{key}.dmarc_reject"),
+                "needs check_auth (inbound or all): DMARC is not checked on this listener",
+            ));
+        }
         if let Some(j) = listeners[..i].iter().position(|o| o.address == l.address) {
             errors.push(ConfigError::new(
                 format!("{key}.address"),
@@ -313,6 +354,21 @@ pub(super) fn validate_limits(l: &LimitsConfig, errors: &mut Vec<ConfigError>) {
         1,
         "zero would fail every handshake",
     );
+    floor(
+        "auth_check_timeout_secs",
+        l.auth_check_timeout_secs,
+        1,
+        "zero would make every check a temperror",
+    );
+    if l.auth_check_timeout_secs > l.data_block_timeout_secs {
+        errors.push(ConfigError::new(
+            "limits.auth_check_timeout_secs",
+            format!(
+                "must be at most data_block_timeout_secs ({}): the client waits for our answer",
+                l.data_block_timeout_secs
+            ),
+        ));
+    }
 }
 
 pub(super) fn validate_relay(r: &RelayConfig, errors: &mut Vec<ConfigError>) {
@@ -347,5 +403,67 @@ pub(super) fn validate_users(users: &[UserConfig], errors: &mut Vec<ConfigError>
                 "not a PHC password hash; make one with `wasmrelay hash-password`",
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Config;
+
+    fn parse(text: &str) -> Result<Config, Vec<String>> {
+        Config::parse(text, Path::new("/nonexistent"))
+            .map_err(|e| e.iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn auth_checks_default_by_role_and_can_be_set() {
+        let config = parse(
+            "[[listeners]]\naddress = \"127.0.0.1:25\"\n\
+             [[listeners]]\naddress = \"127.0.0.1:587\"\nrole = \"submission\"\nallow_plaintext_auth = true\n\
+             [[listeners]]\naddress = \"127.0.0.1:2525\"\ncheck_auth = \"all\"\ndmarc_reject = true\n\
+             [[listeners]]\naddress = \"127.0.0.1:2526\"\ncheck_auth = \"off\"\n",
+        )
+        .unwrap();
+        let checks: Vec<_> = config.listeners.iter().map(|l| l.auth_check()).collect();
+        assert_eq!(
+            checks,
+            [
+                AuthCheck::Inbound,
+                AuthCheck::Off,
+                AuthCheck::All,
+                AuthCheck::Off
+            ]
+        );
+        assert!(!config.listeners[0].dmarc_reject);
+        assert!(config.listeners[2].dmarc_reject);
+        assert_eq!(config.limits.auth_check_timeout_secs, 20);
+    }
+
+    #[test]
+    fn auth_check_settings_are_validated() {
+        let e = parse(
+            "[[listeners]]\naddress = \"127.0.0.1:25\"\ncheck_auth = \"off\"\ndmarc_reject = true\n\
+             [limits]\nauth_check_timeout_secs = 200\n",
+        )
+        .unwrap_err();
+        let keys: Vec<_> = e.iter().map(|e| e.split(':').next().unwrap()).collect();
+        assert_eq!(
+            keys,
+            [
+                "listeners[0].dmarc_reject",
+                "limits.auth_check_timeout_secs"
+            ]
+        );
+        let e =
+            parse("[[listeners]]\naddress = \"127.0.0.1:25\"\ncheck_auth = true\n").unwrap_err();
+        assert!(e[0].starts_with("listeners[0].check_auth"), "{e:?}");
+        let e = parse(
+            "[[listeners]]\naddress = \"127.0.0.1:25\"\n[limits]\nauth_check_timeout_secs = 0\n",
+        )
+        .unwrap_err();
+        assert!(e[0].starts_with("limits.auth_check_timeout_secs"), "{e:?}");
     }
 }

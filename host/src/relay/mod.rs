@@ -11,6 +11,7 @@ use tracing::info;
 
 use crate::config::Config;
 use crate::delivery::{DeliveryError, MxResolver, QueueHandle, QueueRunner};
+use crate::msgauth::Authenticator;
 use crate::plugins::{DnsLookup, PluginHost, PluginHostOptions, PluginLoadError};
 use crate::smtp::server::{self, ConnectionLimits, Listener, SharedEnv};
 use crate::smtp::session::{MessageStore, SessionEnv, Users};
@@ -65,6 +66,8 @@ pub struct Reloader {
     store: Arc<dyn MessageStore>,
     plugins: SharedPlugins,
     capabilities: PluginCapabilities,
+    /// Built once on the relay's resolver: its record caches outlive reloads.
+    authenticator: Arc<Authenticator>,
 }
 
 /// What plugin chains share across reloads: rate/kv state must survive a reload.
@@ -109,7 +112,7 @@ impl Reloader {
             )));
         }
         let plugins = self.capabilities.load(config).await?;
-        let envs = session_envs(config, &self.store, &plugins)?;
+        let envs = session_envs(config, &self.store, &plugins, &self.authenticator)?;
         for (shared, env) in self.envs.iter().zip(envs) {
             shared.replace(env);
         }
@@ -131,6 +134,7 @@ impl Relay {
         );
         let resolver = MxResolver::from_config(&config.delivery.resolver)
             .map_err(|e| StartError::Resolver(e.to_string()))?;
+        let authenticator = Arc::new(Authenticator::new(resolver.hickory().clone()));
         let capabilities = PluginCapabilities {
             backend: Arc::new(InProcessBackend::new()),
             dns: Arc::new(resolver.hickory().clone()),
@@ -151,7 +155,7 @@ impl Relay {
         // Stores go through the runner's store, which wakes delivery for each new message.
         let store: Arc<dyn MessageStore> = Arc::new(runner.store());
         let mut listeners = Vec::new();
-        for (index, env) in session_envs(config, &store, &chain)?
+        for (index, env) in session_envs(config, &store, &chain, &authenticator)?
             .into_iter()
             .enumerate()
         {
@@ -171,6 +175,7 @@ impl Relay {
             store,
             plugins,
             capabilities,
+            authenticator,
         };
         let limits = ConnectionLimits::new(
             config.limits.max_connections,
@@ -221,6 +226,7 @@ fn session_envs(
     config: &Config,
     store: &Arc<dyn MessageStore>,
     plugins: &Option<Arc<PluginHost>>,
+    authenticator: &Arc<Authenticator>,
 ) -> Result<Vec<SessionEnv>, StartError> {
     let users = Users::from_config(&config.users);
     let mut envs = Vec::new();
@@ -244,6 +250,7 @@ fn session_envs(
             tls,
             store: store.clone(),
             plugins: plugins.clone(),
+            authenticator: Some(authenticator.clone()),
         });
     }
     Ok(envs)
