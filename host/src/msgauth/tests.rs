@@ -145,3 +145,51 @@ fn plugins_see_the_header_result_split_into_fields() {
     let bare = Finding::new("dkim", "none", "", None, vec![]);
     assert_eq!(bare.to_plugin().detail, "");
 }
+
+/// Parsing a 25 MB message (its body hashed twice) runs off the async workers: a session
+/// on another task keeps being served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn large_messages_are_parsed_without_stalling_other_tasks() {
+    let sig = |c: &str| {
+        format!(
+            "DKIM-Signature: v=1; a=rsa-sha256; c={c}; d=example.org; s=s; h=from; \
+             bh=Ck5SoRNWUpSR4X0COv7R5ub2pUTtl6xz4dTFz++ji4M=; b=dGVzdA==\r\n"
+        )
+    };
+    let line = "The quick brown fox jumps over the lazy dog, again and again and again.\r\n";
+    let message = format!(
+        "{}{}From: a@example.org\r\n\r\n{}",
+        sig("relaxed/relaxed"),
+        sig("simple/simple"),
+        line.repeat(25 * 1024 * 1024 / line.len())
+    );
+    let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let ticker = tokio::spawn({
+        let ticks = ticks.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let before = ticks.load(std::sync::atomic::Ordering::Relaxed);
+    // On the runtime's one worker, as a session's task would be.
+    let (signatures, took) = tokio::spawn(async move {
+        let started = Instant::now();
+        let parsed = parse(message.as_bytes()).unwrap();
+        (parsed.dkim_headers.len(), started.elapsed())
+    })
+    .await
+    .unwrap();
+    let during = ticks.load(std::sync::atomic::Ordering::Relaxed) - before;
+    ticker.abort();
+    assert_eq!(signatures, 2);
+    // Stalled, it would not tick at all; served, about every 5 ms (a loaded machine may
+    // delay some ticks, so only a few are required).
+    assert!(
+        during >= 2,
+        "the other task ticked {during} times in {took:?}"
+    );
+}
