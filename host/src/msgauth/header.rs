@@ -65,8 +65,7 @@ pub fn pvalue(value: &str) -> Option<String> {
     let token = |s: &str| !s.is_empty() && s.bytes().all(is_token_byte);
     let bare = match value.rsplit_once('@') {
         Some((local, domain)) => {
-            (local.is_empty() || local.split('.').all(token))
-                && domain.split('.').all(|label| token(label))
+            (local.is_empty() || local.split('.').all(token)) && domain.split('.').all(token)
         }
         None => token(value),
     };
