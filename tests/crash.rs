@@ -106,6 +106,7 @@ fn kill_9_under_load_loses_no_acknowledged_message() {
     let sink = SmtpSink::start(256);
     let config = format!(
         "hostname = \"relay.test\"\n[[listeners]]\naddress = \"127.0.0.1:0\"\n\
+         check_auth = \"off\"\n\
          [relay]\nlocal_domains = [\"example.com\"]\n[spool]\ndir = \"spool\"\n\
          [[delivery.routes]]\ndomains = [\"*\"]\n\
          hosts = [{{ host = \"127.0.0.1\", port = {sink_port}, tls = \"none\" }}]\n\

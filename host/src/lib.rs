@@ -1,7 +1,7 @@
 //! wasmrelay: an SMTP relay whose policy lives in sandboxed WebAssembly plugins.
 //!
 //! Layout: [`smtp`] (codec, session, server) receives mail, [`spool`] keeps it durable,
-//! [`delivery`] sends it on, [`plugins`] runs the Wasm policy chain on [`state`] (rates,
+//! [`delivery`] sends it on, [`msgauth`] checks SPF/DKIM/DMARC of what arrives, [`plugins`] runs the Wasm policy chain on [`state`] (rates,
 //! quotas, kv, lists), [`config`] ties them
 //! together from one TOML file, and [`relay`] wires them into a running server.
 
@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod delivery;
+pub mod msgauth;
 pub mod plugins;
 pub mod relay;
 pub mod sink;

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::config::delivery::DkimAlgorithm;
+use crate::config::server::AuthCheck;
 use crate::config::{Config, ListenerConfig, RelayConfig};
 use crate::relay::{Relay, Reloader};
 use crate::smtp::server::{self, ConnectionLimits, Listener};
@@ -233,6 +234,8 @@ async fn sink(listen: SocketAddr, dir: &Path) -> anyhow::Result<()> {
         require_auth: Some(false),
         allow_plaintext_auth: false,
         normalize_line_endings: false,
+        check_auth: Some(AuthCheck::Off),
+        dmarc_reject: false,
     };
     let env = SessionEnv {
         hostname: "sink.localhost".into(),
@@ -246,6 +249,7 @@ async fn sink(listen: SocketAddr, dir: &Path) -> anyhow::Result<()> {
         tls: None,
         store,
         plugins: None,
+        authenticator: None,
     };
     let listener = Listener::bind(env)
         .await

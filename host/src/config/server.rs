@@ -23,6 +23,20 @@ pub enum ListenerRole {
     Smtps,
 }
 
+/// Which messages a listener checks for SPF, DKIM, DMARC and ARC. Authenticated sessions are
+/// never checked: their mail is ours to vouch for, not to verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthCheck {
+    /// Nothing is checked (and no `Authentication-Results` is added).
+    Off,
+    /// Mail from the outside for us: clients outside `relay_networks`, at least one recipient
+    /// in `local_domains`.
+    Inbound,
+    /// Every message from an unauthenticated client, `relay_networks` included.
+    All,
+}
+
 /// One `[[listeners]]` entry.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,6 +65,15 @@ pub struct ListenerConfig {
     /// rejects them, which is what keeps SMTP smuggling out).
     #[serde(default)]
     pub normalize_line_endings: bool,
+    /// Check SPF, DKIM, DMARC (and ARC) at the end of DATA, add an `Authentication-Results`
+    /// header and give the results to plugins: `inbound`, `all` or `off`. Default: `inbound`
+    /// for `relay`, `off` for `submission` and `smtps`.
+    #[serde(default)]
+    pub check_auth: Option<AuthCheck>,
+    /// Refuse with `550 5.7.1` a checked message that fails DMARC for an author domain whose
+    /// policy is `p=reject`. Off by default: the result is recorded and plugins decide.
+    #[serde(default)]
+    pub dmarc_reject: bool,
 }
 
 impl ListenerConfig {
@@ -68,6 +91,14 @@ impl ListenerConfig {
     pub fn requires_auth(&self) -> bool {
         self.require_auth
             .unwrap_or(self.role != ListenerRole::Relay)
+    }
+
+    /// What this listener checks: `check_auth`, or the role's default.
+    pub fn auth_check(&self) -> AuthCheck {
+        self.check_auth.unwrap_or(match self.role {
+            ListenerRole::Relay => AuthCheck::Inbound,
+            ListenerRole::Submission | ListenerRole::Smtps => AuthCheck::Off,
+        })
     }
 
     pub fn has_tls(&self) -> bool {
@@ -152,6 +183,10 @@ pub struct LimitsConfig {
     /// cut off.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// How long the SPF/DKIM/DMARC checks of one message may take; lookups still
+    /// unanswered then count as `temperror`. At most `data_block_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub auth_check_timeout: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -170,6 +205,7 @@ impl Default for LimitsConfig {
             max_hops: 50,
             max_junk_commands: 100,
             shutdown_grace: Duration::from_secs(30),
+            auth_check_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -253,6 +289,12 @@ pub(super) fn validate_listeners(listeners: &[ListenerConfig], errors: &mut Vec<
                 "a submission listener needs TLS (or allow_plaintext_auth for loopback testing)",
             ));
         }
+        if l.dmarc_reject && l.auth_check() == AuthCheck::Off {
+            errors.push(ConfigError::new(
+                format!("{key}.dmarc_reject"),
+                "needs check_auth (inbound or all): DMARC is not checked on this listener",
+            ));
+        }
         if let Some(j) = listeners[..i].iter().position(|o| o.address == l.address) {
             errors.push(ConfigError::new(
                 format!("{key}.address"),
@@ -330,8 +372,18 @@ pub(super) fn validate_limits(l: &LimitsConfig, errors: &mut Vec<ConfigError>) {
         ("data_block_timeout", l.data_block_timeout),
         ("tls_handshake_timeout", l.tls_handshake_timeout),
         ("shutdown_grace", l.shutdown_grace),
+        ("auth_check_timeout", l.auth_check_timeout),
     ] {
         check_duration(errors, format!("limits.{field}"), value, POSITIVE);
+    }
+    if l.auth_check_timeout > l.data_block_timeout {
+        errors.push(ConfigError::new(
+            "limits.auth_check_timeout",
+            format!(
+                "must be at most data_block_timeout ({}): the client waits for our answer",
+                humantime_serde::re::humantime::format_duration(l.data_block_timeout)
+            ),
+        ));
     }
 }
 
@@ -367,5 +419,64 @@ pub(super) fn validate_users(users: &[UserConfig], errors: &mut Vec<ConfigError>
                 "not a PHC password hash; make one with `wasmrelay hash-password`",
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Config;
+
+    fn parse(text: &str) -> Result<Config, Vec<String>> {
+        Config::parse(text, Path::new("/nonexistent"))
+            .map_err(|e| e.iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn auth_checks_default_by_role_and_can_be_set() {
+        let config = parse(
+            "[[listeners]]\naddress = \"127.0.0.1:25\"\n\
+             [[listeners]]\naddress = \"127.0.0.1:587\"\nrole = \"submission\"\nallow_plaintext_auth = true\n\
+             [[listeners]]\naddress = \"127.0.0.1:2525\"\ncheck_auth = \"all\"\ndmarc_reject = true\n\
+             [[listeners]]\naddress = \"127.0.0.1:2526\"\ncheck_auth = \"off\"\n",
+        )
+        .unwrap();
+        let checks: Vec<_> = config.listeners.iter().map(|l| l.auth_check()).collect();
+        assert_eq!(
+            checks,
+            [
+                AuthCheck::Inbound,
+                AuthCheck::Off,
+                AuthCheck::All,
+                AuthCheck::Off
+            ]
+        );
+        assert!(!config.listeners[0].dmarc_reject);
+        assert!(config.listeners[2].dmarc_reject);
+        assert_eq!(config.limits.auth_check_timeout, Duration::from_secs(20));
+    }
+
+    #[test]
+    fn auth_check_settings_are_validated() {
+        let e = parse(
+            "[[listeners]]\naddress = \"127.0.0.1:25\"\ncheck_auth = \"off\"\ndmarc_reject = true\n\
+             [limits]\nauth_check_timeout = \"200s\"\n",
+        )
+        .unwrap_err();
+        let keys: Vec<_> = e.iter().map(|e| e.split(':').next().unwrap()).collect();
+        assert_eq!(
+            keys,
+            ["listeners[0].dmarc_reject", "limits.auth_check_timeout"]
+        );
+        let e =
+            parse("[[listeners]]\naddress = \"127.0.0.1:25\"\ncheck_auth = true\n").unwrap_err();
+        assert!(e[0].starts_with("listeners[0].check_auth"), "{e:?}");
+        let e = parse(
+            "[[listeners]]\naddress = \"127.0.0.1:25\"\n[limits]\nauth_check_timeout = \"0s\"\n",
+        )
+        .unwrap_err();
+        assert!(e[0].starts_with("limits.auth_check_timeout"), "{e:?}");
     }
 }

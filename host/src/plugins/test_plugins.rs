@@ -55,6 +55,7 @@ const PLUGINS: &[&str] = &[
     "list_reader",
     "greedy",
     "quota",
+    "auth_echo",
 ];
 
 /// Newest modification time of the files under `dir` (recursively, skipping `target`).

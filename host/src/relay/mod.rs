@@ -12,6 +12,7 @@ use tracing::info;
 
 use crate::config::Config;
 use crate::delivery::{DeliveryError, LocalIdentity, MxResolver, QueueHandle, QueueRunner};
+use crate::msgauth::Authenticator;
 use crate::plugins::{DnsLookup, PluginHost, PluginHostOptions, PluginLoadError};
 use crate::smtp::server::{self, ConnectionLimits, Listener, SharedEnv};
 use crate::smtp::session::{MessageStore, SessionEnv, Users};
@@ -71,6 +72,8 @@ pub struct Reloader {
     store: Arc<dyn MessageStore>,
     plugins: SharedPlugins,
     capabilities: PluginCapabilities,
+    /// Built once on the relay's resolver: its record caches outlive reloads.
+    authenticator: Arc<Authenticator>,
 }
 
 /// What plugin chains share across reloads: rate/kv state must survive a reload.
@@ -117,7 +120,7 @@ impl Reloader {
             )));
         }
         let plugins = self.capabilities.load(config).await?;
-        let envs = session_envs(config, &self.store, &plugins)?;
+        let envs = session_envs(config, &self.store, &plugins, &self.authenticator)?;
         for (shared, env) in self.envs.iter().zip(envs) {
             shared.replace(env);
         }
@@ -157,6 +160,7 @@ impl Relay {
             compacted = lists.compacted,
             "lists loaded"
         );
+        let authenticator = Arc::new(Authenticator::new(resolver.hickory().clone()));
         let capabilities = PluginCapabilities {
             backend: Arc::new(backend),
             dns: Arc::new(resolver.hickory().clone()),
@@ -178,7 +182,7 @@ impl Relay {
         // Stores go through the runner's store, which wakes delivery for each new message.
         let store: Arc<dyn MessageStore> = Arc::new(runner.store());
         let mut listeners = Vec::new();
-        for (index, env) in session_envs(config, &store, &chain)?
+        for (index, env) in session_envs(config, &store, &chain, &authenticator)?
             .into_iter()
             .enumerate()
         {
@@ -201,6 +205,7 @@ impl Relay {
             store,
             plugins,
             capabilities,
+            authenticator,
         };
         let limits = ConnectionLimits::new(
             config.limits.max_connections,
@@ -257,6 +262,7 @@ fn session_envs(
     config: &Config,
     store: &Arc<dyn MessageStore>,
     plugins: &Option<Arc<PluginHost>>,
+    authenticator: &Arc<Authenticator>,
 ) -> Result<Vec<SessionEnv>, StartError> {
     let users = Users::from_config(&config.users);
     let mut envs = Vec::new();
@@ -280,6 +286,7 @@ fn session_envs(
             tls,
             store: store.clone(),
             plugins: plugins.clone(),
+            authenticator: Some(authenticator.clone()),
         });
     }
     Ok(envs)

@@ -170,7 +170,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 format!("Too many hops ({hops} Received: fields): mail loop?"),
             ));
         }
-        if let Some(flow) = self.hook_data(&mut txn, &mut message).await {
+        let auth_results = match self.authenticate_message(&txn, &mut message).await {
+            Ok(results) => results,
+            Err(flow) => return flow,
+        };
+        if let Some(flow) = self.hook_data(&mut txn, &mut message, auth_results).await {
             info!(id = %id, "message refused by policy");
             return flow;
         }

@@ -8,7 +8,7 @@ use wasmrelay_codec::command::{Address, BodyType, DsnReturn, MailParams, Reverse
 
 use super::{Flow, Session, Transaction};
 use crate::config::ListenerRole;
-use crate::plugins::{ConnectionInfo, Hook, TlsInfo, TransactionInfo, Verdict};
+use crate::plugins::{AuthResult, ConnectionInfo, Hook, TlsInfo, TransactionInfo, Verdict};
 use crate::spool::MessageId;
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -142,17 +142,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     /// After the final dot, before the message is spooled; edits land in `message`,
-    /// annotations in `txn`.
+    /// annotations in `txn`. `auth_results` are what the host checked of this message.
     pub(super) async fn hook_data(
         &mut self,
         txn: &mut Transaction,
         message: &mut Vec<u8>,
+        auth_results: Vec<AuthResult>,
     ) -> Option<Flow> {
         if !self.wants(Hook::Data) {
             return None;
         }
         let info = self.connection_info();
         let mut tx = transaction_info(txn, Some(message.len() as u64));
+        tx.auth_results = auth_results;
         let verdict = self.plugins.as_mut()?.data(&info, &mut tx, message).await;
         txn.annotations = tx.annotations;
         self.apply(verdict)

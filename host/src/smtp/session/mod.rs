@@ -6,6 +6,7 @@
 //! own module: `ehlo` (EHLO/HELO/STARTTLS), `auth`, `mail`, `rcpt`, `data` (DATA and BDAT).
 
 mod auth;
+mod authcheck;
 mod data;
 mod ehlo;
 mod hooks;
@@ -30,6 +31,7 @@ pub use self::auth::{hash_password, Users};
 use self::io::{Io, ReadError};
 pub use self::store::{MessageStore, StoreFuture};
 use crate::config::{LimitsConfig, ListenerConfig, ListenerRole, RelayConfig};
+use crate::msgauth::Authenticator;
 use crate::plugins::{PluginHost, SessionPlugins};
 use crate::spool::Origin;
 
@@ -45,6 +47,8 @@ pub struct SessionEnv {
     pub store: Arc<dyn MessageStore>,
     /// The policy chain; `None` when no plugins are configured.
     pub plugins: Option<Arc<PluginHost>>,
+    /// SPF/DKIM/DMARC checks for listeners with `check_auth`; `None` checks nothing.
+    pub authenticator: Option<Arc<Authenticator>>,
 }
 
 /// Facts about the connection, kept across transactions.

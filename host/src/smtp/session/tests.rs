@@ -63,6 +63,8 @@ impl Default for Options {
                 require_auth: None,
                 allow_plaintext_auth: false,
                 normalize_line_endings: false,
+                check_auth: None,
+                dmarc_reject: false,
             },
             relay: RelayConfig {
                 local_domains: vec!["example.com".into(), "*.example.net".into()],
@@ -94,6 +96,7 @@ fn start(opts: Options) -> Client {
         tls: None,
         store: store.clone(),
         plugins: None,
+        authenticator: None,
     });
     let (client, server) = tokio::io::duplex(1 << 20);
     let shutdown = CancellationToken::new();
@@ -563,6 +566,7 @@ async fn starttls_discards_pipelined_plaintext_and_requires_new_ehlo() {
         tls: Some(acceptor),
         store: store.clone(),
         plugins: None,
+        authenticator: None,
     });
     let (client, server) = tokio::io::duplex(1 << 16);
     tokio::spawn(run(
