@@ -5,12 +5,14 @@
 //! - [`relay`]: the `wasmrelay serve` binary on a config in a temp dir; its listening
 //!   addresses come from its own log, its log is kept, signals reach it, drop kills it.
 //! - [`downstream`]: the servers the relay delivers to, one [`Downstream`] API over each:
-//!   [`Aiosmtpd`] (Python, with failure and TLS/AUTH options), Postfix's [`SmtpSink`], and
-//!   [`WasmrelaySink`] (`wasmrelay sink`).
+//!   [`Aiosmtpd`] (Python, with failure and TLS/AUTH options), Postfix's [`SmtpSink`],
+//!   [`WasmrelaySink`] (`wasmrelay sink`), and [`RawSink`] (the bare protocol, replies and
+//!   AUTH under the test's control).
 //! - [`dns`]: a loopback DNS zone (dnslib), and DKIM verification against it (dkimpy).
 //! - [`clients`]: Python smtplib, swaks and curl runners; [`raw`]: a byte-exact SMTP client.
 //! - [`delivery`]: the queue runner in process, over a spool in a temp dir.
-//! - [`ports`]: a loopback port that refuses connections and stays ours.
+//! - [`ports`]: a loopback port that refuses connections and stays ours, and one held for a
+//!   server that starts later, where a config must name the port first.
 //! - [`certs`], [`wait`]: test certificates; waiting on a condition with a deadline.
 //!
 //! The Python helpers live in `scripts/`; `.ci/run` installs what they import.
@@ -30,8 +32,9 @@ pub use certs::test_certificate;
 pub use clients::{assert_success, curl_smtp, python, smtplib_send, swaks};
 pub use delivery::{envelope, fast_config, DeliveryQueue};
 pub use dns::DnsZone;
-pub use downstream::{Aiosmtpd, Delivered, Downstream, SmtpSink, WasmrelaySink};
-pub use ports::{ClosedPort, NO_DNS};
+pub use downstream::{Aiosmtpd, Delivered, Downstream, RawSink, SmtpSink, WasmrelaySink};
+pub use ports::{ClosedPort, ReservedPort, NO_DNS};
+pub use process::is_root;
 pub use raw::{queued_id, Raw};
 pub use relay::Relay;
 pub use wait::{wait_for, wait_for_async};

@@ -44,7 +44,8 @@ pub(crate) fn python_server(script: &str, args: &[&str]) -> Result<(ChildGuard, 
     }
 }
 
-pub(crate) fn is_root() -> bool {
+/// Whether the tests run as root: what mounting a file system or becoming another user needs.
+pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }

@@ -207,16 +207,20 @@ impl Relay {
             .join(dir)
     }
 
+    /// The envelopes in the spool now, read as `wasmrelay queue list` reads them: safe while
+    /// the relay runs.
+    pub fn queued(&self) -> Vec<Envelope> {
+        let dir = self.spool_dir();
+        block_on(wasmrelay::spool::read_queue(&dir))
+            .unwrap_or_else(|e| panic!("read the queue in {}: {e}", dir.display()))
+    }
+
     /// Every message left in the spool (envelope, bytes), read through the library and its
     /// recovery report. Only once the relay has exited: the spool is then at rest.
     pub fn spooled(&mut self) -> (Vec<(Envelope, Vec<u8>)>, RecoveryReport) {
         assert!(!self.is_running(), "read the spool once the relay stopped");
         let dir = self.spool_dir();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        rt.block_on(async {
+        block_on(async {
             let (spool, report) = Spool::open(&dir).await.expect("open the spool");
             let mut out = Vec::new();
             for env in spool.list().await {
@@ -234,6 +238,15 @@ impl Drop for Relay {
             eprintln!("--- relay log ---\n{}--- end of relay log ---", self.log());
         }
     }
+}
+
+/// Runs `future` to completion on a runtime of its own (the tests around it are not async).
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(future)
 }
 
 /// Writes `text` to `path` through a temporary file and a rename.

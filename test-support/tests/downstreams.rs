@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use wasmrelay_test_support::{smtplib_send, Aiosmtpd, Delivered, Downstream, SmtpSink};
+use wasmrelay_test_support::{smtplib_send, Aiosmtpd, Delivered, Downstream, RawSink, SmtpSink};
 
 const MESSAGE: &str = "Subject: harness\r\n\r\nline one\r\n.a leading dot\r\n";
 
@@ -37,4 +37,17 @@ fn postfix_smtp_sink() {
         got.text().trim_end_matches('\n'),
         MESSAGE.replace("\r\n", "\n").trim_end_matches('\n')
     );
+}
+
+#[test]
+fn raw_sink() {
+    let server = RawSink::start();
+    let got = round_trip(&server);
+    assert_eq!(got.text(), MESSAGE);
+    // Each RCPT command as it came, in smtplib's spelling.
+    assert_eq!(
+        got.meta["rcpt_lines"],
+        serde_json::json!(["rcpt TO:<a@example.com>", "rcpt TO:<b@example.com>"])
+    );
+    assert!(server.auth_log().is_empty());
 }

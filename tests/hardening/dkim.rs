@@ -2,7 +2,10 @@
 //! signing domain to one of our local domains must not get our signature on it: that would
 //! turn the relay into a DKIM-valid forgery service for every receiver behind it.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use wasmrelay_test_support::{binary, Delivered, Downstream, RawSink};
 
 use super::*;
 
@@ -19,7 +22,7 @@ else:
     print("ok" if ok else "bad")
 "#;
 
-fn verdict(dir: &Path, arrived: &Arrived, record: &str) -> String {
+fn verdict(dir: &Path, arrived: &Delivered, record: &str) -> String {
     let file = dir.join("arrived.eml");
     std::fs::write(&file, &arrived.data).unwrap();
     let out = python(VERIFY, &[file.to_str().unwrap(), record]);
@@ -60,11 +63,9 @@ fn keygen(dir: &Path) -> (PathBuf, String) {
 fn outsider_forgery_to_a_local_domain_arrives_unsigned() {
     let dir = tempfile::tempdir().unwrap();
     let (key, record) = keygen(dir.path());
-    let next_hop = Downstream::start("127.0.0.1", &[]);
-    let port = free_port();
-    let config = write_config(
+    let next_hop = RawSink::start();
+    let relay = start_relay(
         dir.path(),
-        port,
         &format!(
             r#"
 [relay]
@@ -76,11 +77,10 @@ domain = "signed.test"
 selector = "s1"
 key = "{}"
 "#,
-            route(&["*"], "127.0.0.1", next_hop.port),
+            route(&["*"], "127.0.0.1", next_hop.port()),
             key.display()
         ),
     );
-    let _relay = RelayProcess::start(&config, &[port]);
     let message = |subject: &str| {
         format!(
             "From: The CEO <ceo@signed.test>\r\nTo: user@local.test\r\nSubject: {subject}\r\n\
@@ -89,31 +89,22 @@ key = "{}"
         )
     };
     let (forged, authed, trusted) = (message("forged"), message("authed"), message("trusted"));
-    // The attacker: no AUTH, an address outside relay_networks, mail to our own domain.
-    send(&Mail {
-        port,
-        from: "ceo@signed.test",
-        to: &["user@local.test"],
-        message: &forged,
-        ..Default::default()
-    });
-    send(&Mail {
-        port,
-        from: "ceo@signed.test",
-        to: &["user@local.test"],
-        message: &authed,
-        login: true,
-        ..Default::default()
-    });
-    send(&Mail {
-        port,
-        from: "ceo@signed.test",
-        to: &["user@local.test"],
-        message: &trusted,
-        source: Some("127.0.0.2"),
-        ..Default::default()
-    });
-    let arrived = next_hop.wait_for(3, 30);
+    // The attacker: no AUTH, an address outside relay_networks, mail to our own domain;
+    // then the same message as alice (AUTH) and from a trusted network.
+    let send_as = |message: &str, login: bool, source: Option<&str>| {
+        let mail = Mail {
+            from: "ceo@signed.test",
+            to: &["user@local.test"],
+            message,
+            source,
+            login,
+        };
+        send(relay.addr(), &mail);
+    };
+    send_as(&forged, false, None);
+    send_as(&authed, true, None);
+    send_as(&trusted, false, Some("127.0.0.2"));
+    let arrived = next_hop.wait_for(3, Duration::from_secs(30));
     let by_subject = |s: &str| {
         arrived
             .iter()

@@ -4,15 +4,17 @@
 
 use std::time::Duration;
 
+use wasmrelay_test_support::{wait_for, Downstream, RawSink, ReservedPort};
+
 use super::*;
 
 /// Sends a message with N `Received:` fields by DATA and by BDAT; prints both final replies.
 const HOPS: &str = r#"
 import socket, sys
-port, n = int(sys.argv[1]), int(sys.argv[2])
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 headers = "".join("Received: from hop%d.test by hop%d.test; Sun, 22 Nov 2026 10:00:00 +0000\r\n" % (i, i + 1) for i in range(n))
 message = (headers + "From: a@origin.test\r\nSubject: hops\r\n\r\nbody\r\n").encode()
-s = socket.create_connection(("127.0.0.1", port), timeout=20)
+s = socket.create_connection((host, port), timeout=20)
 f = s.makefile("rb")
 def reply():
     out = b""
@@ -38,8 +40,15 @@ print("BDAT", reply())
 cmd("QUIT")
 "#;
 
-fn hops(port: u16, n: usize) -> String {
-    let out = python(HOPS, &[&port.to_string(), &n.to_string()]);
+fn hops(relay: SocketAddr, n: usize) -> String {
+    let out = python(
+        HOPS,
+        &[
+            &relay.ip().to_string(),
+            &relay.port().to_string(),
+            &n.to_string(),
+        ],
+    );
     assert_success("hops", &out);
     String::from_utf8(out.stdout).unwrap()
 }
@@ -47,80 +56,78 @@ fn hops(port: u16, n: usize) -> String {
 #[test]
 fn too_many_received_fields_are_refused_with_554_5_4_6() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = write_config(
+    let dead = ClosedPort::new();
+    let relay = start_relay(
         dir.path(),
-        port,
         &format!(
             "[relay]\nlocal_domains = [\"local.test\"]\n{}",
-            dead_route()
+            dead_route(&dead)
         ),
     );
-    let _relay = RelayProcess::start(&config, &[port]);
     // 49 upstream hops plus ours is the default limit of 50: accepted.
-    let at_limit = hops(port, 49);
+    let at_limit = hops(relay.addr(), 49);
     for verb in ["DATA", "BDAT"] {
         assert!(
             at_limit.contains(&format!("{verb} 250 ")),
             "{verb} at the limit: {at_limit}"
         );
     }
-    let looping = hops(port, 50);
+    let looping = hops(relay.addr(), 50);
     for verb in ["DATA", "BDAT"] {
         assert!(
             looping.contains(&format!("{verb} 554 5.4.6 ")),
             "{verb} past the limit: {looping}"
         );
     }
-    assert_eq!(queued(dir.path()).len(), 2, "only the two at the limit");
+    assert_eq!(relay.queued().len(), 2, "only the two at the limit");
 }
 
 /// A relay for trusted loopback clients with a route for `origin.test` (where bounces go) to
-/// a next hop, and `extra(port)` in its config.
+/// a next hop, and `extra(port)` in its config, `port` being the relay's own: held for it
+/// until it listens there, so that the config can name it.
 struct Looping {
-    relay: RelayProcess,
-    next_hop: Downstream,
-    port: u16,
-    dir: tempfile::TempDir,
+    relay: Relay,
+    next_hop: RawSink,
+    _dir: tempfile::TempDir,
 }
 
 impl Looping {
     fn start(extra: impl FnOnce(u16) -> String) -> Looping {
         let dir = tempfile::tempdir().unwrap();
-        let next_hop = Downstream::start("127.0.0.1", &[]);
-        let port = free_port();
-        let config = write_config(
-            dir.path(),
-            port,
+        let next_hop = RawSink::start();
+        let own = ReservedPort::new();
+        let text = config(
+            &own.addr().to_string(),
             &format!(
                 "[relay]\nrelay_networks = [\"127.0.0.0/8\"]\n{}{}",
-                route(&["origin.test"], "127.0.0.1", next_hop.port),
-                extra(port)
+                route(&["origin.test"], "127.0.0.1", next_hop.port()),
+                extra(own.port())
             ),
         );
-        let relay = RelayProcess::start(&config, &[port]);
+        let relay = Relay::start(dir.path(), &text);
+        assert_eq!(relay.addr(), own.addr());
         Looping {
             relay,
             next_hop,
-            port,
-            dir,
+            _dir: dir,
         }
     }
 
     /// Sends from `a@origin.test` to `to` and returns the bounce the sender gets, after
     /// checking it is one for a loop.
     fn bounce(&self, to: &str) -> String {
-        let (port, next_hop) = (self.port, &self.next_hop);
-        send(&Mail {
-            port,
-            from: "a@origin.test",
-            to: &[to],
-            message: "From: a@origin.test\r\nSubject: loop\r\n\r\nround and round\r\n",
-            ..Default::default()
-        });
-        let dsn = &next_hop.wait_for(1, 30)[0];
-        assert_eq!(dsn.rcpts(), ["a@origin.test"]);
-        assert_eq!(dsn.meta["mail_from"], "");
+        send(
+            self.relay.addr(),
+            &Mail {
+                from: "a@origin.test",
+                to: &[to],
+                message: "From: a@origin.test\r\nSubject: loop\r\n\r\nround and round\r\n",
+                ..Default::default()
+            },
+        );
+        let dsn = &self.next_hop.wait_for(1, Duration::from_secs(30))[0];
+        assert_eq!(dsn.rcpt_tos, ["a@origin.test"]);
+        assert_eq!(dsn.mail_from, "");
         let text = dsn.text();
         assert!(text.contains("Status: 5.4.6"), "{text}");
         text
@@ -144,21 +151,22 @@ fn an_address_literal_of_ours_bounces_instead_of_looping() {
     assert!(text.contains("loops back to myself"), "{text}");
     // A bounce to an address literal of ours follows the same rule: refused, not delivered
     // to ourselves (and a bounce of a bounce is never sent).
-    send(&Mail {
-        port: l.port,
-        from: "a@[127.0.0.1]",
-        to: &["bob@[127.0.0.1]"],
-        message: "From: a@origin.test\r\nSubject: literal sender\r\n\r\nagain\r\n",
-        ..Default::default()
-    });
+    send(
+        l.relay.addr(),
+        &Mail {
+            from: "a@[127.0.0.1]",
+            to: &["bob@[127.0.0.1]"],
+            message: "From: a@origin.test\r\nSubject: literal sender\r\n\r\nagain\r\n",
+            ..Default::default()
+        },
+    );
     wait_for("the spool to empty", Duration::from_secs(30), || {
-        queued(l.dir.path()).is_empty()
-            && l.relay.log().matches("loops back to myself").count() >= 3
+        l.relay.queued().is_empty() && l.relay.log().matches("loops back to myself").count() >= 3
     });
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(l.accepted(), 2, "{}", l.relay.log());
     assert_eq!(l.next_hop.messages().len(), 1);
-    assert!(queued(l.dir.path()).is_empty());
+    assert!(l.relay.queued().is_empty());
 }
 
 #[test]
@@ -168,7 +176,7 @@ fn a_smart_host_with_our_own_name_bounces_instead_of_looping() {
     let text = l.bounce("bob@loop.test");
     assert!(text.contains("RELAY.test.:"), "{text}");
     wait_for("the spool to empty", Duration::from_secs(10), || {
-        queued(l.dir.path()).is_empty()
+        l.relay.queued().is_empty()
     });
     assert_eq!(l.accepted(), 1, "{}", l.relay.log());
 }

@@ -1,6 +1,6 @@
 //! Attacks on the relay binary from outside, one module per hole: each test plays the attacker
-//! with a real client (Python smtplib or a raw socket) against `wasmrelay serve`, with a
-//! scripted next hop (`downstream.py`) where delivery matters.
+//! with a real client (Python smtplib or a raw socket) against `wasmrelay serve`, with a next
+//! hop on the bare protocol (test-support's `RawSink`) where delivery matters.
 //!
 //! - `dkim`: an outsider's forgery to a local domain is delivered unsigned.
 //! - `loops`: too many `Received:` hops; delivery to ourselves (address literal, hostname).
@@ -12,8 +12,6 @@
 //!
 //! Run: `cargo test -p wasmrelay --test hardening`
 
-#[path = "../common/mod.rs"]
-mod common;
 mod dkim;
 mod edges;
 mod loops;
@@ -21,130 +19,27 @@ mod slow_clients;
 mod smarthost_tls;
 mod spool_full;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Duration;
 
-use common::*;
+use wasmrelay_test_support::{assert_success, python, ClosedPort, Relay, NO_DNS};
 
-/// `downstream.py` on loopback, killed on drop.
-pub struct Downstream {
-    child: Child,
-    pub port: u16,
-    pub dir: tempfile::TempDir,
-}
+/// How long a test waits for mail to arrive or the relay to act.
+const WAIT: Duration = Duration::from_secs(20);
 
-/// One message as the next hop received it.
-#[derive(Debug, Clone)]
-pub struct Arrived {
-    pub meta: serde_json::Value,
-    pub data: Vec<u8>,
-}
-
-impl Arrived {
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.data).into_owned()
-    }
-
-    pub fn rcpts(&self) -> Vec<String> {
-        self.meta["rcpts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_string())
-            .collect()
-    }
-}
-
-impl Downstream {
-    /// Starts on `host`, port 0 unless `args` say `--port`.
-    pub fn start(host: &str, args: &[&str]) -> Downstream {
-        let dir = tempfile::tempdir().unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/hardening/downstream.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .arg(dir.path())
-            .args(["--host", host])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 runs");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .strip_prefix("PORT ")
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| {
-                let _ = child.kill();
-                panic!("downstream.py did not start: {line:?}")
-            });
-        Downstream { child, port, dir }
-    }
-
-    pub fn messages(&self) -> Vec<Arrived> {
-        let mut names: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .collect();
-        names.sort();
-        names
-            .into_iter()
-            .map(|json| Arrived {
-                meta: serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap(),
-                data: std::fs::read(json.with_extension("eml")).unwrap(),
-            })
-            .collect()
-    }
-
-    /// Waits until at least `n` messages arrived.
-    pub fn wait_for(&self, n: usize, secs: u64) -> Vec<Arrived> {
-        let mut got = Vec::new();
-        wait_for(
-            &format!("{n} message(s) downstream"),
-            Duration::from_secs(secs),
-            || {
-                got = self.messages();
-                got.len() >= n
-            },
-        );
-        got
-    }
-
-    /// Every AUTH attempt the server saw.
-    pub fn auth_log(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.dir.path().join("auth.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-}
-
-impl Drop for Downstream {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Writes `relay.toml` in `dir`: hostname `relay.test`, one relay listener on 127.0.0.1:`port`
-/// (plaintext AUTH allowed: the clients are on loopback), user `alice` with password
-/// `alice-pw`, a spool in `dir/spool`, a resolver nobody answers on, fast retries and short
-/// timeouts; then `extra` (routes, relay policy, limits ...).
-pub fn write_config(dir: &Path, port: u16, extra: &str) -> PathBuf {
+/// The config of a relay for these tests: hostname `relay.test`, one relay listener on
+/// `listen` (`127.0.0.1:0` unless the test needs the port in advance; plaintext AUTH allowed,
+/// the clients are on loopback), user `alice` with password `alice-pw`, a spool in `spool`
+/// beside the config, a resolver nobody answers, fast retries and short timeouts; then
+/// `extra` (routes, relay policy, limits ...).
+pub fn config(listen: &str, extra: &str) -> String {
     let hash = wasmrelay::smtp::session::hash_password("alice-pw").unwrap();
-    let config = format!(
+    format!(
         r#"
 hostname = "relay.test"
 
 [[listeners]]
-address = "127.0.0.1:{port}"
+address = "{listen}"
 allow_plaintext_auth = true
 
 [[users]]
@@ -155,7 +50,7 @@ password_hash = "{hash}"
 dir = "spool"
 
 [delivery.resolver]
-nameservers = ["127.0.0.1:9"]
+nameservers = ["{NO_DNS}"]
 timeout = "1s"
 attempts = 1
 
@@ -172,10 +67,12 @@ data_final = "5s"
 
 {extra}
 "#
-    );
-    let path = dir.join("relay.toml");
-    std::fs::write(&path, config).unwrap();
-    path
+    )
+}
+
+/// A relay on `127.0.0.1:0` with [`config`] in `dir`.
+pub fn start_relay(dir: &std::path::Path, extra: &str) -> Relay {
+    Relay::start(dir, &config("127.0.0.1:0", extra))
 }
 
 /// A `[[delivery.routes]]` entry: `domains` to the plaintext smart host `host:port`.
@@ -186,15 +83,14 @@ pub fn route(domains: &[&str], host: &str, port: u16) -> String {
     )
 }
 
-/// A route for every domain to a port nobody listens on: accepted mail stays queued.
-pub fn dead_route() -> String {
-    route(&["*"], "127.0.0.1", free_port())
+/// A route for every domain to `dead`, where nothing answers: accepted mail stays queued.
+pub fn dead_route(dead: &ClosedPort) -> String {
+    route(&["*"], "127.0.0.1", dead.port())
 }
 
-/// What `SEND` does: one message with smtplib, as the fields say.
+/// What [`send`] sends: one message with smtplib, as the fields say.
 #[derive(Debug, Clone, Default)]
 pub struct Mail<'a> {
-    pub port: u16,
     pub from: &'a str,
     pub to: &'a [&'a str],
     pub message: &'a str,
@@ -207,7 +103,7 @@ pub struct Mail<'a> {
 const SEND: &str = r#"
 import json, smtplib, sys
 a = json.load(open(sys.argv[1]))
-s = smtplib.SMTP("127.0.0.1", a["port"], source_address=(a["source"], 0), timeout=30)
+s = smtplib.SMTP(a["host"], a["port"], source_address=(a["source"], 0), timeout=30)
 s.ehlo("client.test")
 if a["login"]:
     s.login("alice", "alice-pw")
@@ -215,10 +111,11 @@ s.sendmail(a["from"], a["to"], a["message"].encode())
 s.quit()
 "#;
 
-/// Sends `mail` and panics unless every recipient was accepted.
-pub fn send(mail: &Mail<'_>) {
+/// Sends `mail` to `relay` and panics unless every recipient was accepted.
+pub fn send(relay: SocketAddr, mail: &Mail<'_>) {
     let args = serde_json::json!({
-        "port": mail.port,
+        "host": relay.ip().to_string(),
+        "port": relay.port(),
         "from": mail.from,
         "to": mail.to,
         "message": mail.message,
@@ -232,43 +129,7 @@ pub fn send(mail: &Mail<'_>) {
     assert_success("smtplib send", &out);
 }
 
-/// The queue of the spool in `dir/spool`, read as `wasmrelay queue` does (safe while the
-/// relay runs).
-pub fn queued(dir: &Path) -> Vec<wasmrelay::spool::Envelope> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(wasmrelay::spool::read_queue(&dir.join("spool")))
-        .unwrap()
-}
-
 /// `wasmrelay queue flush` against the running relay.
-pub fn flush(config: &Path) {
-    let out = Command::new(binary())
-        .args(["queue", "--config"])
-        .arg(config)
-        .arg("flush")
-        .output()
-        .unwrap();
-    assert_success("queue flush", &out);
-}
-
-/// Whether the tests run as root (mounting a tmpfs, becoming another user).
-pub fn is_root() -> bool {
-    let out = Command::new("id").arg("-u").output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim() == "0"
-}
-
-/// Waits until `log` contains `needle` (the relay's stderr).
-pub fn wait_log(relay: &RelayProcess, needle: &str, secs: u64) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !relay.log().contains(needle) {
-        assert!(
-            Instant::now() < deadline,
-            "log never said {needle:?}:\n{}",
-            relay.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+pub fn flush(relay: &Relay) {
+    assert_success("queue flush", &relay.queue(&["flush"]));
 }

@@ -2,8 +2,12 @@
 //! reads the replies (the relay's writes block), one that floods NOOP/RSET/HELP/EHLO, and
 //! stuck sessions at SIGTERM.
 
-use std::process::Child;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use wasmrelay_test_support::Raw;
 
 use super::*;
 
@@ -12,10 +16,10 @@ use super::*;
 /// `stuck` if it still holds it after `limit` seconds.
 const NEVER_READS: &str = r#"
 import socket, sys, time
-port, limit = int(sys.argv[1]), float(sys.argv[2])
+host, port, limit = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-s.connect(("127.0.0.1", port))
+s.connect((host, port))
 s.settimeout(limit)
 chunk = b"NOOP\r\n" * 10000
 start = time.time()
@@ -40,29 +44,37 @@ fn spawn_python(script: &str, args: &[&str]) -> Child {
         .unwrap()
 }
 
-fn relay_with(dir: &Path, port: u16, limits: &str) -> RelayProcess {
-    let config = write_config(
+/// The address and port of `relay` as script arguments.
+fn host_port(relay: &Relay) -> [String; 2] {
+    [
+        relay.addr().ip().to_string(),
+        relay.addr().port().to_string(),
+    ]
+}
+
+/// A relay with `limits`, whose mail goes nowhere (`dead` must outlive it).
+fn relay_with(dir: &Path, dead: &ClosedPort, limits: &str) -> Relay {
+    start_relay(
         dir,
-        port,
         &format!(
             "[relay]\nlocal_domains = [\"local.test\"]\n\n[limits]\n{limits}\n{}",
-            dead_route()
+            dead_route(dead)
         ),
-    );
-    RelayProcess::start(&config, &[port])
+    )
 }
 
 #[test]
 fn a_client_that_never_reads_is_cut_off_by_the_command_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let dead = ClosedPort::new();
     // Floods are allowed here, so that only the write timeout can end the session.
-    let _relay = relay_with(
+    let relay = relay_with(
         dir.path(),
-        port,
+        &dead,
         "command_timeout = \"2s\"\nmax_errors = 1000000\nmax_junk_commands = 1000000",
     );
-    let out = python(NEVER_READS, &[&port.to_string(), "30"]);
+    let [host, port] = host_port(&relay);
+    let out = python(NEVER_READS, &[&host, &port, "30"]);
     assert_success("never-reading client", &out);
     let verdict = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let secs: f64 = verdict
@@ -72,7 +84,7 @@ fn a_client_that_never_reads_is_cut_off_by_the_command_timeout() {
         .unwrap();
     assert!(secs < 20.0, "{verdict}");
     // The relay still serves.
-    let mut c = Raw::connect(port);
+    let mut c = Raw::connect(relay.addr());
     c.cmd("EHLO client.test", "250");
 }
 
@@ -80,9 +92,9 @@ fn a_client_that_never_reads_is_cut_off_by_the_command_timeout() {
 /// Prints the number of 250 replies and the last reply.
 const FLOOD: &str = r#"
 import socket, sys
-port, n = int(sys.argv[1]), int(sys.argv[2])
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 cycle = [b"NOOP", b"RSET", b"HELP", b"EHLO client.test", b"VRFY someone"]
-s = socket.create_connection(("127.0.0.1", port), timeout=20)
+s = socket.create_connection((host, port), timeout=20)
 s.sendall(b"".join(cycle[i % len(cycle)] + b"\r\n" for i in range(n)))
 data = b""
 while True:
@@ -97,13 +109,14 @@ print(sum(1 for r in replies if r.startswith("250")), replies[-1])
 #[test]
 fn command_floods_count_toward_the_error_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _relay = relay_with(
+    let dead = ClosedPort::new();
+    let relay = relay_with(
         dir.path(),
-        port,
+        &dead,
         "max_errors = 10\nmax_junk_commands = 100\ncommand_timeout = \"5s\"",
     );
-    let out = python(FLOOD, &[&port.to_string(), "5000"]);
+    let [host, port] = host_port(&relay);
+    let out = python(FLOOD, &[&host, &port, "5000"]);
     assert_success("flood", &out);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("421 4.7.0"), "{text}");
@@ -112,7 +125,7 @@ fn command_floods_count_toward_the_error_limit() {
     // of 5 with a 250 (HELP answers 214, VRFY 252).
     assert_eq!(positive, 66, "{text}");
     // A session that sends mail gets its allowance back after each accepted message.
-    let mut c = Raw::connect(port);
+    let mut c = Raw::connect(relay.addr());
     c.cmd("EHLO client.test", "250");
     for round in 0..3 {
         for _ in 0..90 {
@@ -128,14 +141,15 @@ fn command_floods_count_toward_the_error_limit() {
 #[test]
 fn sigterm_finishes_within_the_grace_period_despite_stuck_sessions() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut relay = relay_with(dir.path(), port, "shutdown_grace = \"2s\"");
+    let dead = ClosedPort::new();
+    let mut relay = relay_with(dir.path(), &dead, "shutdown_grace = \"2s\"");
+    let [host, port] = host_port(&relay);
     // A transaction that never ends: DATA trickled a byte at a time, well inside the data
     // block timeout.
     let mut trickle = spawn_python(
         r#"
 import socket, sys, time
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=60)
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
 f = s.makefile("rb")
 f.readline()
 for line in [b"EHLO c.test", b"MAIL FROM:<a@origin.test>", b"RCPT TO:<user@local.test>", b"DATA"]:
@@ -152,32 +166,17 @@ try:
 except OSError:
     pass
 "#,
-        &[&port.to_string()],
+        &[&host, &port],
     );
     let mut line = String::new();
     let mut trickle_out = BufReader::new(trickle.stdout.take().unwrap());
     trickle_out.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "in DATA");
-    let never_reads = spawn_python(NEVER_READS, &[&port.to_string(), "60"]);
+    let never_reads = spawn_python(NEVER_READS, &[&host, &port, "60"]);
     std::thread::sleep(Duration::from_secs(2));
 
     let start = Instant::now();
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(relay.child.id().to_string())
-        .status()
-        .unwrap();
-    let status = loop {
-        if let Some(status) = relay.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "relay still running 20 s after SIGTERM:\n{}",
-            relay.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = relay.terminate();
     let took = start.elapsed();
     assert!(status.success(), "{status}");
     // 2 s of grace, plus delivery's own bounded stop.

@@ -4,12 +4,16 @@
 //! password. A pooled connection opened without verification must not carry the mail of a
 //! route that demands verification either.
 
+use std::process::Command;
 use std::time::Duration;
+
+use wasmrelay_test_support::{binary, test_certificate, wait_for, Downstream, RawSink};
 
 use super::*;
 
-fn attempted(dir: &Path, rcpt: &str) -> Option<wasmrelay::spool::Recipient> {
-    queued(dir)
+fn attempted(relay: &Relay, rcpt: &str) -> Option<wasmrelay::spool::Recipient> {
+    relay
+        .queued()
         .into_iter()
         .flat_map(|e| e.recipients)
         .find(|r| r.address == rcpt && r.attempts > 0)
@@ -20,26 +24,15 @@ fn credentials_only_over_verified_tls_and_no_pooled_shortcut() {
     let dir = tempfile::tempdir().unwrap();
     // Self-signed: no public root vouches for it, as with an impostor.
     let (cert, key) = test_certificate(dir.path());
-    let smart_host = Downstream::start(
-        "127.0.0.1",
-        &[
-            "--cert",
-            cert.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-            "--auth",
-        ],
-    );
-    let port = free_port();
+    let smart_host = RawSink::builder().tls(&cert, &key).auth().start();
     let host = |extra: &str| {
         format!(
             "hosts = [{{ host = \"127.0.0.1\", port = {}, {extra} }}]",
-            smart_host.port
+            smart_host.port()
         )
     };
-    let config = write_config(
+    let relay = start_relay(
         dir.path(),
-        port,
         &format!(
             r#"
 [relay]
@@ -65,34 +58,32 @@ domains = ["strict.test"]
             host("tls = \"require\", auth = { user = \"relay\", password = \"shared-secret\" }"),
         ),
     );
-    let relay = RelayProcess::start(&config, &[port]);
     let mail = |to: &str| {
-        send(&Mail {
-            port,
-            from: "app@origin.test",
-            to: &[to],
-            message: &format!("From: app@origin.test\r\nTo: {to}\r\nSubject: {to}\r\n\r\nhi\r\n"),
-            ..Default::default()
-        })
+        send(
+            relay.addr(),
+            &Mail {
+                from: "app@origin.test",
+                to: &[to],
+                message: &format!(
+                    "From: app@origin.test\r\nTo: {to}\r\nSubject: {to}\r\n\r\nhi\r\n"
+                ),
+                ..Default::default()
+            },
+        )
     };
 
     // Opportunistic TLS with credentials: the certificate is checked, fails, and the
     // password stays home (no fallback to plaintext either).
     mail("user@opportunistic.test");
-    wait_for(
-        "an attempt to opportunistic.test",
-        Duration::from_secs(20),
-        || {
-            attempted(dir.path(), "user@opportunistic.test").is_some()
-                || !smart_host.auth_log().is_empty()
-        },
-    );
+    wait_for("an attempt to opportunistic.test", WAIT, || {
+        attempted(&relay, "user@opportunistic.test").is_some() || !smart_host.auth_log().is_empty()
+    });
     let auth = smart_host.auth_log();
     assert!(
         auth.is_empty(),
         "password sent over unverified TLS: {auth:?}"
     );
-    let r = attempted(dir.path(), "user@opportunistic.test").unwrap();
+    let r = attempted(&relay, "user@opportunistic.test").unwrap();
     assert!(
         r.last_reply.as_deref().unwrap_or("").contains("TLS"),
         "{r:?}"
@@ -100,32 +91,36 @@ domains = ["strict.test"]
 
     // The explicit opt-out: credentials over unverified TLS, as configured.
     mail("user@optout.test");
-    let arrived = smart_host.wait_for(1, 20);
-    assert_eq!(arrived[0].rcpts(), ["user@optout.test"]);
+    let arrived = smart_host.wait_for(1, WAIT);
+    assert_eq!(arrived[0].rcpt_tos, ["user@optout.test"]);
     assert_eq!(arrived[0].meta["tls"], true);
 
     // Same host, same credentials, but verification required: the idle connection the
     // opt-out route left in the pool must not be reused for it.
     mail("user@strict.test");
-    wait_for("an attempt to strict.test", Duration::from_secs(20), || {
-        attempted(dir.path(), "user@strict.test").is_some()
+    wait_for("an attempt to strict.test", WAIT, || {
+        attempted(&relay, "user@strict.test").is_some()
     });
     std::thread::sleep(Duration::from_millis(500));
-    let rcpts: Vec<Vec<String>> = smart_host.messages().iter().map(|m| m.rcpts()).collect();
+    let rcpts: Vec<Vec<String>> = smart_host
+        .messages()
+        .into_iter()
+        .map(|m| m.rcpt_tos)
+        .collect();
     assert_eq!(rcpts, [["user@optout.test"]], "{}", relay.log());
 
     let auth = smart_host.auth_log();
     assert!(
-        auth.iter().all(|a| a["password"] == "shared-secret"),
+        auth.iter().all(|a| a.password == "shared-secret"),
         "a password left over unverified TLS: {auth:?}"
     );
     assert_eq!(auth.len(), 1, "{auth:?}");
-    assert_eq!(auth[0]["tls"], true);
+    assert!(auth[0].tls, "{auth:?}");
 
     // The opt-out is allowed, and check-config says what it costs.
     let check = Command::new(binary())
         .args(["check-config", "--config"])
-        .arg(&config)
+        .arg(relay.config_path())
         .output()
         .unwrap();
     assert_success("check-config", &check);

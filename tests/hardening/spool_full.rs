@@ -5,7 +5,11 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use wasmrelay_test_support::downstream::RawSinkBuilder;
+use wasmrelay_test_support::{is_root, wait_for, Downstream, RawSink, ReservedPort};
 
 use super::*;
 
@@ -61,16 +65,16 @@ impl Drop for Tmpfs {
 }
 
 /// A relay whose spool is a 4 MiB tmpfs, whose retries wait an hour (attempts happen when the
-/// test flushes), routing `dest.test` and `origin.test` to a next hop that is not up yet and
-/// `dead.test` nowhere; with one message sent and its first attempt (nobody listening, all
-/// deferred) recorded. `None` without root.
+/// test flushes), routing `dest.test` and `origin.test` to a next hop that is not up yet (its
+/// port held for it meanwhile) and `dead.test` nowhere; with one message sent and its first
+/// attempt (nobody listening, all deferred) recorded. `None` without root.
 struct Scene {
     // Dropped in this order: the relay, then the mount, then the directory.
-    relay: RelayProcess,
+    relay: Relay,
     tmpfs: Tmpfs,
-    config: PathBuf,
-    next_hop_port: u16,
-    dir: tempfile::TempDir,
+    next_hop_port: ReservedPort,
+    _dead: ClosedPort,
+    _dir: tempfile::TempDir,
 }
 
 impl Scene {
@@ -80,66 +84,69 @@ impl Scene {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        let (port, next_hop_port) = (free_port(), free_port());
+        let (next_hop_port, dead) = (ReservedPort::new(), ClosedPort::new());
         let tmpfs = Tmpfs::mount(dir.path(), "4m");
-        let config = write_config(
-            dir.path(),
-            port,
+        let fast = config(
+            "127.0.0.1:0",
             &format!(
                 "[relay]\nrelay_networks = [\"127.0.0.0/8\"]\n{}{}",
-                route(&["dest.test", "origin.test"], "127.0.0.1", next_hop_port),
-                route(&["dead.test"], "127.0.0.1", free_port()),
+                route(
+                    &["dest.test", "origin.test"],
+                    "127.0.0.1",
+                    next_hop_port.port()
+                ),
+                route(&["dead.test"], "127.0.0.1", dead.port()),
             ),
         );
-        let text = std::fs::read_to_string(&config)
-            .unwrap()
+        let slow = fast
             .replace("initial_interval = \"1s\"", "initial_interval = \"1h\"")
             .replace("max_interval = \"2s\"", "max_interval = \"2h\"");
-        std::fs::write(&config, text).unwrap();
-        let relay = RelayProcess::start(&config, &[port]);
-        send(&Mail {
-            port,
-            from: "a@origin.test",
-            to,
-            message,
-            ..Default::default()
-        });
+        assert!(
+            slow.contains("initial_interval = \"1h\"") && slow.contains("max_interval = \"2h\""),
+            "{slow}"
+        );
+        let relay = Relay::start(dir.path(), &slow);
+        send(
+            relay.addr(),
+            &Mail {
+                from: "a@origin.test",
+                to,
+                message,
+                ..Default::default()
+            },
+        );
         let scene = Scene {
             relay,
             tmpfs,
-            config,
             next_hop_port,
-            dir,
+            _dead: dead,
+            _dir: dir,
         };
-        wait_for("the first attempt", Duration::from_secs(20), || {
+        wait_for("the first attempt", WAIT, || {
             scene.recipient(to[0]).is_some_and(|r| r.attempts == 1)
         });
         Some(scene)
     }
 
     fn recipient(&self, address: &str) -> Option<wasmrelay::spool::Recipient> {
-        queued(self.dir.path())
+        self.relay
+            .queued()
             .into_iter()
             .flat_map(|e| e.recipients)
             .find(|r| r.address == address)
     }
 
-    /// Starts the next hop on its port.
-    fn next_hop(&self, args: &[&str]) -> Downstream {
-        let port = self.next_hop_port.to_string();
-        let mut all = vec!["--port", port.as_str()];
-        all.extend_from_slice(args);
-        Downstream::start("127.0.0.1", &all)
+    /// The next hop, on the port held for it.
+    fn next_hop(&self) -> RawSinkBuilder {
+        RawSink::builder().port(self.next_hop_port.port())
     }
 
     /// Flushes and waits until the relay logged `needle` `n` times in all.
     fn flush_until(&self, needle: &str, n: usize) {
-        flush(&self.config);
-        wait_for(
-            &format!("{n} × {needle:?}"),
-            Duration::from_secs(20),
-            || self.relay.log().matches(needle).count() >= n,
-        );
+        flush(&self.relay);
+        wait_for(&format!("{n} × {needle:?}"), WAIT, || {
+            self.relay.log().matches(needle).count() >= n
+        });
     }
 }
 
@@ -152,10 +159,10 @@ fn a_full_spool_does_not_deliver_twice() {
         return;
     };
     scene.tmpfs.fill(0);
-    let next_hop = scene.next_hop(&[]);
-    flush(&scene.config);
-    next_hop.wait_for(1, 20);
-    wait_for("the failed write", Duration::from_secs(20), || {
+    let next_hop = scene.next_hop().start();
+    flush(&scene.relay);
+    next_hop.wait_for(1, WAIT);
+    wait_for("the failed write", WAIT, || {
         scene.relay.log().contains("cannot record delivery state")
     });
     // Asked again and again while the disk is full: the delivery is not repeated.
@@ -165,18 +172,16 @@ fn a_full_spool_does_not_deliver_twice() {
     assert_eq!(next_hop.messages().len(), 1, "{}", scene.relay.log());
     // Room again: the state that waited in memory is written, and still nothing is re-sent.
     scene.tmpfs.free();
-    flush(&scene.config);
-    wait_for("the recorded delivery", Duration::from_secs(20), || {
+    flush(&scene.relay);
+    wait_for("the recorded delivery", WAIT, || {
         scene
             .recipient("user@dest.test")
             .is_some_and(|r| r.status == wasmrelay::spool::RecipientStatus::Delivered)
     });
     let attempts = || scene.recipient("user@dead.test").unwrap().attempts;
     let before = attempts();
-    flush(&scene.config);
-    wait_for("another attempt", Duration::from_secs(20), || {
-        attempts() > before
-    });
+    flush(&scene.relay);
+    wait_for("another attempt", WAIT, || attempts() > before);
     assert_eq!(next_hop.messages().len(), 1, "{}", scene.relay.log());
 }
 
@@ -192,9 +197,9 @@ fn a_bounce_that_could_not_be_stored_is_not_counted_as_sent() {
         return;
     };
     scene.tmpfs.fill(128 * 1024);
-    let next_hop = scene.next_hop(&["--reject-prefix", "reject-"]);
+    let next_hop = scene.next_hop().reject_prefix("reject-").start();
     scene.flush_until("cannot spool DSN", 1);
-    wait_for("the envelope update", Duration::from_secs(20), || {
+    wait_for("the envelope update", WAIT, || {
         scene
             .recipient("user@dead.test")
             .is_some_and(|r| r.attempts == 2)
@@ -208,9 +213,9 @@ fn a_bounce_that_could_not_be_stored_is_not_counted_as_sent() {
     );
     // Room again: the recipient fails again, and this time the sender hears about it.
     scene.tmpfs.free();
-    flush(&scene.config);
-    let dsn = &next_hop.wait_for(1, 20)[0];
-    assert_eq!(dsn.rcpts(), ["a@origin.test"]);
+    flush(&scene.relay);
+    let dsn = &next_hop.wait_for(1, WAIT)[0];
+    assert_eq!(dsn.rcpt_tos, ["a@origin.test"]);
     assert!(dsn
         .text()
         .contains("Final-Recipient: rfc822; reject-me@dest.test"));

@@ -116,11 +116,13 @@ const TIGHT: &str = "{ cpu = \"50ms\", wall = \"1s\", memory_mb = 16, capability
 
 #[test]
 fn infinite_loop_tempfails() {
-    // A long CPU budget: the session beside it runs while the plugin spins.
+    // A long CPU budget: the session beside it runs while the plugin spins. The wall limit
+    // is far above it, so that on a loaded machine (where 1 s of CPU takes longer than 1 s)
+    // it is still the CPU budget that stops the plugin.
     misbehaving(
         "loop",
         "tempfail",
-        "{ cpu = \"1s\", wall = \"5s\" }",
+        "{ cpu = \"1s\", wall = \"60s\" }",
         "CPU budget exhausted",
         Some(Duration::from_millis(800)),
     );

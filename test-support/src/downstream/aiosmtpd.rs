@@ -138,37 +138,6 @@ impl Downstream for Aiosmtpd {
     }
 
     fn messages(&self) -> Vec<Delivered> {
-        // `<n>.json` is renamed into place after `<n>.eml`: a visible .json is a whole message.
-        let mut names: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
-            .expect("read the sink's directory")
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .collect();
-        names.sort();
-        names
-            .into_iter()
-            .map(|json| {
-                let meta: serde_json::Value =
-                    serde_json::from_slice(&std::fs::read(&json).expect("read .json"))
-                        .expect("the sink writes JSON");
-                let mail_from = match meta["mail_from"].as_str().expect("mail_from") {
-                    "<>" => String::new(),
-                    s => s.to_string(),
-                };
-                let rcpt_tos = meta["rcpt_tos"]
-                    .as_array()
-                    .expect("rcpt_tos")
-                    .iter()
-                    .map(|r| r.as_str().expect("a recipient").to_string())
-                    .collect();
-                Delivered {
-                    mail_from,
-                    rcpt_tos,
-                    data: std::fs::read(json.with_extension("eml")).expect("read .eml"),
-                    meta,
-                }
-            })
-            .collect()
+        super::numbered_dumps(self.dir.path())
     }
 }

@@ -5,8 +5,12 @@
 //!   recipients, require STARTTLS and AUTH, and records the peer port, TLS and AUTH.
 //! - [`SmtpSink`]: Postfix's `smtp-sink`; records the MAIL and RCPT parameters as sent.
 //! - [`WasmrelaySink`]: `wasmrelay sink`, the relay's own catch-all server.
+//! - [`RawSink`]: a server on the bare protocol (`scripts/raw_sink.py`): a reply after DATA
+//!   of the test's choosing, STARTTLS with any certificate, AUTH that accepts and logs any
+//!   credentials, the RCPT lines as sent, IPv6, a port held for it in advance.
 
 mod aiosmtpd;
+mod raw_sink;
 mod smtp_sink;
 mod wasmrelay_sink;
 
@@ -15,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use aiosmtpd::{Aiosmtpd, AiosmtpdBuilder};
+pub use raw_sink::{AuthAttempt, RawSink, RawSinkBuilder};
 pub use smtp_sink::SmtpSink;
 pub use wasmrelay_sink::WasmrelaySink;
 
@@ -29,7 +34,8 @@ pub struct Delivered {
     pub data: Vec<u8>,
     /// What this kind of server records besides: aiosmtpd's `peer_port`, `tls`, `auth` and
     /// `mail_options`; the `wasmrelay sink` envelope; smtp-sink's `mail_args`, `rcpt_args`,
-    /// `helo` and `client_addr`.
+    /// `helo` and `client_addr`; the raw sink's `rcpt_lines` (each RCPT command as sent),
+    /// `conn` (a connection number) and `tls`.
     pub meta: serde_json::Value,
 }
 
@@ -98,6 +104,44 @@ fn files_by_age(dir: &Path, ext: Option<&str>) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files.into_iter().map(|(_, p)| p).collect()
+}
+
+/// The messages a Python server wrote into `dir` as `<n>.eml` + `<n>.json` pairs, in the
+/// order of `n`. Each `.json` is renamed into place after its `.eml` is written: a visible
+/// `.json` is a whole message. It holds `mail_from` (`<>` or "" for the null sender) and
+/// `rcpt_tos`, and is kept as [`Delivered::meta`].
+fn numbered_dumps(dir: &Path) -> Vec<Delivered> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|json| {
+            let meta: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&json).expect("read .json"))
+                    .expect("the server writes JSON");
+            let mail_from = match meta["mail_from"].as_str().expect("mail_from") {
+                "<>" => String::new(),
+                s => s.to_string(),
+            };
+            let rcpt_tos = meta["rcpt_tos"]
+                .as_array()
+                .expect("rcpt_tos")
+                .iter()
+                .map(|r| r.as_str().expect("a recipient").to_string())
+                .collect();
+            Delivered {
+                mail_from,
+                rcpt_tos,
+                data: std::fs::read(json.with_extension("eml")).expect("read .eml"),
+                meta,
+            }
+        })
+        .collect()
 }
 
 /// A temporary directory the downstream server (maybe running as another user) writes to.

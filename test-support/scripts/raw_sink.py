@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
-"""A next-hop SMTP server for the hardening tests, written against the raw protocol so that
-every reply is under the test's control. Prints `PORT <n>` once listening.
+"""A downstream SMTP server written against the raw protocol, so that every reply is under the
+test's control and every AUTH attempt is seen in clear. On loopback only. Prints `PORT <n>`
+once listening.
 
-Usage: downstream.py DIR [--host H] [--port N] [--cert PEM --key PEM] [--auth]
-                         [--reject-prefix P] [--data-reply TEXT]
+Usage: raw_sink.py DIR [--host H] [--port N] [--cert PEM --key PEM] [--auth]
+                       [--reject-prefix P] [--data-reply TEXT]
 
 - Each accepted message: DIR/<n>.eml (bytes as received, dot-unstuffed) and DIR/<n>.json
-  ({"mail_from", "rcpts", "rcpt_lines", "conn", "tls"}).
-- --cert/--key: offer STARTTLS with that certificate.
+  ({"mail_from", "rcpt_tos", "rcpt_lines", "conn", "tls"}), the .json renamed into place
+  after the .eml is written, so a visible .json is a whole message.
+- --port: 0 (the default) for a port of its own; a given port is bound with SO_REUSEADDR
+  (socketserver's allow_reuse_address), so it may be one the test holds for it.
+- --cert/--key: offer STARTTLS with that certificate (not required).
 - --auth: offer AUTH PLAIN and LOGIN (any credentials accepted); every attempt is appended to
   DIR/auth.jsonl as {"user", "password", "tls", "conn"}.
 - --reject-prefix: RCPT to a local part starting with P gets `550 5.1.1`.
@@ -87,7 +91,7 @@ class Handler(socketserver.StreamRequestHandler):
         d = self.server.opts.dir
         with open(os.path.join(d, "%06d.eml" % n), "wb") as f:
             f.write(body)
-        meta = {"mail_from": mail_from, "rcpts": rcpts, "rcpt_lines": rcpt_lines,
+        meta = {"mail_from": mail_from, "rcpt_tos": rcpts, "rcpt_lines": rcpt_lines,
                 "conn": self.conn_id, "tls": self.tls}
         tmp = os.path.join(d, ".%06d.json" % n)
         with open(tmp, "w") as f:
