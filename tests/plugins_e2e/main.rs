@@ -2,12 +2,14 @@
 //! real downstream server (aiosmtpd) on the other. A recipient refused by a plugin, headers
 //! added by the data hook as delivered, a domain routed to a second server by the route hook,
 //! misbehaving plugins (loop, memory bomb, trap, huge reply, capability spam) answered with
-//! their `on_error` while the relay keeps serving, and a plugin swapped by SIGHUP under load.
+//! their `on_error` while the relay keeps serving, a plugin swapped by SIGHUP under load, and
+//! the event log of a message's life.
 //!
 //! Run: `cargo test -p wasmrelay --test plugins_e2e`
 
 #[path = "../common/mod.rs"]
 mod common;
+mod events;
 mod misbehaving;
 mod policy;
 mod reload;
@@ -55,6 +57,11 @@ impl Sink {
     /// Starts the sink on a port of its choosing (the script binds port 0 and says which it
     /// got, so no other process can take it in between) and waits until it listens.
     fn start(dir: &Path) -> Sink {
+        Sink::start_with(dir, &[])
+    }
+
+    /// [`Sink::start`] with the script's failure options (`--tempfail-rcpt-once slow@` ...).
+    fn start_with(dir: &Path, args: &[&str]) -> Sink {
         let port = 0;
         std::fs::create_dir_all(dir).unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_sink.py");
@@ -62,6 +69,7 @@ impl Sink {
             .arg(script)
             .arg(dir)
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -237,6 +237,7 @@ async fn sink(listen: SocketAddr, dir: &Path) -> anyhow::Result<()> {
         tls: None,
         store,
         plugins: None,
+        events: Default::default(),
     };
     let listener = Listener::bind(env)
         .await

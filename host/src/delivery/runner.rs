@@ -22,6 +22,7 @@ use super::dkim::{DkimError, DkimSigners};
 use super::resolve::MxResolver;
 use super::route::Router;
 use crate::config::delivery::DeliveryConfig;
+use crate::events::Events;
 use crate::smtp::session::{MessageStore, StoreFuture};
 use crate::spool::{Envelope, MessageId, Spool};
 
@@ -92,6 +93,8 @@ pub(crate) struct Shared {
     pub router: Option<Arc<dyn Router>>,
     pub dkim: DkimSigners,
     pub handle: QueueHandle,
+    /// Delivered, deferred and bounced recipients, and queued DSNs, go to the event log.
+    pub events: Events,
     /// Per-destination connection limits, by destination key.
     pub destinations: std::sync::Mutex<HashMap<String, Arc<Semaphore>>>,
     /// Idle connections by next-hop key.
@@ -130,6 +133,7 @@ impl QueueRunner {
             router: None,
             dkim: DkimSigners::load(&config.dkim)?,
             handle: QueueHandle { tx },
+            events: Events::off(),
             destinations: Default::default(),
             pool: Default::default(),
         };
@@ -144,6 +148,14 @@ impl QueueRunner {
         Arc::get_mut(&mut self.shared)
             .expect("with_router is called before run")
             .router = Some(router);
+        self
+    }
+
+    /// Records each recipient's outcome in the event log.
+    pub fn with_events(mut self, events: Events) -> QueueRunner {
+        Arc::get_mut(&mut self.shared)
+            .expect("with_events is called before run")
+            .events = events;
         self
     }
 

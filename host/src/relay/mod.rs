@@ -11,6 +11,7 @@ use tracing::info;
 
 use crate::config::Config;
 use crate::delivery::{DeliveryError, MxResolver, QueueHandle, QueueRunner};
+use crate::events::{EventLog, EventLogError, Events};
 use crate::plugins::{DnsLookup, PluginHost, PluginHostOptions, PluginLoadError};
 use crate::smtp::server::{self, ConnectionLimits, Listener, SharedEnv};
 use crate::smtp::session::{MessageStore, SessionEnv, Users};
@@ -45,6 +46,8 @@ pub enum StartError {
     Plugins(#[from] PluginLoadError),
     #[error("control socket in {dir}: {source}")]
     Control { dir: String, source: std::io::Error },
+    #[error(transparent)]
+    Events(#[from] EventLogError),
 }
 
 /// A relay with its sockets bound and its spool recovered, ready to serve.
@@ -54,6 +57,8 @@ pub struct Relay {
     reloader: Reloader,
     runner: QueueRunner,
     pub spool: Spool,
+    /// The event log's writer, closed last so the final events are written.
+    event_log: Option<EventLog>,
 }
 
 /// Swaps the session environment of every listener: new sessions see the new config,
@@ -67,11 +72,13 @@ pub struct Reloader {
     capabilities: PluginCapabilities,
 }
 
-/// What plugin chains share across reloads: rate/kv state must survive a reload.
+/// What plugin chains share across reloads: rate/kv state must survive a reload, and the
+/// event log (fixed until a restart) takes their events.
 #[derive(Clone)]
 struct PluginCapabilities {
     backend: Arc<dyn StateBackend>,
     dns: Arc<dyn DnsLookup>,
+    events: Events,
 }
 
 impl PluginCapabilities {
@@ -91,6 +98,7 @@ impl PluginCapabilities {
                 .map(|p| p.name.clone())
                 .collect(),
             max_message_size: config.limits.max_message_size as usize,
+            events: Arc::new(self.events.clone()),
             ..PluginHostOptions::from_config(&config.plugin_runtime)
         };
         PluginHost::load(&config.plugins, opts).await.map(Some)
@@ -109,7 +117,7 @@ impl Reloader {
             )));
         }
         let plugins = self.capabilities.load(config).await?;
-        let envs = session_envs(config, &self.store, &plugins)?;
+        let envs = session_envs(config, &self.store, &plugins, &self.capabilities.events)?;
         for (shared, env) in self.envs.iter().zip(envs) {
             shared.replace(env);
         }
@@ -131,9 +139,11 @@ impl Relay {
         );
         let resolver = MxResolver::from_config(&config.delivery.resolver)
             .map_err(|e| StartError::Resolver(e.to_string()))?;
+        let (events, event_log) = EventLog::open(&config.events)?;
         let capabilities = PluginCapabilities {
             backend: Arc::new(InProcessBackend::new()),
             dns: Arc::new(resolver.hickory().clone()),
+            events: events.clone(),
         };
         let chain = capabilities.load(config).await?;
         let plugins: SharedPlugins = Arc::new(RwLock::new(chain.clone()));
@@ -145,13 +155,15 @@ impl Relay {
                 .iter()
                 .map(|p| (p.name.clone(), p.hosts.clone()))
                 .collect(),
+            events: events.clone(),
         };
         let runner = QueueRunner::new(&config.delivery, spool.clone(), resolver)?
-            .with_router(Arc::new(router));
+            .with_router(Arc::new(router))
+            .with_events(events.clone());
         // Stores go through the runner's store, which wakes delivery for each new message.
         let store: Arc<dyn MessageStore> = Arc::new(runner.store());
         let mut listeners = Vec::new();
-        for (index, env) in session_envs(config, &store, &chain)?
+        for (index, env) in session_envs(config, &store, &chain, &events)?
             .into_iter()
             .enumerate()
         {
@@ -182,6 +194,7 @@ impl Relay {
             reloader,
             runner,
             spool,
+            event_log,
         })
     }
 
@@ -211,6 +224,9 @@ impl Relay {
         let delivery = tokio::spawn(self.runner.run(shutdown.clone()));
         server::serve(self.listeners, self.limits, shutdown).await;
         let _ = delivery.await;
+        if let Some(log) = self.event_log {
+            log.close().await;
+        }
         info!("relay stopped");
         Ok(())
     }
@@ -221,6 +237,7 @@ fn session_envs(
     config: &Config,
     store: &Arc<dyn MessageStore>,
     plugins: &Option<Arc<PluginHost>>,
+    events: &Events,
 ) -> Result<Vec<SessionEnv>, StartError> {
     let users = Users::from_config(&config.users);
     let mut envs = Vec::new();
@@ -244,6 +261,7 @@ fn session_envs(
             tls,
             store: store.clone(),
             plugins: plugins.clone(),
+            events: events.clone(),
         });
     }
     Ok(envs)

@@ -12,6 +12,7 @@ mod hooks;
 mod io;
 mod mail;
 mod rcpt;
+mod rejected;
 mod store;
 
 use std::net::SocketAddr;
@@ -30,6 +31,7 @@ pub use self::auth::{hash_password, Users};
 use self::io::{Io, ReadError};
 pub use self::store::{MessageStore, StoreFuture};
 use crate::config::{LimitsConfig, ListenerConfig, ListenerRole, RelayConfig};
+use crate::events::Events;
 use crate::plugins::{PluginHost, SessionPlugins};
 
 /// Everything a session needs that outlives it, shared by all sessions of a listener.
@@ -44,6 +46,8 @@ pub struct SessionEnv {
     pub store: Arc<dyn MessageStore>,
     /// The policy chain; `None` when no plugins are configured.
     pub plugins: Option<Arc<PluginHost>>,
+    /// The event log (received, rejected, queued).
+    pub events: Events,
 }
 
 /// Facts about the connection, kept across transactions.
