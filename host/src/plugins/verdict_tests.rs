@@ -14,9 +14,12 @@ fn plugin(name: &str, on_error: &str) -> PluginConfig {
     toml::from_str(&text).unwrap()
 }
 
-/// Keeps what plugins emit, as (plugin, hook, queue id, recipient, name, fields).
+/// One emitted event: plugin, hook, queue id, recipient, then `name k=v,k=v`.
+type Emitted = (String, Option<Hook>, Option<String>, Option<String>, String);
+
+/// Keeps what plugins emit.
 #[derive(Default)]
-struct Captured(Mutex<Vec<(String, Option<Hook>, Option<String>, Option<String>, String)>>);
+struct Captured(Mutex<Vec<Emitted>>);
 
 impl EventSink for Captured {
     fn emit(&self, e: PluginEvent<'_>) {
