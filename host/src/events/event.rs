@@ -70,6 +70,27 @@ impl Event {
         }
     }
 
+    /// About how many bytes the event holds (its strings), for the bound on what may wait
+    /// for the writer.
+    pub fn weight(&self) -> usize {
+        fn value(v: &Value) -> usize {
+            match v {
+                Value::String(s) => s.len() + 2,
+                Value::Array(a) => a.iter().map(value).sum::<usize>() + 2,
+                Value::Object(o) => o.iter().map(|(k, v)| k.len() + 4 + value(v)).sum(),
+                _ => 8,
+            }
+        }
+        let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        let own = text(&self.queue_id) + text(&self.recipient) + text(&self.plugin);
+        let fields: usize = self
+            .fields
+            .iter()
+            .map(|(k, v)| k.len() + 4 + value(v))
+            .sum();
+        std::mem::size_of::<Event>() + own + fields
+    }
+
     /// Appends the event as one line of JSON (escaping keeps any CR or LF inside values off
     /// the line structure).
     pub fn write_line(&self, out: &mut Vec<u8>) {

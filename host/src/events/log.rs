@@ -6,15 +6,19 @@ use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Event, Events, Msg};
+use super::{Counters, Event, Events, Msg};
 use crate::config::events::EventsConfig;
 
-/// Events waiting for the writer; past this the newest are counted as lost.
+/// Events waiting for the writer, and their bytes; past either the newest are counted as
+/// lost.
 pub(crate) const CAPACITY: usize = 8192;
+pub(crate) const MAX_QUEUED_BYTES: usize = 16 << 20;
+/// How long a shutdown waits for the last events to be written.
+pub const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// A batch is written once it reaches this size (or the channel is empty).
 const BATCH_BYTES: usize = 256 * 1024;
 
@@ -43,21 +47,27 @@ impl EventLog {
             path: config.path.clone(),
             source,
         })?;
-        let (events, rx) = Events::channel(CAPACITY);
-        let (tx, lost) = events.parts().expect("a channel was just made");
+        let (events, rx) = Events::channel(CAPACITY, MAX_QUEUED_BYTES);
+        let (tx, counters) = events.parts().expect("a channel was just made");
         std::thread::Builder::new()
             .name("event-log".into())
-            .spawn(move || write_loop(rx, file, &lost))
+            .spawn(move || write_loop(rx, file, &counters))
             .map_err(EventLogError::Thread)?;
         Ok((events, Some(EventLog { tx })))
     }
 
     /// Writes every event queued so far and stops the writer; events emitted later are
-    /// dropped silently (the relay is stopping).
+    /// dropped silently (the relay is stopping). A disk that does not answer within
+    /// [`CLOSE_TIMEOUT`] does not hold up the shutdown.
     pub async fn close(self) {
         let (done, wait) = oneshot::channel();
-        if self.tx.send(Msg::Close(done)).await.is_ok() {
-            let _ = wait.await;
+        let closed = async {
+            if self.tx.send(Msg::Close(done)).await.is_ok() {
+                let _ = wait.await;
+            }
+        };
+        if tokio::time::timeout(CLOSE_TIMEOUT, closed).await.is_err() {
+            tracing::warn!("event log: the writer did not finish in time; last events may be lost");
         }
     }
 }
@@ -65,19 +75,22 @@ impl EventLog {
 /// The writer thread's loop: block for one message, take whatever else is queued (up to a
 /// batch), write it with one `write` call, answer flushes once their events are written.
 /// Ends on [`Msg::Close`], or once every sender is gone.
-fn write_loop(mut rx: mpsc::Receiver<Msg>, mut file: LogFile, lost: &AtomicU64) {
+fn write_loop(mut rx: mpsc::Receiver<Msg>, mut file: LogFile, counters: &Counters) {
+    let lost = &counters.lost;
     let mut buf = Vec::with_capacity(BATCH_BYTES);
     let mut reported_lost = 0;
     let mut closing = false;
     while let Some(first) = rx.blocking_recv() {
         let mut answers = Vec::new();
         let mut lines = 0u64;
+        let mut weight = 0;
         let mut next = Some(first);
         while let Some(msg) = next {
             match msg {
-                Msg::Event(e) => {
+                Msg::Event(e, w) => {
                     e.write_line(&mut buf);
                     lines += 1;
+                    weight += w;
                 }
                 Msg::Flush(done) => answers.push(done),
                 Msg::Close(done) => {
@@ -113,6 +126,7 @@ fn write_loop(mut rx: mpsc::Receiver<Msg>, mut file: LogFile, lost: &AtomicU64) 
             }
             buf.clear();
         }
+        counters.queued.fetch_sub(weight, Relaxed);
         for done in answers {
             let _ = done.send(());
         }
@@ -222,8 +236,8 @@ fn rename_if_present(from: &Path, to: &Path) -> io::Result<()> {
 
 /// Runs a writer on `rx` in a thread of its own; for tests that fill the channel first.
 #[cfg(test)]
-fn spawn_writer(rx: mpsc::Receiver<Msg>, file: LogFile, lost: std::sync::Arc<AtomicU64>) {
-    std::thread::spawn(move || write_loop(rx, file, &lost));
+fn spawn_writer(rx: mpsc::Receiver<Msg>, file: LogFile, counters: std::sync::Arc<Counters>) {
+    std::thread::spawn(move || write_loop(rx, file, &counters));
 }
 
 #[cfg(test)]
@@ -332,7 +346,7 @@ mod tests {
     async fn a_full_channel_loses_events_and_says_how_many() {
         let dir = tempfile::tempdir().unwrap();
         let file = LogFile::open(&config(dir.path(), 1 << 20, 1)).unwrap();
-        let (events, rx) = Events::channel(3);
+        let (events, rx) = Events::channel(3, MAX_QUEUED_BYTES);
         // Nobody writes yet: three fit, the other five are lost and counted.
         for n in 0..8 {
             events.emit(numbered_event(n));
@@ -345,6 +359,34 @@ mod tests {
         assert_eq!(names, ["queued", "queued", "queued", "events-lost"]);
         assert_eq!(got[3]["count"], 5);
         assert_eq!(got[2]["queue_id"], "q00002");
+    }
+
+    #[tokio::test]
+    async fn the_queue_is_bounded_in_bytes_and_frees_what_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = LogFile::open(&config(dir.path(), 1 << 20, 1)).unwrap();
+        let heavy = || numbered_event(0).field("big", "y".repeat(10_000));
+        let weight = heavy().weight();
+        assert!(weight > 10_000 && weight < 11_000, "{weight}");
+        let (events, rx) = Events::channel(1000, 3 * weight);
+        for _ in 0..5 {
+            events.emit(heavy());
+        }
+        assert_eq!(events.lost(), 2, "room for three by weight, not by count");
+        let counters = events.parts().unwrap().1;
+        assert_eq!(counters.queued.load(Relaxed), 3 * weight);
+        spawn_writer(rx, file, counters.clone());
+        events.flush().await;
+        assert_eq!(counters.queued.load(Relaxed), 0);
+        events.emit(heavy());
+        events.flush().await;
+        assert_eq!(events.lost(), 2);
+        let got = lines(&dir.path().join("events.jsonl"));
+        let names: Vec<&str> = got.iter().map(|v| v["event"].as_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            ["queued", "queued", "queued", "events-lost", "queued"]
+        );
     }
 
     #[test]

@@ -196,11 +196,11 @@ mod tests {
 
     /// Emits through a real channel and returns what the writer would write.
     async fn lines(emit: impl FnOnce(&Events)) -> Vec<serde_json::Value> {
-        let (events, mut rx) = Events::channel(64);
+        let (events, mut rx) = Events::channel(64, 1 << 20);
         emit(&events);
         drop(events);
         let mut out = Vec::new();
-        while let Some(super::super::Msg::Event(e)) = rx.recv().await {
+        while let Some(super::super::Msg::Event(e, _)) = rx.recv().await {
             let mut line = Vec::new();
             e.write_line(&mut line);
             out.push(serde_json::from_slice(&line).unwrap());

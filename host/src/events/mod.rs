@@ -3,9 +3,9 @@
 //!
 //! Layout:
 //! - [`Events`] (here): the cheap, cloneable handle sessions, delivery and the plugin host
-//!   emit through. Emitting never waits: events go into a bounded channel, and when it is full
-//!   they are counted as lost ([`Events::lost`]), logged, and an `events-lost` line says how
-//!   many once the writer catches up.
+//!   emit through. Emitting never waits: events go into a channel bounded in events and in
+//!   bytes, and when it is full they are counted as lost ([`Events::lost`]), logged, and an
+//!   `events-lost` line says how many once the writer catches up.
 //! - `log`: [`EventLog`], the one writer thread that owns the file (`[events] path`),
 //!   appends in batches and rotates by size (`path` → `path.1` … `path.keep`).
 //! - `event`: [`Event`] and its JSON line; `message`: the relay's own message events;
@@ -42,7 +42,7 @@ mod log;
 mod message;
 mod plugin;
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
@@ -53,7 +53,8 @@ pub use message::Rejection;
 
 /// What the writer thread is sent.
 pub(crate) enum Msg {
-    Event(Event),
+    /// An event and its [`Event::weight`].
+    Event(Event, usize),
     /// Answered once every event sent before it is written.
     Flush(oneshot::Sender<()>),
     /// Like `Flush`, then the writer stops.
@@ -69,7 +70,19 @@ pub struct Events {
 
 struct Channel {
     tx: mpsc::Sender<Msg>,
-    lost: Arc<AtomicU64>,
+    counters: Arc<Counters>,
+}
+
+/// Shared by the handles and the writer.
+#[derive(Debug)]
+pub(crate) struct Counters {
+    /// Events lost since start.
+    pub lost: AtomicU64,
+    /// Weight of the events in the channel; the writer takes it off once they are written.
+    pub queued: AtomicUsize,
+    /// Most weight the channel may hold: a plugin emitting 32 fields of 1 KiB would
+    /// otherwise make a few thousand queued events hundreds of MiB.
+    pub max_queued: usize,
 }
 
 impl std::fmt::Debug for Events {
@@ -91,12 +104,18 @@ impl Events {
         self.channel.is_some()
     }
 
-    /// A handle on a fresh channel of `capacity` events, and the receiving end.
-    pub(crate) fn channel(capacity: usize) -> (Events, mpsc::Receiver<Msg>) {
+    /// A handle on a fresh channel of `capacity` events and `max_bytes` of their weight, and
+    /// the receiving end.
+    pub(crate) fn channel(capacity: usize, max_bytes: usize) -> (Events, mpsc::Receiver<Msg>) {
         let (tx, rx) = mpsc::channel(capacity);
+        let counters = Counters {
+            lost: AtomicU64::new(0),
+            queued: AtomicUsize::new(0),
+            max_queued: max_bytes,
+        };
         let channel = Channel {
             tx,
-            lost: Arc::new(AtomicU64::new(0)),
+            counters: Arc::new(counters),
         };
         let events = Events {
             channel: Some(Arc::new(channel)),
@@ -104,10 +123,10 @@ impl Events {
         (events, rx)
     }
 
-    fn parts(&self) -> Option<(mpsc::Sender<Msg>, Arc<AtomicU64>)> {
+    fn parts(&self) -> Option<(mpsc::Sender<Msg>, Arc<Counters>)> {
         self.channel
             .as_ref()
-            .map(|c| (c.tx.clone(), c.lost.clone()))
+            .map(|c| (c.tx.clone(), c.counters.clone()))
     }
 
     /// Queues `event` for the writer; counts it as lost if the channel is full.
@@ -115,23 +134,34 @@ impl Events {
         let Some(channel) = &self.channel else {
             return;
         };
-        match channel.tx.try_send(Msg::Event(event)) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                let n = channel.lost.fetch_add(1, Relaxed) + 1;
-                // 1, 2, 4, 8 …: a full channel is reported without flooding the log.
-                if n.is_power_of_two() {
-                    tracing::warn!(lost = n, "event log channel full; events lost");
-                }
+        let counters = &channel.counters;
+        let weight = event.weight();
+        let before = counters.queued.fetch_add(weight, Relaxed);
+        let refused = if before + weight > counters.max_queued {
+            true
+        } else {
+            match channel.tx.try_send(Msg::Event(event, weight)) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full(_)) => true,
+                // The writer stopped: the relay is shutting down.
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
             }
-            // The writer stopped: the relay is shutting down.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        };
+        counters.queued.fetch_sub(weight, Relaxed);
+        if refused {
+            let n = counters.lost.fetch_add(1, Relaxed) + 1;
+            // 1, 2, 4, 8 …: a full channel is reported without flooding the log.
+            if n.is_power_of_two() {
+                tracing::warn!(lost = n, "event log channel full; events lost");
+            }
         }
     }
 
     /// Events lost since start because the channel was full or a write failed.
     pub fn lost(&self) -> u64 {
-        self.channel.as_ref().map_or(0, |c| c.lost.load(Relaxed))
+        self.channel
+            .as_ref()
+            .map_or(0, |c| c.counters.lost.load(Relaxed))
     }
 
     /// Waits until every event emitted before this call is written to the file.

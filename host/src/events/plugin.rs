@@ -36,7 +36,7 @@ mod tests {
 
     #[tokio::test]
     async fn plugin_events_carry_plugin_hook_message_and_their_fields() {
-        let (events, mut rx) = Events::channel(4);
+        let (events, mut rx) = Events::channel(4, 1 << 20);
         let fields = vec![
             ("score".to_string(), "7.5".to_string()),
             ("event".to_string(), "delivered".to_string()),
@@ -52,7 +52,7 @@ mod tests {
                 fields: &fields,
             },
         );
-        let Some(Msg::Event(e)) = rx.recv().await else {
+        let Some(Msg::Event(e, _)) = rx.recv().await else {
             panic!("no event");
         };
         let mut line = Vec::new();

@@ -8,7 +8,7 @@ use super::*;
 use crate::events::{Events, Msg};
 
 fn with_events() -> (Options, mpsc::Receiver<Msg>) {
-    let (events, rx) = Events::channel(64);
+    let (events, rx) = Events::channel(64, 1 << 20);
     let opts = Options {
         events,
         ..Options::default()
@@ -19,7 +19,7 @@ fn with_events() -> (Options, mpsc::Receiver<Msg>) {
 /// Every event queued so far, as its JSON line minus the time.
 fn drain(rx: &mut mpsc::Receiver<Msg>) -> Vec<Value> {
     let mut out = Vec::new();
-    while let Ok(Msg::Event(e)) = rx.try_recv() {
+    while let Ok(Msg::Event(e, _)) = rx.try_recv() {
         let mut line = Vec::new();
         e.write_line(&mut line);
         let mut v: Value = serde_json::from_slice(&line).unwrap();
