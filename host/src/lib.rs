@@ -1,14 +1,16 @@
 //! wasmrelay: an SMTP relay whose policy lives in sandboxed WebAssembly plugins.
 //!
 //! Layout: [`smtp`] (codec, session, server) receives mail, [`spool`] keeps it durable,
-//! [`delivery`] sends it on, [`msgauth`] checks SPF/DKIM/DMARC of what arrives, [`plugins`] runs the Wasm policy chain on [`state`] (rates,
-//! quotas, kv, lists), [`config`] ties them
-//! together from one TOML file, and [`relay`] wires them into a running server.
+//! [`delivery`] sends it on, [`msgauth`] checks SPF/DKIM/DMARC of what arrives, [`plugins`]
+//! runs the Wasm policy chain on [`state`] (rates, quotas, kv, lists), [`events`] logs every
+//! step of a message's life as JSON lines, [`config`] ties them together from one TOML file,
+//! and [`relay`] wires them into a running server.
 
 pub mod cli;
 pub mod config;
 pub mod control;
 pub mod delivery;
+pub mod events;
 pub mod msgauth;
 pub mod plugins;
 pub mod relay;

@@ -2,12 +2,14 @@
 """A downstream SMTP server for tests (aiosmtpd), on loopback only.
 
 Usage: aiosmtpd_sink.py DIR [--host 127.0.0.1] [--port 0] [--tempfail-data N]
-                            [--reject-rcpt SUBSTRING]... [--tls CERT KEY] [--auth USER:PASS]
+                            [--reject-rcpt SUBSTRING]... [--tempfail-rcpt-once SUBSTRING]...
+                            [--tls CERT KEY] [--auth USER:PASS]
 Each accepted message is written as DIR/<n>.eml (the bytes after dot-unstuffing) and
 DIR/<n>.json (mail_from, rcpt_tos, peer port for connection-reuse checks), written to a
 temporary name first and renamed so readers never see half a file.
 --tempfail-data N answers the first N DATA transactions with 451; --reject-rcpt answers 550
-to recipients containing SUBSTRING. --tls offers STARTTLS and requires it; --auth requires
+to recipients containing SUBSTRING; --tempfail-rcpt-once answers 451 the first time each
+recipient containing SUBSTRING is given, 250 after that. --tls offers STARTTLS and requires it; --auth requires
 AUTH (over TLS) with these credentials. Prints "PORT <n>" once listening.
 """
 import argparse
@@ -24,11 +26,16 @@ class Handler:
         self.dir = args.dir
         self.tempfail = args.tempfail_data
         self.reject = args.reject_rcpt
+        self.tempfail_once = args.tempfail_rcpt_once
+        self.tempfailed = set()
         self.count = 0
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if any(s in address for s in self.reject):
             return "550 5.1.1 <%s>: recipient rejected" % address
+        if any(s in address for s in self.tempfail_once) and address not in self.tempfailed:
+            self.tempfailed.add(address)
+            return "451 4.2.0 <%s>: try again later" % address
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
@@ -62,6 +69,7 @@ async def main():
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--tempfail-data", type=int, default=0)
     p.add_argument("--reject-rcpt", action="append", default=[])
+    p.add_argument("--tempfail-rcpt-once", action="append", default=[])
     p.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
     p.add_argument("--auth")
     args = p.parse_args()

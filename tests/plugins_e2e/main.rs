@@ -2,10 +2,12 @@
 //! real downstream server (aiosmtpd) on the other. A recipient refused by a plugin, headers
 //! added by the data hook as delivered, a domain routed to a second server by the route hook,
 //! misbehaving plugins (loop, memory bomb, trap, huge reply, capability spam) answered with
-//! their `on_error` while the relay keeps serving, and a plugin swapped by SIGHUP under load.
+//! their `on_error` while the relay keeps serving, a plugin swapped by SIGHUP under load, and
+//! the event log of a message's life.
 //!
 //! Run: `cargo test -p wasmrelay --test plugins_e2e`
 
+mod events;
 mod misbehaving;
 mod policy;
 mod reload;

@@ -250,6 +250,7 @@ async fn sink(listen: SocketAddr, dir: &Path) -> anyhow::Result<()> {
         store,
         plugins: None,
         authenticator: None,
+        events: Default::default(),
     };
     let listener = Listener::bind(env)
         .await

@@ -2,9 +2,10 @@
 //! field, and validation that collects every error with its dotted key.
 //!
 //! Each area owns its section: `server` (listeners, relay policy, limits, users), `spool`,
-//! `delivery` (routes, retries, DKIM) and `plugins`.
+//! `delivery` (routes, retries, DKIM), `plugins` and `events`.
 
 pub mod delivery;
+pub mod events;
 pub mod lists;
 pub mod plugins;
 pub mod pools;
@@ -78,6 +79,8 @@ pub struct Config {
     pub plugin_runtime: plugins::PluginRuntimeConfig,
     /// Named shared lists plugins may read and write (the suppression list is one).
     pub lists: Vec<lists::ListConfig>,
+    /// The JSON-lines event log.
+    pub events: events::EventsConfig,
 }
 
 impl Default for Config {
@@ -93,6 +96,7 @@ impl Default for Config {
             plugins: Vec::new(),
             plugin_runtime: plugins::PluginRuntimeConfig::default(),
             lists: Vec::new(),
+            events: events::EventsConfig::default(),
         }
     }
 }
@@ -152,6 +156,7 @@ impl Config {
             p.resolve_paths(base);
         }
         self.plugin_runtime.resolve_paths(base);
+        self.events.resolve_paths(base);
     }
 
     /// Valid settings that weaken security; `check-config` prints them, `serve` logs them.
@@ -180,6 +185,7 @@ impl Config {
         let names: Vec<String> = self.plugins.iter().map(|p| p.display_name()).collect();
         lists::validate(&self.lists, &names, &mut errors);
         self.plugin_runtime.validate("plugin_runtime", &mut errors);
+        self.events.validate("events", &mut errors);
         errors
     }
 }

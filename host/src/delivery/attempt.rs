@@ -197,11 +197,16 @@ pub(crate) async fn process(shared: &Arc<Shared>, id: &MessageId, force: bool) -
                 tracing::info!(%id, rcpt = %r.address, %remote, %reply, "delivered");
                 r.status = RecipientStatus::Delivered;
                 r.last_reply = Some(format!("{remote}: {reply}"));
+                // A drop (remote `-`) has its own event from the route decision.
+                if remote != "-" {
+                    shared.events.delivered(id, r, &remote, &reply);
+                }
             }
             Outcome::Permanent(f) => {
                 tracing::info!(%id, rcpt = %r.address, reply = %f.summary(), "bounced");
                 r.status = RecipientStatus::Bounced;
                 r.last_reply = Some(f.summary());
+                shared.events.bounced(id, r, &f);
                 if dsn::wants(r, Action::Failed) {
                     bounced.push((i, dsn_rcpt(r, f, now_s)));
                 }
@@ -217,6 +222,7 @@ pub(crate) async fn process(shared: &Arc<Shared>, id: &MessageId, force: bool) -
                         diagnostic: format!("delivery time expired; last error: {}", f.diagnostic),
                         ..f
                     };
+                    shared.events.bounced(id, r, &f);
                     if dsn::wants(r, Action::Failed) {
                         bounced.push((i, dsn_rcpt(r, f, now_s)));
                     }
@@ -225,6 +231,7 @@ pub(crate) async fn process(shared: &Arc<Shared>, id: &MessageId, force: bool) -
                     let next = (now + wait.as_millis() as u64).min(expires * 1000);
                     r.next_attempt = next.div_ceil(1000);
                     tracing::info!(%id, rcpt = %r.address, reply = %f.summary(), retry_in = ?wait, "deferred");
+                    shared.events.deferred(id, r, &f);
                     if retry::delay_notice_due(&shared.config.retry, r.attempts)
                         && dsn::wants(r, Action::Delayed)
                         && shared.config.retry.delay_notice_after.is_some()
@@ -242,6 +249,7 @@ pub(crate) async fn process(shared: &Arc<Shared>, id: &MessageId, force: bool) -
             r.status = RecipientStatus::Expired;
             let f = Failure::local(Enhanced(4, 4, 7), "delivery time expired while held");
             r.last_reply = Some(f.summary());
+            shared.events.bounced(&env.id, r, &f);
             if dsn::wants(r, Action::Failed) {
                 bounced.push((i, dsn_rcpt(r, f, now_s)));
             }
@@ -320,6 +328,7 @@ pub(crate) async fn bounce_all(shared: &Arc<Shared>, id: &MessageId) -> Option<u
         let f = Failure::local(Enhanced(5, 0, 0), "bounced by the relay operator");
         r.status = RecipientStatus::Bounced;
         r.last_reply = Some(f.summary());
+        shared.events.bounced(&env.id, r, &f);
         if dsn::wants(r, Action::Failed) {
             bounced.push(dsn_rcpt(r, f, now_s));
         }
@@ -376,6 +385,7 @@ async fn send_dsn(
     match shared.spool.store(&dsn_env, &bytes).await {
         Ok(()) => {
             tracing::info!(id = %env.id, dsn = %id, ?action, "DSN queued");
+            shared.events.queued(&dsn_env, Some(&env.id));
             shared.handle.wake(id);
             true
         }

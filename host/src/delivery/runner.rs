@@ -23,6 +23,7 @@ use super::identity::LocalIdentity;
 use super::resolve::MxResolver;
 use super::route::Router;
 use crate::config::delivery::DeliveryConfig;
+use crate::events::Events;
 use crate::smtp::session::{MessageStore, StoreFuture};
 use crate::spool::{Envelope, MessageId, Spool};
 
@@ -95,6 +96,8 @@ pub(crate) struct Shared {
     /// Our names and listener addresses: next hops that are us are loops.
     pub identity: LocalIdentity,
     pub handle: QueueHandle,
+    /// Delivered, deferred and bounced recipients, and queued DSNs, go to the event log.
+    pub events: Events,
     /// Per-destination connection limits, by destination key.
     pub destinations: std::sync::Mutex<HashMap<String, Arc<Semaphore>>>,
     /// Idle connections by next-hop key.
@@ -147,6 +150,7 @@ impl QueueRunner {
             dkim: DkimSigners::load(&config.dkim)?,
             identity: LocalIdentity::default(),
             handle: QueueHandle { tx },
+            events: Events::off(),
             destinations: Default::default(),
             pool: Default::default(),
             unsaved: Default::default(),
@@ -171,6 +175,14 @@ impl QueueRunner {
         Arc::get_mut(&mut self.shared)
             .expect("with_identity is called before run")
             .identity = identity;
+        self
+    }
+
+    /// Records each recipient's outcome in the event log.
+    pub fn with_events(mut self, events: Events) -> QueueRunner {
+        Arc::get_mut(&mut self.shared)
+            .expect("with_events is called before run")
+            .events = events;
         self
     }
 

@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use super::types::Hook;
+
 pub use crate::state::BoxFuture;
 
 /// DNS record types plugins may ask for.
@@ -112,9 +114,25 @@ impl DnsLookup for StaticDns {
     }
 }
 
-/// Receives plugin events (`host.emit`).
+/// One `host.emit` call, with where it happened.
+#[derive(Debug, Clone, Copy)]
+pub struct PluginEvent<'a> {
+    pub plugin: &'a str,
+    /// The hook being run; `None` during `init`.
+    pub hook: Option<Hook>,
+    /// The message the hook is about: its queue id, or at `data` the id it will be queued
+    /// under.
+    pub queue_id: Option<&'a str>,
+    /// The recipient the hook is about (`rcpt`, `recipient-copy`).
+    pub recipient: Option<&'a str>,
+    pub name: &'a str,
+    pub fields: &'a [(String, String)],
+}
+
+/// Receives plugin events (`host.emit`): the relay's event log ([`crate::events::Events`]),
+/// or [`TracingEvents`].
 pub trait EventSink: Send + Sync + 'static {
-    fn emit(&self, plugin: &str, name: &str, fields: &[(String, String)]);
+    fn emit(&self, event: PluginEvent<'_>);
 }
 
 /// The default sink: a structured `tracing` event on target `wasmrelay::events`.
@@ -122,7 +140,16 @@ pub trait EventSink: Send + Sync + 'static {
 pub struct TracingEvents;
 
 impl EventSink for TracingEvents {
-    fn emit(&self, plugin: &str, name: &str, fields: &[(String, String)]) {
-        tracing::info!(target: "wasmrelay::events", plugin, event = name, ?fields, "plugin event");
+    fn emit(&self, e: PluginEvent<'_>) {
+        tracing::info!(
+            target: "wasmrelay::events",
+            plugin = e.plugin,
+            hook = e.hook.map(Hook::name),
+            queue_id = e.queue_id,
+            recipient = e.recipient,
+            event = e.name,
+            fields = ?e.fields,
+            "plugin event"
+        );
     }
 }

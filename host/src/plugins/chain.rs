@@ -12,7 +12,8 @@ use super::context::{ContextData, ContextRes};
 use super::envelope::{EnvelopeRes, RecipientRes};
 use super::error::FailureKind;
 use super::message::MessageRes;
-use super::state::StoreState;
+use super::metrics::VerdictKind;
+use super::state::{CallScope, StoreState};
 use super::types::{
     ConnectionInfo, DeliveryReport, EnvelopeInfo, Hook, RecipientInfo, RouteDecision,
     TransactionInfo, Verdict,
@@ -170,15 +171,35 @@ pub(crate) async fn probe(
         .fold(0, |bits, h| bits | Hook::from(h).bit()))
 }
 
+/// What a call is about, for the events a plugin emits during it: the message (its queue id,
+/// or at `data` the id it will be queued under) and the recipient at hand.
+fn scope(hook: Hook, subject: Subject<'_>, call: &Call<'_>) -> CallScope {
+    let queue_id = match subject {
+        Subject::Session(c) => c.tx.queue_id.clone().or_else(|| c.tx.message_id.clone()),
+        Subject::Delivery(e) => Some(e.queue_id.clone()),
+    };
+    let recipient = match call {
+        Call::Rcpt(r) => Some(r.to_string()),
+        Call::RecipientCopy(r, _) => Some(r.address.clone()),
+        _ => None,
+    };
+    CallScope {
+        hook: Some(hook),
+        queue_id,
+        recipient,
+    }
+}
+
 /// Calls one hook on a live instance.
 async fn call_slot(
     slot: &mut Slot,
     wall: Duration,
+    scope: CallScope,
     subject: Subject<'_>,
     call: Call<'_>,
 ) -> Result<Answer, FailureKind> {
     let Slot { store, plugin } = slot;
-    store.data_mut().arm();
+    store.data_mut().arm_call(scope);
     store.set_epoch_deadline(1);
     let hooks = plugin.wasmrelay_plugin_hooks();
     let fut = async {
@@ -255,12 +276,28 @@ async fn call_slot(
 struct Chain {
     host: Arc<PluginHost>,
     slots: Vec<Option<Slot>>,
+    /// The plugin (by index) whose verdict ended the last run, and the hook.
+    decided: Option<(usize, Hook)>,
 }
 
 impl Chain {
     fn new(host: Arc<PluginHost>) -> Chain {
         let slots = host.plugins.iter().map(|_| None).collect();
-        Chain { host, slots }
+        Chain {
+            host,
+            slots,
+            decided: None,
+        }
+    }
+
+    fn decided_by(&self) -> Option<(&str, Hook)> {
+        self.decided
+            .map(|(i, hook)| (self.host.plugins[i].meta.name.as_str(), hook))
+    }
+
+    /// Counts how a call of plugin `i` ended.
+    fn count(&self, i: usize, hook: Hook, kind: VerdictKind) {
+        self.host.plugins[i].meta.stats.verdict(hook, kind);
     }
 
     fn handles(&self, i: usize, hook: Hook) -> bool {
@@ -278,12 +315,13 @@ impl Chain {
         let host = self.host.clone();
         let plugin = &host.plugins[i];
         let meta = &plugin.meta;
+        let scope = scope(hook, subject, &call);
         let result = async {
             if self.slots[i].is_none() {
                 self.slots[i] = Some(instantiate(&host, &plugin.pre, meta).await?);
             }
             let slot = self.slots[i].as_mut().expect("slot just filled");
-            call_slot(slot, meta.limits.wall, subject, call).await
+            call_slot(slot, meta.limits.wall, scope, subject, call).await
         }
         .await;
         match result {
@@ -322,7 +360,9 @@ impl Chain {
         answer: Result<wit::Verdict, FailureKind>,
     ) -> Verdict {
         let checked = answer.and_then(|v| bindings::verdict(v).map_err(FailureKind::Malformed));
-        match checked {
+        let kind = checked.as_ref().map_or(VerdictKind::Error, VerdictKind::of);
+        self.count(i, hook, kind);
+        let verdict = match checked {
             Ok(v) => v,
             Err(FailureKind::Malformed(why)) => {
                 self.slots[i] = None;
@@ -330,7 +370,11 @@ impl Chain {
                 self.on_error(i)
             }
             Err(_) => self.on_error(i),
+        };
+        if verdict.is_final() {
+            self.decided = Some((i, hook));
         }
+        verdict
     }
 
     async fn verdict_chain(
@@ -339,6 +383,7 @@ impl Chain {
         ctx: &Arc<ContextData>,
         call: Call<'_>,
     ) -> Verdict {
+        self.decided = None;
         for i in 0..self.slots.len() {
             if !self.handles(i, hook) {
                 continue;
@@ -368,6 +413,7 @@ impl Chain {
         mut current: MessageRes,
         call: impl Fn(MessageRes) -> Call<'c>,
     ) -> (Verdict, MessageRes) {
+        self.decided = None;
         let mut verdict = Verdict::Continue;
         for i in 0..self.slots.len() {
             if !self.handles(i, hook) {
@@ -396,7 +442,12 @@ impl Chain {
     async fn notify_all(&mut self, hook: Hook, subject: Subject<'_>, call: Call<'_>) {
         for i in 0..self.slots.len() {
             if self.handles(i, hook) {
-                let _ = self.invoke(i, hook, subject, call.clone()).await;
+                let done = self.invoke(i, hook, subject, call.clone()).await;
+                let kind = match done {
+                    Ok(_) => VerdictKind::Continue,
+                    Err(_) => VerdictKind::Error,
+                };
+                self.count(i, hook, kind);
             }
         }
     }
@@ -419,6 +470,12 @@ impl SessionPlugins {
     /// The host this session's chain came from (a reload does not change it).
     pub fn host(&self) -> &Arc<PluginHost> {
         &self.chain.host
+    }
+
+    /// The plugin whose verdict ended the last chain run (also by failing into its
+    /// `on_error`), and the hook; `None` when every plugin continued.
+    pub fn decided_by(&self) -> Option<(&str, Hook)> {
+        self.chain.decided_by()
     }
 
     /// A client connected.
@@ -550,6 +607,11 @@ impl DeliveryPlugins {
         self.chain.host.handles(hook)
     }
 
+    /// The plugin whose decision the last `route` returned, and the hook.
+    pub fn decided_by(&self) -> Option<(&str, Hook)> {
+        self.chain.decided_by()
+    }
+
     /// Where to send one domain's pending `recipients`; [`RouteDecision::Continue`] when no
     /// plugin decided. A failing plugin's `on_error` maps to defer (tempfail), continue
     /// (accept) or bounce (reject).
@@ -559,6 +621,7 @@ impl DeliveryPlugins {
         domain: &str,
         recipients: &[String],
     ) -> RouteDecision {
+        self.chain.decided = None;
         if !self.handles(Hook::Route) {
             return RouteDecision::Continue;
         }
@@ -573,18 +636,26 @@ impl DeliveryPlugins {
                 .await
             {
                 Ok(Answer::Route(r)) => match bindings::route(r, &self.chain.host.pools) {
-                    Ok(d) => d,
+                    Ok(d) => {
+                        self.chain.count(i, Hook::Route, VerdictKind::of_route(&d));
+                        d
+                    }
                     Err(why) => {
                         self.chain.slots[i] = None;
                         self.chain
                             .failed(i, Hook::Route, FailureKind::Malformed(why));
+                        self.chain.count(i, Hook::Route, VerdictKind::Error);
                         self.route_on_error(i)
                     }
                 },
                 Ok(_) => unreachable!("the route hook answers with a route"),
-                Err(_) => self.route_on_error(i),
+                Err(_) => {
+                    self.chain.count(i, Hook::Route, VerdictKind::Error);
+                    self.route_on_error(i)
+                }
             };
             if decision != RouteDecision::Continue {
+                self.chain.decided = Some((i, Hook::Route));
                 return decision;
             }
         }

@@ -46,14 +46,14 @@ use crate::config::lists::ListConfig;
 use crate::config::plugins::{OnError, PluginConfig, PluginLimits, PluginRuntimeConfig};
 use crate::state::{InProcessBackend, StateBackend};
 
-pub use caps::{DnsFailure, DnsLookup, DnsType, EventSink, StaticDns, TracingEvents};
+pub use caps::{DnsFailure, DnsLookup, DnsType, EventSink, PluginEvent, StaticDns, TracingEvents};
 #[cfg(feature = "test-util")]
 #[doc(hidden)]
 pub use chain::bench_instantiate;
 pub use chain::{DeliveryPlugins, SessionPlugins};
 pub use engine::CacheOutcome;
 pub use error::{FailureKind, PluginLoadError};
-pub use metrics::PluginMetrics;
+pub use metrics::{PluginMetrics, VerdictCount, VerdictKind};
 pub use types::{
     AuthResult, ConnectionInfo, DeliveryReport, DeliveryStatus, EnvelopeInfo, Hook, Notify,
     RecipientInfo, RouteDecision, TlsInfo, TlsPolicy, TransactionInfo, Verdict,
@@ -283,3 +283,5 @@ fn hook_names(bits: u16) -> Vec<Hook> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod verdict_tests;

@@ -12,7 +12,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::wasmrelay::plugin::host::{
     self as wit, DnsError, LogLevel, QuotaWindow, RecordType,
 };
-use super::caps::{DnsFailure, DnsLookup, DnsType, EventSink};
+use super::caps::{DnsFailure, DnsLookup, DnsType, EventSink, PluginEvent};
+use super::types::Hook;
 use super::PluginMeta;
 use crate::state::{self, KvCap, StateBackend, StateError, MAX_LIST_MEMBER};
 
@@ -56,6 +57,16 @@ pub struct StoreState {
     pub(crate) cpu_left: u64,
     pub(crate) cpu_exceeded: bool,
     deadline: Option<Instant>,
+    /// What the current call is about, for the events the plugin emits.
+    scope: CallScope,
+}
+
+/// The hook being run and the message and recipient it is about.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CallScope {
+    pub hook: Option<Hook>,
+    pub queue_id: Option<String>,
+    pub recipient: Option<String>,
 }
 
 impl StoreState {
@@ -74,7 +85,14 @@ impl StoreState {
             cpu_left: 0,
             cpu_exceeded: false,
             deadline: None,
+            scope: CallScope::default(),
         }
+    }
+
+    /// Refills the budgets for one hook call and says what it is about.
+    pub(crate) fn arm_call(&mut self, scope: CallScope) {
+        self.scope = scope;
+        self.arm();
     }
 
     /// Refills the budgets for one hook call (or an instantiation).
@@ -257,9 +275,14 @@ impl wit::Host for StoreState {
                 )
             })
             .collect();
-        self.caps
-            .events
-            .emit(&self.meta.name, cut(&name, MAX_EVENT_NAME), &fields);
+        self.caps.events.emit(PluginEvent {
+            plugin: &self.meta.name,
+            hook: self.scope.hook,
+            queue_id: self.scope.queue_id.as_deref(),
+            recipient: self.scope.recipient.as_deref(),
+            name: cut(&name, MAX_EVENT_NAME),
+            fields: &fields,
+        });
         Ok(())
     }
 

@@ -160,6 +160,9 @@ pub struct TransactionInfo {
     pub recipients: Vec<String>,
     /// Set once the message is spooled.
     pub queue_id: Option<String>,
+    /// From the end of DATA on, the id the message will be queued under. Not shown to
+    /// plugins (they get `queue_id` from `queued` on); it tags what they emit at `data`.
+    pub message_id: Option<String>,
     /// SPF/DKIM/DMARC results known so far.
     pub auth_results: Vec<AuthResult>,
     /// Annotations set by plugins so far; stored with the message.

@@ -12,6 +12,7 @@ use tracing::info;
 
 use crate::config::Config;
 use crate::delivery::{DeliveryError, LocalIdentity, MxResolver, QueueHandle, QueueRunner};
+use crate::events::{EventLog, EventLogError, Events};
 use crate::msgauth::Authenticator;
 use crate::plugins::{DnsLookup, PluginHost, PluginHostOptions, PluginLoadError};
 use crate::smtp::server::{self, ConnectionLimits, Listener, SharedEnv};
@@ -50,6 +51,8 @@ pub enum StartError {
     Control { dir: String, source: std::io::Error },
     #[error("state: list journal: {0}")]
     State(#[from] JournalError),
+    #[error(transparent)]
+    Events(#[from] EventLogError),
 }
 
 /// A relay with its sockets bound and its spool recovered, ready to serve.
@@ -61,6 +64,8 @@ pub struct Relay {
     reloader: Reloader,
     runner: QueueRunner,
     pub spool: Spool,
+    /// The event log's writer, closed last so the final events are written.
+    event_log: Option<EventLog>,
 }
 
 /// Swaps the session environment of every listener: new sessions see the new config,
@@ -76,13 +81,15 @@ pub struct Reloader {
     authenticator: Arc<Authenticator>,
 }
 
-/// What plugin chains share across reloads: rate/kv state must survive a reload.
+/// What plugin chains share across reloads: rate/kv state must survive a reload, and the
+/// event log (fixed until a restart) takes their events.
 #[derive(Clone)]
 struct PluginCapabilities {
     backend: Arc<dyn StateBackend>,
     dns: Arc<dyn DnsLookup>,
     /// The running `[[lists]]`, for the control socket.
     lists: crate::control::SharedLists,
+    events: Events,
 }
 
 impl PluginCapabilities {
@@ -102,6 +109,7 @@ impl PluginCapabilities {
                 .map(|p| p.name.clone())
                 .collect(),
             max_message_size: config.limits.max_message_size as usize,
+            events: Arc::new(self.events.clone()),
             ..PluginHostOptions::from_config(&config.plugin_runtime)
         };
         PluginHost::load(&config.plugins, opts).await.map(Some)
@@ -120,7 +128,13 @@ impl Reloader {
             )));
         }
         let plugins = self.capabilities.load(config).await?;
-        let envs = session_envs(config, &self.store, &plugins, &self.authenticator)?;
+        let envs = session_envs(
+            config,
+            &self.store,
+            &plugins,
+            &self.authenticator,
+            &self.capabilities.events,
+        )?;
         for (shared, env) in self.envs.iter().zip(envs) {
             shared.replace(env);
         }
@@ -161,10 +175,12 @@ impl Relay {
             "lists loaded"
         );
         let authenticator = Arc::new(Authenticator::new(resolver.hickory().clone()));
+        let (events, event_log) = EventLog::open(&config.events)?;
         let capabilities = PluginCapabilities {
             backend: Arc::new(backend),
             dns: Arc::new(resolver.hickory().clone()),
             lists: Arc::new(RwLock::new(config.lists.clone())),
+            events: events.clone(),
         };
         let chain = capabilities.load(config).await?;
         let plugins: SharedPlugins = Arc::new(RwLock::new(chain.clone()));
@@ -176,13 +192,15 @@ impl Relay {
                 .iter()
                 .map(|p| (p.name.clone(), p.hosts.clone()))
                 .collect(),
+            events: events.clone(),
         };
         let runner = QueueRunner::new(&config.delivery, spool.clone(), resolver)?
-            .with_router(Arc::new(router));
+            .with_router(Arc::new(router))
+            .with_events(events.clone());
         // Stores go through the runner's store, which wakes delivery for each new message.
         let store: Arc<dyn MessageStore> = Arc::new(runner.store());
         let mut listeners = Vec::new();
-        for (index, env) in session_envs(config, &store, &chain, &authenticator)?
+        for (index, env) in session_envs(config, &store, &chain, &authenticator, &events)?
             .into_iter()
             .enumerate()
         {
@@ -218,6 +236,7 @@ impl Relay {
             reloader,
             runner,
             spool,
+            event_log,
         })
     }
 
@@ -252,6 +271,9 @@ impl Relay {
         let delivery = tokio::spawn(self.runner.run(shutdown.clone()));
         server::serve(self.listeners, self.limits, shutdown, self.grace).await;
         let _ = delivery.await;
+        if let Some(log) = self.event_log {
+            log.close().await;
+        }
         info!("relay stopped");
         Ok(())
     }
@@ -263,6 +285,7 @@ fn session_envs(
     store: &Arc<dyn MessageStore>,
     plugins: &Option<Arc<PluginHost>>,
     authenticator: &Arc<Authenticator>,
+    events: &Events,
 ) -> Result<Vec<SessionEnv>, StartError> {
     let users = Users::from_config(&config.users);
     let mut envs = Vec::new();
@@ -287,6 +310,7 @@ fn session_envs(
             store: store.clone(),
             plugins: plugins.clone(),
             authenticator: Some(authenticator.clone()),
+            events: events.clone(),
         });
     }
     Ok(envs)

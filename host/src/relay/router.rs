@@ -9,6 +9,7 @@ use wasmrelay_codec::reply::{Enhanced, Reply};
 use crate::config::delivery::{SmartHostConfig, TlsPolicy as ConfigTls};
 use crate::delivery::route::BoxFuture;
 use crate::delivery::{domain_of, DeliveryResult, Outcome, Route, Router};
+use crate::events::Events;
 use crate::plugins::{
     DeliveryReport, DeliveryStatus, EnvelopeInfo, Hook, PluginHost, RouteDecision, TlsPolicy,
 };
@@ -21,6 +22,8 @@ pub struct PluginRouter {
     pub plugins: SharedPlugins,
     /// `[[delivery.pools]]` by name (like all of `[delivery]`, fixed until a restart).
     pub pools: HashMap<String, Vec<SmartHostConfig>>,
+    /// Held and dropped recipients, with the plugin's reason.
+    pub events: Events,
 }
 
 impl PluginRouter {
@@ -54,7 +57,11 @@ impl Router for PluginRouter {
                 .unwrap_or(0)
                 + 1;
             let env = Arc::new(envelope_info(envelope, attempt));
-            let decision = host.delivery().route(&env, domain, &recipients).await;
+            let mut plugins = host.delivery();
+            let decision = plugins.route(&env, domain, &recipients).await;
+            let by = plugins.decided_by();
+            self.events
+                .routed(&envelope.id, domain, &recipients, &decision, by);
             to_route(decision, &self.pools)
         })
     }

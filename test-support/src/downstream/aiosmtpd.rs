@@ -20,6 +20,7 @@ pub struct AiosmtpdBuilder {
     host: Option<IpAddr>,
     tempfail_data: u32,
     reject_rcpt: Vec<String>,
+    tempfail_rcpt_once: Vec<String>,
     tls: Option<(PathBuf, PathBuf)>,
     auth: Option<(String, String)>,
 }
@@ -84,6 +85,13 @@ impl AiosmtpdBuilder {
         self
     }
 
+    /// Answer `451 4.2.0` the first time each recipient containing `substring` is given,
+    /// `250` after that (a retry succeeds).
+    pub fn tempfail_rcpt_once(mut self, substring: &str) -> Self {
+        self.tempfail_rcpt_once.push(substring.to_string());
+        self
+    }
+
     /// Offer STARTTLS with this certificate, and require it.
     pub fn tls(mut self, cert: &Path, key: &Path) -> Self {
         self.tls = Some((cert.to_path_buf(), key.to_path_buf()));
@@ -114,6 +122,9 @@ impl AiosmtpdBuilder {
         ];
         for substring in &self.reject_rcpt {
             args.extend(["--reject-rcpt".into(), substring.clone()]);
+        }
+        for substring in &self.tempfail_rcpt_once {
+            args.extend(["--tempfail-rcpt-once".into(), substring.clone()]);
         }
         if let Some((cert, key)) = &self.tls {
             args.extend(["--tls".into(), cert.display().to_string()]);

@@ -7,7 +7,9 @@ use wasmrelay_codec::command::{BodyType, DsnReturn, ReversePath};
 use wasmrelay_codec::data::{ChunkChecker, DataError, DataLimits, DataReader};
 use wasmrelay_codec::reply::{Enhanced, Reply};
 
+use super::rejected::Refused;
 use super::{Flow, Session, Transaction};
+use crate::plugins::Hook;
 use crate::spool::{unix_now, ClientInfo, Envelope, MessageId, Recipient};
 
 /// A BDAT transfer in progress.
@@ -158,7 +160,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         if let Err(e) = result {
             info!(error = %e, "message refused");
-            return self.fail(e.reply());
+            return self.refuse(Hook::Data, Refused::Message(&id, &txn), e.reply());
         }
         // Ours is the first field of `message`, so this counts the hop to us too.
         let hops = super::hops::received_count(&message);
@@ -174,7 +176,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Ok(results) => results,
             Err(flow) => return flow,
         };
-        if let Some(flow) = self.hook_data(&mut txn, &mut message, auth_results).await {
+        if let Some(flow) = self
+            .hook_data(&id, &mut txn, &mut message, auth_results)
+            .await
+        {
             info!(id = %id, "message refused by policy");
             return flow;
         }
@@ -191,6 +196,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     size = envelope.size,
                     "queued"
                 );
+                self.env.events.received(&envelope);
+                self.env.events.queued(&envelope, None);
                 self.hook_queued(&txn, &id, envelope.size).await;
                 self.ctx.junk = 0;
                 self.ok(Reply::new(
@@ -201,11 +208,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             Err(e) => {
                 warn!(error = %e, "spool write failed; message not accepted");
-                self.ok(Reply::new(
+                let reply = Reply::new(
                     452,
                     Enhanced(4, 3, 1),
                     "Insufficient system storage, try again later",
-                ))
+                );
+                self.rejected(Hook::Data, Refused::Message(&id, &txn), &reply, false);
+                self.ok(reply)
             }
         }
     }

@@ -6,6 +6,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::info;
 use wasmrelay_codec::command::{Address, BodyType, DsnReturn, MailParams, ReversePath};
 
+use super::rejected::Refused;
 use super::{Flow, Session, Transaction};
 use crate::config::ListenerRole;
 use crate::plugins::{AuthResult, ConnectionInfo, Hook, TlsInfo, TransactionInfo, Verdict};
@@ -50,13 +51,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    /// Applies a refusing verdict: its reply is queued (and counted, like any refusal);
-    /// `disconnect` also ends the session.
-    fn apply(&mut self, verdict: Verdict) -> Option<Flow> {
+    /// Applies a refusing verdict: its reply is queued (and counted, like any refusal) and
+    /// recorded as a rejection at `stage`; `disconnect` also ends the session.
+    fn apply(&mut self, stage: Hook, what: Refused<'_>, verdict: Verdict) -> Option<Flow> {
         match verdict {
             Verdict::Continue | Verdict::Accept => None,
-            Verdict::Reject(reply) | Verdict::Tempfail(reply) => Some(self.fail(reply)),
+            Verdict::Reject(reply) | Verdict::Tempfail(reply) => {
+                self.rejected(stage, what, &reply, true);
+                Some(self.fail(reply))
+            }
             Verdict::Disconnect(reply) => {
+                self.rejected(stage, what, &reply, true);
                 self.io.reply(&reply);
                 Some(Flow::Close)
             }
@@ -74,6 +79,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Verdict::Continue | Verdict::Accept => None,
             Verdict::Reject(reply) | Verdict::Tempfail(reply) | Verdict::Disconnect(reply) => {
                 info!(reply = %reply, "refused at connect by policy");
+                self.rejected(Hook::Connect, Refused::Session, &reply, true);
                 self.io.reply(&reply);
                 Some(Flow::Close)
             }
@@ -86,7 +92,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         let info = self.connection_info();
         let verdict = self.plugins.as_mut()?.helo(&info).await;
-        self.apply(verdict)
+        self.apply(Hook::Helo, Refused::Session, verdict)
     }
 
     pub(super) async fn hook_auth(&mut self, user: &str) -> Option<Flow> {
@@ -95,7 +101,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         let info = self.connection_info();
         let verdict = self.plugins.as_mut()?.auth(&info, user).await;
-        self.apply(verdict)
+        self.apply(Hook::Auth, Refused::Session, verdict)
     }
 
     /// MAIL FROM: a refusal, or the annotations plugins set (the transaction starts with them).
@@ -118,7 +124,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return Ok(Vec::new());
         };
         let verdict = plugins.mail_from(&info, &mut tx).await;
-        match self.apply(verdict) {
+        match self.apply(Hook::MailFrom, Refused::Session, verdict) {
             Some(flow) => Err(flow),
             None => Ok(tx.annotations),
         }
@@ -130,21 +136,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         let info = self.connection_info();
         let mut tx = transaction_info(self.txn.as_ref()?, None);
-        let verdict = self
-            .plugins
-            .as_mut()?
-            .rcpt(&info, &mut tx, &rcpt.to_string())
-            .await;
+        let rcpt = rcpt.to_string();
+        let verdict = self.plugins.as_mut()?.rcpt(&info, &mut tx, &rcpt).await;
         if let Some(txn) = self.txn.as_mut() {
             txn.annotations = tx.annotations;
         }
-        self.apply(verdict)
+        self.apply(Hook::Rcpt, Refused::Recipient(&rcpt), verdict)
     }
 
     /// After the final dot, before the message is spooled; edits land in `message`,
     /// annotations in `txn`. `auth_results` are what the host checked of this message.
     pub(super) async fn hook_data(
         &mut self,
+        id: &MessageId,
         txn: &mut Transaction,
         message: &mut Vec<u8>,
         auth_results: Vec<AuthResult>,
@@ -155,9 +159,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let info = self.connection_info();
         let mut tx = transaction_info(txn, Some(message.len() as u64));
         tx.auth_results = auth_results;
+        tx.message_id = Some(id.to_string());
         let verdict = self.plugins.as_mut()?.data(&info, &mut tx, message).await;
         txn.annotations = tx.annotations;
-        self.apply(verdict)
+        self.apply(Hook::Data, Refused::Message(id, txn), verdict)
     }
 
     /// The message is durable; informational.
@@ -217,7 +222,7 @@ fn mail_params(p: &MailParams) -> Vec<(String, String)> {
     out
 }
 
-fn reverse_path(from: &ReversePath) -> String {
+pub(super) fn reverse_path(from: &ReversePath) -> String {
     match from {
         ReversePath::Null => String::new(),
         ReversePath::Mailbox(a) => a.to_string(),
@@ -232,6 +237,7 @@ fn transaction_info(txn: &Transaction, size: Option<u64>) -> TransactionInfo {
         size: size.or(txn.params.size),
         recipients: txn.recipients.iter().map(|(a, _)| a.to_string()).collect(),
         queue_id: None,
+        message_id: None,
         auth_results: Vec::new(),
         annotations: txn.annotations.clone(),
     }

@@ -4,7 +4,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use wasmrelay_codec::command::{MailParams, ReversePath};
 use wasmrelay_codec::reply::{Enhanced, Reply};
 
+use super::rejected::Refused;
 use super::{Flow, Session, Transaction};
+use crate::plugins::Hook;
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub(super) async fn mail(&mut self, from: ReversePath, params: MailParams) -> Flow {
@@ -19,11 +21,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             ));
         }
         if self.env.listener.requires_auth() && self.ctx.auth_user.is_none() {
-            return self.fail(Reply::new(
-                530,
-                Enhanced(5, 7, 0),
-                "Authentication required",
-            ));
+            return self.refuse(
+                Hook::MailFrom,
+                Refused::Session,
+                Reply::new(530, Enhanced(5, 7, 0), "Authentication required"),
+            );
         }
         if !self.ctx.esmtp && params != MailParams::default() {
             return self.fail(Reply::new(
@@ -34,23 +36,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         if let Some(size) = params.size {
             if size > self.env.limits.max_message_size {
-                return self.fail(Reply::new(
-                    552,
-                    Enhanced(5, 3, 4),
-                    format!(
-                        "Message size exceeds fixed maximum of {} octets",
-                        self.env.limits.max_message_size
+                return self.refuse(
+                    Hook::MailFrom,
+                    Refused::Session,
+                    Reply::new(
+                        552,
+                        Enhanced(5, 3, 4),
+                        format!(
+                            "Message size exceeds fixed maximum of {} octets",
+                            self.env.limits.max_message_size
+                        ),
                     ),
-                ));
+                );
             }
         }
         if let ReversePath::Mailbox(addr) = &from {
             if !params.smtputf8 && !addr.is_ascii() {
-                return self.fail(Reply::new(
-                    553,
-                    Enhanced(5, 6, 7),
-                    "Non-ASCII address needs SMTPUTF8",
-                ));
+                return self.refuse(
+                    Hook::MailFrom,
+                    Refused::Session,
+                    Reply::new(553, Enhanced(5, 6, 7), "Non-ASCII address needs SMTPUTF8"),
+                );
             }
         }
         let annotations = match self.hook_mail(&from, &params).await {

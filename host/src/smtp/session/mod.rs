@@ -14,6 +14,7 @@ mod hops;
 mod io;
 mod mail;
 mod rcpt;
+mod rejected;
 mod store;
 
 use std::net::SocketAddr;
@@ -31,6 +32,7 @@ pub use self::auth::{hash_password, Users};
 use self::io::{Io, ReadError};
 pub use self::store::{MessageStore, StoreFuture};
 use crate::config::{LimitsConfig, ListenerConfig, ListenerRole, RelayConfig};
+use crate::events::Events;
 use crate::msgauth::Authenticator;
 use crate::plugins::{PluginHost, SessionPlugins};
 use crate::spool::Origin;
@@ -49,6 +51,8 @@ pub struct SessionEnv {
     pub plugins: Option<Arc<PluginHost>>,
     /// SPF/DKIM/DMARC checks for listeners with `check_auth`; `None` checks nothing.
     pub authenticator: Option<Arc<Authenticator>>,
+    /// The event log (received, rejected, queued).
+    pub events: Events,
 }
 
 /// Facts about the connection, kept across transactions.

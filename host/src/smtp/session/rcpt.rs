@@ -5,7 +5,9 @@ use tracing::info;
 use wasmrelay_codec::command::{Address, RcptParams};
 use wasmrelay_codec::reply::{Enhanced, Reply};
 
+use super::rejected::Refused;
 use super::{Flow, Session};
+use crate::plugins::Hook;
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub(super) async fn rcpt(&mut self, to: Address, params: RcptParams) -> Flow {
@@ -21,14 +23,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         if txn.recipients.len() >= self.env.limits.max_recipients {
             // 452, not 552: the client should send the rest in another transaction (RFC 5321 §4.5.3.1.10).
-            return self.ok(Reply::new(452, Enhanced(4, 5, 3), "Too many recipients"));
+            let reply = Reply::new(452, Enhanced(4, 5, 3), "Too many recipients");
+            self.rejected(
+                Hook::Rcpt,
+                Refused::Recipient(&to.to_string()),
+                &reply,
+                false,
+            );
+            return self.ok(reply);
         }
         if !txn.params.smtputf8 && !to.is_ascii() {
-            return self.fail(Reply::new(
-                553,
-                Enhanced(5, 6, 7),
-                "Non-ASCII address needs SMTPUTF8",
-            ));
+            return self.refuse(
+                Hook::Rcpt,
+                Refused::Recipient(&to.to_string()),
+                Reply::new(553, Enhanced(5, 6, 7), "Non-ASCII address needs SMTPUTF8"),
+            );
         }
         // `RCPT TO:<postmaster>` must always be accepted (RFC 5321 §4.5.1).
         let to = if to.domain.is_empty() {
@@ -41,7 +50,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         if let Some(reply) = self.relay_refusal(&to) {
             info!(rcpt = %to, "relay denied");
-            return self.fail(reply);
+            return self.refuse(Hook::Rcpt, Refused::Recipient(&to.to_string()), reply);
         }
         // Plugins are asked only about recipients the relay policy allows: they can refuse
         // more, never open the relay.

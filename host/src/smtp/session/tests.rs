@@ -49,6 +49,7 @@ struct Options {
     limits: LimitsConfig,
     users: Vec<UserConfig>,
     peer: SocketAddr,
+    events: crate::events::Events,
 }
 
 impl Default for Options {
@@ -73,6 +74,7 @@ impl Default for Options {
             limits: LimitsConfig::default(),
             users: vec![],
             peer: "192.0.2.10:40000".parse().unwrap(),
+            events: Default::default(),
         }
     }
 }
@@ -97,6 +99,7 @@ fn start(opts: Options) -> Client {
         store: store.clone(),
         plugins: None,
         authenticator: None,
+        events: opts.events,
     });
     let (client, server) = tokio::io::duplex(1 << 20);
     let shutdown = CancellationToken::new();
@@ -567,6 +570,7 @@ async fn starttls_discards_pipelined_plaintext_and_requires_new_ehlo() {
         store: store.clone(),
         plugins: None,
         authenticator: None,
+        events: Default::default(),
     });
     let (client, server) = tokio::io::duplex(1 << 16);
     tokio::spawn(run(
@@ -619,3 +623,6 @@ async fn starttls_discards_pipelined_plaintext_and_requires_new_ehlo() {
     let n = tls.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("250 2.1.0"));
 }
+
+#[path = "rejected_tests.rs"]
+mod rejected_tests;

@@ -4,7 +4,8 @@
 //! - mail-from: rate-limits each sender to 2 messages per minute (GCRA, burst 2);
 //! - rcpt: rejects `blocked@...` with 550 5.1.1, accepts `vip@...`;
 //! - data: adds `X-Policy: checked`, prepends `X-Seen-By: policy`, removes `X-Remove-Me`,
-//!   replaces `Subject` when it is `rewrite me`, replaces the body when it contains `REPLACE-BODY`;
+//!   replaces `Subject` when it is `rewrite me`, replaces the body when it contains `REPLACE-BODY`,
+//!   and emits the event `policy-checked` with the recipient count;
 //! - route: `routed.test` to the smart-host pool `routed`, `hold.test` held, `drop.test`
 //!   dropped, `mx.test` to MX with TLS required;
 //! - delivery-result: counts results per status in kv;
@@ -112,6 +113,8 @@ impl Plugin for Policy {
         if body.windows(12).any(|w| w == b"REPLACE-BODY") {
             msg.replace_body(b"replaced body\r\n");
         }
+        let rcpts = ctx.recipients().len().to_string();
+        host::emit("policy-checked", &[("recipients", &rcpts)]);
         Verdict::Continue
     }
 
