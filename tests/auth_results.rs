@@ -8,88 +8,29 @@
 //!
 //! Run: `cargo test -p wasmrelay --test auth_results`
 
-mod common;
+use std::net::SocketAddr;
+use std::time::Duration;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use common::*;
 use serde_json::json;
 use wasmrelay::config::delivery::DkimAlgorithm;
 use wasmrelay::delivery::dkim::keygen;
-use wasmrelay::plugins::test_plugins::component;
-
-fn support(script: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/support")
-        .join(script)
-}
-
-/// A Python helper from `host/tests/support` that prints `PORT <n>` once it serves; killed on
-/// drop.
-struct Helper {
-    child: Child,
-    port: u16,
-}
-
-impl Helper {
-    fn start(script: &str, args: &[&str]) -> Helper {
-        let mut child = Command::new("python3")
-            .arg(support(script))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let Some(port) = line
-            .trim()
-            .strip_prefix("PORT ")
-            .and_then(|p| p.parse().ok())
-        else {
-            child.kill().ok();
-            child.wait().ok();
-            panic!("{script} did not start: {line:?}");
-        };
-        Helper { child, port }
-    }
-}
-
-impl Drop for Helper {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
-    }
-}
-
-/// Every message the aiosmtpd sink in `dir` received, as text.
-fn delivered(dir: &Path) -> Vec<String> {
-    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
-        .collect();
-    names.sort();
-    names
-        .iter()
-        .map(|p| String::from_utf8(std::fs::read(p).unwrap()).unwrap())
-        .collect()
-}
+use wasmrelay_test_support::{
+    assert_success, python, test_plugin, wait_for, Aiosmtpd, DnsZone, Downstream, Relay,
+};
 
 /// The delivered message whose Subject is `subject`, waiting for it to arrive.
-fn arrived(dir: &Path, subject: &str) -> String {
+fn arrived(sink: &Aiosmtpd, subject: &str) -> String {
     let needle = format!("\r\nSubject: {subject}\r\n");
     let mut found = None;
     wait_for(
         &format!("message {subject:?} at the sink"),
         Duration::from_secs(30),
         || {
-            found = delivered(dir).into_iter().find(|m| m.contains(&needle));
+            found = sink
+                .messages()
+                .into_iter()
+                .map(|m| m.text())
+                .find(|m| m.contains(&needle));
             found.is_some()
         },
     );
@@ -158,8 +99,8 @@ sys.stdout.write((sig + message).decode())
 /// AUTH; prints `250` or the code and text of the refusal.
 const SEND: &str = r#"
 import smtplib, sys
-port, source, helo, sender, rcpt, user, message = sys.argv[1:8]
-with smtplib.SMTP("127.0.0.1", int(port), timeout=60, source_address=(source, 0)) as s:
+host, port, source, helo, sender, rcpt, user, message = sys.argv[1:9]
+with smtplib.SMTP(host, int(port), timeout=60, source_address=(source, 0)) as s:
     s.ehlo(helo)
     if user:
         s.login(*user.split(":"))
@@ -171,20 +112,21 @@ with smtplib.SMTP("127.0.0.1", int(port), timeout=60, source_address=(source, 0)
 "#;
 
 struct Client<'a> {
-    port: u16,
+    addr: SocketAddr,
     source: &'a str,
     helo: &'a str,
     user: &'a str,
-    /// Where the sink writes what arrives.
-    sink: &'a Path,
+    /// The server everything is delivered to.
+    sink: &'a Aiosmtpd,
 }
 
 impl Client<'_> {
     fn send(&self, sender: &str, rcpt: &str, message: &str) -> String {
-        let port = self.port.to_string();
+        let (host, port) = (self.addr.ip().to_string(), self.addr.port().to_string());
         let out = python(
             SEND,
             &[
+                &host,
                 &port,
                 self.source,
                 self.helo,
@@ -217,24 +159,27 @@ fn results(lines: &[&str]) -> Option<String> {
     ))
 }
 
-/// The relay: three listeners (`relay` with the default checks, `relay` with `dmarc_reject`,
-/// and `submission`), the auth-echo plugin, delivery of everything to the sink.
-fn config(ports: [u16; 3], sink: u16, dns: u16, password_hash: &str) -> String {
+/// The relay: three listeners, each on port 0 of its own loopback address (the config refuses
+/// two listeners with one address): `inbound` with the default checks, `strict` with
+/// `dmarc_reject`, and `submission`; the auth-echo plugin, delivery of everything to the
+/// sink, the zone's server as resolver.
+fn config(sink: SocketAddr, dns: SocketAddr, password_hash: &str) -> String {
     format!(
         r#"hostname = "relay.test"
 
 [[listeners]]
-address = "127.0.0.1:{a}"
+address = "127.0.0.1:0"
 name = "inbound"
 
 [[listeners]]
-address = "127.0.0.1:{b}"
+address = "127.0.0.3:0"
 name = "strict"
 check_auth = "inbound"
 dmarc_reject = true
 
 [[listeners]]
-address = "127.0.0.1:{c}"
+address = "127.0.0.4:0"
+name = "submission"
 role = "submission"
 allow_plaintext_auth = true
 
@@ -254,10 +199,10 @@ cache_dir = "cache"
 
 [[delivery.routes]]
 domains = ["*"]
-hosts = [{{ host = "127.0.0.1", port = {sink}, tls = "none" }}]
+hosts = [{{ host = "{sink_ip}", port = {sink_port}, tls = "none" }}]
 
 [delivery.resolver]
-nameservers = ["127.0.0.1:{dns}"]
+nameservers = ["{dns}"]
 timeout = "2s"
 attempts = 1
 
@@ -265,37 +210,10 @@ attempts = 1
 path = {plugin:?}
 name = "auth-echo"
 "#,
-        a = ports[0],
-        b = ports[1],
-        c = ports[2],
-        plugin = component("auth-echo").display().to_string(),
+        sink_ip = sink.ip(),
+        sink_port = sink.port(),
+        plugin = test_plugin("auth-echo").display().to_string(),
     )
-}
-
-/// Starts the relay on three free ports; retries with others when one was taken meanwhile
-/// (only the relay's own `listening` lines prove the ports are its own).
-fn start_relay(dir: &Path, sink: u16, dns: u16, password_hash: &str) -> (RelayProcess, [u16; 3]) {
-    let path = dir.join("relay.toml");
-    for _ in 0..5 {
-        let ports = [free_port(), free_port(), free_port()];
-        std::fs::write(&path, config(ports, sink, dns, password_hash)).unwrap();
-        std::fs::remove_file(path.with_extension("log")).ok();
-        let mut relay = RelayProcess::start(&path, &ports);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while relay.child.try_wait().unwrap().is_none() {
-            let log = relay.log();
-            if ports
-                .iter()
-                .all(|p| log.contains(&format!("listening address=127.0.0.1:{p} ")))
-            {
-                return (relay, ports);
-            }
-            assert!(Instant::now() < deadline, "the relay does not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        relay.kill9();
-    }
-    panic!("no ports for the relay in five tries");
 }
 
 /// A signed message of `from` with `extra` header lines and `body`.
@@ -327,30 +245,16 @@ fn inbound_mail_is_checked_and_the_results_reach_header_and_plugins() {
         "_dmarc.reject.test": [["TXT", "v=DMARC1; p=reject"]],
         "helo.test": [["TXT", "v=spf1 ip4:127.0.0.1 -all"]],
     });
-    let zone_file = dir.path().join("zone.json");
-    std::fs::write(&zone_file, zone.to_string()).unwrap();
-    let dns = Helper::start("dns_server.py", &[zone_file.to_str().unwrap()]);
-    let sink_dir = dir.path().join("sink");
-    std::fs::create_dir_all(&sink_dir).unwrap();
-    let sink = Helper::start(
-        "smtp_sink.py",
-        &[
-            sink_dir.to_str().unwrap(),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-        ],
-    );
+    let dns = DnsZone::start(zone);
+    let sink = Aiosmtpd::start();
     let hash = wasmrelay::smtp::session::hash_password("secret").unwrap();
-    let (mut relay, [inbound, strict, submission]) =
-        start_relay(dir.path(), sink.port, dns.port, &hash);
+    let mut relay = Relay::start(dir.path(), &config(sink.addr(), dns.addr(), &hash));
     let outside = Client {
-        port: inbound,
+        addr: relay.listener("inbound"),
         source: "127.0.0.1",
         helo: "client.pass.test",
         user: "",
-        sink: &sink_dir,
+        sink: &sink,
     };
     let sign = |text: &str| -> String {
         let out = python(DKIM_SIGN, &[key.to_str().unwrap(), text]);
@@ -394,15 +298,9 @@ fn inbound_mail_is_checked_and_the_results_reach_header_and_plugins() {
         ]
     );
     // What arrives still verifies with dkimpy: our edits did not touch what was signed.
-    let file = dir.path().join("pass.eml");
-    std::fs::write(&file, &got).unwrap();
-    let out = Command::new("python3")
-        .arg(support("dkim_verify.py"))
-        .arg(&file)
-        .arg(dns.port.to_string())
-        .output()
-        .unwrap();
-    assert_success("dkimpy verify", &out);
+    if let Err(e) = dns.verify_dkim(got.as_bytes()) {
+        panic!("dkimpy verify failed: {e}\n{got}");
+    }
 
     // 2. The body changed after signing: DKIM fails, DMARC still passes on aligned SPF.
     let tampered = sign(&message(
@@ -488,7 +386,7 @@ fn inbound_mail_is_checked_and_the_results_reach_header_and_plugins() {
         "X-Auth-Echo: dmarc=fail domain=reject.test detail=(not aligned) header.from=reject.test policy.dmarc=reject"
     );
     let strict_client = Client {
-        port: strict,
+        addr: relay.listener("strict"),
         ..outside
     };
     let refused = spoof.replace("Subject: spoof", "Subject: spoof refused");
@@ -514,7 +412,7 @@ fn inbound_mail_is_checked_and_the_results_reach_header_and_plugins() {
     assert_eq!(echoed(&got), ["X-Auth-Count: 0"]);
 
     let user = Client {
-        port: submission,
+        addr: relay.listener("submission"),
         user: "alice:secret",
         ..outside
     };
@@ -523,7 +421,7 @@ fn inbound_mail_is_checked_and_the_results_reach_header_and_plugins() {
         user.send("alice@pass.test", "friend@far.example", &submitted),
         "250"
     );
-    let got = arrived(&sink_dir, "submitted");
+    let got = arrived(&sink, "submitted");
     assert!(got.starts_with("Received: "), "{got}");
     assert!(all_fields(&got).is_empty(), "{got}");
     assert_eq!(echoed(&got), ["X-Auth-Count: 0"]);

@@ -7,16 +7,16 @@ use super::*;
 fn a_greedy_plugin_gets_errors_and_the_relay_stays_up() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let sink = Sink::start(&dir.join("sink"));
+    let sink = WasmrelaySink::start();
     let greedy = plugin(
         "greedy",
         "dns_zones = [\"allowed.test\"]\n\
          limits = { kv_keys = 10, kv_bytes = 4096, capability_calls = 2000 }",
     );
     let lists = "[[lists]]\nname = \"suppression\"\nreaders = [\"greedy\"]\n";
-    let relay = Relay::start(dir, &sink, &format!("{greedy}{lists}"));
+    let relay = start_relay(dir, &sink, &format!("{greedy}{lists}"));
 
-    let mut c = Raw::connect(relay.port);
+    let mut c = Raw::connect(relay.addr());
     c.cmd("EHLO client.test", "250");
     c.cmd("MAIL FROM:<mallory@example.org>", "250");
     let reply = c.cmd("RCPT TO:<greedy@example.com>", "451");
@@ -32,10 +32,10 @@ fn a_greedy_plugin_gets_errors_and_the_relay_stays_up() {
     c.cmd("Subject: after greed\r\n\r\nstill here\r\n.", "250");
     c.cmd("QUIT", "221");
     wait_for("the message at the sink", Duration::from_secs(30), || {
-        sink.recipients() == ["fine@example.com"]
+        recipients(&sink) == ["fine@example.com"]
     });
     // Nothing reached the shared list it may only read.
     let out = list_cli(dir, &["show", "suppression"]);
     assert_eq!(stdout(&out), "0 member(s) on suppression\n");
-    relay.stop();
+    stop(relay);
 }

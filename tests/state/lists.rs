@@ -1,5 +1,7 @@
 //! The suppression list across two plugins, the operator's CLI and restarts.
 
+use std::net::SocketAddr;
+
 use super::*;
 
 const LISTS: &str = r#"
@@ -17,24 +19,15 @@ fn plugins() -> String {
     )
 }
 
-/// Sends one message with Python's smtplib; `ok` when every recipient was accepted.
-const SEND: &str = r#"
-import smtplib, sys
-port, sender, rcpt, headers = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-msg = f"From: {sender}\r\nTo: {rcpt}\r\n{headers}Subject: test\r\n\r\nhello\r\n"
-with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
-    s.sendmail(sender, [rcpt], msg)
-print("ok")
-"#;
-
-fn send(port: u16, sender: &str, rcpt: &str, headers: &str) {
-    let out = python(SEND, &[&port.to_string(), sender, rcpt, headers]);
-    assert_success("smtplib sendmail", &out);
+/// Sends one message with Python's smtplib; every recipient must be accepted.
+fn send(addr: SocketAddr, sender: &str, rcpt: &str, headers: &str) {
+    let msg = format!("From: {sender}\r\nTo: {rcpt}\r\n{headers}Subject: test\r\n\r\nhello\r\n");
+    assert_eq!(smtplib_send(addr, sender, &[rcpt], &msg), "[]");
 }
 
 /// The reply to `RCPT TO:<rcpt>` in a fresh transaction.
-fn rcpt_reply(port: u16, rcpt: &str) -> String {
-    let mut c = Raw::connect(port);
+fn rcpt_reply(addr: SocketAddr, rcpt: &str) -> String {
+    let mut c = Raw::connect(addr);
     c.cmd("EHLO client.test", "250");
     c.cmd("MAIL FROM:<carol@example.org>", "250");
     let reply = c.cmd(&format!("RCPT TO:<{rcpt}>"), "");
@@ -54,19 +47,19 @@ fn list_ok(dir: &Path, args: &[&str]) -> (String, String) {
 fn a_list_written_by_one_plugin_is_read_by_another_and_kept() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let sink = Sink::start(&dir.join("sink"));
-    let relay = Relay::start(dir, &sink, &plugins());
+    let sink = WasmrelaySink::start();
+    let relay = start_relay(dir, &sink, &plugins());
 
     // list-writer puts the sender of an unsubscribe request on the list ...
     send(
-        relay.port,
+        relay.addr(),
         "Alice@Example.org",
         "news@example.com",
         "X-Unsubscribe: yes\r\n",
     );
     // ... and list-reader refuses mail to it from then on, in other sessions.
-    assert_eq!(rcpt_reply(relay.port, "alice@example.org"), REFUSED);
-    assert!(rcpt_reply(relay.port, "bob@example.org").starts_with("250 "));
+    assert_eq!(rcpt_reply(relay.addr(), "alice@example.org"), REFUSED);
+    assert!(rcpt_reply(relay.addr(), "bob@example.org").starts_with("250 "));
 
     // Operators see it through the running relay.
     let (out, err) = list_ok(dir, &["show", "suppression"]);
@@ -78,17 +71,17 @@ fn a_list_written_by_one_plugin_is_read_by_another_and_kept() {
         &["add", "suppression", "dave@example.net", "--ttl", "30d"],
     );
     assert_eq!(out, "added dave@example.net to suppression\n");
-    assert_eq!(rcpt_reply(relay.port, "dave@example.net"), REFUSED);
+    assert_eq!(rcpt_reply(relay.addr(), "dave@example.net"), REFUSED);
     // Removing one lets the next RCPT through, and the mail reaches the downstream.
     let (out, _) = list_ok(dir, &["remove", "suppression", "alice@example.org"]);
     assert_eq!(out, "removed alice@example.org from suppression\n");
     let (out, _) = list_ok(dir, &["remove", "suppression", "alice@example.org"]);
     assert_eq!(out, "alice@example.org was not on suppression\n");
-    send(relay.port, "carol@example.org", "alice@example.org", "");
+    send(relay.addr(), "carol@example.org", "alice@example.org", "");
     wait_for(
         "alice's message at the sink",
         Duration::from_secs(30),
-        || sink.recipients().contains(&"alice@example.org".to_string()),
+        || recipients(&sink).contains(&"alice@example.org".to_string()),
     );
 
     // An undeclared list is a clear error, naming the declared ones.
@@ -101,10 +94,10 @@ fn a_list_written_by_one_plugin_is_read_by_another_and_kept() {
     );
 
     // The list survives a restart, TTL included.
-    relay.stop();
-    let relay = Relay::start(dir, &sink, &plugins());
-    assert_eq!(rcpt_reply(relay.port, "dave@example.net"), REFUSED);
-    assert!(rcpt_reply(relay.port, "alice@example.org").starts_with("250 "));
+    stop(relay);
+    let relay = start_relay(dir, &sink, &plugins());
+    assert_eq!(rcpt_reply(relay.addr(), "dave@example.net"), REFUSED);
+    assert!(rcpt_reply(relay.addr(), "alice@example.org").starts_with("250 "));
     let (out, _) = list_ok(dir, &["show", "suppression"]);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
@@ -114,7 +107,7 @@ fn a_list_written_by_one_plugin_is_read_by_another_and_kept() {
     );
 
     // With no relay running, the CLI edits the journal, and the next relay sees it.
-    relay.stop();
+    stop(relay);
     let (out, err) = list_ok(dir, &["add", "suppression", "erin@example.net"]);
     assert_eq!(out, "added erin@example.net to suppression\n");
     assert!(err.contains("no relay is running"), "{err}");
@@ -123,8 +116,8 @@ fn a_list_written_by_one_plugin_is_read_by_another_and_kept() {
         out.ends_with("erin@example.net\n2 member(s) on suppression\n"),
         "{out}"
     );
-    let relay = Relay::start(dir, &sink, &plugins());
-    assert_eq!(rcpt_reply(relay.port, "erin@example.net"), REFUSED);
-    assert_eq!(rcpt_reply(relay.port, "dave@example.net"), REFUSED);
-    relay.stop();
+    let relay = start_relay(dir, &sink, &plugins());
+    assert_eq!(rcpt_reply(relay.addr(), "erin@example.net"), REFUSED);
+    assert_eq!(rcpt_reply(relay.addr(), "dave@example.net"), REFUSED);
+    stop(relay);
 }

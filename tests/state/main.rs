@@ -5,82 +5,38 @@
 //!
 //! Run: `cargo test -p wasmrelay --test state_e2e`
 
-#[path = "../common/mod.rs"]
-mod common;
 mod hostile;
 mod library;
 mod lists;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
 
-use common::*;
-use wasmrelay::plugins::test_plugins::component;
+use wasmrelay_test_support::{
+    assert_success, binary, smtplib_send, test_plugin, wait_for, Downstream, Raw, Relay,
+    WasmrelaySink, NO_DNS,
+};
 
-/// The relay's own catch-all sink (`wasmrelay sink`) as the downstream server.
-struct Sink {
-    child: Child,
-    dir: PathBuf,
-    port: u16,
+/// The recipients of every message `sink` received so far, sorted.
+fn recipients(sink: &WasmrelaySink) -> Vec<String> {
+    let mut out: Vec<String> = sink
+        .messages()
+        .into_iter()
+        .flat_map(|m| m.rcpt_tos)
+        .collect();
+    out.sort();
+    out
 }
 
-impl Drop for Sink {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
-    }
-}
-
-impl Sink {
-    fn start(dir: &Path) -> Sink {
-        let port = free_port();
-        let child = Command::new(binary())
-            .args(["sink", "--listen", &format!("127.0.0.1:{port}"), "--dir"])
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let sink = Sink {
-            child,
-            dir: dir.to_path_buf(),
-            port,
-        };
-        wait_for("the sink to listen", Duration::from_secs(30), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        sink
-    }
-
-    /// The recipients of every message received so far.
-    fn recipients(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(&self.dir).into_iter().flatten() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "json") {
-                let meta: serde_json::Value =
-                    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-                let rcpts = meta["recipients"].as_array().cloned().unwrap_or_default();
-                out.extend(
-                    rcpts
-                        .iter()
-                        .map(|r| r["address"].as_str().unwrap().to_string()),
-                );
-            }
-        }
-        out.sort();
-        out
-    }
-}
-
-/// A relay config on `port` delivering everything to `sink_port`, with `extra` appended.
-fn config_text(port: u16, sink_port: u16, extra: &str) -> String {
-    format!(
+/// Writes `dir/relay.toml` (a listener on `127.0.0.1:0`, everything delivered to `sink`,
+/// `extra` appended) and starts the relay on it.
+fn start_relay(dir: &Path, sink: &WasmrelaySink, extra: &str) -> Relay {
+    let config = format!(
         r#"hostname = "relay.test"
 
 [[listeners]]
-address = "127.0.0.1:{port}"
+address = "127.0.0.1:0"
 
 [relay]
 local_domains = ["example.com"]
@@ -94,64 +50,29 @@ cache_dir = "cache"
 
 [[delivery.routes]]
 domains = ["*"]
-hosts = [{{ host = "127.0.0.1", port = {sink_port}, tls = "none" }}]
+hosts = [{{ host = "{ip}", port = {port}, tls = "none" }}]
 
 [delivery.resolver]
-nameservers = ["127.0.0.1:9"]
+nameservers = ["{NO_DNS}"]
 
-{extra}"#
-    )
+{extra}"#,
+        ip = sink.addr().ip(),
+        port = sink.port(),
+    );
+    Relay::start(dir, &config)
+}
+
+/// SIGTERM, and the relay must exit cleanly.
+fn stop(mut relay: Relay) {
+    assert!(relay.terminate().success(), "a clean stop");
 }
 
 /// One `[[plugins]]` entry for test plugin `name`.
 fn plugin(name: &str, extra: &str) -> String {
     format!(
         "[[plugins]]\npath = {:?}\nname = {name:?}\n{extra}\n",
-        component(name).display().to_string()
+        test_plugin(name).display().to_string()
     )
-}
-
-/// The relay process; a failing test prints its log.
-struct Relay {
-    process: RelayProcess,
-    port: u16,
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- relay log ---\n{}--- end ---", self.process.log());
-        }
-    }
-}
-
-impl Relay {
-    /// Writes `dir/relay.toml` for a free port and starts the relay on it. The port is ours
-    /// only once the relay logs that it listens there; otherwise try another.
-    fn start(dir: &Path, sink: &Sink, extra: &str) -> Relay {
-        let path = dir.join("relay.toml");
-        for _ in 0..5 {
-            let port = free_port();
-            std::fs::write(&path, config_text(port, sink.port, extra)).unwrap();
-            std::fs::remove_file(path.with_extension("log")).ok();
-            let mut process = RelayProcess::start(&path, &[port]);
-            let listening = format!("listening address=127.0.0.1:{port} ");
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while process.child.try_wait().unwrap().is_none() {
-                if process.log().contains(&listening) {
-                    return Relay { process, port };
-                }
-                assert!(Instant::now() < deadline, "the relay does not listen");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            process.kill9();
-        }
-        panic!("no port for the relay in five tries");
-    }
-
-    fn stop(mut self) {
-        assert!(self.process.terminate().success(), "a clean stop");
-    }
 }
 
 /// `wasmrelay list --config DIR/relay.toml ARGS...`.
