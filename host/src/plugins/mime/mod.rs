@@ -86,7 +86,7 @@ pub(crate) fn parts(m: &mut MessageRes) -> Vec<wit::MimePart> {
             .iter()
             .map(|n| {
                 n.size.unwrap_or_else(|| {
-                    let raw = &m.body()[n.content..n.end];
+                    let raw = n.content(m.body());
                     decode::transfer_decoded(raw, n.info.encoding.as_deref()).len() as u64
                 })
             })
@@ -116,8 +116,9 @@ pub(crate) fn parts(m: &mut MessageRes) -> Vec<wit::MimePart> {
 pub(crate) fn part_text(m: &mut MessageRes, id: u32) -> Result<String, wit::PartError> {
     let tree = tree(m);
     let node = text_leaf(&tree, id)?;
-    let raw = &m.body()[node.content..node.end];
-    // Transfer decoding never grows content, and no charset shrinks text fourfold.
+    let raw = node.content(m.body());
+    // Refused before any decoding: content over four times the cap decodes to text over it
+    // in every encoding mail carries text in (base64 keeps 3/4, UTF-16 halves at most).
     if raw.len() > 4 * MAX_TEXT {
         return Err(wit::PartError::TooLarge);
     }
@@ -148,7 +149,7 @@ pub(crate) fn read_part(
         let end = start.saturating_add(len as usize).min(bytes.len());
         bytes[start..end].to_vec()
     };
-    let raw = &m.body()[node.content..node.end];
+    let raw = node.content(m.body());
     if decode::is_identity(node.info.encoding.as_deref()) {
         return Ok(chunk(raw));
     }
@@ -172,6 +173,10 @@ pub(crate) fn replace_part_text(
     let node = text_leaf(&tree, id)?;
     if text.len() > MAX_TEXT {
         return Err(wit::PartError::TooLarge);
+    }
+    if !node.spans_within(m.body().len()) {
+        debug_assert!(false, "{node:?} beyond the body");
+        return Err(wit::PartError::NoSuchPart);
     }
     let (start, old_end) = (node.header, node.end);
     let new = rewrite_part(m, id, node, text);
@@ -206,6 +211,7 @@ struct Rewritten {
     top_fields: Option<Vec<Vec<u8>>>,
 }
 
+/// `node` is a text leaf of `m` whose offsets lie within the body.
 fn rewrite_part(m: &MessageRes, id: u32, node: &Node, text: &str) -> Rewritten {
     let body = m.body();
     let content = encode::canonical(text);

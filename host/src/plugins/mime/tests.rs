@@ -81,8 +81,10 @@ fn message(bytes: Vec<u8>) -> MessageRes {
     MessageRes::parse(bytes, MAX)
 }
 
-/// (content type, parent, charset, encoding) of every part.
-fn shape(m: &mut MessageRes) -> Vec<(String, Option<u32>, Option<String>, Option<String>)> {
+/// (content type, parent, charset, encoding) of a part.
+type Shape = (String, Option<u32>, Option<String>, Option<String>);
+
+fn shape(m: &mut MessageRes) -> Vec<Shape> {
     parts(m)
         .into_iter()
         .enumerate()
@@ -172,7 +174,8 @@ fn binary_parts_read_in_chunks() {
 #[test]
 fn text_decodes_from_each_transfer_encoding_and_charset() {
     // (Content-Type, Content-Transfer-Encoding, raw content, expected part-text)
-    let cases: &[(&str, &str, &[u8], Result<&str, wit::PartError>)] = &[
+    type Case<'a> = (&'a str, &'a str, &'a [u8], Result<&'a str, wit::PartError>);
+    let cases: &[Case] = &[
         (
             "text/plain; charset=iso-8859-1",
             "quoted-printable",

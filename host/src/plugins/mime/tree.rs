@@ -36,6 +36,23 @@ pub(crate) struct Node {
     pub size: Option<u64>,
 }
 
+impl Node {
+    /// The part's content in `body` (the body the tree was built for or kept up with).
+    pub(crate) fn content<'a>(&self, body: &'a [u8]) -> &'a [u8] {
+        debug_assert!(
+            self.spans_within(body.len()),
+            "{self:?} beyond {}",
+            body.len()
+        );
+        body.get(self.content..self.end).unwrap_or_default()
+    }
+
+    /// Whether the part's offsets are in order and within a body of `len` bytes.
+    pub(crate) fn spans_within(&self, len: usize) -> bool {
+        self.header <= self.content && self.content <= self.end && self.end <= len
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Tree {
     pub nodes: Vec<Node>,
