@@ -183,6 +183,7 @@ mod tests {
                 helo: "client.test".into(),
                 auth_user: Some("app".into()),
                 tls: true,
+                origin: Default::default(),
             },
             eight_bit: false,
             smtputf8: false,

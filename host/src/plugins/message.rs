@@ -1,5 +1,11 @@
 //! The `message` resource: header fields parsed once, the body shared and read lazily, edits
 //! kept as a new field list and an optional new body until the chain is done.
+//!
+//! Body edits and MIME edits compose in call order: `replace-body` starts a new body (the
+//! part tree is built again from it on the next MIME call), `append-body` continues only a
+//! body `replace-body` started, and `replace-part-text` edits whatever body is current (and
+//! ends an appendable one). Header edits that touch the message's own MIME fields drop the
+//! cached part tree too.
 
 use std::sync::Arc;
 
@@ -7,6 +13,7 @@ use wasmrelay_codec::message::header_end;
 use wasmtime::component::Resource;
 
 use super::bindings::wasmrelay::plugin::types::{self as wit, HostMessage};
+use super::mime::MimeCache;
 use super::state::StoreState;
 
 /// Largest body chunk one `read-body` call returns.
@@ -57,8 +64,12 @@ pub struct MessageRes {
     original: Arc<Vec<u8>>,
     body_start: usize,
     new_body: Option<Arc<Vec<u8>>>,
+    /// Whether `append-body` may continue the body (set by `replace-body`).
+    body_open: bool,
     edited: bool,
     max_body: usize,
+    /// The MIME part tree and decoded content, cached for the current fields and body.
+    pub(super) mime: MimeCache,
 }
 
 impl MessageRes {
@@ -83,17 +94,10 @@ impl MessageRes {
                     f.raw.extend_from_slice(b"\r\n");
                     f.raw.extend_from_slice(line);
                 }
-                _ => {
-                    let name = line
-                        .iter()
-                        .position(|&b| b == b':')
-                        .map(|i| String::from_utf8_lossy(&line[..i]).trim().to_string())
-                        .unwrap_or_default();
-                    fields.push(Field {
-                        name,
-                        raw: line.to_vec(),
-                    });
-                }
+                _ => fields.push(Field {
+                    name: name_of(line),
+                    raw: line.to_vec(),
+                }),
             }
             pos = next;
         }
@@ -102,15 +106,132 @@ impl MessageRes {
             original: Arc::new(bytes),
             body_start,
             new_body: None,
+            body_open: false,
             edited: false,
             max_body,
+            mime: MimeCache::default(),
         }
     }
 
-    fn body(&self) -> &[u8] {
+    /// The current body (after the empty line).
+    pub(super) fn body(&self) -> &[u8] {
         match &self.new_body {
             Some(b) => b,
             None => &self.original[self.body_start..],
+        }
+    }
+
+    /// Largest body edits may leave.
+    pub(super) fn max_body(&self) -> usize {
+        self.max_body
+    }
+
+    /// The header fields as on the wire, each without its final CRLF.
+    pub(super) fn field_lines(&self) -> impl Iterator<Item = &[u8]> {
+        self.fields.iter().map(|f| f.raw.as_slice())
+    }
+
+    /// Replaces the header fields with `lines` (raw fields without their final CRLF).
+    pub(super) fn set_field_lines(&mut self, lines: Vec<Vec<u8>>) {
+        self.fields = lines
+            .into_iter()
+            .map(|raw| Field {
+                name: name_of(&raw),
+                raw,
+            })
+            .collect();
+        self.edited = true;
+    }
+
+    /// Replaces `range` of the body with `bytes`. Ends a body `replace-body` started: what
+    /// follows is a part edit, not more of that body.
+    pub(super) fn splice_body(&mut self, range: std::ops::Range<usize>, bytes: &[u8]) {
+        match &mut self.new_body {
+            Some(body) => {
+                Arc::make_mut(body).splice(range, bytes.iter().copied());
+            }
+            None => {
+                let body = self.body();
+                let mut new = Vec::with_capacity(body.len() - range.len() + bytes.len());
+                new.extend_from_slice(&body[..range.start]);
+                new.extend_from_slice(bytes);
+                new.extend_from_slice(&body[range.end..]);
+                self.new_body = Some(Arc::new(new));
+            }
+        }
+        self.body_open = false;
+        self.edited = true;
+    }
+
+    /// `replace-header`: the first field named `name` gets `value`, the others go.
+    pub(super) fn replace_field(&mut self, name: &str, value: &str) -> wasmtime::Result<()> {
+        self.check_field(name, value, false)?;
+        let new = Field::new(name, value);
+        match self
+            .fields
+            .iter()
+            .position(|f| f.name.eq_ignore_ascii_case(name))
+        {
+            Some(i) => {
+                self.fields[i] = new;
+                let mut seen = 0;
+                self.fields.retain(|f| {
+                    let same = f.name.eq_ignore_ascii_case(name);
+                    seen += same as usize;
+                    !same || seen == 1
+                });
+            }
+            None if self.fields.len() < MAX_FIELDS => self.fields.push(new),
+            None => wasmtime::bail!("too many header fields (max {MAX_FIELDS})"),
+        }
+        self.fields_changed(name);
+        self.edited = true;
+        Ok(())
+    }
+
+    /// `replace-body`: a new body that `append-body` may continue.
+    pub(super) fn start_body(&mut self, body: Vec<u8>) -> wasmtime::Result<()> {
+        if body.len() > self.max_body {
+            wasmtime::bail!(
+                "replacement body of {} bytes over the {} byte limit",
+                body.len(),
+                self.max_body
+            );
+        }
+        self.new_body = Some(Arc::new(crlf(body)));
+        self.body_open = true;
+        self.mime = MimeCache::default();
+        self.edited = true;
+        Ok(())
+    }
+
+    /// `append-body`: more of the body `replace-body` started.
+    pub(super) fn continue_body(&mut self, chunk: Vec<u8>) -> wasmtime::Result<()> {
+        let max = self.max_body;
+        let Some(body) = self.new_body.as_mut().filter(|_| self.body_open) else {
+            wasmtime::bail!("append-body without replace-body first");
+        };
+        if body.len().saturating_add(chunk.len()) > max {
+            wasmtime::bail!("replacement body over the {max} byte limit");
+        }
+        // A chunk may end between CR and LF; convert line endings across the seam.
+        let body = Arc::make_mut(body);
+        let seam_cr = body.last() == Some(&b'\r');
+        let mut chunk = chunk;
+        if seam_cr && chunk.first() == Some(&b'\n') {
+            body.push(b'\n');
+            chunk.remove(0);
+        }
+        body.extend_from_slice(&crlf(chunk));
+        self.mime = MimeCache::default();
+        Ok(())
+    }
+
+    /// Drops the cached part tree when a field that shapes it changes.
+    fn fields_changed(&mut self, name: &str) {
+        let name = name.to_ascii_lowercase();
+        if name.starts_with("content-") || name == "mime-version" {
+            self.mime = MimeCache::default();
         }
     }
 
@@ -152,6 +273,14 @@ impl MessageRes {
         }
         Ok(())
     }
+}
+
+/// The name of a raw field: what precedes its colon, trimmed (empty without a colon).
+fn name_of(line: &[u8]) -> String {
+    line.iter()
+        .position(|&b| b == b':')
+        .map(|i| String::from_utf8_lossy(&line[..i]).trim().to_string())
+        .unwrap_or_default()
 }
 
 /// Converts bare LF to CRLF so a replaced body keeps SMTP line endings.
@@ -235,6 +364,7 @@ impl HostMessage for StoreState {
         let m = self.message(&r)?;
         m.check_field(&name, &value, true)?;
         m.fields.push(Field::new(&name, &value));
+        m.fields_changed(&name);
         m.edited = true;
         Ok(())
     }
@@ -248,6 +378,7 @@ impl HostMessage for StoreState {
         let m = self.message(&r)?;
         m.check_field(&name, &value, true)?;
         m.fields.insert(0, Field::new(&name, &value));
+        m.fields_changed(&name);
         m.edited = true;
         Ok(())
     }
@@ -257,7 +388,10 @@ impl HostMessage for StoreState {
         let before = m.fields.len();
         m.fields.retain(|f| !f.name.eq_ignore_ascii_case(&name));
         let removed = before - m.fields.len();
-        m.edited |= removed > 0;
+        if removed > 0 {
+            m.fields_changed(&name);
+            m.edited = true;
+        }
         Ok(removed as u32)
     }
 
@@ -267,63 +401,15 @@ impl HostMessage for StoreState {
         name: String,
         value: String,
     ) -> wasmtime::Result<()> {
-        let m = self.message(&r)?;
-        m.check_field(&name, &value, false)?;
-        let new = Field::new(&name, &value);
-        match m
-            .fields
-            .iter()
-            .position(|f| f.name.eq_ignore_ascii_case(&name))
-        {
-            Some(i) => {
-                m.fields[i] = new;
-                let mut seen = 0;
-                m.fields.retain(|f| {
-                    let same = f.name.eq_ignore_ascii_case(&name);
-                    seen += same as usize;
-                    !same || seen == 1
-                });
-            }
-            None if m.fields.len() < MAX_FIELDS => m.fields.push(new),
-            None => wasmtime::bail!("too many header fields (max {MAX_FIELDS})"),
-        }
-        m.edited = true;
-        Ok(())
+        self.message(&r)?.replace_field(&name, &value)
     }
 
     fn replace_body(&mut self, r: Resource<MessageRes>, body: Vec<u8>) -> wasmtime::Result<()> {
-        let m = self.message(&r)?;
-        if body.len() > m.max_body {
-            wasmtime::bail!(
-                "replacement body of {} bytes over the {} byte limit",
-                body.len(),
-                m.max_body
-            );
-        }
-        m.new_body = Some(Arc::new(crlf(body)));
-        m.edited = true;
-        Ok(())
+        self.message(&r)?.start_body(body)
     }
 
     fn append_body(&mut self, r: Resource<MessageRes>, chunk: Vec<u8>) -> wasmtime::Result<()> {
-        let m = self.message(&r)?;
-        let max = m.max_body;
-        let Some(body) = m.new_body.as_mut() else {
-            wasmtime::bail!("append-body without replace-body first");
-        };
-        if body.len().saturating_add(chunk.len()) > max {
-            wasmtime::bail!("replacement body over the {max} byte limit");
-        }
-        // A chunk may end between CR and LF; convert line endings across the seam.
-        let body = Arc::make_mut(body);
-        let seam_cr = body.last() == Some(&b'\r');
-        let mut chunk = chunk;
-        if seam_cr && chunk.first() == Some(&b'\n') {
-            body.push(b'\n');
-            chunk.remove(0);
-        }
-        body.extend_from_slice(&crlf(chunk));
-        Ok(())
+        self.message(&r)?.continue_body(chunk)
     }
 
     fn parts(&mut self, r: Resource<MessageRes>) -> wasmtime::Result<Vec<wit::MimePart>> {

@@ -56,6 +56,7 @@ const PLUGINS: &[&str] = &[
     "greedy",
     "quota",
     "auth_echo",
+    "mime_rewrite",
 ];
 
 /// Newest modification time of the files under `dir` (recursively, skipping `target`).
