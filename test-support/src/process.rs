@@ -137,12 +137,32 @@ mod tests {
         );
     }
 
+    /// A child that listens on one socket (the test process itself may hold others, from
+    /// tests running beside this one).
     #[test]
-    fn finds_the_port_this_process_listens_on() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        assert_eq!(
-            listening_addr(std::process::id()),
-            Some(listener.local_addr().unwrap())
-        );
+    fn finds_the_port_a_process_listens_on() {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import socket, time\n\
+                 s = socket.socket()\n\
+                 s.bind(('127.0.0.1', 0))\n\
+                 s.listen()\n\
+                 print(s.getsockname()[1], flush=True)\n\
+                 time.sleep(60)",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port: u16 = line.trim().parse().expect("the child prints its port");
+        let found = listening_addr(child.id());
+        child.kill().ok();
+        child.wait().ok();
+        assert_eq!(found, Some(([127, 0, 0, 1], port).into()));
     }
 }

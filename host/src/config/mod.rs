@@ -301,6 +301,7 @@ mod tests {
     fn durations_are_humantime_strings() {
         let text = format!(
             "{LISTENER}[limits]\ncommand_timeout = \"1m 30s\"\ndata_block_timeout = \"500ms\"\n\
+             auth_check_timeout = \"400ms\"\n\
              [plugin_runtime]\nepoch_tick = \"5ms\"\n"
         );
         let config = Config::parse(&text, Path::new("/nonexistent")).unwrap();
