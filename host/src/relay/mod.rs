@@ -139,12 +139,6 @@ impl Relay {
         let plugins: SharedPlugins = Arc::new(RwLock::new(chain.clone()));
         let router = PluginRouter {
             plugins: plugins.clone(),
-            pools: config
-                .delivery
-                .pools
-                .iter()
-                .map(|p| (p.name.clone(), p.hosts.clone()))
-                .collect(),
         };
         let runner = QueueRunner::new(&config.delivery, spool.clone(), resolver)?
             .with_router(Arc::new(router));
