@@ -50,6 +50,7 @@ const PLUGINS: &[&str] = &[
     "badreply",
     "wrong_world",
     "wrong_version",
+    "tracker_lite",
 ];
 
 /// Newest modification time of the files under `dir` (recursively, skipping `target`).
