@@ -76,7 +76,7 @@ fn each_tracked_recipient_gets_its_own_signed_copy() {
         assert_eq!(copies.len(), 1, "{rcpt} alone in one transaction: {got:#?}");
         let copy = copies[0];
         let expected = token(&id, rcpt);
-        assert_eq!(copy.header("X-Recipient-Token"), [expected.clone()]);
+        assert_eq!(copy.header("X-Recipient-Token"), [expected.as_str()]);
         assert_eq!(copy.header("X-Copy-Attempt"), ["1"]);
         let body = copy.text().split_once("\r\n\r\n").unwrap().1.to_string();
         assert_eq!(body, tracked_body(&expected), "{rcpt}'s links");

@@ -10,6 +10,7 @@
 //!   so a retry renders the same copy;
 //! - delivery-result: counts results per status (`held`, `dropped`, ...), and the most hook
 //!   calls one instance answered (one instance serves a whole delivery batch).
+//!
 //! Config: `{"secret": "..."}`.
 use std::time::Duration;
 
