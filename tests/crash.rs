@@ -2,14 +2,13 @@
 //! the relay is killed with SIGKILL mid-load, and after a restart every message that got a
 //! `250` reaches the sink at least once, the queue drains, and nothing half-written is left.
 
-mod common;
-
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use wasmrelay_test_support::{queued_id, wait_for, Downstream, Relay, SmtpSink, NO_DNS};
 
 const CLIENTS: usize = 20;
 const KILL_AFTER: usize = 2000;
@@ -25,13 +24,13 @@ fn body(client: usize, n: usize) -> String {
 
 /// One client: pipelined transactions until the relay dies; returns acknowledged ids.
 fn client(
-    port: u16,
+    addr: SocketAddr,
     id: usize,
     stop: Arc<AtomicBool>,
     acked: Arc<AtomicUsize>,
     out: Arc<Mutex<Vec<(String, String)>>>,
 ) {
-    let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+    let Ok(stream) = std::net::TcpStream::connect(addr) else {
         return;
     };
     stream.set_read_timeout(Some(Duration::from_secs(20))).ok();
@@ -88,83 +87,41 @@ fn client(
     }
 }
 
-/// Postfix's smtp-sink, dumping every transaction into `dir`.
-struct SmtpSink(std::process::Child);
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        self.0.kill().ok();
-        self.0.wait().ok();
-    }
-}
-
-fn is_root() -> bool {
-    let out = std::process::Command::new("id").arg("-u").output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim() == "0"
-}
-
-/// Every `END client-n` marker in the sink's dump files (a message may arrive twice).
-fn delivered_markers(dir: &std::path::Path) -> HashSet<String> {
-    let mut markers = HashSet::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let Ok(text) = std::fs::read_to_string(entry.unwrap().path()) else {
-            continue;
-        };
-        for line in text.lines() {
-            if let Some(marker) = line.strip_prefix("END ") {
-                markers.insert(marker.trim().to_string());
-            }
-        }
-    }
-    markers
+/// Every `END client-n` marker in what reached the sink (a message may arrive twice).
+fn delivered_markers(sink: &SmtpSink) -> HashSet<String> {
+    sink.messages()
+        .iter()
+        .flat_map(|m| {
+            m.text()
+                .lines()
+                .filter_map(|line| line.strip_prefix("END ").map(|m| m.trim().to_string()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 #[test]
 fn kill_9_under_load_loses_no_acknowledged_message() {
     let dir = tempfile::tempdir().unwrap();
-    let (port, sink_port) = (free_port(), free_port());
-    let dumps = dir.path().join("sink");
-    std::fs::create_dir(&dumps).unwrap();
-    let mut sink = std::process::Command::new("/usr/sbin/smtp-sink");
-    if is_root() {
-        // smtp-sink refuses to run as root; it drops to `nobody`, who must reach the dumps.
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::set_permissions(&dumps, std::fs::Permissions::from_mode(0o777)).unwrap();
-        sink.args(["-u", "nobody"]);
-    }
-    let sink = sink
-        .arg("-d")
-        .arg(format!("{}/%H%M%S.", dumps.display()))
-        .arg(format!("127.0.0.1:{sink_port}"))
-        .arg("256")
-        .spawn()
-        .expect("Postfix smtp-sink");
-    let _sink = SmtpSink(sink);
-    wait_for("smtp-sink", Duration::from_secs(30), || {
-        std::net::TcpStream::connect(("127.0.0.1", sink_port)).is_ok()
-    });
-    let config = dir.path().join("relay.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "hostname = \"relay.test\"\n[[listeners]]\naddress = \"127.0.0.1:{port}\"\n\
-             [relay]\nlocal_domains = [\"example.com\"]\n[spool]\ndir = \"spool\"\n\
-             [[delivery.routes]]\ndomains = [\"*\"]\n\
-             hosts = [{{ host = \"127.0.0.1\", port = {sink_port}, tls = \"none\" }}]\n\
-             [delivery.resolver]\nnameservers = [\"127.0.0.1:9\"]\n\
-             [delivery.retry]\ninitial_interval = \"1s\"\n"
-        ),
-    )
-    .unwrap();
-    let mut relay = RelayProcess::start(&config, &[port]);
+    let sink = SmtpSink::start(256);
+    let config = format!(
+        "hostname = \"relay.test\"\n[[listeners]]\naddress = \"127.0.0.1:0\"\n\
+         [relay]\nlocal_domains = [\"example.com\"]\n[spool]\ndir = \"spool\"\n\
+         [[delivery.routes]]\ndomains = [\"*\"]\n\
+         hosts = [{{ host = \"127.0.0.1\", port = {sink_port}, tls = \"none\" }}]\n\
+         [delivery.resolver]\nnameservers = [\"{NO_DNS}\"]\n\
+         [delivery.retry]\ninitial_interval = \"1s\"\n",
+        sink_port = sink.port()
+    );
+    let mut relay = Relay::start(dir.path(), &config);
+    let addr = relay.addr();
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(AtomicUsize::new(0));
     let ids = Arc::new(Mutex::new(Vec::new()));
     let threads: Vec<_> = (0..CLIENTS)
         .map(|i| {
             let (stop, acked, ids) = (stop.clone(), acked.clone(), ids.clone());
-            std::thread::spawn(move || client(port, i, stop, acked, ids))
+            std::thread::spawn(move || client(addr, i, stop, acked, ids))
         })
         .collect();
     wait_for(
@@ -181,40 +138,25 @@ fn kill_9_under_load_loses_no_acknowledged_message() {
     assert!(acknowledged.len() >= KILL_AFTER);
     let unique: HashSet<_> = acknowledged.iter().map(|(id, _)| id).collect();
     assert_eq!(unique.len(), acknowledged.len(), "ids are unique");
-    let before_restart = delivered_markers(&dumps).len();
+    let before_restart = delivered_markers(&sink).len();
 
     // The restarted relay recovers the spool and delivers what was still queued.
-    let mut relay = RelayProcess::start(&config, &[port]);
+    let mut relay = Relay::start_file(relay.config_path());
     wait_for(
         "every acknowledged message at the sink",
         Duration::from_secs(600),
         || {
-            let delivered = delivered_markers(&dumps);
+            let delivered = delivered_markers(&sink);
             acknowledged
                 .iter()
                 .all(|(_, marker)| delivered.contains(marker))
         },
     );
     wait_for("the queue to drain", Duration::from_secs(120), || {
-        let out = std::process::Command::new(binary())
-            .args(["queue", "--config"])
-            .arg(&config)
-            .arg("list")
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).contains("0 message(s)")
+        relay.queue_is_empty()
     });
     assert!(relay.terminate().success());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let report = rt.block_on(async {
-        wasmrelay::spool::Spool::open(&dir.path().join("spool"))
-            .await
-            .unwrap()
-            .1
-    });
+    let (_, report) = relay.spooled();
     assert_eq!(
         report.discarded_partial + report.corrupt,
         0,

@@ -2,90 +2,47 @@
 //! the quickstart config, a message sent with swaks arrives in the sink's directory byte for
 //! byte; and the operator's `queue flush|bounce` reach the running relay.
 
-mod common;
-
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use wasmrelay_test_support::relay::write_config;
+use wasmrelay_test_support::{
+    assert_success, binary, queued_id, swaks, wait_for, ClosedPort, Downstream, Raw, Relay,
+    WasmrelaySink,
+};
 
-struct Sink {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
-    }
-}
-
-impl Sink {
-    fn start(dir: &Path, port: u16) -> Sink {
-        let child = Command::new(binary())
-            .args(["sink", "--listen", &format!("127.0.0.1:{port}"), "--dir"])
-            .arg(dir)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for("the sink to listen", Duration::from_secs(30), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        Sink {
-            child,
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    /// The messages received so far: (envelope JSON, bytes).
-    fn messages(&self) -> Vec<(serde_json::Value, Vec<u8>)> {
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(&self.dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "json") {
-                let json: serde_json::Value =
-                    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-                out.push((json, std::fs::read(path.with_extension("eml")).unwrap()));
-            }
-        }
-        out
-    }
-}
-
-/// The quickstart config with its ports moved to free ones and its spool in `dir`.
-fn quickstart(dir: &Path, relay_port: u16, sink_port: u16, extra_routes: &str) -> PathBuf {
+/// The quickstart config with its listener on port 0, its route to `sink`, and
+/// `extra_routes` before its own. Its spool is relative to the config file.
+fn quickstart(sink: &WasmrelaySink, extra_routes: &str) -> String {
     let text = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/relay.toml"),
     )
     .unwrap();
-    let text = text
-        .replace("127.0.0.1:2525", &format!("127.0.0.1:{relay_port}"))
-        .replace("port = 2526", &format!("port = {sink_port}"));
+    let moved = text
+        .replace("127.0.0.1:2525", "127.0.0.1:0")
+        .replace("port = 2526", &format!("port = {}", sink.port()));
+    assert_ne!(
+        moved, text,
+        "the quickstart still listens on 2525 and routes to 2526"
+    );
     // Extra routes go first: the first matching route wins.
-    let text = text.replace(
+    moved.replace(
         "[[delivery.routes]]",
         &format!("{extra_routes}\n[[delivery.routes]]"),
-    );
-    let path = dir.join("relay.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    )
 }
 
 #[test]
 fn swaks_to_relay_to_sink_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
-    let (relay_port, sink_port) = (free_port(), free_port());
-    let sink = Sink::start(&dir.path().join("sink"), sink_port);
-    let config = quickstart(dir.path(), relay_port, sink_port, "");
-    let mut relay = RelayProcess::start(&config, &[relay_port]);
+    let sink = WasmrelaySink::start();
+    let mut relay = Relay::start(dir.path(), &quickstart(&sink, ""));
     let body = "From: app@example.org\r\nTo: user@example.com\r\nSubject: quickstart\r\nMessage-ID: <q1@example.org>\r\n\r\nHello through the relay.\r\n.leading dot survives\r\n";
     let data_file = dir.path().join("msg.eml");
     // swaks dot-stuffs and ends the data with CRLF.CRLF itself.
     std::fs::write(&data_file, body.trim_end_matches("\r\n")).unwrap();
-    let out = Command::new("swaks")
-        .args(["--server", "127.0.0.1", "--port", &relay_port.to_string()])
+    let out = swaks(relay.addr())
         .args([
             "--from",
             "app@example.org",
@@ -97,11 +54,11 @@ fn swaks_to_relay_to_sink_byte_for_byte() {
         .output()
         .expect("swaks");
     assert_success("swaks", &out);
-    wait_for("delivery to the sink", Duration::from_secs(60), || {
-        sink.messages().len() == 1
-    });
-    let (envelope, bytes) = sink.messages().pop().unwrap();
-    let text = String::from_utf8(bytes).unwrap();
+    let mut got = sink.wait_for(1, Duration::from_secs(60));
+    assert_eq!(got.len(), 1, "{got:?}");
+    let delivered = got.pop().unwrap();
+    let envelope = &delivered.meta;
+    let text = String::from_utf8(delivered.data.clone()).unwrap();
     assert!(
         text.ends_with(body),
         "the message arrives unchanged after our trace header:\n{text}"
@@ -121,13 +78,7 @@ fn swaks_to_relay_to_sink_byte_for_byte() {
     );
     // Delivered means gone from the queue.
     wait_for("the queue to empty", Duration::from_secs(30), || {
-        let out = Command::new(binary())
-            .args(["queue", "--config"])
-            .arg(&config)
-            .arg("list")
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).contains("0 message(s)")
+        relay.queue_is_empty()
     });
     relay.terminate();
 }
@@ -135,10 +86,15 @@ fn swaks_to_relay_to_sink_byte_for_byte() {
 #[test]
 fn operator_bounce_and_flush_reach_the_running_relay() {
     let dir = tempfile::tempdir().unwrap();
-    let (relay_port, sink_port, dead_port) = (free_port(), free_port(), free_port());
-    let sink = Sink::start(&dir.path().join("sink"), sink_port);
-    let dead = format!("[[delivery.routes]]\ndomains = [\"dead.example\"]\nhosts = [{{ host = \"127.0.0.1\", port = {dead_port}, tls = \"none\" }}]\n");
-    let config = quickstart(dir.path(), relay_port, sink_port, &dead);
+    let sink = WasmrelaySink::start();
+    let dead_port = ClosedPort::new();
+    let dead = format!(
+        "[[delivery.routes]]\ndomains = [\"dead.example\"]\n\
+         hosts = [{{ host = \"127.0.0.1\", port = {}, tls = \"none\" }}]\n",
+        dead_port.port()
+    );
+    let config = dir.path().join("relay.toml");
+    write_config(&config, &quickstart(&sink, &dead));
     let queue = |args: &[&str]| {
         Command::new(binary())
             .args(["queue", "--config"])
@@ -153,8 +109,8 @@ fn operator_bounce_and_flush_reach_the_running_relay() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no relay is running"));
 
-    let mut relay = RelayProcess::start(&config, &[relay_port]);
-    let mut c = Raw::connect(relay_port);
+    let mut relay = Relay::start_file(&config);
+    let mut c = Raw::connect(relay.addr());
     c.cmd("EHLO client.test", "250");
     c.cmd("MAIL FROM:<sender@example.org>", "250");
     c.cmd("RCPT TO:<user@dead.example>", "250");
@@ -177,11 +133,11 @@ fn operator_bounce_and_flush_reach_the_running_relay() {
     });
 
     assert_success("queue bounce", &queue(&["bounce", &id]));
-    wait_for("the DSN at the sink", Duration::from_secs(60), || {
-        sink.messages().len() == 1
-    });
-    let (envelope, bytes) = sink.messages().pop().unwrap();
-    let text = String::from_utf8_lossy(&bytes);
+    let mut got = sink.wait_for(1, Duration::from_secs(60));
+    assert_eq!(got.len(), 1, "{got:?}");
+    let delivered = got.pop().unwrap();
+    let envelope = &delivered.meta;
+    let text = delivered.text();
     assert_eq!(
         envelope["mail_from"],
         serde_json::Value::Null,

@@ -161,9 +161,12 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {
     let enhanced = lines.first().and_then(|l| parse_enhanced(l, code));
     if enhanced.is_some() {
         for l in &mut lines {
-            if let Some(e) = parse_enhanced(l, code) {
-                let skip = e.to_string().len();
-                *l = l[skip..].trim_start().to_string();
+            if parse_enhanced(l, code).is_some() {
+                // Cut after the status word as it was written (never at a computed byte
+                // offset: the text is the peer's and may hold any UTF-8).
+                let rest = l.trim_start();
+                let word = rest.find(char::is_whitespace).unwrap_or(rest.len());
+                *l = rest[word..].trim_start().to_string();
             }
         }
     }
@@ -180,9 +183,16 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {
 fn parse_enhanced(text: &str, code: u16) -> Option<Enhanced> {
     let word = text.split_whitespace().next()?;
     let mut parts = word.split('.');
-    let class: u8 = parts.next()?.parse().ok()?;
-    let subject: u16 = parts.next()?.parse().ok()?;
-    let detail: u16 = parts.next()?.parse().ok()?;
+    // RFC 3463: 1 to 3 digits each (`parse` alone would take `+2`).
+    let mut number = || {
+        parts
+            .next()
+            .filter(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|p| p.parse::<u16>().ok())
+    };
+    let class = u8::try_from(number()?).ok()?;
+    let subject = number()?;
+    let detail = number()?;
     if parts.next().is_some() || u16::from(class) != code / 100 {
         return None;
     }
@@ -249,6 +259,22 @@ mod tests {
         // A 5xx with a 4.x.x status is not taken as enhanced.
         let (r, _) = parse_reply(b"550 4.1.1 odd\r\n").unwrap().unwrap();
         assert_eq!(r.enhanced, None);
+        let (r, _) = parse_reply(b"250 +2.0.0 odd\r\n").unwrap().unwrap();
+        assert_eq!((r.enhanced, r.lines[0].as_str()), (None, "+2.0.0 odd"));
+    }
+
+    #[test]
+    fn status_words_are_cut_at_character_boundaries() {
+        // Unicode whitespace (U+0085, U+3000) before the status code: the cut must follow
+        // the text, not the length of the code's canonical form.
+        for wire in [
+            "250 \u{85}\u{85}\u{85}2.0.0 queued\r\n",
+            "250-2.0.0 first\r\n250 \u{3000}\u{3000}2.0.0 queued\r\n",
+            "250 2.00.0 queued\r\n",
+        ] {
+            let (r, _) = parse_reply(wire.as_bytes()).unwrap().unwrap();
+            assert_eq!(r.lines.last().unwrap(), "queued", "{wire:?}");
+        }
     }
 
     #[test]

@@ -41,6 +41,28 @@ pub fn decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// Whether `s` is valid, non-empty xtext: printable ASCII except `+` and `=`, and `+XX` hex
+/// escapes (RFC 3461 §4 says upper case; lower case is taken, as the receiving side does).
+pub fn is_valid(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => {
+                let hex = |c: Option<&u8>| c.is_some_and(u8::is_ascii_hexdigit);
+                if !(hex(b.get(i + 1)) && hex(b.get(i + 2))) {
+                    return false;
+                }
+                i += 3;
+            }
+            b'=' => return false,
+            c if (b'!'..=b'~').contains(&c) => i += 1,
+            _ => return false,
+        }
+    }
+    !b.is_empty()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,6 +76,14 @@ mod tests {
             ("~!", "~!"),
         ] {
             assert_eq!(encode(plain), want, "{plain:?}");
+        }
+    }
+
+    #[test]
+    fn validates() {
+        assert!(is_valid("a+2Bb+3dc@d"));
+        for bad in ["", "a+2", "a+2G", "a=b", "a b", "é"] {
+            assert!(!is_valid(bad), "{bad:?}");
         }
     }
 

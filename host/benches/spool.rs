@@ -13,35 +13,14 @@
 use std::path::Path;
 use std::time::Instant;
 
-use wasmrelay::spool::{ClientInfo, Envelope, Recipient, Spool};
+use wasmrelay::spool::Spool;
+use wasmrelay_test_support::envelope;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn envelope(spool: &Spool) -> Envelope {
-    Envelope {
-        id: spool.new_id(),
-        received_at: wasmrelay::spool::unix_now(),
-        mail_from: Some("sender@example.org".into()),
-        recipients: vec![Recipient::pending("r@example.com".into())],
-        client: ClientInfo {
-            ip: "127.0.0.1".parse().expect("literal address"),
-            helo: "client.example".into(),
-            auth_user: None,
-            tls: false,
-        },
-        eight_bit: false,
-        smtputf8: false,
-        ret_headers_only: false,
-        envid: None,
-        size: 2048,
-        listener: String::new(),
-        annotations: Vec::new(),
-    }
 }
 
 /// Stores `n` messages from `writers` tasks into a fresh spool under `base`; prints the figures.
@@ -57,7 +36,9 @@ async fn run(base: &Path, n: usize, writers: usize) -> anyhow::Result<()> {
             let (spool, msg) = (spool.clone(), msg.clone());
             tokio::spawn(async move {
                 for _ in 0..per_writer {
-                    spool.store(&envelope(&spool), &msg).await?;
+                    let env =
+                        envelope(&spool, Some("sender@example.org"), &["r@example.com"], &msg);
+                    spool.store(&env, &msg).await?;
                 }
                 anyhow::Ok(())
             })

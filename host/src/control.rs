@@ -1,6 +1,10 @@
 //! The control socket: `<spool>/control.sock`, a Unix socket through which `wasmrelay queue
 //! flush|bounce` reaches the running relay's queue. One line in, one line out:
 //! `flush` · `flush ID` · `bounce ID` → `ok` or `error: ...`.
+//!
+//! Only the relay's own user (and root) may use it: the socket is `0600` in a `0700` spool,
+//! and each connection's peer credentials are checked as well, so a loosened mode alone does
+//! not open it to every local user.
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +30,10 @@ pub fn start(
     let path = socket_path(spool_dir);
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
     tokio::spawn(async move {
         loop {
             let stream = tokio::select! {
@@ -47,14 +55,31 @@ pub fn start(
     Ok(())
 }
 
+/// Whether the peer runs as our user or as root.
+fn peer_allowed(stream: &UnixStream) -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    match stream.peer_cred() {
+        Ok(cred) => cred.uid() == me || cred.uid() == 0,
+        Err(_) => false,
+    }
+}
+
 async fn serve(stream: UnixStream, queue: QueueHandle) {
+    let allowed = peer_allowed(&stream);
+    let uid = stream.peer_cred().map(|c| c.uid()).ok();
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut read = BufReader::new(read.take(1024));
     if read.read_line(&mut line).await.is_err() {
         return;
     }
-    let answer = execute(line.trim(), &queue);
+    let answer = if allowed {
+        execute(line.trim(), &queue)
+    } else {
+        warn!(?uid, "control socket: refused a client of another user");
+        "error: permission denied: not the relay's user".to_string()
+    };
     let _ = write.write_all(format!("{answer}\n").as_bytes()).await;
 }
 

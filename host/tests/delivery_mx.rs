@@ -4,19 +4,20 @@
 //! bounces, SERVFAIL deferral. The MX hosts are aiosmtpd sinks on 127.0.0.2 and 127.0.0.3
 //! (same port, so `mx_port` fits both); 127.0.0.4 has nothing listening.
 
-mod support;
+use std::net::IpAddr;
+use std::time::Duration;
 
 use serde_json::json;
-use support::{fast_config, Dns, Relay, Sink};
+use wasmrelay_test_support::{fast_config, Aiosmtpd, DeliveryQueue, DnsZone, Downstream};
 
 struct World {
-    dns: Dns,
-    a: Sink,
-    b: Sink,
+    dns: DnsZone,
+    a: Aiosmtpd,
+    b: Aiosmtpd,
 }
 
 fn world() -> World {
-    let dns = Dns::start(json!({
+    let dns = DnsZone::start(json!({
         "pref.test": [["MX", "20 b.mx.test"], ["MX", "10 a.mx.test"]],
         "fallback.test": [["MX", "10 dead.mx.test"], ["MX", "20 b.mx.test"]],
         "implicit.test": [["A", "127.0.0.3"]],
@@ -27,8 +28,9 @@ fn world() -> World {
         "b.mx.test": [["A", "127.0.0.3"]],
         "dead.mx.test": [["A", "127.0.0.4"]],
     }));
-    let a = Sink::start("127.0.0.2", 0, &[]);
-    let b = Sink::start("127.0.0.3", a.port(), &[]);
+    let hosts: [IpAddr; 2] = [[127, 0, 0, 2].into(), [127, 0, 0, 3].into()];
+    let [a, b] = <[Aiosmtpd; 2]>::try_from(Aiosmtpd::on_one_port(&hosts))
+        .unwrap_or_else(|_| panic!("two servers"));
     World { dns, a, b }
 }
 
@@ -43,9 +45,9 @@ fn config(w: &World) -> wasmrelay::config::delivery::DeliveryConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preference_order_fallback_and_implicit_mx() {
     let w = world();
-    let relay = Relay::start(&config(&w)).await;
+    let queue = DeliveryQueue::start(&config(&w)).await;
     let msg = b"From: s@origin.test\r\nSubject: mx\r\n\r\nrouted\r\n";
-    relay
+    queue
         .submit(
             Some("s@origin.test"),
             &[
@@ -57,30 +59,30 @@ async fn preference_order_fallback_and_implicit_mx() {
             msg,
         )
         .await;
-    relay.wait_empty(20).await;
+    queue.wait_empty(Duration::from_secs(20)).await;
     let a = w.a.messages();
     let b = w.b.messages();
     // pref.test: MX 10 (a) wins over MX 20 (b).
     assert_eq!(a.len(), 1, "a got {a:?}");
-    assert_eq!(a[0].rcpts(), ["u@pref.test"]);
+    assert_eq!(a[0].rcpt_tos, ["u@pref.test"]);
     assert_eq!(a[0].data, msg);
     // fallback.test: MX 10 refuses connections, MX 20 (b) takes it; implicit.test's A is b;
     // the address literal goes straight to b.
-    let mut b_rcpts: Vec<String> = b.iter().flat_map(|m| m.rcpts()).collect();
+    let mut b_rcpts: Vec<String> = b.iter().flat_map(|m| m.rcpt_tos.clone()).collect();
     b_rcpts.sort();
     assert_eq!(
         b_rcpts,
         ["l@[127.0.0.3]", "v@fallback.test", "w@implicit.test"]
     );
-    relay.stop().await;
+    queue.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn null_mx_and_nxdomain_bounce_while_servfail_defers() {
     let w = world();
-    let relay = Relay::start(&config(&w)).await;
+    let queue = DeliveryQueue::start(&config(&w)).await;
     let msg = b"From: s@origin.test\r\nSubject: doomed\r\n\r\nbody\r\n";
-    let env = relay
+    let env = queue
         .submit(
             Some("s@origin.test"),
             &["x@null.test", "y@nx.test", "z@servfail.test"],
@@ -88,10 +90,10 @@ async fn null_mx_and_nxdomain_bounce_while_servfail_defers() {
         )
         .await;
     // The DSN for the two permanent failures goes to the sender's MX (a).
-    let got = w.a.wait_for(1, 20).await;
+    let got = w.a.wait_for_async(1, Duration::from_secs(20)).await;
     let dsn = &got[0];
-    assert_eq!(dsn.mail_from(), "");
-    assert_eq!(dsn.rcpts(), ["s@origin.test"]);
+    assert_eq!(dsn.mail_from, "");
+    assert_eq!(dsn.rcpt_tos, ["s@origin.test"]);
     let text = dsn.text();
     for needle in [
         "Final-Recipient: rfc822; x@null.test\r\nAction: failed\r\nStatus: 5.1.10",
@@ -101,7 +103,7 @@ async fn null_mx_and_nxdomain_bounce_while_servfail_defers() {
     }
     assert!(!text.contains("z@servfail.test"), "{text}");
     // SERVFAIL is transient: z stays queued with the attempt recorded.
-    let env = relay.spool.envelope(&env.id).await.unwrap();
+    let env = queue.spool.envelope(&env.id).await.unwrap();
     let z = &env.recipients[2];
     assert_eq!(z.status, wasmrelay::spool::RecipientStatus::Pending);
     assert!(z.attempts >= 1);
@@ -110,5 +112,5 @@ async fn null_mx_and_nxdomain_bounce_while_servfail_defers() {
         "{z:?}"
     );
     assert!(w.b.messages().is_empty());
-    relay.stop().await;
+    queue.stop().await;
 }

@@ -3,71 +3,22 @@
 //! (RET, ENVID, NOTIFY, ORCPT) and BODY=8BITMIME pass through, and that the bytes arrive
 //! intact (smtp-sink writes them with LF line ends after its own trace lines).
 
-mod support;
+use std::time::Duration;
 
-use std::path::Path;
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
-
-use support::{envelope, fast_config, Relay};
-
-struct SmtpSink {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn smtp_sink() -> SmtpSink {
-    let bin = ["/usr/sbin/smtp-sink", "/usr/lib/postfix/sbin/smtp-sink"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("Postfix smtp-sink is installed (apt-get install postfix)");
-    let dir = tempfile::tempdir().unwrap();
-    // smtp-sink drops privileges to -u; let that user write the dumps.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let template = format!("{}/%H%M%S.", dir.path().display());
-    let child = Command::new(bin)
-        .args(["-u", "nobody", "-d", &template])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("10")
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "smtp-sink did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    SmtpSink { child, port, dir }
-}
+use wasmrelay_test_support::{envelope, fast_config, DeliveryQueue, Downstream, SmtpSink};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dsn_parameters_and_8bit_body_reach_smtp_sink() {
-    let sink = smtp_sink();
+    let sink = SmtpSink::start(10);
     let config = fast_config(&format!(
         "[[routes]]\ndomains = [\"dest.test\"]\nhosts = [{{ host = \"127.0.0.1\", port = {}, tls = \"none\" }}]\n",
-        sink.port
+        sink.port()
     ));
-    let relay = Relay::start(&config).await;
+    let queue = DeliveryQueue::start(&config).await;
     let msg =
         "From: a@origin.test\r\nSubject: caf\u{e9}\r\n\r\n.leading dot\r\nna\u{ef}ve body\r\n";
     let mut env = envelope(
-        &relay.spool,
+        &queue.spool,
         Some("a@origin.test"),
         &["b@dest.test"],
         msg.as_bytes(),
@@ -77,33 +28,16 @@ async fn dsn_parameters_and_8bit_body_reach_smtp_sink() {
     env.envid = Some("ENV 42".into());
     env.recipients[0].notify = vec!["FAILURE".into(), "DELAY".into()];
     env.recipients[0].orcpt = Some("rfc822;b@dest.test".into());
-    relay.spool.store(&env, msg.as_bytes()).await.unwrap();
-    relay.handle.wake(env.id.clone());
-    relay.wait_empty(15).await;
+    queue.spool.store(&env, msg.as_bytes()).await.unwrap();
+    queue.handle.wake(env.id.clone());
+    queue.wait_empty(Duration::from_secs(15)).await;
 
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let dump = loop {
-        let files: Vec<_> = std::fs::read_dir(sink.dir.path())
-            .unwrap()
-            .flatten()
-            .collect();
-        if let Some(f) = files.first() {
-            let bytes = std::fs::read(f.path()).unwrap();
-            if bytes.ends_with(b"\n\n") {
-                break String::from_utf8(bytes).unwrap();
-            }
-        }
-        assert!(Instant::now() < deadline, "no dump from smtp-sink");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mail_args = dump
-        .lines()
-        .find(|l| l.starts_with("X-Mail-Args:"))
-        .unwrap();
-    let rcpt_args = dump
-        .lines()
-        .find(|l| l.starts_with("X-Rcpt-Args:"))
-        .unwrap();
+    let got = sink.wait_for_async(1, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    let mail_args = got[0].meta["mail_args"].as_str().unwrap();
+    let rcpt_args = got[0].meta["rcpt_args"].as_array().unwrap();
+    assert_eq!(rcpt_args.len(), 1, "{rcpt_args:?}");
+    let rcpt_args = rcpt_args[0].as_str().unwrap();
     for p in [
         "<a@origin.test>",
         "BODY=8BITMIME",
@@ -120,12 +54,9 @@ async fn dsn_parameters_and_8bit_body_reach_smtp_sink() {
         assert!(rcpt_args.contains(p), "{rcpt_args}");
     }
     // After smtp-sink's own Received: field comes our message, unchanged but for line ends.
-    let body_start = dump.find("\nSubject:").map(|i| i + 1).unwrap();
-    let from_start = dump.find("From: a@origin.test").unwrap();
-    let ours = &dump[from_start.min(body_start)..];
     assert_eq!(
-        ours.trim_end_matches('\n'),
+        got[0].text().trim_end_matches('\n'),
         msg.replace("\r\n", "\n").trim_end_matches('\n')
     );
-    relay.stop().await;
+    queue.stop().await;
 }

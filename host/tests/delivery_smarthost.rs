@@ -2,16 +2,14 @@
 //! bytes on arrival, DKIM checked by dkimpy, retry after 4xx, DSN after 5xx, connection
 //! reuse, and resuming after a restart.
 
-mod support;
-
-use std::process::Command;
+use std::time::Duration;
 
 use serde_json::json;
-use support::{fast_config, Dns, Relay, Sink};
 use wasmrelay::config::delivery::DkimAlgorithm;
 use wasmrelay::delivery::dkim::keygen;
+use wasmrelay_test_support::{fast_config, Aiosmtpd, DeliveryQueue, DnsZone, Downstream};
 
-fn route_to(sink: &Sink, domains: &[&str], extra: &str) -> String {
+fn route_to(sink: &Aiosmtpd, domains: &[&str], extra: &str) -> String {
     let domains: Vec<String> = domains.iter().map(|d| format!("{d:?}")).collect();
     format!(
         "{extra}\n[[routes]]\ndomains = [{}]\nhosts = [{{ host = \"127.0.0.1\", port = {}, tls = \"none\" }}]\n",
@@ -55,33 +53,33 @@ async fn delivers_byte_for_byte_with_verified_dkim_signatures() {
             .map(|(_, s)| s)
             .collect()
     };
-    let dns = Dns::start(json!({
+    let dns = DnsZone::start(json!({
         "s1._domainkey.ed.test": [["TXT", txt(&ed_txt)]],
         "s2._domainkey.rsa.test": [["TXT", txt(&rsa_txt)]],
     }));
-    let sink = Sink::start("127.0.0.1", 0, &[]);
+    let sink = Aiosmtpd::start();
     let extra = format!(
         "[[dkim]]\ndomain = \"ed.test\"\nselector = \"s1\"\nkey = {:?}\nalgorithm = \"ed25519-sha256\"\n\
          [[dkim]]\ndomain = \"rsa.test\"\nselector = \"s2\"\nkey = {:?}\n",
         ed_key, rsa_key
     );
     let config = fast_config(&route_to(&sink, &["dest.test"], &extra));
-    let relay = Relay::start(&config).await;
+    let queue = DeliveryQueue::start(&config).await;
 
     let ed_msg: &[u8] = b"From: Alice <alice@ed.test>\r\nTo: bob@dest.test\r\nSubject: ed25519\r\n\
 Date: Sun, 22 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@ed.test>\r\n\r\n\
 Hello,\r\n.a line starting with a dot\r\n..two dots\r\n.\r\ntrailing  spaces  \r\n";
     let rsa_msg: &[u8] =
         b"From: carol@mail.rsa.test\r\nTo: bob@dest.test\r\nSubject: rsa\r\n\r\nbody\r\n";
-    relay
+    queue
         .submit(Some("alice@ed.test"), &["bob@dest.test"], ed_msg)
         .await;
-    let got = sink.wait_for(1, 15).await;
-    relay
+    let got = sink.wait_for_async(1, Duration::from_secs(15)).await;
+    queue
         .submit(Some("carol@mail.rsa.test"), &["bob@dest.test"], rsa_msg)
         .await;
-    let got2 = sink.wait_for(2, 15).await;
-    relay.wait_empty(5).await;
+    let got2 = sink.wait_for_async(2, Duration::from_secs(15)).await;
+    queue.wait_empty(Duration::from_secs(5)).await;
 
     for (received, original, d) in [
         (&got[0], ed_msg, "d=ed.test"),
@@ -90,85 +88,66 @@ Hello,\r\n.a line starting with a dot\r\n..two dots\r\n.\r\ntrailing  spaces  \r
         let (sig, rest) = strip_dkim(&received.data);
         assert_eq!(rest, original, "delivered bytes differ");
         assert!(String::from_utf8_lossy(sig).contains(d));
-        assert_eq!(received.rcpts(), ["bob@dest.test"]);
-        let file = keys.path().join("received.eml");
-        std::fs::write(&file, &received.data).unwrap();
-        let out = Command::new("python3")
-            .arg(support::support_dir().join("dkim_verify.py"))
-            .arg(&file)
-            .arg(dns.proc.port.to_string())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "dkimpy rejected the signature: {} {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_eq!(received.rcpt_tos, ["bob@dest.test"]);
+        dns.verify_dkim(&received.data)
+            .unwrap_or_else(|e| panic!("dkimpy rejected the signature: {e}"));
     }
-    assert_eq!(got[0].mail_from(), "alice@ed.test");
-    relay.stop().await;
+    assert_eq!(got[0].mail_from, "alice@ed.test");
+    queue.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tempfail_then_delivered_on_retry() {
-    let sink = Sink::start("127.0.0.1", 0, &["--tempfail-data", "1"]);
+    let sink = Aiosmtpd::builder().tempfail_data(1).start();
     let config = fast_config(&route_to(&sink, &["dest.test"], ""));
-    let relay = Relay::start(&config).await;
+    let queue = DeliveryQueue::start(&config).await;
     let msg = b"From: a@origin.test\r\nSubject: retry\r\n\r\nagain\r\n";
-    let env = relay
+    let env = queue
         .submit(Some("a@origin.test"), &["bob@dest.test"], msg)
         .await;
     // After the 451, the recipient is pending with one attempt recorded.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        if let Ok(e) = relay.spool.envelope(&env.id).await {
-            if e.recipients[0].attempts == 1 {
-                assert!(e.recipients[0]
-                    .last_reply
-                    .as_deref()
-                    .unwrap()
-                    .contains("451"));
-                break;
-            }
-        }
-        assert!(std::time::Instant::now() < deadline, "no deferral recorded");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let got = sink.wait_for(1, 15).await;
+    let e = queue
+        .wait_attempts(&env.id, 1, Duration::from_secs(10))
+        .await;
+    assert!(e.recipients[0]
+        .last_reply
+        .as_deref()
+        .unwrap()
+        .contains("451"));
+    let got = sink.wait_for_async(1, Duration::from_secs(15)).await;
     assert_eq!(got[0].data, msg);
-    relay.wait_empty(5).await;
+    queue.wait_empty(Duration::from_secs(5)).await;
     assert_eq!(sink.messages().len(), 1);
-    relay.stop().await;
+    queue.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permanent_failure_sends_a_dsn_to_the_sender() {
-    let sink = Sink::start("127.0.0.1", 0, &["--reject-rcpt", "nobody@"]);
+    let sink = Aiosmtpd::builder().reject_rcpt("nobody@").start();
     let config = fast_config(&route_to(&sink, &["dest.test", "origin.test"], ""));
-    let relay = Relay::start(&config).await;
+    let queue = DeliveryQueue::start(&config).await;
     let msg = b"From: sender@origin.test\r\nSubject: report\r\nMessage-ID: <x@origin.test>\r\n\r\nsecret\r\n";
-    relay
+    queue
         .submit(
             Some("sender@origin.test"),
             &["ok@dest.test", "nobody@dest.test"],
             msg,
         )
         .await;
-    let got = sink.wait_for(2, 15).await;
-    relay.wait_empty(10).await;
+    let got = sink.wait_for_async(2, Duration::from_secs(15)).await;
+    queue.wait_empty(Duration::from_secs(10)).await;
     assert_eq!(got.len(), 2, "{got:?}");
-    let (orig, dsn): (Vec<_>, Vec<_>) = got.iter().partition(|m| m.mail_from() != "");
+    let (orig, dsn): (Vec<_>, Vec<_>) = got.iter().partition(|m| !m.mail_from.is_empty());
     assert_eq!(
         orig.len(),
         1,
         "{:?}",
         got.iter().map(|m| m.meta.clone()).collect::<Vec<_>>()
     );
-    assert_eq!(orig[0].rcpts(), ["ok@dest.test"]);
+    assert_eq!(orig[0].rcpt_tos, ["ok@dest.test"]);
     assert_eq!(orig[0].data, msg);
     let dsn = dsn[0];
-    assert_eq!(dsn.rcpts(), ["sender@origin.test"]);
+    assert_eq!(dsn.rcpt_tos, ["sender@origin.test"]);
     let text = dsn.text();
     for needle in [
         "Content-Type: multipart/report; report-type=delivery-status;",
@@ -184,68 +163,66 @@ async fn permanent_failure_sends_a_dsn_to_the_sender() {
     }
     assert!(!text.contains("Final-Recipient: rfc822; ok@dest.test"));
     // The DSN itself goes out from the null sender, so it can never bounce back.
-    assert_eq!(dsn.mail_from(), "");
-    relay.stop().await;
+    assert_eq!(dsn.mail_from, "");
+    queue.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_dsn_for_a_null_sender() {
-    let sink = Sink::start("127.0.0.1", 0, &["--reject-rcpt", "nobody@"]);
+    let sink = Aiosmtpd::builder().reject_rcpt("nobody@").start();
     let config = fast_config(&route_to(&sink, &["dest.test"], ""));
-    let relay = Relay::start(&config).await;
-    relay
+    let queue = DeliveryQueue::start(&config).await;
+    queue
         .submit(None, &["nobody@dest.test"], b"Subject: x\r\n\r\ny\r\n")
         .await;
-    relay.wait_empty(10).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    queue.wait_empty(Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(sink.messages().is_empty());
-    relay.stop().await;
+    queue.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_connection_carries_several_messages() {
-    let sink = Sink::start("127.0.0.1", 0, &[]);
+    let sink = Aiosmtpd::start();
     let config = fast_config(&route_to(&sink, &["dest.test"], "per_destination = 1"));
-    let relay = Relay::start(&config).await;
+    let queue = DeliveryQueue::start(&config).await;
     for i in 0..3 {
         let msg = format!("Subject: {i}\r\n\r\nbody {i}\r\n");
-        relay
+        queue
             .submit(Some("a@origin.test"), &["b@dest.test"], msg.as_bytes())
             .await;
     }
-    let got = sink.wait_for(3, 15).await;
+    let got = sink.wait_for_async(3, Duration::from_secs(15)).await;
     let ports: Vec<_> = got.iter().map(|m| m.meta["peer_port"].clone()).collect();
     assert!(
         ports.windows(2).all(|w| w[0] == w[1]),
         "new connection per message: {ports:?}"
     );
-    relay.stop().await;
+    queue.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_mail_resumes_after_restart() {
-    let sink = Sink::start("127.0.0.1", 0, &["--tempfail-data", "1"]);
+    let sink = Aiosmtpd::builder().tempfail_data(1).start();
     let mut config = fast_config(&route_to(&sink, &["dest.test"], ""));
-    config.retry.initial_interval.0 = std::time::Duration::from_secs(2);
-    config.retry.max_interval.0 = std::time::Duration::from_secs(2);
-    let relay = Relay::start(&config).await;
+    config.retry.initial_interval = Duration::from_secs(2);
+    config.retry.max_interval = Duration::from_secs(2);
+    let queue = DeliveryQueue::start(&config).await;
     let msg = b"Subject: survive\r\n\r\nrestart\r\n";
-    let env = relay
+    let env = queue
         .submit(Some("a@origin.test"), &["b@dest.test"], msg)
         .await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while relay.spool.envelope(&env.id).await.unwrap().recipients[0].attempts == 0 {
-        assert!(std::time::Instant::now() < deadline);
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    queue
+        .wait_attempts(&env.id, 1, Duration::from_secs(10))
+        .await;
     // Stop before the retry is due, and start a new runner on the same spool.
-    let dir = relay.stop().await;
+    let dir = queue.stop().await;
     assert!(sink.messages().is_empty());
-    let relay = Relay::start_in(&config, dir).await;
-    let got = sink.wait_for(1, 15).await;
+    let queue = DeliveryQueue::start_in(&config, dir).await;
+    let got = sink.wait_for_async(1, Duration::from_secs(15)).await;
     assert_eq!(got[0].data, msg);
-    relay.wait_empty(5).await;
-    relay.stop().await;
+    queue.wait_empty(Duration::from_secs(5)).await;
+    queue.stop().await;
 }
 
 /// A route hook (what the plugin chain plugs in) overrides config routes per domain.
@@ -284,55 +261,53 @@ impl wasmrelay::delivery::DeliveryHooks for HookRoutes {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn router_hook_comes_before_config_routes() {
-    let hooked = Sink::start("127.0.0.1", 0, &[]);
-    let configured = Sink::start("127.0.0.1", 0, &[]);
+    let hooked = Aiosmtpd::start();
+    let configured = Aiosmtpd::start();
     // Config sends every test domain to `configured`; the hook takes hooked.test elsewhere.
     let config = fast_config(&route_to(&configured, &["*.test"], ""));
-    let relay = Relay::start_with_router(
+    let queue = DeliveryQueue::start_with_router(
         &config,
         std::sync::Arc::new(HookRoutes {
             port: hooked.port(),
         }),
     )
     .await;
-    relay
+    queue
         .submit(
             Some("a@origin.test"),
             &["x@hooked.test", "y@plain.test", "z@dropped.test"],
             b"Subject: hook\r\n\r\nx\r\n",
         )
         .await;
-    relay.wait_empty(15).await;
-    assert_eq!(hooked.messages()[0].rcpts(), ["x@hooked.test"]);
+    queue.wait_empty(Duration::from_secs(15)).await;
+    assert_eq!(hooked.messages()[0].rcpt_tos, ["x@hooked.test"]);
     let rest = configured.messages();
     assert_eq!(rest.len(), 1);
-    assert_eq!(rest[0].rcpts(), ["y@plain.test"]);
-    relay.stop().await;
+    assert_eq!(rest[0].rcpt_tos, ["y@plain.test"]);
+    queue.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delay_notice_then_expiry_bounce() {
-    let stuck = Sink::start("127.0.0.1", 0, &["--tempfail-data", "1000"]);
-    let senders = Sink::start("127.0.0.1", 0, &[]);
+    let stuck = Aiosmtpd::builder().tempfail_data(1000).start();
+    let senders = Aiosmtpd::start();
     let extra = format!(
         "[[routes]]\ndomains = [\"origin.test\"]\nhosts = [{{ host = \"127.0.0.1\", port = {}, tls = \"none\" }}]",
         senders.port()
     );
     let mut config = fast_config(&route_to(&stuck, &["dest.test"], &extra));
-    config.retry.max_age.0 = std::time::Duration::from_secs(3);
-    config.retry.delay_notice_after = Some(wasmrelay::config::delivery::Dur(
-        std::time::Duration::from_millis(900),
-    ));
-    let relay = Relay::start(&config).await;
-    relay
+    config.retry.max_age = Duration::from_secs(3);
+    config.retry.delay_notice_after = Some(Duration::from_millis(900));
+    let queue = DeliveryQueue::start(&config).await;
+    queue
         .submit(
             Some("a@origin.test"),
             &["b@dest.test"],
             b"Subject: slow\r\n\r\nx\r\n",
         )
         .await;
-    let got = senders.wait_for(2, 20).await;
-    relay.wait_empty(10).await;
+    let got = senders.wait_for_async(2, Duration::from_secs(20)).await;
+    queue.wait_empty(Duration::from_secs(10)).await;
     let delayed = got[0].text();
     let failed = got[1].text();
     assert!(
@@ -350,54 +325,52 @@ async fn delay_notice_then_expiry_bounce() {
         2,
         "exactly one delay notice and one bounce"
     );
-    relay.stop().await;
+    queue.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_flush_retries_now_and_bounce_gives_up() {
-    let flaky = Sink::start("127.0.0.1", 0, &["--tempfail-data", "2"]);
-    let senders = Sink::start("127.0.0.1", 0, &[]);
+    let flaky = Aiosmtpd::builder().tempfail_data(2).start();
+    let senders = Aiosmtpd::start();
     let extra = format!(
         "[[routes]]\ndomains = [\"origin.test\"]\nhosts = [{{ host = \"127.0.0.1\", port = {}, tls = \"none\" }}]",
         senders.port()
     );
     let mut config = fast_config(&route_to(&flaky, &["dest.test"], &extra));
     // Without an operator, nothing would be retried within the test.
-    config.retry.initial_interval.0 = std::time::Duration::from_secs(3600);
-    config.retry.max_interval.0 = std::time::Duration::from_secs(3600);
-    let relay = Relay::start(&config).await;
-    let first = relay
+    config.retry.initial_interval = Duration::from_secs(3600);
+    config.retry.max_interval = Duration::from_secs(3600);
+    let queue = DeliveryQueue::start(&config).await;
+    let first = queue
         .submit(
             Some("a@origin.test"),
             &["b@dest.test"],
             b"Subject: one\r\n\r\n1\r\n",
         )
         .await;
-    let second = relay
+    let second = queue
         .submit(
             Some("a@origin.test"),
             &["c@dest.test"],
             b"Subject: two\r\n\r\n2\r\n",
         )
         .await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     for env in [&first, &second] {
-        while relay.spool.envelope(&env.id).await.unwrap().recipients[0].attempts == 0 {
-            assert!(std::time::Instant::now() < deadline, "no deferral");
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        queue
+            .wait_attempts(&env.id, 1, Duration::from_secs(10))
+            .await;
     }
     // `queue bounce` on the second: the sender gets a DSN at once.
-    relay.handle.bounce(second.id.clone());
-    let dsn = senders.wait_for(1, 10).await;
+    queue.handle.bounce(second.id.clone());
+    let dsn = senders.wait_for_async(1, Duration::from_secs(10)).await;
     assert!(dsn[0]
         .text()
         .contains("Final-Recipient: rfc822; c@dest.test"));
     assert!(dsn[0].text().contains("bounced by the relay operator"));
     // `queue flush`: the first is retried now and accepted (the sink's 451s are used up).
-    relay.handle.flush();
-    let got = flaky.wait_for(1, 10).await;
-    assert_eq!(got[0].rcpts(), ["b@dest.test"]);
-    relay.wait_empty(10).await;
-    relay.stop().await;
+    queue.handle.flush();
+    let got = flaky.wait_for_async(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].rcpt_tos, ["b@dest.test"]);
+    queue.wait_empty(Duration::from_secs(10)).await;
+    queue.stop().await;
 }

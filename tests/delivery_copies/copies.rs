@@ -4,6 +4,7 @@
 use super::*;
 use wasmrelay::config::delivery::DkimAlgorithm;
 use wasmrelay::delivery::dkim::keygen;
+use wasmrelay_test_support::DnsZone;
 
 const MESSAGE: &str = "From: News <news@example.org>\r\nTo: readers@example.org\r\n\
 Subject: This week\r\nDate: Tue, 1 Dec 2026 10:00:00 +0000\r\nMessage-ID: <w1@example.org>\r\n\
@@ -37,12 +38,10 @@ fn each_tracked_recipient_gets_its_own_signed_copy() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("dkim.pem");
     let records = keygen("example.org", "s1", DkimAlgorithm::RsaSha256, &key).unwrap();
-    let zone = dir.path().join("zone.json");
-    let zone_json =
-        serde_json::json!({ "s1._domainkey.example.org": [["TXT", txt_value(&records)]] });
-    std::fs::write(&zone, zone_json.to_string()).unwrap();
-    let dns = Helper::start("dns_server.py", &[zone.to_str().unwrap()]);
-    let sink = Sink::start(&dir.path().join("sink"), &[]);
+    let dns = DnsZone::start(
+        serde_json::json!({ "s1._domainkey.example.org": [["TXT", txt_value(&records)]] }),
+    );
+    let sink = Aiosmtpd::start();
     let relay = Relay::start(
         dir.path(),
         &Setup {
@@ -64,10 +63,8 @@ fn each_tracked_recipient_gets_its_own_signed_copy() {
         "t3@dest.test",
     ];
     let id = relay.send("news@example.org", &rcpts, MESSAGE);
-    let got = sink.wait_for(4);
-    wait_for("the queue to empty", Duration::from_secs(30), || {
-        relay.queue(&["list"]).contains("0 message(s)")
-    });
+    let got = sink.wait_for(4, WAIT);
+    wait_for("the queue to empty", WAIT, || relay.0.queue_is_empty());
     assert_eq!(got.len(), 4, "{got:#?}");
 
     let mut tokens = Vec::new();
@@ -76,8 +73,8 @@ fn each_tracked_recipient_gets_its_own_signed_copy() {
         assert_eq!(copies.len(), 1, "{rcpt} alone in one transaction: {got:#?}");
         let copy = copies[0];
         let expected = token(&id, rcpt);
-        assert_eq!(copy.header("X-Recipient-Token"), [expected.as_str()]);
-        assert_eq!(copy.header("X-Copy-Attempt"), ["1"]);
+        assert_eq!(header(copy, "X-Recipient-Token"), [expected.as_str()]);
+        assert_eq!(header(copy, "X-Copy-Attempt"), ["1"]);
         let body = copy.text().split_once("\r\n\r\n").unwrap().1.to_string();
         assert_eq!(body, tracked_body(&expected), "{rcpt}'s links");
         tokens.push(expected);
@@ -89,7 +86,7 @@ fn each_tracked_recipient_gets_its_own_signed_copy() {
     let shared: Vec<&Delivered> = got.iter().filter(|m| m.rcpt_tos.len() > 1).collect();
     assert_eq!(shared.len(), 1, "{got:#?}");
     assert_eq!(shared[0].rcpt_tos, ["plain1@dest.test", "plain2@dest.test"]);
-    assert!(shared[0].header("X-Recipient-Token").is_empty());
+    assert!(header(shared[0], "X-Recipient-Token").is_empty());
     let text = shared[0].text();
     assert!(
         text.ends_with(MESSAGE.split_once("\r\n\r\n").unwrap().1),
@@ -98,29 +95,23 @@ fn each_tracked_recipient_gets_its_own_signed_copy() {
 
     // Every copy carries one signature, made after the edits: dkimpy verifies each.
     for (n, m) in got.iter().enumerate() {
-        assert_eq!(m.header("DKIM-Signature").len(), 1, "{}", m.text());
-        let file = dir.path().join(format!("received-{n}.eml"));
-        std::fs::write(&file, &m.bytes).unwrap();
-        let out = Command::new("python3")
-            .arg(support("dkim_verify.py"))
-            .arg(&file)
-            .arg(dns.port.to_string())
-            .output()
-            .unwrap();
-        assert_success(&format!("dkimpy on {:?}", m.rcpt_tos), &out);
+        assert_eq!(header(m, "DKIM-Signature").len(), 1, "{}", m.text());
+        if let Err(e) = dns.verify_dkim(&m.data) {
+            panic!("dkimpy on {:?} (transaction {n}): {e}", m.rcpt_tos);
+        }
     }
     // The four transactions reused one connection.
     assert!(
-        got.windows(2).all(|w| w[0].peer_port == w[1].peer_port),
+        got.windows(2).all(|w| peer_port(&w[0]) == peer_port(&w[1])),
         "{:?}",
-        got.iter().map(|m| m.peer_port).collect::<Vec<_>>()
+        got.iter().map(peer_port).collect::<Vec<_>>()
     );
 }
 
 #[test]
 fn a_retry_renders_the_same_copy_from_the_spooled_original() {
     let dir = tempfile::tempdir().unwrap();
-    let sink = Sink::start(&dir.path().join("sink"), &["--tempfail-data", "1"]);
+    let sink = Aiosmtpd::builder().tempfail_data(1).start();
     // No retry on its own during the test: `queue flush` starts the second attempt.
     let relay = Relay::start(
         dir.path(),
@@ -141,12 +132,12 @@ fn a_retry_renders_the_same_copy_from_the_spooled_original() {
     assert!(!spooled.contains("X-Recipient-Token"), "{spooled}");
 
     assert_eq!(relay.queue(&["flush", &id]).trim(), "ok");
-    let got = sink.wait_for(1);
+    let got = sink.wait_for(1, WAIT);
     assert_eq!(got[0].rcpt_tos, ["t1@dest.test"]);
     assert_eq!(
-        got[0].header("X-Recipient-Token"),
+        header(&got[0], "X-Recipient-Token"),
         [token(&id, "t1@dest.test")],
         "the same token as the first attempt rendered"
     );
-    assert_eq!(got[0].header("X-Copy-Attempt"), ["2"]);
+    assert_eq!(header(&got[0], "X-Copy-Attempt"), ["2"]);
 }

@@ -11,18 +11,19 @@
 //!
 //! Run: `cargo test -p wasmrelay --test delivery_copies`
 
-#[path = "../common/mod.rs"]
-mod common;
 mod copies;
 mod routes;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-use common::*;
-use wasmrelay::plugins::test_plugins::component;
+use wasmrelay_test_support::{
+    assert_success, python, queued_id, test_plugin, wait_for, Aiosmtpd, Delivered, Downstream,
+    NO_DNS,
+};
+
+/// How long a test waits for a transaction at a server or a state in the queue.
+const WAIT: Duration = Duration::from_secs(30);
 
 /// The secret in the plugin's config; tokens depend on it.
 const SECRET: &str = "s3cr3t";
@@ -39,149 +40,38 @@ fn token(queue_id: &str, rcpt: &str) -> String {
     format!("{hash:016x}")
 }
 
-fn support(script: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/support")
-        .join(script)
+/// The values of header `name` in what `m` received (unfolded).
+fn header(m: &Delivered, name: &str) -> Vec<String> {
+    let text = m.text();
+    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    let prefix = format!("{}:", name.to_ascii_lowercase());
+    head.replace("\r\n ", " ")
+        .replace("\r\n\t", " ")
+        .split("\r\n")
+        .filter(|l| l.to_ascii_lowercase().starts_with(&prefix))
+        .map(|l| l[prefix.len()..].trim().to_string())
+        .collect()
 }
 
-/// A Python helper from `host/tests/support` that prints `PORT <n>` once it listens;
-/// killed on drop.
-struct Helper {
-    child: Child,
-    port: u16,
-}
-
-impl Helper {
-    fn start(script: &str, args: &[&str]) -> Helper {
-        let mut child = Command::new("python3")
-            .arg(support(script))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let Some(port) = line
-            .trim()
-            .strip_prefix("PORT ")
-            .and_then(|p| p.parse().ok())
-        else {
-            child.kill().ok();
-            child.wait().ok();
-            panic!("{script} did not start: {line:?}");
-        };
-        Helper { child, port }
-    }
-}
-
-impl Drop for Helper {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
-    }
-}
-
-/// One transaction as the downstream server received it.
-#[derive(Debug)]
-struct Delivered {
-    rcpt_tos: Vec<String>,
-    peer_port: u64,
-    bytes: Vec<u8>,
-}
-
-impl Delivered {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.bytes).into_owned()
-    }
-
-    /// The values of header `name` (unfolded).
-    fn header(&self, name: &str) -> Vec<String> {
-        let text = self.text();
-        let head = text.split("\r\n\r\n").next().unwrap_or_default();
-        let prefix = format!("{}:", name.to_ascii_lowercase());
-        head.replace("\r\n ", " ")
-            .replace("\r\n\t", " ")
-            .split("\r\n")
-            .filter(|l| l.to_ascii_lowercase().starts_with(&prefix))
-            .map(|l| l[prefix.len()..].trim().to_string())
-            .collect()
-    }
-}
-
-/// The aiosmtpd sink.
-struct Sink {
-    helper: Helper,
-    dir: PathBuf,
-}
-
-impl Sink {
-    fn start(dir: &Path, extra: &[&str]) -> Sink {
-        std::fs::create_dir_all(dir).unwrap();
-        let mut args = vec![dir.to_str().unwrap(), "--host", "127.0.0.1", "--port", "0"];
-        args.extend_from_slice(extra);
-        Sink {
-            helper: Helper::start("smtp_sink.py", &args),
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    fn port(&self) -> u16 {
-        self.helper.port
-    }
-
-    /// Every transaction received so far, in arrival order.
-    fn messages(&self) -> Vec<Delivered> {
-        let mut names: Vec<PathBuf> = std::fs::read_dir(&self.dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .collect();
-        names.sort();
-        names
-            .into_iter()
-            .map(|json| {
-                let meta: serde_json::Value =
-                    serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-                Delivered {
-                    rcpt_tos: meta["rcpt_tos"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|r| r.as_str().unwrap().to_string())
-                        .collect(),
-                    peer_port: meta["peer_port"].as_u64().unwrap(),
-                    bytes: std::fs::read(json.with_extension("eml")).unwrap(),
-                }
-            })
-            .collect()
-    }
-
-    fn wait_for(&self, n: usize) -> Vec<Delivered> {
-        wait_for(
-            &format!("{n} transaction(s) at the sink"),
-            Duration::from_secs(30),
-            || self.messages().len() >= n,
-        );
-        self.messages()
-    }
+/// The client port of the connection that carried `m`, as aiosmtpd recorded it.
+fn peer_port(m: &Delivered) -> u64 {
+    m.meta["peer_port"]
+        .as_u64()
+        .expect("aiosmtpd records peer_port")
 }
 
 /// What a relay under test is configured with.
 struct Setup<'a> {
-    sink: &'a Sink,
+    sink: &'a Aiosmtpd,
     /// `[[delivery.pools]]` named `bulk` goes here.
-    bulk: Option<&'a Sink>,
+    bulk: Option<&'a Aiosmtpd>,
     /// `retry.initial_interval`.
     retry: &'a str,
     /// Extra `[delivery]` tables (`[[delivery.dkim]]`).
     delivery: String,
 }
 
-fn config_text(port: u16, s: &Setup<'_>) -> String {
+fn config_text(s: &Setup<'_>) -> String {
     let bulk = s.bulk.map_or(String::new(), |b| {
         format!(
             "[[delivery.pools]]\nname = \"bulk\"\nmax_connections = 1\n\
@@ -193,7 +83,7 @@ fn config_text(port: u16, s: &Setup<'_>) -> String {
         r#"hostname = "relay.test"
 
 [[listeners]]
-address = "127.0.0.1:{port}"
+address = "127.0.0.1:0"
 role = "relay"
 
 [relay]
@@ -207,7 +97,7 @@ dir = "spool"
 cache_dir = "cache"
 
 [delivery.resolver]
-nameservers = ["127.0.0.1:9"]
+nameservers = ["{no_dns}"]
 
 {delivery}
 
@@ -230,46 +120,20 @@ config = {{ secret = {SECRET:?} }}
         delivery = s.delivery,
         sink = s.sink.port(),
         retry = s.retry,
-        plugin = component("tracker-lite").display().to_string(),
+        no_dns = NO_DNS,
+        plugin = test_plugin("tracker-lite").display().to_string(),
     )
 }
 
-/// The relay process; a failing test prints its log.
-struct Relay {
-    process: RelayProcess,
-    port: u16,
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- relay log ---\n{}--- end ---", self.process.log());
-        }
-    }
-}
+/// The relay binary under test, with the tracker plugin in its chain.
+struct Relay(wasmrelay_test_support::Relay);
 
 impl Relay {
-    /// Starts the relay on a free port; only its own `listening` line proves the port is
-    /// ours (another process may take a free port first), else it tries another.
     fn start(dir: &Path, setup: &Setup<'_>) -> Relay {
-        let path = dir.join("relay.toml");
-        for _ in 0..5 {
-            let port = free_port();
-            std::fs::write(&path, config_text(port, setup)).unwrap();
-            std::fs::remove_file(path.with_extension("log")).ok();
-            let process = RelayProcess::start(&path, &[port]);
-            let mut relay = Relay { process, port };
-            let deadline = Instant::now() + Duration::from_secs(30);
-            let listening = format!("listening address=127.0.0.1:{port} ");
-            while relay.process.child.try_wait().unwrap().is_none() {
-                if relay.process.log().contains(&listening) {
-                    return relay;
-                }
-                assert!(Instant::now() < deadline, "the relay does not listen");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        panic!("no port for the relay in five tries");
+        Relay(wasmrelay_test_support::Relay::start(
+            dir,
+            &config_text(setup),
+        ))
     }
 
     /// Sends `message` with smtplib; returns the queue id from the `250` reply.
@@ -289,7 +153,12 @@ with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
 "#;
         let out = python(
             SEND,
-            &[&self.port.to_string(), sender, &rcpts.join(","), message],
+            &[
+                &self.0.addr().port().to_string(),
+                sender,
+                &rcpts.join(","),
+                message,
+            ],
         );
         assert_success("smtplib", &out);
         queued_id(&String::from_utf8(out.stdout).unwrap())
@@ -297,12 +166,7 @@ with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
 
     /// `wasmrelay queue --config relay.toml ARGS...`; its standard output.
     fn queue(&self, args: &[&str]) -> String {
-        let out = Command::new(binary())
-            .args(["queue", "--config"])
-            .arg(&self.process.config)
-            .args(args)
-            .output()
-            .unwrap();
+        let out = self.0.queue(args);
         assert_success(&format!("queue {args:?}"), &out);
         String::from_utf8(out.stdout).unwrap()
     }
@@ -316,23 +180,19 @@ with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
     /// Waits until recipient `rcpt` of `id` has a `last_reply` containing `needle`.
     fn wait_reply(&self, id: &str, rcpt: &str, needle: &str) -> serde_json::Value {
         let mut last = serde_json::Value::Null;
-        wait_for(
-            &format!("{rcpt} of {id} with {needle:?}"),
-            Duration::from_secs(30),
-            || {
-                last = self.show(id);
-                last["recipients"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .find(|r| r["address"] == rcpt)
-                    .is_some_and(|r| {
-                        r["last_reply"]
-                            .as_str()
-                            .is_some_and(|reply| reply.contains(needle))
-                    })
-            },
-        );
+        wait_for(&format!("{rcpt} of {id} with {needle:?}"), WAIT, || {
+            last = self.show(id);
+            last["recipients"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["address"] == rcpt)
+                .is_some_and(|r| {
+                    r["last_reply"]
+                        .as_str()
+                        .is_some_and(|reply| reply.contains(needle))
+                })
+        });
         last
     }
 

@@ -7,8 +7,8 @@ use super::*;
 #[test]
 fn pools_holds_and_drops() {
     let dir = tempfile::tempdir().unwrap();
-    let sink = Sink::start(&dir.path().join("sink"), &[]);
-    let bulk = Sink::start(&dir.path().join("bulk"), &[]);
+    let sink = Aiosmtpd::start();
+    let bulk = Aiosmtpd::start();
     let relay = Relay::start(
         dir.path(),
         &Setup {
@@ -25,7 +25,7 @@ fn pools_holds_and_drops() {
         &["plain-a@dest.test", "plain-b@other.test"],
         "X-Stream: bulk\r\nSubject: newsletter\r\n\r\nbulk mail\r\n",
     );
-    let got = bulk.wait_for(1);
+    let got = bulk.wait_for(1, WAIT);
     assert_eq!(got.len(), 1, "{got:#?}");
     assert_eq!(
         got[0].rcpt_tos,
@@ -39,7 +39,7 @@ fn pools_holds_and_drops() {
         &["plain@dest.test", "h@hold.test", "d@drop.test"],
         "Subject: mixed\r\n\r\nthree fates\r\n",
     );
-    let got = sink.wait_for(1);
+    let got = sink.wait_for(1, WAIT);
     assert_eq!(got[0].rcpt_tos, ["plain@dest.test"]);
     let env = relay.wait_reply(&id, "h@hold.test", "held: awaiting review");
     let by_address = |a: &str| {
@@ -61,14 +61,10 @@ fn pools_holds_and_drops() {
 
     // `delivery-result` hears of the attempt once it is on disk: wait for the last of it.
     let mut stats = String::new();
-    wait_for(
-        "the results of both messages",
-        Duration::from_secs(30),
-        || {
-            stats = relay.stats();
-            stat(&stats, "batch-calls") >= 7
-        },
-    );
+    wait_for("the results of both messages", WAIT, || {
+        stats = relay.stats();
+        stat(&stats, "batch-calls") >= 7
+    });
     assert_eq!(stat(&stats, "held"), 1, "{stats}");
     assert_eq!(stat(&stats, "dropped"), 1, "{stats}");
     assert_eq!(stat(&stats, "delivered"), 3, "{stats}");
@@ -80,11 +76,9 @@ fn pools_holds_and_drops() {
     assert_eq!(stat(&relay.stats(), "held"), 1);
     // ... until `queue flush` releases it: routed again, and held again by this plugin.
     assert_eq!(relay.queue(&["flush", &id]).trim(), "ok");
-    wait_for(
-        "the released recipient to be routed again",
-        Duration::from_secs(30),
-        || stat(&relay.stats(), "held") == 2,
-    );
+    wait_for("the released recipient to be routed again", WAIT, || {
+        stat(&relay.stats(), "held") == 2
+    });
     let env = relay.show(&id);
     assert_eq!(env["recipients"][1]["last_reply"], "held: awaiting review");
     assert_eq!(sink.messages().len(), 1, "nothing else was delivered");

@@ -6,8 +6,8 @@ const TEMPFAIL: &str = "451 4.3.0 Temporary policy failure, try again later\r\n"
 const REJECT: &str = "550 5.7.0 Rejected by policy\r\n";
 
 /// One full transaction on a fresh connection; every step must succeed.
-fn good_transaction(port: u16, tag: &str) -> Result<(), String> {
-    let mut c = Raw::connect(port);
+fn good_transaction(addr: SocketAddr, tag: &str) -> Result<(), String> {
+    let mut c = Raw::connect(addr);
     for (line, expect) in [
         ("EHLO other.test".to_string(), "250"),
         (format!("MAIL FROM:<{tag}@example.org>"), "250"),
@@ -32,22 +32,22 @@ fn good_transaction(port: u16, tag: &str) -> Result<(), String> {
 /// a plugin burning its CPU budget does not hold up other sessions.
 fn misbehaving(kind: &str, on_error: &str, limits: &str, logged: &str, spins: Option<Duration>) {
     let dir = tempfile::tempdir().unwrap();
-    let sink = Sink::start(&dir.path().join("sink"));
+    let sink = Aiosmtpd::start();
     let name = format!("misbehaving-{kind}");
-    let (mut relay, port) = start_relay(
+    let (mut relay, addr) = start_relay(
         dir.path(),
         &sink,
         &plugin(kind, &name, on_error, &format!("limits = {limits}")),
     );
 
-    let mut c = Raw::connect(port);
+    let mut c = Raw::connect(addr);
     c.cmd("EHLO client.test", "250");
     c.cmd("MAIL FROM:<client@example.org>", "250");
     c.cmd("RCPT TO:<good@example.com>", "250");
     c.send(b"RCPT TO:<bad@example.com>\r\n");
     let started = Instant::now();
     let meanwhile =
-        std::thread::spawn(move || good_transaction(port, "meanwhile").map(|()| Instant::now()));
+        std::thread::spawn(move || good_transaction(addr, "meanwhile").map(|()| Instant::now()));
     let reply = c.reply();
     let replied = Instant::now();
     let took = replied - started;
@@ -75,13 +75,10 @@ fn misbehaving(kind: &str, on_error: &str, limits: &str, logged: &str, spins: Op
     c.cmd("DATA", "354");
     c.cmd("Subject: after a failure\r\n\r\nstill here\r\n.", "250");
     c.cmd("QUIT", "221");
-    assert!(
-        relay.child.try_wait().unwrap().is_none(),
-        "the relay is still running"
-    );
-    good_transaction(port, "after").unwrap_or_else(|e| panic!("the next session: {e}"));
+    assert!(relay.is_running(), "the relay is still running");
+    good_transaction(addr, "after").unwrap_or_else(|e| panic!("the next session: {e}"));
 
-    let mut got = sink.wait_for(3);
+    let mut got = sink.wait_for(3, WAIT);
     got.sort_by(|a, b| a.mail_from.cmp(&b.mail_from));
     let rcpts: Vec<_> = got.iter().map(|m| m.rcpt_tos.join(",")).collect();
     let failed_path = if on_error == "accept" {
@@ -94,9 +91,7 @@ fn misbehaving(kind: &str, on_error: &str, limits: &str, logged: &str, spins: Op
         ["after@example.com", failed_path, "meanwhile@example.com"]
     );
 
-    wait_for("the failure in the log", Duration::from_secs(10), || {
-        relay.log().contains("plugin failed")
-    });
+    relay.wait_log("plugin failed", Duration::from_secs(10));
     let log = relay.log();
     let line = log
         .lines()
@@ -117,7 +112,7 @@ fn misbehaving(kind: &str, on_error: &str, limits: &str, logged: &str, spins: Op
 }
 
 /// Tight limits, so a failure is quick.
-const TIGHT: &str = "{ cpu_ms = 50, wall_ms = 1000, memory_mb = 16, capability_calls = 100 }";
+const TIGHT: &str = "{ cpu = \"50ms\", wall = \"1s\", memory_mb = 16, capability_calls = 100 }";
 
 #[test]
 fn infinite_loop_tempfails() {
@@ -125,7 +120,7 @@ fn infinite_loop_tempfails() {
     misbehaving(
         "loop",
         "tempfail",
-        "{ cpu_ms = 1000, wall_ms = 5000 }",
+        "{ cpu = \"1s\", wall = \"5s\" }",
         "CPU budget exhausted",
         Some(Duration::from_millis(800)),
     );

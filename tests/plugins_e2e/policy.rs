@@ -6,15 +6,15 @@ use super::*;
 #[test]
 fn a_plugin_refuses_one_recipient_with_its_exact_reply() {
     let dir = tempfile::tempdir().unwrap();
-    let sink = Sink::start(&dir.path().join("sink"));
-    let (mut relay, port) = start_relay(
+    let sink = Aiosmtpd::start();
+    let (mut relay, addr) = start_relay(
         dir.path(),
         &sink,
         &plugin("policy", "policy", "tempfail", ""),
     );
 
     // Byte for byte on the wire: the plugin's code, enhanced code and text, nothing else.
-    let mut c = Raw::connect(port);
+    let mut c = Raw::connect(addr);
     c.cmd("EHLO client.test", "250");
     c.cmd("MAIL FROM:<raw@example.org>", "250");
     let refused = c.cmd("RCPT TO:<blocked@example.com>", "550");
@@ -27,7 +27,7 @@ fn a_plugin_refuses_one_recipient_with_its_exact_reply() {
 
     // smtplib sees the same refusal and delivers to the others.
     let refused = smtplib_send(
-        port,
+        addr,
         "lib@example.org",
         &[
             "other@example.com",
@@ -41,7 +41,7 @@ fn a_plugin_refuses_one_recipient_with_its_exact_reply() {
         "[('blocked@example.com', (550, b'5.1.1 mailbox unavailable'))]"
     );
 
-    let mut got = sink.wait_for(2);
+    let mut got = sink.wait_for(2, WAIT);
     got.sort_by(|a, b| a.mail_from.cmp(&b.mail_from));
     assert_eq!(got.len(), 2, "{got:?}");
     assert_eq!(got[0].mail_from, "lib@example.org");
@@ -64,8 +64,8 @@ fn a_plugin_refuses_one_recipient_with_its_exact_reply() {
 #[test]
 fn data_hook_edits_arrive_at_the_downstream_server() {
     let dir = tempfile::tempdir().unwrap();
-    let sink = Sink::start(&dir.path().join("sink"));
-    let (mut relay, port) = start_relay(
+    let sink = Aiosmtpd::start();
+    let (mut relay, addr) = start_relay(
         dir.path(),
         &sink,
         &plugin("policy", "policy", "tempfail", ""),
@@ -75,17 +75,17 @@ fn data_hook_edits_arrive_at_the_downstream_server() {
                    X-Remove-Me: secret\r\nMessage-ID: <e1@example.org>\r\n\r\n\
                    Hello.\r\n.a line that starts with a dot\r\n";
     assert_eq!(
-        smtplib_send(port, "a@example.org", &["user@example.com"], message),
+        smtplib_send(addr, "a@example.org", &["user@example.com"], message),
         "[]"
     );
     let replaced =
         "Subject: keep me\r\nMessage-ID: <e2@example.org>\r\n\r\nplease REPLACE-BODY\r\n";
     assert_eq!(
-        smtplib_send(port, "b@example.org", &["user@example.com"], replaced),
+        smtplib_send(addr, "b@example.org", &["user@example.com"], replaced),
         "[]"
     );
 
-    let mut got = sink.wait_for(2);
+    let mut got = sink.wait_for(2, WAIT);
     got.sort_by(|a, b| a.mail_from.cmp(&b.mail_from));
     let (first, received) = without_received(&got[0].text());
     assert!(
@@ -119,15 +119,15 @@ fn data_hook_edits_arrive_at_the_downstream_server() {
 #[test]
 fn route_hook_sends_one_domain_to_a_second_server() {
     let dir = tempfile::tempdir().unwrap();
-    let first = Sink::start(&dir.path().join("first"));
-    let second = Sink::start(&dir.path().join("second"));
+    let first = Aiosmtpd::start();
+    let second = Aiosmtpd::start();
     let route = format!(
         "[[delivery.pools]]\nname = \"routed\"\nhosts = [\
          {{ host = \"127.0.0.1\", port = {}, tls = \"none\" }}, \
          {{ host = \"127.0.0.2\", port = 2527, tls = \"require\" }}]\n",
-        second.port
+        second.port()
     );
-    let (mut relay, port) = start_relay(
+    let (mut relay, addr) = start_relay(
         dir.path(),
         &first,
         &plugin("policy", "policy", "tempfail", &route),
@@ -136,7 +136,7 @@ fn route_hook_sends_one_domain_to_a_second_server() {
         "Subject: split\r\nMessage-ID: <r1@example.org>\r\n\r\none message, two servers\r\n";
     assert_eq!(
         smtplib_send(
-            port,
+            addr,
             "s@example.org",
             &[
                 "a@example.com",
@@ -148,8 +148,8 @@ fn route_hook_sends_one_domain_to_a_second_server() {
         ),
         "[]"
     );
-    second.wait_for(1);
-    first.wait_for(1);
+    second.wait_for(1, WAIT);
+    first.wait_for(1, WAIT);
     // Give a wrong route the time to show up before counting.
     std::thread::sleep(Duration::from_millis(500));
     let (routed, direct) = (second.messages(), first.messages());

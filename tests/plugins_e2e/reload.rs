@@ -48,13 +48,13 @@ fn load_transaction(c: &mut Raw, session: &str, tag: &str) -> Result<String, Str
 
 /// One client: sessions of up to three transactions each, until `stop` or its bound. Any
 /// unexpected reply ends it with an error.
-fn load_client(port: u16, id: usize, stop: Arc<AtomicBool>) -> Result<Vec<Sent>, String> {
+fn load_client(addr: SocketAddr, id: usize, stop: Arc<AtomicBool>) -> Result<Vec<Sent>, String> {
     let mut sent = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut n = 0;
     'sessions: while !stop.load(Ordering::Relaxed) && Instant::now() < deadline && n < 2_000 {
         let connecting = Instant::now();
-        let mut c = Raw::connect(port);
+        let mut c = Raw::connect(addr);
         let greeted = Instant::now();
         let session = format!("c{id}-s{n}");
         c.cmd("EHLO load.test", "250");
@@ -81,7 +81,7 @@ fn load_client(port: u16, id: usize, stop: Arc<AtomicBool>) -> Result<Vec<Sent>,
 #[test]
 fn sighup_swaps_a_plugin_under_load_without_failing_a_session() {
     let dir = tempfile::tempdir().unwrap();
-    let sink = Sink::start(&dir.path().join("sink"));
+    let sink = Aiosmtpd::start();
     let before = plugin("noop", "swapped", "tempfail", "");
     let after = plugin(
         "example",
@@ -89,17 +89,17 @@ fn sighup_swaps_a_plugin_under_load_without_failing_a_session() {
         "tempfail",
         &format!("config = {{ blocked = \"nobody@example.org, {BLOCKED}\" }}"),
     );
-    let (mut relay, port) = start_relay(dir.path(), &sink, &before);
+    let (mut relay, addr) = start_relay(dir.path(), &sink, &before);
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..CLIENTS)
         .map(|id| {
             let stop = stop.clone();
-            std::thread::spawn(move || load_client(port, id, stop))
+            std::thread::spawn(move || load_client(addr, id, stop))
         })
         .collect();
     // A session that stays open across the reload.
     let connecting = Instant::now();
-    let mut in_flight = Raw::connect(port);
+    let mut in_flight = Raw::connect(addr);
     let greeted = Instant::now();
     in_flight.cmd("EHLO in-flight.test", "250");
     let mut sent = vec![Sent {
@@ -111,12 +111,10 @@ fn sighup_swaps_a_plugin_under_load_without_failing_a_session() {
     }];
 
     std::thread::sleep(Duration::from_millis(700));
-    write_config(&relay.config, &config_text(port, sink.port, &after));
+    relay.write_config(&config_text(sink.port(), &after));
     let hup = Instant::now();
-    signal(&relay, "HUP");
-    wait_for("the reload", Duration::from_secs(20), || {
-        relay.log().contains("configuration reloaded")
-    });
+    relay.sighup();
+    relay.wait_log("configuration reloaded", Duration::from_secs(20));
     let reloaded = Instant::now();
     sent.push(Sent {
         connecting,
@@ -171,7 +169,7 @@ fn sighup_swaps_a_plugin_under_load_without_failing_a_session() {
     }
 
     // Every acknowledged message arrives; the new chain's data hook stamped the new ones.
-    let got = sink.wait_for(sent.len());
+    let got = sink.wait_for(sent.len(), WAIT);
     assert_eq!(
         got.len(),
         sent.len(),
@@ -210,8 +208,7 @@ fn sighup_swaps_a_plugin_under_load_without_failing_a_session() {
 #[test]
 fn sighup_during_startup_reloads_instead_of_killing_the_relay() {
     let dir = tempfile::tempdir().unwrap();
-    let sink = Sink::start(&dir.path().join("sink"));
-    let port = free_port();
+    let sink = Aiosmtpd::start();
     let path = dir.path().join("relay.toml");
     let chain = plugin(
         "example",
@@ -219,37 +216,16 @@ fn sighup_during_startup_reloads_instead_of_killing_the_relay() {
         "tempfail",
         &format!("config = {{ blocked = \"{BLOCKED}\" }}"),
     );
-    write_config(&path, &config_text(port, sink.port, &chain));
-    let stderr_log = path.with_extension("log");
-    let child = Command::new(binary())
-        .args(["serve", "--config"])
-        .arg(&path)
-        .env("WASMRELAY_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr_log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut relay = Relay(RelayProcess {
-        child,
-        config: path,
-        stderr_log,
-    });
+    write_config(&path, &config_text(sink.port(), &chain));
+    let mut relay = Relay::spawn(&path);
     // A supervisor may ask for a reload at any time, also while the relay still compiles
     // its plugins (an empty cache: that takes a while).
-    wait_for("the spool to open", Duration::from_secs(30), || {
-        relay.log().contains("spool open")
-    });
-    signal(&relay, "HUP");
-    wait_for("the relay to listen", Duration::from_secs(30), || {
-        if let Some(status) = relay.child.try_wait().unwrap() {
-            panic!("the relay died of a SIGHUP during startup: {status}");
-        }
-        relay.log().contains(&listening(port))
-    });
-    wait_for("the reload", Duration::from_secs(30), || {
-        relay.log().contains("configuration reloaded")
-    });
-    let mut c = Raw::connect(port);
+    relay.wait_log("spool open", Duration::from_secs(30));
+    relay.sighup();
+    // Panics if the relay died of the SIGHUP instead.
+    relay.wait_listening();
+    relay.wait_log("configuration reloaded", Duration::from_secs(30));
+    let mut c = Raw::connect(relay.addr());
     c.cmd("EHLO client.test", "250");
     c.cmd("MAIL FROM:<x@example.org>", "250");
     assert_eq!(c.cmd(&format!("RCPT TO:<{BLOCKED}>"), "550"), BLOCKED_REPLY);
@@ -260,21 +236,19 @@ fn sighup_during_startup_reloads_instead_of_killing_the_relay() {
 #[test]
 fn a_bad_config_on_sighup_is_refused_and_the_running_chain_stays() {
     let dir = tempfile::tempdir().unwrap();
-    let sink = Sink::start(&dir.path().join("sink"));
+    let sink = Aiosmtpd::start();
     let chain = plugin(
         "example",
         "example",
         "tempfail",
         &format!("config = {{ blocked = \"{BLOCKED}\" }}"),
     );
-    let (mut relay, port) = start_relay(dir.path(), &sink, &chain);
+    let (mut relay, addr) = start_relay(dir.path(), &sink, &chain);
     let bad = "[[plugins]]\npath = \"/nonexistent/plugin.wasm\"\nname = \"missing\"\n";
-    write_config(&relay.config, &config_text(port, sink.port, bad));
-    signal(&relay, "HUP");
-    wait_for("the refusal", Duration::from_secs(20), || {
-        relay.log().contains("reload refused")
-    });
-    let mut c = Raw::connect(port);
+    relay.write_config(&config_text(sink.port(), bad));
+    relay.sighup();
+    relay.wait_log("reload refused", Duration::from_secs(20));
+    let mut c = Raw::connect(addr);
     c.cmd("EHLO client.test", "250");
     c.cmd("MAIL FROM:<x@example.org>", "250");
     assert_eq!(c.cmd(&format!("RCPT TO:<{BLOCKED}>"), "550"), BLOCKED_REPLY);

@@ -94,9 +94,9 @@ pub enum DkimCommand {
         domain: String,
         #[arg(long)]
         selector: String,
-        /// `rsa-sha256` (2048-bit) or `ed25519-sha256`.
-        #[arg(long, default_value = "rsa-sha256")]
-        algorithm: String,
+        /// The key type; RSA keys are 2048-bit.
+        #[arg(long, value_enum, default_value_t = DkimAlgorithm::RsaSha256)]
+        algorithm: DkimAlgorithm,
         /// Where to write the private key; default `<selector>._domainkey.<domain>.pem`.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -136,13 +136,6 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
                     out,
                 },
         } => {
-            let algorithm = match algorithm.as_str() {
-                "rsa-sha256" | "rsa" => DkimAlgorithm::RsaSha256,
-                "ed25519-sha256" | "ed25519" => DkimAlgorithm::Ed25519Sha256,
-                other => {
-                    anyhow::bail!("unknown algorithm {other:?}: use rsa-sha256 or ed25519-sha256")
-                }
-            };
             let out =
                 out.unwrap_or_else(|| PathBuf::from(format!("{selector}._domainkey.{domain}.pem")));
             let records = crate::delivery::keygen(&domain, &selector, algorithm, &out)?;
@@ -170,7 +163,10 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
 
 fn check_config(path: &Path) -> i32 {
     match Config::load(path) {
-        Ok(_) => {
+        Ok(config) => {
+            for w in config.warnings() {
+                eprintln!("warning: {w}");
+            }
             println!("{}: OK", path.display());
             0
         }
@@ -188,6 +184,9 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
     // the relay runs instead of killing it.
     let hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let config = Config::load(path)?;
+    for w in config.warnings() {
+        tracing::warn!(key = %w.key, "{}", w.message);
+    }
     let relay = Relay::start(&config).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
@@ -244,7 +243,14 @@ async fn sink(listen: SocketAddr, dir: &Path) -> anyhow::Result<()> {
     info!(address = %listener.local_addr(), dir = %dir.display(), "sink listening");
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    server::serve(vec![listener], ConnectionLimits::new(1000, 1000), shutdown).await;
+    let grace = crate::config::LimitsConfig::default().shutdown_grace;
+    server::serve(
+        vec![listener],
+        ConnectionLimits::new(1000, 1000),
+        shutdown,
+        grace,
+    )
+    .await;
     Ok(())
 }
 
@@ -263,4 +269,48 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     }
     info!("shutting down");
     shutdown.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn keygen_algorithm(extra: &[&str]) -> Result<DkimAlgorithm, clap::Error> {
+        let args = [
+            "wasmrelay",
+            "dkim",
+            "keygen",
+            "--domain",
+            "d.test",
+            "--selector",
+            "s1",
+        ];
+        let cli = Cli::try_parse_from(args.iter().chain(extra))?;
+        match cli.command {
+            Command::Dkim {
+                command: DkimCommand::Keygen { algorithm, .. },
+            } => Ok(algorithm),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn keygen_algorithm_names_and_aliases() {
+        Cli::command().debug_assert();
+        use DkimAlgorithm::*;
+        assert_eq!(keygen_algorithm(&[]).unwrap(), RsaSha256);
+        for (name, algorithm) in [
+            ("rsa-sha256", RsaSha256),
+            ("rsa", RsaSha256),
+            ("ed25519-sha256", Ed25519Sha256),
+            ("ed25519", Ed25519Sha256),
+        ] {
+            assert_eq!(keygen_algorithm(&["--algorithm", name]).unwrap(), algorithm);
+        }
+        let e = keygen_algorithm(&["--algorithm", "dsa"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::InvalidValue);
+        assert!(e.to_string().contains("rsa-sha256, ed25519-sha256"), "{e}");
+    }
 }

@@ -73,12 +73,29 @@ pub async fn run(config: &Path, command: QueueCommand) -> anyhow::Result<i32> {
 
 /// Flush and bounce act on the running relay's queue, through its control socket.
 async fn control(dir: &Path, command: &str) -> anyhow::Result<i32> {
-    let answer = crate::control::send(dir, command).await.with_context(|| {
-        format!(
-            "no relay is running on the spool {} (its control socket did not answer)",
-            dir.display()
-        )
-    })?;
+    let answer = match crate::control::send(dir, command).await {
+        Ok(answer) => answer,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(e).with_context(|| {
+                format!(
+                    "permission denied on the control socket in {}: run `queue` as the relay's user (or root)",
+                    dir.display()
+                )
+            })
+        }
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "no relay is running on the spool {} (its control socket did not answer)",
+                    dir.display()
+                )
+            })
+        }
+    };
+    if answer.starts_with("error: permission denied") {
+        eprintln!("{answer}: run `queue` as the relay's user (or root)");
+        return Ok(1);
+    }
     println!("{answer}");
     Ok(if answer == "ok" { 0 } else { 1 })
 }

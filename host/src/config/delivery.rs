@@ -21,16 +21,16 @@
 //! key = "dkim/example.com.pem"
 //! ```
 //!
-//! Durations are written as an integer number of seconds or a string with a unit:
-//! `"500ms"`, `"30s"`, `"5m"`, `"4h"`, `"5d"`.
+//! Durations are humantime strings, as everywhere in the config: `"500ms"`, `"30s"`, `"5m"`,
+//! `"4h"`, `"5d"`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
-use super::ConfigError;
+use super::{check_duration, ConfigError, MAX_DURATION, POSITIVE};
 
 /// Everything the delivery side needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -56,7 +56,8 @@ pub struct DeliveryConfig {
     /// Most simultaneous connections to one destination (one smart-host route or one MX domain).
     pub per_destination: usize,
     /// How long an idle connection is kept for reuse by the next message to the same destination.
-    pub idle_timeout: Dur,
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
     /// Messages sent over one connection before it is closed and a fresh one opened.
     pub max_messages_per_connection: usize,
     /// DKIM signing keys, one per sending domain (and selector).
@@ -75,7 +76,7 @@ impl Default for DeliveryConfig {
             mx_port: 25,
             max_concurrency: 64,
             per_destination: 8,
-            idle_timeout: Dur(Duration::from_secs(30)),
+            idle_timeout: Duration::from_secs(30),
             max_messages_per_connection: 100,
             dkim: Vec::new(),
         }
@@ -105,10 +106,13 @@ pub struct SmartHostConfig {
     pub port: u16,
     /// STARTTLS policy.
     pub tls: TlsPolicy,
-    /// Verify the certificate chain and name when `tls = "require"`. Opportunistic TLS is
-    /// encrypt-only: a failed check there would only fall back to plaintext.
+    /// Verify the certificate chain and name when `tls = "require"`, and always before
+    /// sending `auth` credentials. Opportunistic TLS without credentials is encrypt-only: a
+    /// failed check there would only fall back to plaintext. `false` opts out (check-config
+    /// warns when credentials would go over unverified TLS).
     pub tls_verify: bool,
-    /// Credentials for AUTH PLAIN/LOGIN; only ever sent over TLS.
+    /// Credentials for AUTH PLAIN/LOGIN; only ever sent over TLS whose certificate was
+    /// verified, unless `tls_verify = false` or `auth.allow_plaintext` says otherwise.
     pub auth: Option<AuthConfig>,
 }
 
@@ -184,7 +188,8 @@ pub struct ResolverConfig {
     /// (`/etc/resolv.conf`).
     pub nameservers: Vec<String>,
     /// Timeout of one query.
-    pub timeout: Dur,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
     /// Query attempts before a lookup fails (temporarily).
     pub attempts: usize,
 }
@@ -193,7 +198,7 @@ impl Default for ResolverConfig {
     fn default() -> Self {
         ResolverConfig {
             nameservers: Vec::new(),
-            timeout: Dur(Duration::from_secs(5)),
+            timeout: Duration::from_secs(5),
             attempts: 2,
         }
     }
@@ -214,28 +219,32 @@ impl ResolverConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RetryConfig {
     /// Wait after the first temporary failure.
-    pub initial_interval: Dur,
+    #[serde(with = "humantime_serde")]
+    pub initial_interval: Duration,
     /// The wait never grows beyond this.
-    pub max_interval: Dur,
+    #[serde(with = "humantime_serde")]
+    pub max_interval: Duration,
     /// Each wait is the previous one times this.
     pub multiplier: f64,
     /// Random spread of each wait, as a fraction (0.2 = ±20%), so retries do not stampede.
     pub jitter: f64,
     /// A recipient still undelivered this long after arrival expires and is bounced.
-    pub max_age: Dur,
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
     /// Send one "still trying" notice (RFC 3464 `delayed`) to the sender once a recipient has
     /// been pending this long; unset means no delay notices.
-    pub delay_notice_after: Option<Dur>,
+    #[serde(with = "humantime_serde")]
+    pub delay_notice_after: Option<Duration>,
 }
 
 impl Default for RetryConfig {
     fn default() -> Self {
         RetryConfig {
-            initial_interval: Dur(Duration::from_secs(5 * 60)),
-            max_interval: Dur(Duration::from_secs(4 * 3600)),
+            initial_interval: Duration::from_secs(5 * 60),
+            max_interval: Duration::from_secs(4 * 3600),
             multiplier: 2.0,
             jitter: 0.2,
-            max_age: Dur(Duration::from_secs(5 * 86400)),
+            max_age: Duration::from_secs(5 * 86400),
             delay_notice_after: None,
         }
     }
@@ -246,28 +255,34 @@ impl Default for RetryConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct TimeoutConfig {
     /// TCP connect, per address.
-    pub connect: Dur,
+    #[serde(with = "humantime_serde")]
+    pub connect: Duration,
     /// The 220 greeting.
-    pub greeting: Dur,
+    #[serde(with = "humantime_serde")]
+    pub greeting: Duration,
     /// EHLO, STARTTLS (with handshake), AUTH, MAIL, RCPT, RSET, QUIT replies.
-    pub command: Dur,
+    #[serde(with = "humantime_serde")]
+    pub command: Duration,
     /// The 354 after DATA.
-    pub data_init: Dur,
+    #[serde(with = "humantime_serde")]
+    pub data_init: Duration,
     /// Each write of a block of message data.
-    pub data_block: Dur,
+    #[serde(with = "humantime_serde")]
+    pub data_block: Duration,
     /// The reply after the final dot.
-    pub data_final: Dur,
+    #[serde(with = "humantime_serde")]
+    pub data_final: Duration,
 }
 
 impl Default for TimeoutConfig {
     fn default() -> Self {
         TimeoutConfig {
-            connect: Dur(Duration::from_secs(30)),
-            greeting: Dur(Duration::from_secs(5 * 60)),
-            command: Dur(Duration::from_secs(5 * 60)),
-            data_init: Dur(Duration::from_secs(2 * 60)),
-            data_block: Dur(Duration::from_secs(3 * 60)),
-            data_final: Dur(Duration::from_secs(10 * 60)),
+            connect: Duration::from_secs(30),
+            greeting: Duration::from_secs(5 * 60),
+            command: Duration::from_secs(5 * 60),
+            data_init: Duration::from_secs(2 * 60),
+            data_block: Duration::from_secs(3 * 60),
+            data_final: Duration::from_secs(10 * 60),
         }
     }
 }
@@ -319,55 +334,18 @@ pub const DEFAULT_DKIM_HEADERS: &[&str] = &[
     "List-Unsubscribe",
 ];
 
-/// DKIM signature algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// DKIM signature algorithm; also the `--algorithm` of `wasmrelay dkim keygen`, which takes
+/// the short names `rsa` and `ed25519` too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 pub enum DkimAlgorithm {
     /// RSA with SHA-256 (`k=rsa`).
     #[serde(rename = "rsa-sha256")]
+    #[value(name = "rsa-sha256", alias = "rsa")]
     RsaSha256,
     /// Ed25519 with SHA-256 (`k=ed25519`, RFC 8463).
     #[serde(rename = "ed25519-sha256")]
+    #[value(name = "ed25519-sha256", alias = "ed25519")]
     Ed25519Sha256,
-}
-
-/// A duration from config: seconds as an integer, or a string with a unit (`ms s m h d`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Dur(pub Duration);
-
-impl Dur {
-    /// Parses `"30s"`, `"5m"`, `"4h"`, `"5d"`, `"500ms"` or a bare number of seconds.
-    pub fn parse(s: &str) -> Result<Dur, String> {
-        let s = s.trim();
-        let split = s
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(s.len());
-        let (num, unit) = s.split_at(split);
-        let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-        let secs = match unit.trim() {
-            "ms" => n / 1000.0,
-            "" | "s" => n,
-            "m" => n * 60.0,
-            "h" => n * 3600.0,
-            "d" => n * 86400.0,
-            u => return Err(format!("unknown duration unit {u:?} in {s:?}")),
-        };
-        Ok(Dur(Duration::from_secs_f64(secs)))
-    }
-}
-
-impl<'de> Deserialize<'de> for Dur {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Secs(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Secs(s) => Ok(Dur(Duration::from_secs(s))),
-            Raw::Text(t) => Dur::parse(&t).map_err(serde::de::Error::custom),
-        }
-    }
 }
 
 impl DeliveryConfig {
@@ -376,6 +354,37 @@ impl DeliveryConfig {
         for d in &mut self.dkim {
             super::resolve(base, &mut d.key);
         }
+    }
+
+    /// Settings that are valid but weaken security, each under its dotted key, for
+    /// `check-config` and the start-up log.
+    pub fn warnings(&self, key: &str) -> Vec<ConfigError> {
+        let mut out = Vec::new();
+        // Route hosts and pool hosts alike: a pool's credentials go out the same way.
+        let routes = self.routes.iter().enumerate();
+        let pools = self.pools.iter().enumerate();
+        let lists = routes
+            .map(|(i, r)| (format!("{key}.routes[{i}]"), &r.hosts))
+            .chain(pools.map(|(i, p)| (format!("{key}.pools[{i}]"), &p.hosts)));
+        for (lk, hosts) in lists {
+            for (j, h) in hosts.iter().enumerate() {
+                let hk = format!("{lk}.hosts[{j}]");
+                let Some(auth) = &h.auth else { continue };
+                if auth.allow_plaintext {
+                    out.push(ConfigError::new(
+                        format!("{hk}.auth.allow_plaintext"),
+                        "credentials may be sent without TLS: for loopback test setups only",
+                    ));
+                } else if !h.tls_verify {
+                    out.push(ConfigError::new(
+                        format!("{hk}.tls_verify"),
+                        "credentials are sent over TLS without certificate verification: \
+                         whoever sits on the path can take them",
+                    ));
+                }
+            }
+        }
+        out
     }
 
     /// Collects every semantic error, each under its dotted key.
@@ -446,39 +455,11 @@ impl DeliveryConfig {
             );
         }
         let r = &self.retry;
-        if r.initial_interval.0.is_zero() {
-            err(
-                format!("{key}.retry.initial_interval"),
-                "must be positive".into(),
-            );
-        }
-        if r.max_interval.0 < r.initial_interval.0 {
-            err(
-                format!("{key}.retry.max_interval"),
-                "must be at least initial_interval".into(),
-            );
-        }
         if !(r.multiplier >= 1.0 && r.multiplier.is_finite()) {
             err(format!("{key}.retry.multiplier"), "must be >= 1".into());
         }
         if !(0.0..1.0).contains(&r.jitter) {
             err(format!("{key}.retry.jitter"), "must be in [0, 1)".into());
-        }
-        if r.max_age.0.is_zero() {
-            err(format!("{key}.retry.max_age"), "must be positive".into());
-        }
-        let t = &self.timeouts;
-        for (name, d) in [
-            ("connect", t.connect),
-            ("greeting", t.greeting),
-            ("command", t.command),
-            ("data_init", t.data_init),
-            ("data_block", t.data_block),
-            ("data_final", t.data_final),
-        ] {
-            if d.0.is_zero() {
-                err(format!("{key}.timeouts.{name}"), "must be positive".into());
-            }
         }
         for (i, d) in self.dkim.iter().enumerate() {
             let dk = format!("{key}.dkim[{i}]");
@@ -511,6 +492,55 @@ impl DeliveryConfig {
                     "must include From (RFC 6376 §5.4)".into(),
                 );
             }
+        }
+        self.validate_durations(key, errors);
+    }
+
+    /// Every duration lies in its range; the retry schedule is consistent.
+    fn validate_durations(&self, key: &str, errors: &mut Vec<ConfigError>) {
+        let any = Duration::ZERO..=MAX_DURATION;
+        check_duration(
+            errors,
+            format!("{key}.idle_timeout"),
+            self.idle_timeout,
+            any.clone(),
+        );
+        let resolver_timeout = format!("{key}.resolver.timeout");
+        check_duration(errors, resolver_timeout, self.resolver.timeout, any.clone());
+        let r = &self.retry;
+        let max_interval = format!("{key}.retry.max_interval");
+        let initial_ok = check_duration(
+            errors,
+            format!("{key}.retry.initial_interval"),
+            r.initial_interval,
+            POSITIVE,
+        );
+        let max_ok = check_duration(errors, max_interval.clone(), r.max_interval, POSITIVE);
+        if initial_ok && max_ok && r.max_interval < r.initial_interval {
+            errors.push(ConfigError::new(
+                max_interval,
+                "must be at least initial_interval",
+            ));
+        }
+        check_duration(errors, format!("{key}.retry.max_age"), r.max_age, POSITIVE);
+        if let Some(after) = r.delay_notice_after {
+            check_duration(
+                errors,
+                format!("{key}.retry.delay_notice_after"),
+                after,
+                any,
+            );
+        }
+        let t = &self.timeouts;
+        for (name, d) in [
+            ("connect", t.connect),
+            ("greeting", t.greeting),
+            ("command", t.command),
+            ("data_init", t.data_init),
+            ("data_block", t.data_block),
+            ("data_final", t.data_final),
+        ] {
+            check_duration(errors, format!("{key}.timeouts.{name}"), d, POSITIVE);
         }
     }
 }
@@ -546,18 +576,54 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         let c = parse("").unwrap();
-        assert_eq!(c.retry.max_age.0, Duration::from_secs(5 * 86400));
-        assert_eq!(c.timeouts.data_final.0, Duration::from_secs(600));
+        assert_eq!(c.retry.max_age, Duration::from_secs(5 * 86400));
+        assert_eq!(c.timeouts.data_final, Duration::from_secs(600));
+        assert_eq!(c.retry.delay_notice_after, None);
     }
 
     #[test]
-    fn durations_parse() {
-        assert_eq!(Dur::parse("500ms").unwrap().0, Duration::from_millis(500));
-        assert_eq!(Dur::parse("5m").unwrap().0, Duration::from_secs(300));
-        assert_eq!(Dur::parse("2d").unwrap().0, Duration::from_secs(172800));
-        assert!(Dur::parse("5 weeks").is_err());
-        let c = parse("idle_timeout = 7\n[retry]\ninitial_interval = \"1s\"").unwrap();
-        assert_eq!(c.idle_timeout.0, Duration::from_secs(7));
+    fn durations_are_humantime_strings() {
+        let c = parse(
+            "idle_timeout = \"7s\"\n[retry]\ninitial_interval = \"500ms\"\n\
+             max_interval = \"5m\"\nmax_age = \"2d\"\ndelay_notice_after = \"4h 30m\"",
+        )
+        .unwrap();
+        assert_eq!(c.idle_timeout, Duration::from_secs(7));
+        assert_eq!(c.retry.initial_interval, Duration::from_millis(500));
+        assert_eq!(c.retry.max_interval, Duration::from_secs(300));
+        assert_eq!(c.retry.max_age, Duration::from_secs(172_800));
+        assert_eq!(
+            c.retry.delay_notice_after,
+            Some(Duration::from_secs(16_200))
+        );
+        // One style only: a bare number has no unit, and units must be known.
+        assert!(parse("idle_timeout = 7").is_err());
+        assert!(parse("idle_timeout = \"5 fortnights\"").is_err());
+        assert!(parse("[retry]\nmax_age = \"99999999999999999d\"").is_err());
+    }
+
+    #[test]
+    fn durations_out_of_range_name_their_keys() {
+        let errors = parse(
+            "idle_timeout = \"2years\"\n[retry]\ninitial_interval = \"0s\"\n\
+             max_age = \"500000000000000000s\"\n[timeouts]\ncommand = \"0ms\"",
+        )
+        .unwrap_err();
+        let keys: Vec<_> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "delivery.idle_timeout",
+                "delivery.retry.initial_interval",
+                "delivery.retry.max_age",
+                "delivery.timeouts.command",
+            ]
+        );
+        assert_eq!(errors[0].message, "must be between 0s and 1year");
+        let errors =
+            parse("[retry]\ninitial_interval = \"10m\"\nmax_interval = \"1m\"").unwrap_err();
+        assert_eq!(errors[0].key, "delivery.retry.max_interval");
+        assert_eq!(errors[0].message, "must be at least initial_interval");
     }
 
     #[test]

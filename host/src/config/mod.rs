@@ -10,7 +10,9 @@ pub mod plugins;
 pub mod pools;
 pub mod server;
 
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -130,7 +132,7 @@ impl Config {
 
     /// Parses and validates config text; `base` resolves relative paths.
     pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigError>> {
-        let mut config: Config = toml::from_str(text).map_err(|e| vec![toml_error(text, &e)])?;
+        let mut config = deserialize(text).map_err(|e| vec![e])?;
         config.resolve_paths(base);
         let errors = config.validate();
         if config.delivery.hostname.is_empty() {
@@ -150,6 +152,11 @@ impl Config {
             p.resolve_paths(base);
         }
         self.plugin_runtime.resolve_paths(base);
+    }
+
+    /// Valid settings that weaken security; `check-config` prints them, `serve` logs them.
+    pub fn warnings(&self) -> Vec<ConfigError> {
+        self.delivery.warnings("delivery")
     }
 
     /// Every semantic error in the config.
@@ -177,58 +184,67 @@ impl Config {
     }
 }
 
-/// Turns a toml/serde error into a keyed error: the key is recovered from the span toml
-/// reports, so `unknown field` and type errors name where they are.
-fn toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
-    let key = e
-        .span()
-        .map(|span| key_at(text, span.start))
-        .unwrap_or_default();
-    let line = e
-        .span()
-        .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
-    let message = match line {
-        Some(line) => format!("{} (line {line})", e.message()),
-        None => e.message().to_string(),
+/// Parses the TOML text into `Config`. A failure names the dotted key serde was in
+/// (`plugins[2].limits.cpu`) and the line toml reports.
+fn deserialize(text: &str) -> Result<Config, ConfigError> {
+    let line_of = |e: &toml::de::Error| {
+        e.span()
+            .map(|span| text[..span.start.min(text.len())].lines().count().max(1))
     };
-    ConfigError::new(key, message)
+    let message = |e: &toml::de::Error| {
+        let mut m = e.message().trim_end().to_string();
+        // humantime-serde's refusal says only "expected a duration".
+        if m.ends_with("expected a duration") {
+            m.push_str(DURATION_HINT);
+        }
+        match line_of(e) {
+            Some(line) => format!("{m} (line {line})"),
+            None => m,
+        }
+    };
+    let document =
+        toml::Deserializer::parse(text).map_err(|e| ConfigError::new("", message(&e)))?;
+    serde_path_to_error::deserialize(document).map_err(|e| {
+        let key = match e.path().iter().next() {
+            None => String::new(),
+            Some(_) => e.path().to_string(),
+        };
+        ConfigError::new(key, message(e.inner()))
+    })
 }
 
-/// The dotted key at byte `offset`: the innermost table header before it (with array
-/// indexes counted) plus the key on the offending line.
-fn key_at(text: &str, offset: usize) -> String {
-    let before = &text[..offset.min(text.len())];
-    let mut table = String::new();
-    let mut counts: std::collections::HashMap<String, usize> = Default::default();
-    for line in before.lines() {
-        let t = line.trim();
-        if let Some(name) = t.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
-            let name = name.trim().to_string();
-            let n = counts
-                .entry(name.clone())
-                .and_modify(|c| *c += 1)
-                .or_insert(0);
-            table = format!("{name}[{n}]");
-        } else if let Some(name) = t.strip_prefix('[').and_then(|r| r.split(']').next()) {
-            table = name.trim().to_string();
-        }
+const DURATION_HINT: &str = " such as \"30s\", \"5m\", \"500ms\" or \"5d\" (at most \"1year\")";
+
+/// Durations in config are humantime strings; each must lie in `range`. Returns whether it
+/// does, after recording an error under `key` if not.
+pub(crate) fn check_duration(
+    errors: &mut Vec<ConfigError>,
+    key: impl Into<String>,
+    value: Duration,
+    range: RangeInclusive<Duration>,
+) -> bool {
+    if range.contains(&value) {
+        return true;
     }
-    let line = text[offset.min(text.len())..].lines().next().unwrap_or("");
-    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-    let whole_line = &text[line_start..];
-    let whole_line = whole_line.lines().next().unwrap_or(line);
-    let field = whole_line.split('=').next().unwrap_or("").trim();
-    let field = if field.starts_with('[') || whole_line.trim_start().starts_with('#') {
-        ""
-    } else {
-        field
-    };
-    match (table.is_empty(), field.is_empty()) {
-        (true, _) => field.to_string(),
-        (false, true) => table,
-        (false, false) => format!("{table}.{field}"),
-    }
+    let show = |d: &Duration| humantime_serde::re::humantime::format_duration(*d).to_string();
+    errors.push(ConfigError::new(
+        key,
+        format!(
+            "must be between {} and {}",
+            show(range.start()),
+            show(range.end())
+        ),
+    ));
+    false
 }
+
+/// The longest duration any setting takes: a year (365.25 days, `"1year"` as humantime
+/// writes it). Anything longer is a typo, and the bound keeps deadline arithmetic far from
+/// overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(31_557_600);
+
+/// The range of a timeout or interval that must be positive.
+pub(crate) const POSITIVE: RangeInclusive<Duration> = Duration::from_millis(1)..=MAX_DURATION;
 
 /// Makes `p` absolute against `base` if it is relative.
 pub fn resolve(base: &Path, p: &mut PathBuf) {
@@ -271,6 +287,77 @@ mod tests {
         );
         let e = errors("[limits]\nmax_errors = \"ten\"\n");
         assert!(e[0].starts_with("limits.max_errors:"), "{e:?}");
+    }
+
+    const LISTENER: &str = "[[listeners]]\naddress = \"127.0.0.1:2525\"\n";
+
+    #[test]
+    fn durations_are_humantime_strings() {
+        let text = format!(
+            "{LISTENER}[limits]\ncommand_timeout = \"1m 30s\"\ndata_block_timeout = \"500ms\"\n\
+             [plugin_runtime]\nepoch_tick = \"5ms\"\n"
+        );
+        let config = Config::parse(&text, Path::new("/nonexistent")).unwrap();
+        assert_eq!(config.limits.command_timeout, Duration::from_secs(90));
+        assert_eq!(config.limits.data_block_timeout, Duration::from_millis(500));
+        assert_eq!(config.limits.tls_handshake_timeout, Duration::from_secs(30));
+        assert_eq!(config.plugin_runtime.epoch_tick, Duration::from_millis(5));
+    }
+
+    #[test]
+    fn unparsable_durations_name_their_key() {
+        let plugins = "[[plugins]]\npath = \"a.wasm\"\n".repeat(2);
+        let e = errors(&format!(
+            "{LISTENER}{plugins}[[plugins]]\npath = \"c.wasm\"\n\
+             limits = {{ cpu = \"99999999999999999d\" }}\n"
+        ));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("plugins[2].limits.cpu: invalid value: string \"99999999999999999d\""),
+            "{e:?}"
+        );
+        assert!(
+            e[0].contains(DURATION_HINT) && e[0].ends_with("(line 9)"),
+            "{e:?}"
+        );
+        let e = errors("[limits]\ncommand_timeout = 300\n");
+        assert!(
+            e[0].starts_with("limits.command_timeout: invalid type: integer `300`"),
+            "{e:?}"
+        );
+        let e = errors("[limits]\ncommand_timeout_secs = 300\n");
+        assert!(
+            e[0].starts_with("limits.command_timeout_secs: unknown field"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn durations_out_of_range_are_semantic_errors() {
+        let e = errors(&format!(
+            "{LISTENER}[limits]\ncommand_timeout = \"0s\"\n\
+             tls_handshake_timeout = \"500000000000000000s\"\n\
+             [[plugins]]\npath = \"/nonexistent/a.wasm\"\nlimits = {{ cpu = \"11m\" }}\n\
+             [plugin_runtime]\nepoch_tick = \"100us\"\n"
+        ));
+        assert_eq!(
+            e,
+            [
+                "limits.command_timeout: must be between 1ms and 1year",
+                "limits.tls_handshake_timeout: must be between 1ms and 1year",
+                "plugins[0].path: no such file: /nonexistent/a.wasm",
+                "plugins[0].limits.cpu: must be between 1ms and 10m",
+                "plugin_runtime.epoch_tick: must be between 1ms and 1s",
+            ]
+        );
+    }
+
+    #[test]
+    fn syntax_errors_have_a_line_and_no_key() {
+        let e = Config::parse("[limits]\nmax_errors = = 3\n", Path::new("/")).unwrap_err();
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].key, "");
+        assert!(e[0].message.ends_with("(line 2)"), "{e:?}");
     }
 
     #[test]

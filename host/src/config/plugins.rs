@@ -8,15 +8,16 @@
 //! [[plugins]]
 //! path = "plugins/rate-limit.wasm"
 //! on_error = "tempfail"
-//! limits = { cpu_ms = 20, wall_ms = 500, memory_mb = 16 }
+//! limits = { cpu = "20ms", wall = "500ms", memory_mb = 16 }
 //! config = { per_ip = "30/min" }
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::ConfigError;
+use super::{check_duration, ConfigError};
 
 /// One plugin in the chain.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -42,11 +43,12 @@ pub struct PluginConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PluginLimits {
-    /// CPU time per hook call in milliseconds (measured in epoch ticks of
-    /// `plugin_runtime.epoch_tick_ms`).
-    pub cpu_ms: u64,
-    /// Wall-clock time per hook call in milliseconds, DNS lookups included.
-    pub wall_ms: u64,
+    /// CPU time per hook call (measured in epoch ticks of `plugin_runtime.epoch_tick`).
+    #[serde(with = "humantime_serde")]
+    pub cpu: Duration,
+    /// Wall-clock time per hook call, DNS lookups included.
+    #[serde(with = "humantime_serde")]
+    pub wall: Duration,
     /// Linear memory per instance, in MiB.
     pub memory_mb: u64,
     /// Host capability calls (log, kv, rate, DNS ...) per hook call.
@@ -60,8 +62,8 @@ pub struct PluginLimits {
 impl Default for PluginLimits {
     fn default() -> Self {
         PluginLimits {
-            cpu_ms: 100,
-            wall_ms: 2_000,
+            cpu: Duration::from_millis(100),
+            wall: Duration::from_secs(2),
             memory_mb: 32,
             capability_calls: 1_000,
             kv_keys: 100_000,
@@ -90,8 +92,9 @@ pub struct PluginRuntimeConfig {
     /// Where compiled components are cached (keyed by content hash and engine); empty
     /// disables the cache and compiles at every start.
     pub cache_dir: PathBuf,
-    /// Epoch tick in milliseconds: the granularity of `limits.cpu_ms`.
-    pub epoch_tick_ms: u64,
+    /// Epoch tick: the granularity of `limits.cpu`.
+    #[serde(with = "humantime_serde")]
+    pub epoch_tick: Duration,
     /// Pool size: live plugin instances across all sessions (sessions × plugins).
     pub max_instances: u32,
 }
@@ -100,7 +103,7 @@ impl Default for PluginRuntimeConfig {
     fn default() -> Self {
         PluginRuntimeConfig {
             cache_dir: PathBuf::new(),
-            epoch_tick_ms: 2,
+            epoch_tick: Duration::from_millis(2),
             max_instances: 1_000,
         }
     }
@@ -112,12 +115,12 @@ impl PluginRuntimeConfig {
     }
 
     pub fn validate(&self, key: &str, errors: &mut Vec<ConfigError>) {
-        if !(1..=1_000).contains(&self.epoch_tick_ms) {
-            errors.push(ConfigError::new(
-                format!("{key}.epoch_tick_ms"),
-                "must be between 1 and 1000",
-            ));
-        }
+        check_duration(
+            errors,
+            format!("{key}.epoch_tick"),
+            self.epoch_tick,
+            MIN_EPOCH_TICK..=MAX_EPOCH_TICK,
+        );
         if !(1..=100_000).contains(&self.max_instances) {
             errors.push(ConfigError::new(
                 format!("{key}.max_instances"),
@@ -142,7 +145,11 @@ pub fn validate_unique_names(plugins: &[PluginConfig], errors: &mut Vec<ConfigEr
 
 /// Hard ceilings: a plugin never gets more than this, whatever the config says.
 pub const MAX_MEMORY_MB: u64 = 4_096;
-pub const MAX_WALL_MS: u64 = 600_000;
+pub const MAX_WALL: Duration = Duration::from_secs(600);
+/// Below a millisecond a limit cannot be measured: CPU is counted in ticks of 1ms or more.
+const MIN_LIMIT: Duration = Duration::from_millis(1);
+const MIN_EPOCH_TICK: Duration = Duration::from_millis(1);
+const MAX_EPOCH_TICK: Duration = Duration::from_secs(1);
 
 impl PluginConfig {
     pub fn resolve_paths(&mut self, base: &Path) {
@@ -189,19 +196,10 @@ impl PluginConfig {
         }
         let l = &self.limits;
         let k = |f: &str| format!("{key}.limits.{f}");
-        if l.cpu_ms == 0 || l.cpu_ms > MAX_WALL_MS {
-            errors.push(ConfigError::new(
-                k("cpu_ms"),
-                format!("must be 1..={MAX_WALL_MS}"),
-            ));
-        }
-        if l.wall_ms == 0 || l.wall_ms > MAX_WALL_MS {
-            errors.push(ConfigError::new(
-                k("wall_ms"),
-                format!("must be 1..={MAX_WALL_MS}"),
-            ));
-        } else if l.wall_ms < l.cpu_ms {
-            errors.push(ConfigError::new(k("wall_ms"), "must be at least cpu_ms"));
+        let cpu_ok = check_duration(errors, k("cpu"), l.cpu, MIN_LIMIT..=MAX_WALL);
+        let wall_ok = check_duration(errors, k("wall"), l.wall, MIN_LIMIT..=MAX_WALL);
+        if cpu_ok && wall_ok && l.wall < l.cpu {
+            errors.push(ConfigError::new(k("wall"), "must be at least cpu"));
         }
         if l.memory_mb < 2 || l.memory_mb > MAX_MEMORY_MB {
             errors.push(ConfigError::new(
@@ -244,7 +242,7 @@ mod tests {
     fn errors_name_dotted_keys() {
         let errors = errors_of(
             "path = \"/nonexistent/x.wasm\"\nname = \"bad name\"\n\
-             limits = { cpu_ms = 0, wall_ms = 5, memory_mb = 1, capability_calls = 0 }",
+             limits = { cpu = \"0s\", wall = \"5ms\", memory_mb = 1, capability_calls = 0 }",
         );
         let keys: Vec<&str> = errors
             .iter()
@@ -255,7 +253,7 @@ mod tests {
             [
                 "plugins[2].path",
                 "plugins[2].name",
-                "plugins[2].limits.cpu_ms",
+                "plugins[2].limits.cpu",
                 "plugins[2].limits.memory_mb",
                 "plugins[2].limits.capability_calls",
             ]
@@ -266,6 +264,7 @@ mod tests {
     fn unknown_fields_and_bad_on_error_are_refused() {
         assert!(toml::from_str::<PluginConfig>("path = \"x\"\nlimit = {}").is_err());
         assert!(toml::from_str::<PluginConfig>("on_error = \"ignore\"").is_err());
+        assert!(toml::from_str::<PluginConfig>("limits = { cpu_ms = 5 }").is_err());
         assert!(toml::from_str::<PluginConfig>("limits = { cpu = 5 }").is_err());
         let p: PluginConfig = toml::from_str("on_error = \"accept\"").unwrap();
         assert_eq!(p.on_error, OnError::Accept);

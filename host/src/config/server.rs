@@ -2,11 +2,12 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use super::{resolve, ConfigError};
+use super::{check_duration, resolve, ConfigError, POSITIVE};
 
 /// What a listener is for; it sets the defaults for TLS and AUTH.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -131,12 +132,26 @@ pub struct LimitsConfig {
     pub max_connections_per_ip: usize,
     /// Failed commands before the session is closed with `421`.
     pub max_errors: u32,
-    /// Seconds to wait for a command (RFC 5321 §4.5.3.2.7: 5 minutes).
-    pub command_timeout_secs: u64,
-    /// Seconds to wait for each block of DATA (§4.5.3.2.5: 3 minutes).
-    pub data_block_timeout_secs: u64,
-    /// Seconds a session may take for the TLS handshake.
-    pub tls_handshake_timeout_secs: u64,
+    /// How long to wait for a command (RFC 5321 §4.5.3.2.7: 5 minutes).
+    #[serde(with = "humantime_serde")]
+    pub command_timeout: Duration,
+    /// How long to wait for each block of DATA (§4.5.3.2.5: 3 minutes).
+    #[serde(with = "humantime_serde")]
+    pub data_block_timeout: Duration,
+    /// How long a session may take for the TLS handshake.
+    #[serde(with = "humantime_serde")]
+    pub tls_handshake_timeout: Duration,
+    /// Most `Received:` fields a message may carry, ours included; more is a mail loop and
+    /// is refused with `554 5.4.6` (Postfix's `hopcount_limit`).
+    pub max_hops: usize,
+    /// NOOP, RSET, HELP, VRFY, EHLO/HELO commands a session may send before each further one
+    /// counts as an error (towards `max_errors`); reset when a message is accepted (Postfix's
+    /// `smtpd_junk_command_limit`).
+    pub max_junk_commands: u32,
+    /// After SIGTERM, how long sessions may take to finish their transaction before they are
+    /// cut off.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -149,9 +164,12 @@ impl Default for LimitsConfig {
             max_connections: 1000,
             max_connections_per_ip: 50,
             max_errors: 10,
-            command_timeout_secs: 300,
-            data_block_timeout_secs: 180,
-            tls_handshake_timeout_secs: 30,
+            command_timeout: Duration::from_secs(300),
+            data_block_timeout: Duration::from_secs(180),
+            tls_handshake_timeout: Duration::from_secs(30),
+            max_hops: 50,
+            max_junk_commands: 100,
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }
@@ -296,23 +314,25 @@ pub(super) fn validate_limits(l: &LimitsConfig, errors: &mut Vec<ConfigError>) {
         "the first error would close the session",
     );
     floor(
-        "command_timeout_secs",
-        l.command_timeout_secs,
-        1,
-        "zero would close every session",
+        "max_hops",
+        l.max_hops as u64,
+        2,
+        "one hop is our own Received: field",
     );
     floor(
-        "data_block_timeout_secs",
-        l.data_block_timeout_secs,
+        "max_junk_commands",
+        l.max_junk_commands as u64,
         1,
-        "zero would close every session",
+        "a client needs EHLO",
     );
-    floor(
-        "tls_handshake_timeout_secs",
-        l.tls_handshake_timeout_secs,
-        1,
-        "zero would fail every handshake",
-    );
+    for (field, value) in [
+        ("command_timeout", l.command_timeout),
+        ("data_block_timeout", l.data_block_timeout),
+        ("tls_handshake_timeout", l.tls_handshake_timeout),
+        ("shutdown_grace", l.shutdown_grace),
+    ] {
+        check_duration(errors, format!("limits.{field}"), value, POSITIVE);
+    }
 }
 
 pub(super) fn validate_relay(r: &RelayConfig, errors: &mut Vec<ConfigError>) {

@@ -31,6 +31,11 @@ pub(crate) fn next_due_ms(env: &Envelope) -> Option<u64> {
 
 /// Attempts every due recipient of message `id`; returns when it is next due, if ever.
 pub(crate) async fn process(shared: &Arc<Shared>, id: &MessageId, force: bool) -> Option<u64> {
+    if let Some(env) = shared.take_unsaved(id) {
+        // The last attempt's outcome never reached the disk. Record it before anything else:
+        // what the spool still says would deliver again to recipients that already have it.
+        return record::finish(shared, &env).await;
+    }
     // Load.
     let mut env = match shared.spool.envelope(id).await {
         Ok(e) => e,

@@ -48,7 +48,7 @@ pub(crate) async fn checkout(shared: &Shared, key: &str) -> Option<SmtpClient> {
             }
             idle?
         };
-        if idle.since.elapsed() >= shared.config.idle_timeout.0 {
+        if idle.since.elapsed() >= shared.config.idle_timeout {
             tokio::spawn(idle.client.quit());
             continue;
         }
@@ -86,7 +86,7 @@ pub(crate) async fn reap_idle(shared: &Shared) {
         for list in pool.values_mut() {
             let (old, fresh): (Vec<_>, Vec<_>) = list
                 .drain(..)
-                .partition(|i| i.since.elapsed() >= shared.config.idle_timeout.0);
+                .partition(|i| i.since.elapsed() >= shared.config.idle_timeout);
             *list = fresh;
             stale.extend(old);
         }

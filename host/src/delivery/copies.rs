@@ -1,7 +1,8 @@
 //! The render step of an attempt: what each recipient is sent. Everyone shares the spooled
 //! message, DKIM-signed once, unless a plugin handles `recipient-copy`: then each recipient's
 //! copy is rendered from the spooled bytes (the spool keeps them as they are, so a retry
-//! renders again), and a copy that differs is signed on its own, after the edits.
+//! renders again), and a copy that differs is signed on its own, after the edits. Only mail
+//! the relay can vouch for (`client.origin` not an outsider) is signed at all.
 
 use std::sync::Arc;
 
@@ -69,9 +70,14 @@ impl Content {
     }
 }
 
-/// `message` with a `DKIM-Signature:` field, or `None` when no key covers it or signing
-/// failed (the message then goes out unsigned).
+/// `message` with a `DKIM-Signature:` field, or `None` when the relay cannot vouch for its
+/// author (an outsider's mail: its `From:` is only a claim), no key covers it, or signing
+/// failed (the message then goes out unsigned). Every copy passes here, so a plugin's edits
+/// never get an outsider's mail signed either.
 fn sign(shared: &Shared, env: &Envelope, message: &[u8]) -> Option<Vec<u8>> {
+    if !env.client.may_sign() {
+        return None;
+    }
     match shared.dkim.sign(message, env.mail_from.as_deref()) {
         Ok(signed) => signed,
         Err(e) => {

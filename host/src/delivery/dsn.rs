@@ -7,11 +7,14 @@
 
 use std::fmt::Write as _;
 
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+use time::{OffsetDateTime, PrimitiveDateTime};
 use wasmrelay_codec::data::is_eight_bit;
 use wasmrelay_codec::message::header_end;
 
 use super::Failure;
-use crate::spool::{ClientInfo, Envelope, Recipient};
+use crate::spool::{ClientInfo, Envelope, Origin, Recipient};
 
 /// What happened to a recipient, as the DSN reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +206,7 @@ pub fn build(
             helo: hostname.to_string(),
             auth_user: None,
             tls: false,
+            origin: Origin::Local,
         },
         eight_bit: is_eight_bit(attached),
         smtputf8: original.smtputf8,
@@ -226,34 +230,17 @@ fn one_line(s: &str) -> String {
         .collect()
 }
 
-/// `Sun, 22 Nov 2026 13:24:01 +0000` for unix seconds.
+/// `Sun, 22 Nov 2026 13:24:01 +0000` for unix seconds (RFC 5322 §3.3, in UTC). A time past
+/// what `time` represents (the year 9999) is written as its last second.
 pub fn rfc5322_date(unix: u64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = (unix / 86400) as i64;
-    let secs = unix % 86400;
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{}, {} {} {} {:02}:{:02}:{:02} +0000",
-        DAYS[(days % 7) as usize],
-        day,
-        MONTHS[(month - 1) as usize],
-        year,
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    const FORMAT: &[BorrowedFormatItem<'static>] = format_description!(
+        "[weekday repr:short], [day padding:none] [month repr:short] [year] [hour]:[minute]:[second] +0000"
+    );
+    let at = i64::try_from(unix)
+        .ok()
+        .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
+        .unwrap_or_else(|| PrimitiveDateTime::MAX.assume_utc());
+    at.format(FORMAT).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -293,6 +280,8 @@ mod tests {
             rfc5322_date(1_795_000_000),
             "Wed, 18 Nov 2026 11:06:40 +0000"
         );
+        assert_eq!(rfc5322_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
+        assert_eq!(rfc5322_date(u64::MAX), "Fri, 31 Dec 9999 23:59:59 +0000");
     }
 
     #[test]

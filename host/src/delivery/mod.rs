@@ -14,6 +14,7 @@
 //! - [`outcome`]: what an attempt did per recipient, with typed replies.
 //! - [`dsn`]: RFC 3464 bounce and delay notices.
 //! - [`dkim`]: DKIM signing per sending domain, and key generation.
+//! - [`identity`]: our own names and addresses, so that we never deliver to ourselves.
 //!
 //! The relay (`crate::relay`) starts delivery with [`QueueRunner::new`] and
 //! [`QueueRunner::run`]; its listeners store through [`QueueRunner::store`], a [`WakingStore`]
@@ -26,6 +27,7 @@ mod connections;
 mod copies;
 pub mod dkim;
 pub mod dsn;
+pub mod identity;
 pub mod outcome;
 mod plan;
 mod record;
@@ -38,6 +40,7 @@ mod tls;
 
 use attempt::next_due_ms;
 pub use dkim::{keygen, DkimSigners};
+pub use identity::LocalIdentity;
 pub use outcome::{Failure, Outcome, Reason};
 pub use resolve::MxResolver;
 pub use route::{
@@ -73,6 +76,7 @@ pub(crate) fn test_envelope(recipients: &[&str]) -> crate::spool::Envelope {
             helo: "c".into(),
             auth_user: None,
             tls: false,
+            origin: Default::default(),
         },
         eight_bit: false,
         smtputf8: false,

@@ -3,7 +3,10 @@
 //! only then is the batch's `delivery-result` hook told.
 //!
 //! Order of durable steps: DSNs are spooled before the envelope records the bounce, so a crash
-//! in between repeats a notice rather than losing it.
+//! in between repeats a notice rather than losing it. A bounce that cannot be stored leaves
+//! its recipient pending (the sender must hear about it), and a state the spool refuses to
+//! record is kept in memory and written before the message is attempted again, so that a
+//! full disk never delivers twice.
 
 use wasmrelay_codec::reply::Enhanced;
 
@@ -14,12 +17,13 @@ use super::retry;
 use super::route::DeliveryResult;
 use super::runner::{now_ms, Shared};
 use super::{domain_of, next_due_ms, Failure, Outcome};
-use crate::spool::{Envelope, MessageId, Recipient, RecipientStatus};
+use crate::spool::{Envelope, MessageId, Recipient, RecipientStatus, SpoolError};
 
 /// Notices owed to the sender after an attempt.
 #[derive(Default)]
 struct Notices {
-    bounced: Vec<DsnRecipient>,
+    /// Recipient index and its notice: a bounce not stored puts the recipient back.
+    bounced: Vec<(usize, DsnRecipient)>,
     delayed: Vec<DsnRecipient>,
 }
 
@@ -32,7 +36,7 @@ pub(crate) async fn record(
     batch: Option<&Batch>,
 ) -> Option<u64> {
     let now = now_ms();
-    let expires = env.received_at + shared.config.retry.max_age.0.as_secs();
+    let expires = env.received_at + shared.config.retry.max_age.as_secs();
     let mut notices = Notices::default();
     let mut reported = Vec::new();
     for (i, outcome) in outcomes {
@@ -40,7 +44,7 @@ pub(crate) async fn record(
         let settled = apply(
             shared,
             &env.id,
-            &mut env.recipients[i],
+            (i, &mut env.recipients[i]),
             outcome,
             now,
             expires,
@@ -51,12 +55,37 @@ pub(crate) async fn record(
     let now_s = now / 1000;
     if !notices.bounced.is_empty() || !notices.delayed.is_empty() {
         let original = message_for_dsn(shared, env).await;
-        for (list, action) in [
-            (&notices.bounced, Action::Failed),
-            (&notices.delayed, Action::Delayed),
-        ] {
-            send_dsn(shared, env, &original, list, action, now_s, expires).await;
+        let bounces: Vec<DsnRecipient> = notices.bounced.iter().map(|(_, d)| d.clone()).collect();
+        let stored = send_dsn(
+            shared,
+            env,
+            &original,
+            &bounces,
+            Action::Failed,
+            now_s,
+            expires,
+        )
+        .await;
+        if !stored {
+            for (i, _) in &notices.bounced {
+                let outcome = unbounce(shared, &mut env.recipients[*i], now);
+                if let Some(r) = reported.iter_mut().find(|r| r.0 == *i) {
+                    r.1 = outcome;
+                }
+            }
         }
+        // Delay notices are a courtesy: one that cannot be stored is not retried.
+        let delays = &notices.delayed;
+        send_dsn(
+            shared,
+            env,
+            &original,
+            delays,
+            Action::Delayed,
+            now_s,
+            expires,
+        )
+        .await;
     }
     let next = finish(shared, env).await;
     if let Some(batch) = batch {
@@ -82,7 +111,7 @@ pub(crate) async fn record(
 fn apply(
     shared: &Shared,
     id: &MessageId,
-    r: &mut Recipient,
+    (i, r): (usize, &mut Recipient),
     outcome: Outcome,
     now: u64,
     expires: u64,
@@ -93,7 +122,7 @@ fn apply(
         r.status = status;
         r.last_reply = Some(f.summary());
         if dsn::wants(r, Action::Failed) {
-            notices.bounced.push(dsn_rcpt(r, f.clone(), now_s));
+            notices.bounced.push((i, dsn_rcpt(r, f.clone(), now_s)));
         }
         Outcome::Permanent(f)
     };
@@ -151,6 +180,21 @@ fn apply(
     }
 }
 
+/// Puts back recipient `r`, whose bounce could not be stored: the sender must hear about
+/// it, so it stays pending with the normal retry delay, to fail (and bounce) again on a
+/// later attempt. Returns the outcome to report for it: a deferral.
+fn unbounce(shared: &Shared, r: &mut Recipient, now: u64) -> Outcome {
+    tracing::warn!(rcpt = %r.address, "bounce not stored; the recipient stays queued");
+    r.status = RecipientStatus::Pending;
+    let wait = retry::next_delay(&shared.config.retry, r.attempts.max(1));
+    r.next_attempt = (now + wait.as_millis() as u64).div_ceil(1000);
+    let why = r.last_reply.as_deref().unwrap_or("failed");
+    Outcome::Transient(Failure::local(
+        Enhanced(4, 3, 1),
+        format!("bounce not stored (spool full); {why}"),
+    ))
+}
+
 /// Recipients with the same domain, outcome and attempt, reported together.
 fn report_groups(
     env: &Envelope,
@@ -173,7 +217,13 @@ fn report_groups(
 
 /// `queue bounce ID`: every pending recipient fails now, and the sender hears about it.
 pub(crate) async fn bounce_all(shared: &Shared, id: &MessageId) -> Option<u64> {
+    if let Some(env) = shared.take_unsaved(id) {
+        // Record the last attempt first (see `attempt::process`); the operator can bounce
+        // again.
+        return finish(shared, &env).await;
+    }
     let mut env = shared.spool.envelope(id).await.ok()?;
+    let before = next_due_ms(&env);
     let now_s = now_ms() / 1000;
     let mut bounced = Vec::new();
     for r in env
@@ -189,7 +239,10 @@ pub(crate) async fn bounce_all(shared: &Shared, id: &MessageId) -> Option<u64> {
         }
     }
     let message = message_for_dsn(shared, &env).await;
-    send_dsn(shared, &env, &message, &bounced, Action::Failed, now_s, 0).await;
+    if !send_dsn(shared, &env, &message, &bounced, Action::Failed, now_s, 0).await {
+        tracing::error!(%id, "bounce not stored; the message stays queued as it was");
+        return before;
+    }
     finish(shared, &env).await
 }
 
@@ -206,7 +259,8 @@ async fn message_for_dsn(shared: &Shared, env: &Envelope) -> Vec<u8> {
     shared.spool.message(&env.id).await.unwrap_or_default()
 }
 
-/// Spools a DSN (from `<>`) for `recipients` and wakes the runner for it.
+/// Spools a DSN (from `<>`) for `recipients` and wakes the runner for it. `false` when the
+/// notice is owed but could not be stored.
 async fn send_dsn(
     shared: &Shared,
     env: &Envelope,
@@ -215,9 +269,9 @@ async fn send_dsn(
     action: Action,
     now_s: u64,
     expires: u64,
-) {
+) -> bool {
     if recipients.is_empty() {
-        return;
+        return true;
     }
     let id = shared.spool.new_id();
     let Some((dsn_env, bytes)) = dsn::build(
@@ -231,18 +285,24 @@ async fn send_dsn(
         expires,
     ) else {
         tracing::info!(id = %env.id, "no DSN for a null sender");
-        return;
+        return true;
     };
     match shared.spool.store(&dsn_env, &bytes).await {
         Ok(()) => {
             tracing::info!(id = %env.id, dsn = %id, ?action, "DSN queued");
             shared.handle.wake(id);
+            true
         }
-        Err(e) => tracing::error!(id = %env.id, error = %e, "cannot spool DSN"),
+        Err(e) => {
+            tracing::error!(id = %env.id, error = %e, "cannot spool DSN");
+            false
+        }
     }
 }
 
-/// Persists the envelope, or removes the message when no recipient is pending.
+/// Persists the envelope, or removes the message when no recipient is pending. If that
+/// fails (disk full), the new state is kept in memory and the write retried before the
+/// message is attempted again, so that nobody gets it twice because of a full disk.
 pub(crate) async fn finish(shared: &Shared, env: &Envelope) -> Option<u64> {
     let next = next_due_ms(env);
     let result = if next.is_none() {
@@ -250,9 +310,17 @@ pub(crate) async fn finish(shared: &Shared, env: &Envelope) -> Option<u64> {
     } else {
         shared.spool.update(env).await
     };
-    if let Err(e) = result {
-        tracing::error!(id = %env.id, error = %e, "cannot record delivery state");
-        return Some(now_ms() + 60_000);
+    match result {
+        Ok(()) => next,
+        // Deleted behind our back (`queue delete`): nothing left to record.
+        Err(SpoolError::NotFound(_)) => None,
+        Err(e) => {
+            tracing::error!(id = %env.id, error = %e, "cannot record delivery state; keeping it in memory");
+            shared.keep_unsaved(env.clone());
+            Some(now_ms() + UNSAVED_RETRY_MS)
+        }
     }
-    next
 }
+
+/// How soon a delivery state that could not be written is written again.
+const UNSAVED_RETRY_MS: u64 = 30_000;

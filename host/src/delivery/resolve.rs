@@ -56,7 +56,7 @@ impl MxResolver {
             )
         };
         let opts: &mut ResolverOpts = builder.options_mut();
-        opts.timeout = config.timeout.0;
+        opts.timeout = config.timeout;
         opts.attempts = config.attempts;
         opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
         opts.ndots = 0;
@@ -124,7 +124,7 @@ impl MxResolver {
             hosts.retain(|h| !h.name.is_empty());
         }
         // Random order among equal preferences spreads load (RFC 5321 §5.1), then stable sort.
-        hosts.shuffle(&mut rand::thread_rng());
+        hosts.shuffle(&mut rand::rng());
         hosts.sort_by_key(|h| h.preference);
         Ok(hosts)
     }
@@ -132,7 +132,11 @@ impl MxResolver {
     /// The addresses of `host` (A and AAAA). An IP literal is returned as is.
     pub async fn addrs(&self, host: &str) -> Result<Vec<IpAddr>, Failure> {
         let literal = host.trim_matches(['[', ']']);
-        let literal = literal.strip_prefix("IPv6:").unwrap_or(literal);
+        // RFC 5321 §4.1.3: the `IPv6:` tag is case-insensitive, like every SMTP keyword.
+        let literal = match literal.get(..5) {
+            Some(tag) if tag.eq_ignore_ascii_case("IPv6:") => &literal[5..],
+            _ => literal,
+        };
         if let Ok(ip) = literal.parse::<IpAddr>() {
             return Ok(vec![ip]);
         }

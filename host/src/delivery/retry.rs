@@ -2,15 +2,15 @@
 
 use std::time::Duration;
 
-use rand::Rng;
+use rand::RngExt;
 
 use crate::config::delivery::RetryConfig;
 
 /// The nominal wait after the `attempts`-th failed attempt (1-based), before jitter.
 pub fn backoff(cfg: &RetryConfig, attempts: u32) -> Duration {
     let exp = attempts.saturating_sub(1).min(64) as i32;
-    let secs = cfg.initial_interval.0.as_secs_f64() * cfg.multiplier.powi(exp);
-    let max = cfg.max_interval.0.as_secs_f64();
+    let secs = cfg.initial_interval.as_secs_f64() * cfg.multiplier.powi(exp);
+    let max = cfg.max_interval.as_secs_f64();
     Duration::from_secs_f64(if secs.is_finite() { secs.min(max) } else { max })
 }
 
@@ -19,7 +19,7 @@ pub fn backoff(cfg: &RetryConfig, attempts: u32) -> Duration {
 pub fn next_delay(cfg: &RetryConfig, attempts: u32) -> Duration {
     let base = backoff(cfg, attempts).as_secs_f64();
     let spread = if cfg.jitter > 0.0 {
-        rand::thread_rng().gen_range(-cfg.jitter..cfg.jitter)
+        rand::rng().random_range(-cfg.jitter..cfg.jitter)
     } else {
         0.0
     };
@@ -37,8 +37,8 @@ pub fn delay_notice_due(cfg: &RetryConfig, attempts: u32) -> bool {
     for n in 1..=attempts {
         let before = elapsed;
         elapsed += backoff(cfg, n);
-        if elapsed >= after.0 {
-            return n == attempts && before < after.0;
+        if elapsed >= after {
+            return n == attempts && before < after;
         }
     }
     false
@@ -47,16 +47,15 @@ pub fn delay_notice_due(cfg: &RetryConfig, attempts: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::delivery::Dur;
 
     fn cfg() -> RetryConfig {
         RetryConfig {
-            initial_interval: Dur(Duration::from_secs(60)),
-            max_interval: Dur(Duration::from_secs(600)),
+            initial_interval: Duration::from_secs(60),
+            max_interval: Duration::from_secs(600),
             multiplier: 2.0,
             jitter: 0.2,
-            max_age: Dur(Duration::from_secs(86400)),
-            delay_notice_after: Some(Dur(Duration::from_secs(400))),
+            max_age: Duration::from_secs(86400),
+            delay_notice_after: Some(Duration::from_secs(400)),
         }
     }
 

@@ -20,6 +20,7 @@ use tracing::Instrument;
 use super::attempt;
 use super::connections::{self, Idle};
 use super::dkim::{DkimError, DkimSigners};
+use super::identity::LocalIdentity;
 use super::plan::Target;
 use super::record;
 use super::resolve::MxResolver;
@@ -94,15 +95,30 @@ pub(crate) struct Shared {
     pub resolver: MxResolver,
     pub router: Option<Arc<dyn Router>>,
     pub dkim: DkimSigners,
+    /// Our names and listener addresses: next hops that are us are loops.
+    pub identity: LocalIdentity,
     pub handle: QueueHandle,
     /// Connection limits by destination (a pool, a host list with its TLS policy and
     /// credentials, or a domain's MX hosts).
     pub destinations: std::sync::Mutex<HashMap<Target, Arc<Semaphore>>>,
     /// Idle connections by next-hop key.
     pub pool: Mutex<HashMap<String, Vec<Idle>>>,
+    /// Delivery states the spool refused to record (disk full), newest per message; the
+    /// next attempt of such a message writes this first and sends nothing until it succeeds.
+    pub unsaved: std::sync::Mutex<HashMap<MessageId, Envelope>>,
 }
 
 impl Shared {
+    pub fn keep_unsaved(&self, env: Envelope) {
+        let mut map = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(env.id.clone(), env);
+    }
+
+    pub fn take_unsaved(&self, id: &MessageId) -> Option<Envelope> {
+        let mut map = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(id)
+    }
+
     /// The connection limit of `target`: `max_connections` for a pool, else
     /// `per_destination`.
     pub fn destination(&self, target: &Target) -> Arc<Semaphore> {
@@ -138,9 +154,11 @@ impl QueueRunner {
             resolver,
             router: None,
             dkim: DkimSigners::load(&config.dkim)?,
+            identity: LocalIdentity::default(),
             handle: QueueHandle { tx },
             destinations: Default::default(),
             pool: Default::default(),
+            unsaved: Default::default(),
         };
         Ok(QueueRunner {
             shared: Arc::new(shared),
@@ -154,6 +172,15 @@ impl QueueRunner {
         Arc::get_mut(&mut self.shared)
             .expect("with_router is called before run")
             .router = Some(router);
+        self
+    }
+
+    /// Tells delivery who we are (host names, bound listeners), so that a next hop that is
+    /// this relay is refused instead of looping.
+    pub fn with_identity(mut self, identity: LocalIdentity) -> QueueRunner {
+        Arc::get_mut(&mut self.shared)
+            .expect("with_identity is called before run")
+            .identity = identity;
         self
     }
 
@@ -194,7 +221,7 @@ impl QueueRunner {
         let mut rescan = tokio::time::interval(Duration::from_secs(60));
         rescan.tick().await;
         let mut reaper =
-            tokio::time::interval(shared.config.idle_timeout.0.max(Duration::from_millis(100)));
+            tokio::time::interval(shared.config.idle_timeout.max(Duration::from_millis(100)));
         loop {
             let sleep_for = timetable
                 .next_due()
@@ -278,7 +305,6 @@ impl QueueRunner {
             .config
             .timeouts
             .data_final
-            .0
             .min(Duration::from_secs(10));
         if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
             .await

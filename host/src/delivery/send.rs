@@ -2,7 +2,7 @@
 //! transactions as their copies allow. Recipients whose copy is unchanged share one
 //! transaction; each recipient with a copy of its own gets its own. Every transaction tries
 //! the hops in order, each hop's addresses in order, reusing a pooled connection that was
-//! opened the same way.
+//! opened the same way. A hop that is this relay is never tried (see [`super::identity`]).
 
 use std::net::SocketAddr;
 
@@ -161,14 +161,43 @@ async fn send(
             last_answered |= answered;
         }
     };
+    // A next hop that is this relay would hand the message back to us. Among MX hosts
+    // (best first) it ends the list: RFC 5321 §5.1 forbids the less preferred ones too.
+    let is_mx = matches!(target, Target::Mx { .. });
+    let me = &shared.identity;
+    let mut looped: Option<String> = None;
+    let mut tried_another = false;
     for hop in hops {
+        if me.is_self_name(&hop.name, hop.port) {
+            looped = Some(format!(
+                "{}:{} is this relay's own name",
+                hop.name, hop.port
+            ));
+            if is_mx {
+                break;
+            }
+            continue;
+        }
         let addrs = match shared.resolver.addrs(&hop.name).await {
             Ok(a) => a,
             Err(f) => {
+                tried_another = true;
                 note(f, false);
                 continue;
             }
         };
+        let ours = addrs
+            .iter()
+            .map(|&ip| SocketAddr::new(ip, hop.port))
+            .find(|&a| me.is_self_addr(a));
+        if let Some(addr) = ours {
+            looped = Some(format!("{} ({addr}) is this relay", hop.name));
+            if is_mx {
+                break;
+            }
+            continue;
+        }
+        tried_another = true;
         for ip in addrs {
             let addr = SocketAddr::new(ip, hop.port);
             let key = pool_key(addr, hop);
@@ -195,5 +224,18 @@ async fn send(
             }
         }
     }
-    Err(last)
+    match looped {
+        Some(why) if !tried_another => {
+            tracing::warn!(%target, %why, "mail loop: next hop is this relay");
+            let what = match target {
+                Target::Mx { domain, .. } => format!("mail for {domain}"),
+                _ => format!("mail via {target}"),
+            };
+            Err(Failure::local(
+                Enhanced(5, 4, 6),
+                format!("{what} loops back to myself: {why}"),
+            ))
+        }
+        _ => Err(last),
+    }
 }

@@ -100,7 +100,7 @@ async fn instantiate(
     let mut store = new_store(host, meta);
     store.data_mut().arm();
     store.set_epoch_deadline(1);
-    let wall = Duration::from_millis(meta.limits.wall_ms);
+    let wall = meta.limits.wall;
     let result = tokio::time::timeout(wall, async {
         let plugin = pre.instantiate_async(&mut store).await?;
         let init = plugin
@@ -126,7 +126,8 @@ async fn instantiate(
 }
 
 /// Instantiates plugin `index` (and runs its `init` if asked) outside any session, then
-/// drops the instance. For the benchmark; not part of the API.
+/// drops the instance. For the benchmark (feature `test-util`); not part of the API.
+#[cfg(feature = "test-util")]
 #[doc(hidden)]
 pub async fn bench_instantiate(host: &Arc<PluginHost>, index: usize, init: bool) -> bool {
     let plugin = &host.plugins[index];
@@ -149,7 +150,7 @@ pub(crate) async fn probe(
     slot.store.data_mut().arm();
     slot.store.set_epoch_deadline(1);
     let Slot { store, plugin } = &mut slot;
-    let wall = Duration::from_millis(meta.limits.wall_ms);
+    let wall = meta.limits.wall;
     let hooks = match tokio::time::timeout(
         wall,
         plugin.wasmrelay_plugin_hooks().call_hooks(&mut *store),
@@ -282,13 +283,7 @@ impl Chain {
                 self.slots[i] = Some(instantiate(&host, &plugin.pre, meta).await?);
             }
             let slot = self.slots[i].as_mut().expect("slot just filled");
-            call_slot(
-                slot,
-                Duration::from_millis(meta.limits.wall_ms),
-                subject,
-                call,
-            )
-            .await
+            call_slot(slot, meta.limits.wall, subject, call).await
         }
         .await;
         match result {

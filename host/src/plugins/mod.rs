@@ -29,6 +29,7 @@ mod message;
 mod metrics;
 mod mime;
 mod state;
+#[cfg(any(test, feature = "test-util"))]
 #[doc(hidden)]
 pub mod test_plugins;
 pub mod transcript;
@@ -46,6 +47,7 @@ use crate::config::plugins::{OnError, PluginConfig, PluginLimits, PluginRuntimeC
 use crate::state::{InProcessBackend, StateBackend};
 
 pub use caps::{DnsFailure, DnsLookup, DnsType, EventSink, StaticDns, TracingEvents};
+#[cfg(feature = "test-util")]
 #[doc(hidden)]
 pub use chain::bench_instantiate;
 pub use chain::{DeliveryPlugins, SessionPlugins};
@@ -90,7 +92,7 @@ impl Default for PluginHostOptions {
         let runtime = PluginRuntimeConfig::default();
         PluginHostOptions {
             cache_dir: None,
-            epoch_tick: Duration::from_millis(runtime.epoch_tick_ms),
+            epoch_tick: runtime.epoch_tick,
             max_instances: runtime.max_instances,
             backend: Arc::new(InProcessBackend::new()),
             lists: Vec::new(),
@@ -109,7 +111,7 @@ impl PluginHostOptions {
         PluginHostOptions {
             cache_dir: (!runtime.cache_dir.as_os_str().is_empty())
                 .then(|| runtime.cache_dir.clone()),
-            epoch_tick: Duration::from_millis(runtime.epoch_tick_ms.max(1)),
+            epoch_tick: runtime.epoch_tick.max(Duration::from_millis(1)),
             max_instances: runtime.max_instances,
             ..PluginHostOptions::default()
         }
@@ -122,7 +124,7 @@ pub(crate) struct PluginMeta {
     pub config_json: String,
     pub limits: PluginLimits,
     pub on_error: OnError,
-    /// `limits.cpu_ms` in epoch ticks.
+    /// `limits.cpu` in epoch ticks.
     pub cpu_ticks: u64,
     /// Zones `dns-lookup` may query.
     pub dns_zones: Vec<String>,
@@ -174,7 +176,7 @@ impl PluginHost {
             events: opts.events,
             dns_timeout: opts.dns_timeout,
         });
-        let tick_ms = opts.epoch_tick.as_millis().max(1) as u64;
+        let tick = opts.epoch_tick.max(Duration::from_millis(1));
         let mut host = PluginHost {
             _ticker: engine::Ticker::start(&engine, opts.epoch_tick),
             engine,
@@ -197,7 +199,7 @@ impl PluginHost {
                 config_json: config.config_json(),
                 limits: config.limits,
                 on_error: config.on_error,
-                cpu_ticks: config.limits.cpu_ms.div_ceil(tick_ms).max(1),
+                cpu_ticks: epoch_ticks(config.limits.cpu, tick),
                 dns_zones: config.dns_zones.clone(),
                 lists: opts
                     .lists
@@ -264,6 +266,12 @@ impl PluginHost {
             .map(|p| p.meta.stats.snapshot(&p.meta.name))
             .collect()
     }
+}
+
+/// A CPU budget in whole epoch ticks, rounded up, at least one.
+fn epoch_ticks(cpu: Duration, tick: Duration) -> u64 {
+    let ticks = cpu.as_nanos().div_ceil(tick.as_nanos().max(1)).max(1);
+    u64::try_from(ticks).unwrap_or(u64::MAX)
 }
 
 fn hook_names(bits: u16) -> Vec<Hook> {

@@ -84,7 +84,7 @@ impl StoreState {
     pub(crate) fn arm(&mut self) {
         self.calls_left = self.meta.limits.capability_calls;
         self.cpu_left = self.meta.cpu_ticks;
-        self.deadline = Some(Instant::now() + Duration::from_millis(self.meta.limits.wall_ms));
+        self.deadline = Some(Instant::now() + self.meta.limits.wall);
     }
 
     /// Counts one capability call; traps once the hook's budget is spent.

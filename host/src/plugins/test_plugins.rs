@@ -1,5 +1,6 @@
 //! Builds the test plugin components in `tests/plugins` once per process and finds them.
-//! Used by unit tests, integration tests and the benchmark; not part of the relay's API.
+//! Used by unit tests, integration tests and the benchmark; not part of the relay's API, and
+//! compiled only for them (`cfg(test)` or the `test-util` feature).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -265,15 +265,17 @@ async fn misbehaves(name: &str, extra: &str, expect: fn(&PluginMetrics) -> u64) 
 
 #[tokio::test]
 async fn infinite_loop_hits_the_cpu_budget() {
-    misbehaves("loop", "limits = { cpu_ms = 20 }", |m| m.cpu).await;
+    misbehaves("loop", "limits = { cpu = \"20ms\" }", |m| m.cpu).await;
 }
 
 #[tokio::test]
 async fn infinite_loop_hits_the_wall_time() {
-    // Not a valid config (wall_ms < cpu_ms), but it isolates the wall-clock limit.
-    misbehaves("loop", "limits = { cpu_ms = 60000, wall_ms = 300 }", |m| {
-        m.wall_time
-    })
+    // Not a valid config (wall < cpu), but it isolates the wall-clock limit.
+    misbehaves(
+        "loop",
+        "limits = { cpu = \"60s\", wall = \"300ms\" }",
+        |m| m.wall_time,
+    )
     .await;
 }
 

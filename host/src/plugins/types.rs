@@ -244,3 +244,40 @@ pub struct DeliveryReport {
     pub remote_host: Option<String>,
     pub reply: Option<Reply>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Hook;
+
+    const WIT: &str = include_str!("../../../plugin-sdk/wit/plugin.wit");
+    const STAGES: &str = include_str!("../../../plugin-sdk/README.md");
+
+    /// The stage list lives in three places that must agree: the WIT `hook` enum, the host's
+    /// `Hook::ALL` and the one stage table in the SDK README.
+    #[test]
+    fn host_hooks_match_the_wit_enum_and_the_stage_table() {
+        let start = WIT.find("enum hook {").expect("the WIT declares enum hook");
+        let body = &WIT[start + "enum hook {".len()..];
+        let body = &body[..body.find('}').expect("enum hook closes")];
+        let wit: Vec<&str> = body
+            .lines()
+            .map(|l| l.trim().trim_end_matches(','))
+            .filter(|l| !l.is_empty() && !l.starts_with("//"))
+            .collect();
+        let host: Vec<&str> = Hook::ALL.iter().map(|h| h.name()).collect();
+        assert_eq!(host, wit, "Hook::ALL and the WIT enum differ");
+
+        let table: Vec<&str> = STAGES
+            .lines()
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                let hook = cells.get(2)?.strip_prefix('`')?.strip_suffix('`')?;
+                cells.get(1)?.parse::<u32>().ok().map(|_| hook)
+            })
+            .collect();
+        assert_eq!(
+            host, table,
+            "the stage table in plugin-sdk/README.md differs"
+        );
+    }
+}

@@ -5,12 +5,13 @@ mod router;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::config::Config;
-use crate::delivery::{DeliveryError, MxResolver, QueueHandle, QueueRunner};
+use crate::delivery::{DeliveryError, LocalIdentity, MxResolver, QueueHandle, QueueRunner};
 use crate::plugins::{DnsLookup, PluginHost, PluginHostOptions, PluginLoadError};
 use crate::smtp::server::{self, ConnectionLimits, Listener, SharedEnv};
 use crate::smtp::session::{MessageStore, SessionEnv, Users};
@@ -51,6 +52,8 @@ pub enum StartError {
 pub struct Relay {
     listeners: Vec<Listener>,
     limits: ConnectionLimits,
+    /// How long sessions get to finish after a shutdown starts.
+    grace: Duration,
     reloader: Reloader,
     runner: QueueRunner,
     pub spool: Spool,
@@ -159,6 +162,9 @@ impl Relay {
                 })?;
             listeners.push(listener);
         }
+        let bound: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr()).collect();
+        let names = [config.hostname.as_str(), config.delivery.hostname.as_str()];
+        let runner = runner.with_identity(LocalIdentity::new(&names, &bound));
         let reloader = Reloader {
             envs: listeners.iter().map(|l| l.env.clone()).collect(),
             addresses: config.listeners.iter().map(|l| l.address).collect(),
@@ -173,6 +179,7 @@ impl Relay {
         Ok(Relay {
             listeners,
             limits,
+            grace: config.limits.shutdown_grace,
             reloader,
             runner,
             spool,
@@ -203,7 +210,7 @@ impl Relay {
             },
         )?;
         let delivery = tokio::spawn(self.runner.run(shutdown.clone()));
-        server::serve(self.listeners, self.limits, shutdown).await;
+        server::serve(self.listeners, self.limits, shutdown, self.grace).await;
         let _ = delivery.await;
         info!("relay stopped");
         Ok(())

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -100,7 +101,7 @@ impl ConnectionLimits {
                 "Too many connections, try again later",
             )
         })?;
-        let ip = ip.to_canonical();
+        let ip = cap_key(ip);
         let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
         let n = map.entry(ip).or_insert(0);
         if *n >= self.max_per_ip {
@@ -119,30 +120,69 @@ impl ConnectionLimits {
     }
 }
 
+/// What the per-IP cap counts: an IPv4 address, or an IPv6 /64. One IPv6 host usually holds
+/// a whole /64 (SLAAC, privacy addresses) and can connect from a fresh address each time.
+fn cap_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(prefix.into())
+        }
+        v4 => v4,
+    }
+}
+
 /// Accepts on every listener until `shutdown`, then waits for all sessions to end (each
-/// finishes its transaction and gets `421 4.3.2`).
+/// finishes its transaction and gets `421 4.3.2`), for at most `grace`: sessions still
+/// running then are cut off (their unacknowledged mail was never accepted).
 pub async fn serve(
     listeners: Vec<Listener>,
     limits: ConnectionLimits,
     shutdown: CancellationToken,
+    grace: Duration,
 ) {
     let tracker = TaskTracker::new();
+    let cut_off = CancellationToken::new();
     for listener in listeners {
-        let tracker2 = tracker.clone();
+        let tasks = Tasks {
+            tracker: tracker.clone(),
+            shutdown: shutdown.clone(),
+            cut_off: cut_off.clone(),
+        };
         let limits = limits.clone();
-        let shutdown = shutdown.clone();
-        tracker.spawn(async move { accept_loop(listener, limits, tracker2, shutdown).await });
+        tracker.spawn(async move { accept_loop(listener, limits, tasks).await });
     }
     tracker.close();
-    tracker.wait().await;
+    tokio::select! {
+        _ = tracker.wait() => return,
+        _ = shutdown.cancelled() => {}
+    }
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        warn!(
+            sessions = tracker.len(),
+            ?grace,
+            "shutdown grace period over; closing the remaining sessions"
+        );
+        cut_off.cancel();
+        tracker.wait().await;
+    }
 }
 
-async fn accept_loop(
-    listener: Listener,
-    limits: ConnectionLimits,
+/// Where an accept loop puts its sessions, and the two signals they obey.
+struct Tasks {
     tracker: TaskTracker,
+    /// Finish the transaction, then `421`.
     shutdown: CancellationToken,
-) {
+    /// Stop now: the grace period is over.
+    cut_off: CancellationToken,
+}
+
+async fn accept_loop(listener: Listener, limits: ConnectionLimits, tasks: Tasks) {
+    let Tasks {
+        tracker,
+        shutdown,
+        cut_off,
+    } = tasks;
     let local = listener.local_addr();
     info!(address = %local, listener = %listener.env.current().listener.display_name(), "listening");
     loop {
@@ -164,8 +204,12 @@ async fn accept_loop(
             Ok(guard) => {
                 let env = listener.env.current();
                 let shutdown = shutdown.clone();
+                let cut_off = cut_off.clone();
                 tracker.spawn(async move {
-                    session::run(stream, peer, local, env, shutdown).await;
+                    tokio::select! {
+                        _ = session::run(stream, peer, local, env, shutdown) => {}
+                        _ = cut_off.cancelled() => {}
+                    }
                     drop(guard);
                 });
             }
@@ -179,9 +223,30 @@ async fn accept_loop(
 }
 
 async fn refuse(mut stream: TcpStream, reply: Reply) {
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        stream.write_all(&reply.to_wire()),
-    )
-    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&reply.to_wire())).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_ip_cap_counts_ipv6_by_64() {
+        let limits = ConnectionLimits::new(10, 2);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let a = limits.admit(ip("2001:db8:1:2::1")).unwrap();
+        let b = limits
+            .admit(ip("2001:db8:1:2:ffff:ffff:ffff:ffff"))
+            .unwrap();
+        assert!(limits.admit(ip("2001:db8:1:2:abcd::9")).is_err());
+        let other = limits.admit(ip("2001:db8:1:3::1")).unwrap();
+        // IPv4, native or mapped, per address.
+        let v4 = limits.admit(ip("192.0.2.1")).unwrap();
+        let mapped = limits.admit(ip("::ffff:192.0.2.1")).unwrap();
+        assert!(limits.admit(ip("192.0.2.1")).is_err());
+        assert!(limits.admit(ip("192.0.2.2")).is_ok());
+        drop((a, other, v4, mapped));
+        assert!(limits.admit(ip("2001:db8:1:2::7")).is_ok());
+        drop(b);
+    }
 }

@@ -109,10 +109,12 @@ pub(crate) fn spawn(shared: Arc<Shared>) -> Result<mpsc::Sender<Op>, SpoolError>
 }
 
 pub(crate) fn open_lock(path: &Path) -> Result<File, SpoolError> {
+    use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(path)
         .map_err(|source| SpoolError::Write {
             path: path.to_path_buf(),

@@ -135,6 +135,7 @@ mod tests {
                     helo: "h".into(),
                     auth_user: None,
                     tls: false,
+                    origin: Default::default(),
                 },
                 eight_bit: false,
                 smtputf8: false,

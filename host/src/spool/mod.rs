@@ -138,6 +138,36 @@ pub struct ClientInfo {
     pub auth_user: Option<String>,
     #[serde(default)]
     pub tls: bool,
+    /// Why (or whether) the relay vouches for the content, decided at reception.
+    #[serde(default)]
+    pub origin: Origin,
+}
+
+impl ClientInfo {
+    /// Whether delivery may put our DKIM signature on this message: only on mail we know
+    /// the author of. An envelope written before `origin` existed reads as
+    /// [`Origin::Outsider`], unless it records an AUTH user (set only after a successful AUTH).
+    pub fn may_sign(&self) -> bool {
+        self.origin != Origin::Outsider || self.auth_user.is_some()
+    }
+}
+
+/// Where a message came from, as far as trusting its content goes. Recorded in the envelope
+/// at reception, because delivery (DKIM signing) cannot ask the session any more.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// An unauthenticated client outside `relay_networks`: anyone on the internet sending to
+    /// our local domains. Its `From:` is a claim, never signed. Also what an envelope without
+    /// the field means: the safe reading of a record that cannot say.
+    #[default]
+    Outsider,
+    /// A session that passed SMTP AUTH.
+    Authenticated,
+    /// A client in `relay.relay_networks`.
+    RelayNetwork,
+    /// The relay itself: delivery status notifications.
+    Local,
 }
 
 /// Everything about a message except its bytes.

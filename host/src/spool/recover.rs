@@ -46,7 +46,24 @@ pub(crate) fn ensure_layout(dir: &Path) -> Result<(), SpoolError> {
     if created {
         format::sync_dir(dir).map_err(write_err(dir))?;
     }
+    // Mail is private: only the relay's user may list or read the spool.
+    for path in [
+        dir.to_path_buf(),
+        dir.join(format::QUEUE_DIR),
+        dir.join(format::CORRUPT_DIR),
+    ] {
+        restrict(&path, 0o700);
+    }
     Ok(())
+}
+
+/// Sets `mode` on `path`; a spool we may use but not chmod (another owner) is only warned
+/// about.
+pub(crate) fn restrict(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Err(e) = fs::set_permissions(path, fs::Permissions::from_mode(mode)) {
+        tracing::warn!(path = %path.display(), error = %e, "spool: cannot restrict permissions to {mode:o}");
+    }
 }
 
 pub(crate) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {

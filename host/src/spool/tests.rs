@@ -19,6 +19,7 @@ fn envelope(id: MessageId, rcpts: &[&str]) -> Envelope {
             helo: "client.example".into(),
             auth_user: None,
             tls: false,
+            origin: Default::default(),
         },
         eight_bit: false,
         smtputf8: false,

@@ -3,6 +3,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
@@ -13,7 +14,11 @@ use super::SpoolError;
 /// file is removed again, so a failed write (disk full, EIO) leaves nothing behind.
 pub(crate) fn write_synced(path: &Path, bytes: &[u8], stats: &Stats) -> Result<(), SpoolError> {
     let result = (|| -> io::Result<()> {
-        let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
         file.write_all(bytes)?;
         file.sync_data()
     })();

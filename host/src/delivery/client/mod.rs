@@ -38,7 +38,8 @@ pub struct ClientOptions {
     pub helo_name: String,
     /// STARTTLS policy.
     pub tls: TlsPolicy,
-    /// Verify the server certificate when `tls` is `Require`.
+    /// Verify the server certificate when `tls` is `Require` or credentials are to be sent;
+    /// `false` is a route's explicit opt-out.
     pub tls_verify: bool,
     /// AUTH credentials (smart hosts).
     pub auth: Option<AuthConfig>,
@@ -166,6 +167,8 @@ pub struct SmtpClient {
     caps: Capabilities,
     remote: String,
     tls: bool,
+    /// TLS is up and the server's certificate chain and name were verified.
+    verified: bool,
     timeouts: TimeoutConfig,
     transactions: usize,
 }
@@ -173,14 +176,18 @@ pub struct SmtpClient {
 impl SmtpClient {
     /// Connects to `addr` and readies a session: greeting, EHLO, STARTTLS per policy, AUTH.
     /// `server_name` is the host name used for SNI and certificate checks. Under
-    /// opportunistic TLS a failed handshake is retried once in plaintext.
+    /// opportunistic TLS a failed handshake is retried once in plaintext, unless credentials
+    /// are to be sent (they never go in plaintext without `allow_plaintext`).
     pub async fn connect(
         addr: SocketAddr,
         server_name: &str,
         opts: &ClientOptions,
     ) -> Result<SmtpClient, ClientError> {
+        let plaintext_ok = opts.auth.as_ref().is_none_or(|a| a.allow_plaintext);
         match Self::connect_once(addr, server_name, opts, opts.tls).await {
-            Err(e) if e.is_tls_failure() && opts.tls == TlsPolicy::Opportunistic => {
+            Err(e)
+                if e.is_tls_failure() && opts.tls == TlsPolicy::Opportunistic && plaintext_ok =>
+            {
                 tracing::info!(%addr, error = %e, "STARTTLS failed; retrying in plaintext");
                 Self::connect_once(addr, server_name, opts, TlsPolicy::None).await
             }
@@ -194,7 +201,7 @@ impl SmtpClient {
         opts: &ClientOptions,
         tls: TlsPolicy,
     ) -> Result<SmtpClient, ClientError> {
-        let tcp = tokio::time::timeout(opts.timeouts.connect.0, TcpStream::connect(addr))
+        let tcp = tokio::time::timeout(opts.timeouts.connect, TcpStream::connect(addr))
             .await
             .map_err(|_| ClientError::Connect {
                 addr,
@@ -220,26 +227,28 @@ impl SmtpClient {
             caps: Capabilities::default(),
             remote,
             tls: false,
+            verified: false,
             timeouts: opts.timeouts.clone(),
             transactions: 0,
         };
-        let greeting = c.read_reply(c.timeouts.greeting.0, "greeting").await?;
+        let greeting = c.read_reply(c.timeouts.greeting, "greeting").await?;
         if greeting.code != 220 {
             return Err(c.reply_error("greeting", greeting));
         }
         c.ehlo(&opts.helo_name).await?;
         if tls != TlsPolicy::None {
             if c.caps.starttls {
-                c = c
-                    .starttls(server_name, tls == TlsPolicy::Require && opts.tls_verify)
-                    .await?;
+                // Opportunistic TLS only encrypts (a failed check would just mean plaintext),
+                // but credentials go only to a server whose certificate was verified.
+                let verify = opts.tls_verify && (tls == TlsPolicy::Require || opts.auth.is_some());
+                c = c.starttls(server_name, verify).await?;
                 c.ehlo(&opts.helo_name).await?;
             } else if tls == TlsPolicy::Require {
                 return Err(ClientError::TlsUnavailable { remote: c.remote });
             }
         }
         if let Some(auth) = &opts.auth {
-            c.auth(auth).await?;
+            c.auth(auth, opts.tls_verify).await?;
         }
         Ok(c)
     }
@@ -306,7 +315,7 @@ impl SmtpClient {
             })?;
         let connector = TlsConnector::from(Arc::clone(&config));
         let remote = self.remote.clone();
-        let tls = tokio::time::timeout(self.timeouts.command.0, connector.connect(name, self.io))
+        let tls = tokio::time::timeout(self.timeouts.command, connector.connect(name, self.io))
             .await
             .map_err(|_| ClientError::Timeout {
                 remote: remote.clone(),
@@ -322,6 +331,7 @@ impl SmtpClient {
             caps: Capabilities::default(),
             remote,
             tls: true,
+            verified: verify,
             timeouts: self.timeouts,
             transactions: self.transactions,
         })
@@ -332,11 +342,19 @@ impl SmtpClient {
         inner.split(']').next().unwrap_or("").to_string()
     }
 
-    async fn auth(&mut self, auth: &AuthConfig) -> Result<(), ClientError> {
-        if !self.tls && !auth.allow_plaintext {
+    /// AUTH, only over TLS with a verified certificate, unless the route opted out: with
+    /// `tls_verify = false` (any TLS) or `allow_plaintext` (none needed).
+    async fn auth(&mut self, auth: &AuthConfig, verify: bool) -> Result<(), ClientError> {
+        let protected = self.tls && (self.verified || !verify);
+        if !protected && !auth.allow_plaintext {
+            let why = if self.tls {
+                "refusing to send credentials: the certificate was not verified"
+            } else {
+                "refusing to send credentials without TLS"
+            };
             return Err(ClientError::Auth {
                 remote: self.remote.clone(),
-                why: "refusing to send credentials without TLS".into(),
+                why: why.into(),
             });
         }
         let b64 = base64::engine::general_purpose::STANDARD;
@@ -397,13 +415,13 @@ impl SmtpClient {
 impl SmtpClient {
     async fn command(&mut self, line: &str, phase: &'static str) -> Result<Reply, ClientError> {
         self.write(&format!("{line}\r\n"), phase).await?;
-        self.read_reply(self.timeouts.command.0, phase).await
+        self.read_reply(self.timeouts.command, phase).await
     }
 
     async fn write(&mut self, text: &str, phase: &'static str) -> Result<(), ClientError> {
-        self.write_timed(text.as_bytes(), self.timeouts.command.0, phase)
+        self.write_timed(text.as_bytes(), self.timeouts.command, phase)
             .await?;
-        self.flush(self.timeouts.command.0).await
+        self.flush(self.timeouts.command).await
     }
 
     async fn write_timed(

@@ -63,14 +63,14 @@ impl SmtpClient {
             }
             batch.push_str("DATA\r\n");
             self.write(&batch, "MAIL").await?;
-            mail_reply = self.read_reply(self.timeouts.command.0, "MAIL").await?;
+            mail_reply = self.read_reply(self.timeouts.command, "MAIL").await?;
             for (i, _) in rcpts.iter().enumerate() {
-                let r = self.read_reply(self.timeouts.command.0, "RCPT").await?;
+                let r = self.read_reply(self.timeouts.command, "RCPT").await?;
                 if mail_reply.code == 250 {
                     accepted += self.record_rcpt(&mut outcomes[i], r);
                 }
             }
-            let data_reply = self.read_reply(self.timeouts.data_init.0, "DATA").await?;
+            let data_reply = self.read_reply(self.timeouts.data_init, "DATA").await?;
             if mail_reply.code != 250 {
                 if data_reply.code == 354 {
                     self.finish_empty_data().await?;
@@ -88,32 +88,32 @@ impl SmtpClient {
             }
         } else {
             self.write(&mail, "MAIL").await?;
-            mail_reply = self.read_reply(self.timeouts.command.0, "MAIL").await?;
+            mail_reply = self.read_reply(self.timeouts.command, "MAIL").await?;
             if mail_reply.code != 250 {
                 return Ok(all(reply_failure(&self.remote, &mail_reply)));
             }
             for (i, cmd) in rcpts.iter().enumerate() {
                 self.write(cmd, "RCPT").await?;
-                let r = self.read_reply(self.timeouts.command.0, "RCPT").await?;
+                let r = self.read_reply(self.timeouts.command, "RCPT").await?;
                 accepted += self.record_rcpt(&mut outcomes[i], r);
             }
             if accepted == 0 {
                 return Ok(outcomes.into_iter().map(Option::unwrap).collect());
             }
             self.write("DATA\r\n", "DATA").await?;
-            let data_reply = self.read_reply(self.timeouts.data_init.0, "DATA").await?;
+            let data_reply = self.read_reply(self.timeouts.data_init, "DATA").await?;
             if data_reply.code != 354 {
                 return Ok(self.fill(outcomes, &data_reply));
             }
         }
 
         for block in data.chunks(64 * 1024) {
-            self.write_timed(block, self.timeouts.data_block.0, "message data")
+            self.write_timed(block, self.timeouts.data_block, "message data")
                 .await?;
         }
-        self.flush(self.timeouts.data_block.0).await?;
+        self.flush(self.timeouts.data_block).await?;
         let done = self
-            .read_reply(self.timeouts.data_final.0, "end of data")
+            .read_reply(self.timeouts.data_final, "end of data")
             .await?;
         Ok(self.fill(outcomes, &done))
     }
@@ -188,12 +188,18 @@ impl SmtpClient {
                 cmd.push_str(&format!(" NOTIFY={}", r.notify.join(",")));
             }
             if let Some(orcpt) = r.orcpt {
-                let value = if orcpt.contains(';') {
-                    orcpt.to_string()
-                } else {
-                    format!("rfc822;{orcpt}")
+                // The spool keeps ORCPT as the client sent it, already xtext (RFC 3461 §4.2):
+                // relayed as is. Encoding it again would turn `+2B` into `+2B2B`.
+                let value = match orcpt.split_once(';') {
+                    Some((kind, addr)) if xtext::is_valid(kind) && xtext::is_valid(addr) => {
+                        orcpt.to_string()
+                    }
+                    Some((kind, addr)) => {
+                        format!("{};{}", xtext::encode(kind), xtext::encode(addr))
+                    }
+                    None => format!("rfc822;{}", xtext::encode(orcpt)),
                 };
-                cmd.push_str(&format!(" ORCPT={}", xtext::encode(&value)));
+                cmd.push_str(&format!(" ORCPT={value}"));
             }
         }
         cmd.push_str("\r\n");
@@ -232,7 +238,7 @@ impl SmtpClient {
     /// A server that answered DATA with 354 although nothing was accepted gets an empty body.
     async fn finish_empty_data(&mut self) -> Result<(), ClientError> {
         self.write(".\r\n", "end of data").await?;
-        self.read_reply(self.timeouts.data_final.0, "end of data")
+        self.read_reply(self.timeouts.data_final, "end of data")
             .await?;
         Ok(())
     }

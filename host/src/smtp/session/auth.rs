@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -179,7 +178,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     async fn challenge(&mut self, text: &str) -> Result<String, SaslError> {
         self.io.reply(&Reply::plain(334, text));
         let mut lines = LineReader::new(self.env.limits.max_command_line.max(12288), false);
-        let timeout = Duration::from_secs(self.env.limits.command_timeout_secs);
+        let timeout = self.env.limits.command_timeout;
         loop {
             match lines.next_line(self.io.buffer()) {
                 Ok(Some(line)) => {

@@ -1,8 +1,6 @@
 //! DATA and BDAT: read the message, add our `Received:` header, spool it, and answer `250`
 //! only once it is on disk.
 
-use std::time::Duration;
-
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{info, warn};
 use wasmrelay_codec::command::{BodyType, DsnReturn, ReversePath};
@@ -74,7 +72,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if self.io.flush().await.is_err() {
             return false;
         }
-        let timeout = Duration::from_secs(self.env.limits.data_block_timeout_secs);
+        let timeout = self.env.limits.data_block_timeout;
         match self.io.read_more(timeout).await {
             Ok(()) => true,
             Err(e) => {
@@ -162,6 +160,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             info!(error = %e, "message refused");
             return self.fail(e.reply());
         }
+        // Ours is the first field of `message`, so this counts the hop to us too.
+        let hops = super::hops::received_count(&message);
+        if hops > self.env.limits.max_hops {
+            info!(hops, "message refused: too many hops");
+            return self.fail(Reply::new(
+                554,
+                Enhanced(5, 4, 6),
+                format!("Too many hops ({hops} Received: fields): mail loop?"),
+            ));
+        }
         if let Some(flow) = self.hook_data(&mut txn, &mut message).await {
             info!(id = %id, "message refused by policy");
             return flow;
@@ -180,6 +188,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     "queued"
                 );
                 self.hook_queued(&txn, &id, envelope.size).await;
+                self.ctx.junk = 0;
                 self.ok(Reply::new(
                     250,
                     Enhanced(2, 0, 0),
@@ -220,6 +229,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 helo: self.ctx.helo.clone().unwrap_or_default(),
                 auth_user: self.ctx.auth_user.clone(),
                 tls: self.ctx.tls.is_some(),
+                origin: self.ctx.origin(),
             },
             eight_bit: txn.params.body == Some(BodyType::EightBitMime),
             smtputf8: txn.params.smtputf8,

@@ -47,14 +47,17 @@ pub struct Io<S> {
     stream: MaybeTls<S>,
     rbuf: BytesMut,
     wbuf: Vec<u8>,
+    /// Bound on every write: a peer that stops reading must not hold the session forever.
+    write_timeout: Duration,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
-    pub fn new(stream: S) -> Self {
+    pub fn new(stream: S, write_timeout: Duration) -> Self {
         Io {
             stream: MaybeTls::Plain(stream),
             rbuf: BytesMut::with_capacity(8192),
             wbuf: Vec::with_capacity(512),
+            write_timeout,
         }
     }
 
@@ -66,12 +69,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
         self.wbuf.extend_from_slice(&reply.to_wire());
     }
 
+    /// Sends the queued replies, within the write timeout.
     pub async fn flush(&mut self) -> io::Result<()> {
-        if !self.wbuf.is_empty() {
-            self.stream.write_all(&self.wbuf).await?;
-            self.wbuf.clear();
-        }
-        self.stream.flush().await
+        let write = async {
+            if !self.wbuf.is_empty() {
+                self.stream.write_all(&self.wbuf).await?;
+                self.wbuf.clear();
+            }
+            self.stream.flush().await
+        };
+        tokio::time::timeout(self.write_timeout, write)
+            .await
+            .unwrap_or_else(|_| {
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "peer does not read its replies",
+                ))
+            })
     }
 
     /// Appends whatever the peer sends next to the read buffer.
@@ -99,6 +113,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
     }
 
     pub async fn shutdown(&mut self) {
-        self.stream.shutdown().await.ok();
+        let _ = tokio::time::timeout(self.write_timeout, self.stream.shutdown()).await;
     }
 }

@@ -9,6 +9,7 @@ mod auth;
 mod data;
 mod ehlo;
 mod hooks;
+mod hops;
 mod io;
 mod mail;
 mod rcpt;
@@ -17,7 +18,6 @@ mod store;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
@@ -31,6 +31,7 @@ use self::io::{Io, ReadError};
 pub use self::store::{MessageStore, StoreFuture};
 use crate::config::{LimitsConfig, ListenerConfig, ListenerRole, RelayConfig};
 use crate::plugins::{PluginHost, SessionPlugins};
+use crate::spool::Origin;
 
 /// Everything a session needs that outlives it, shared by all sessions of a listener.
 pub struct SessionEnv {
@@ -63,12 +64,26 @@ pub struct ConnectionContext {
     pub trusted_network: bool,
     /// Failed commands so far, for `limits.max_errors`.
     pub errors: u32,
+    /// Commands that moved no mail forward since the last accepted message, for
+    /// `limits.max_junk_commands`.
+    pub junk: u32,
 }
 
 impl ConnectionContext {
     /// May this session send to domains that are not ours?
     pub fn may_relay(&self) -> bool {
         self.trusted_network || self.auth_user.is_some()
+    }
+
+    /// What the envelope records about this session, for DKIM signing at delivery.
+    pub fn origin(&self) -> Origin {
+        if self.auth_user.is_some() {
+            Origin::Authenticated
+        } else if self.trusted_network {
+            Origin::RelayNetwork
+        } else {
+            Origin::Outsider
+        }
     }
 }
 
@@ -118,6 +133,7 @@ pub async fn run<S>(
             auth_user: None,
             trusted_network: env.relay.is_relay_network(peer.ip()),
             errors: 0,
+            junk: 0,
         };
         debug!("connected");
         let lines = LineReader::new(
@@ -126,7 +142,7 @@ pub async fn run<S>(
         );
         let plugins = env.plugins.as_ref().map(|host| host.session());
         let mut session = Session {
-            io: Io::new(stream),
+            io: Io::new(stream, env.limits.command_timeout),
             lines,
             plugins,
             ctx,
@@ -201,7 +217,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// Flushes pending replies and reads more input. While no transaction is in progress a
     /// shutdown ends the session; a transaction in flight is allowed to finish first.
     async fn wait_for_input(&mut self) -> Result<(), ReadError> {
-        let timeout = Duration::from_secs(self.env.limits.command_timeout_secs);
+        let timeout = self.env.limits.command_timeout;
         if self.txn.is_none() && self.shutdown.is_cancelled() {
             return Err(ReadError::Shutdown);
         }
@@ -222,6 +238,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Ok(c) => c,
             Err(e) => return self.fail(e.reply()),
         };
+        // A flood of commands that move no mail forward (NOOP, RSET, HELP, VRFY, EHLO) costs
+        // replies the peer may never read; past the limit each counts as an error.
+        let junk = matches!(
+            command,
+            Command::Ehlo { .. }
+                | Command::Helo { .. }
+                | Command::Rset
+                | Command::Noop
+                | Command::Help
+                | Command::Vrfy { .. }
+        );
+        let flow = self.dispatch(command).await;
+        if junk && flow == Flow::Continue {
+            self.ctx.junk += 1;
+            if self.ctx.junk > self.env.limits.max_junk_commands {
+                return self.count_error();
+            }
+        }
+        flow
+    }
+
+    async fn dispatch(&mut self, command: Command) -> Flow {
         match command {
             Command::Ehlo { domain } => self.ehlo(domain, true).await,
             Command::Helo { domain } => self.ehlo(domain, false).await,
@@ -272,6 +310,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// Queues a negative reply and counts it; too many errors end the session.
     fn fail(&mut self, reply: Reply) -> Flow {
         self.io.reply(&reply);
+        self.count_error()
+    }
+
+    /// Counts an error; too many end the session with `421`.
+    fn count_error(&mut self) -> Flow {
         self.ctx.errors += 1;
         if self.ctx.errors >= self.env.limits.max_errors {
             info!(errors = self.ctx.errors, "too many errors, closing");
@@ -287,7 +330,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     /// TLS handshake with a deadline; on failure the connection is simply closed.
     async fn handshake(&mut self, acceptor: &TlsAcceptor) -> bool {
-        let timeout = Duration::from_secs(self.env.limits.tls_handshake_timeout_secs);
+        let timeout = self.env.limits.tls_handshake_timeout;
         match tokio::time::timeout(timeout, self.io.upgrade(acceptor)).await {
             Ok(Ok(())) => {
                 self.ctx.tls = self.io.tls_description();

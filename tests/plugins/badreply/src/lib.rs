@@ -1,23 +1,5 @@
 //! Misbehaving test plugin: Rejects with a 250 (a malformed verdict) on RCPT TO:<bad@...>; every other recipient gets `continue`.
-#![allow(unreachable_code, unused_imports, dead_code)]
-use wasmrelay_plugin_sdk::{export_plugin, host, Context, Hook, Plugin, Verdict};
+use test_plugin_misbehaving::on_bad_rcpt;
+use test_plugin_misbehaving::sdk::Verdict;
 
-static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-struct Bad;
-
-impl Plugin for Bad {
-    const HOOKS: &'static [Hook] = &[Hook::Rcpt];
-    fn init(_config: &str) -> Result<Self, String> {
-        Ok(Bad)
-    }
-    fn rcpt(&mut self, _ctx: &Context, recipient: &str) -> Verdict {
-        if !recipient.starts_with("bad@") {
-            return Verdict::Continue;
-        }
-        return Verdict::reject(250, "2.0.0", "not a rejection");
-        Verdict::Continue
-    }
-}
-
-export_plugin!(Bad);
+on_bad_rcpt!(|_recipient| Verdict::reject(250, "2.0.0", "not a rejection"));

@@ -1,25 +1,8 @@
 //! Misbehaving test plugin: Spins forever on RCPT TO:<bad@...>; every other recipient gets `continue`.
-#![allow(unreachable_code, unused_imports, dead_code)]
-use wasmrelay_plugin_sdk::{export_plugin, host, Context, Hook, Plugin, Verdict};
+use std::sync::atomic::Ordering;
 
-static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+use test_plugin_misbehaving::{on_bad_rcpt, COUNTER};
 
-struct Bad;
-
-impl Plugin for Bad {
-    const HOOKS: &'static [Hook] = &[Hook::Rcpt];
-    fn init(_config: &str) -> Result<Self, String> {
-        Ok(Bad)
-    }
-    fn rcpt(&mut self, _ctx: &Context, recipient: &str) -> Verdict {
-        if !recipient.starts_with("bad@") {
-            return Verdict::Continue;
-        }
-        loop {
-            COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        Verdict::Continue
-    }
-}
-
-export_plugin!(Bad);
+on_bad_rcpt!(|_recipient| loop {
+    COUNTER.fetch_add(1, Ordering::Relaxed);
+});

@@ -1,23 +1,4 @@
 //! Misbehaving test plugin: Panics (a trap) on RCPT TO:<bad@...>; every other recipient gets `continue`.
-#![allow(unreachable_code, unused_imports, dead_code)]
-use wasmrelay_plugin_sdk::{export_plugin, host, Context, Hook, Plugin, Verdict};
+use test_plugin_misbehaving::on_bad_rcpt;
 
-static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-struct Bad;
-
-impl Plugin for Bad {
-    const HOOKS: &'static [Hook] = &[Hook::Rcpt];
-    fn init(_config: &str) -> Result<Self, String> {
-        Ok(Bad)
-    }
-    fn rcpt(&mut self, _ctx: &Context, recipient: &str) -> Verdict {
-        if !recipient.starts_with("bad@") {
-            return Verdict::Continue;
-        }
-        panic!("deliberate trap for {recipient}");
-        Verdict::Continue
-    }
-}
-
-export_plugin!(Bad);
+on_bad_rcpt!(|recipient| panic!("deliberate trap for {recipient}"));

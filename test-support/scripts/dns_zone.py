@@ -1,17 +1,18 @@
 #!/usr/bin/env python3
 """A tiny authoritative DNS server for tests, on loopback only.
 
-Usage: dns_server.py ZONE.json
+Usage: dns_zone.py ZONE.json
 ZONE.json maps lower-case names (no trailing dot) to lists of [type, value]:
   {"example.test": [["MX", "10 mx.example.test"], ["TXT", "v=spf1 -all"]],
    "mx.example.test": [["A", "127.0.0.2"]],
    "broken.test": [["SERVFAIL", ""]]}
 A name absent from the zone is NXDOMAIN; a present name without the asked type is an empty
-NOERROR answer. Serves UDP and TCP on 127.0.0.1 on one free port and prints "PORT <n>".
+NOERROR answer. Serves UDP and TCP on 127.0.0.1 on one port and prints "PORT <n>": UDP binds
+port 0 and TCP takes the same number while UDP holds it; if TCP cannot, both let go and the
+pair is tried again, so the number printed is held by this process from the start.
 """
 import json
 import os
-import socket
 import sys
 import time
 
@@ -48,31 +49,25 @@ class ZoneResolver(BaseResolver):
         return reply
 
 
-def free_port():
-    # A port free for both UDP and TCP on 127.0.0.1.
+def bind_pair(resolver):
+    """UDP and TCP servers on one port number, both bound before the number is known to anyone."""
     for _ in range(50):
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        t.bind(("127.0.0.1", 0))
-        port = t.getsockname()[1]
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp = DNSServer(resolver, port=0, address="127.0.0.1")
+        port = udp.server.server_address[1]
         try:
-            u.bind(("127.0.0.1", port))
+            tcp = DNSServer(resolver, port=port, address="127.0.0.1", tcp=True)
         except OSError:
-            t.close()
+            udp.server.server_close()
             continue
-        t.close()
-        u.close()
-        return port
-    raise SystemExit("no free port")
+        return udp, tcp, port
+    raise SystemExit("no port free for both UDP and TCP")
 
 
 def main():
     with open(sys.argv[1]) as f:
         zone = json.load(f)
     resolver = ZoneResolver(zone)
-    port = free_port()
-    udp = DNSServer(resolver, port=port, address="127.0.0.1")
-    tcp = DNSServer(resolver, port=port, address="127.0.0.1", tcp=True)
+    udp, tcp, port = bind_pair(resolver)
     udp.start_thread()
     tcp.start_thread()
     print("PORT %d" % port, flush=True)

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """A downstream SMTP server for tests (aiosmtpd), on loopback only.
 
-Usage: smtp_sink.py DIR [--host 127.0.0.1] [--port 0] [--tempfail-data N]
-                        [--reject-rcpt SUBSTRING]... [--tls CERT KEY] [--auth USER:PASS]
+Usage: aiosmtpd_sink.py DIR [--host 127.0.0.1] [--port 0] [--tempfail-data N]
+                            [--reject-rcpt SUBSTRING]... [--tls CERT KEY] [--auth USER:PASS]
 Each accepted message is written as DIR/<n>.eml (the bytes after dot-unstuffing) and
 DIR/<n>.json (mail_from, rcpt_tos, peer port for connection-reuse checks), written to a
 temporary name first and renamed so readers never see half a file.
