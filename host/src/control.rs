@@ -1,20 +1,44 @@
 //! The control socket: `<spool>/control.sock`, a Unix socket through which `wasmrelay queue
-//! flush|bounce` reaches the running relay's queue. One line in, one line out:
-//! `flush` · `flush ID` · `bounce ID` → `ok` or `error: ...`.
+//! flush|bounce` reaches the running relay's queue and `wasmrelay list` its live state
+//! backend. One line in, one line out:
+//! - `flush` · `flush ID` · `bounce ID` → `ok` or `error: ...`
+//! - `list {JSON request}` ([`ListRequest`]) → `ok {JSON answer}` ([`ListAnswer`]) or
+//!   `error: ...`. JSON keeps any list member on one line.
 //!
 //! Only the relay's own user (and root) may use it: the socket is `0600` in a `0700` spool,
 //! and each connection's peer credentials are checked as well, so a loosened mode alone does
-//! not open it to every local user.
+//! not open it to every local user. Requests are still checked (declared lists, member
+//! sizes) and bounded in length.
+//!
+//! [`ListAnswer`]: crate::state::admin::ListAnswer
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::config::lists::ListConfig;
 use crate::delivery::QueueHandle;
 use crate::spool::MessageId;
+use crate::state::admin::{self, ListRequest};
+use crate::state::StateBackend;
+
+/// Longest request line: a list request with a member of 1 KiB, escaped.
+const MAX_REQUEST: u64 = 16 * 1024;
+
+/// The `[[lists]]` of the running config, replaced on reload.
+pub type SharedLists = Arc<RwLock<Vec<ListConfig>>>;
+
+/// What the control socket acts on.
+#[derive(Clone)]
+pub struct Control {
+    pub queue: QueueHandle,
+    pub state: Arc<dyn StateBackend>,
+    pub lists: SharedLists,
+}
 
 pub fn socket_path(spool_dir: &Path) -> PathBuf {
     spool_dir.join("control.sock")
@@ -24,7 +48,7 @@ pub fn socket_path(spool_dir: &Path) -> PathBuf {
 /// the only relay on this spool) and serves it until shutdown.
 pub fn start(
     spool_dir: &Path,
-    queue: QueueHandle,
+    control: Control,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let path = socket_path(spool_dir);
@@ -42,7 +66,7 @@ pub fn start(
             };
             match stream {
                 Ok((stream, _)) => {
-                    tokio::spawn(serve(stream, queue.clone()));
+                    tokio::spawn(serve(stream, control.clone()));
                 }
                 Err(e) => {
                     warn!(error = %e, "control socket accept failed");
@@ -65,22 +89,45 @@ fn peer_allowed(stream: &UnixStream) -> bool {
     }
 }
 
-async fn serve(stream: UnixStream, queue: QueueHandle) {
+async fn serve(stream: UnixStream, control: Control) {
     let allowed = peer_allowed(&stream);
     let uid = stream.peer_cred().map(|c| c.uid()).ok();
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
-    let mut read = BufReader::new(read.take(1024));
+    let mut read = BufReader::new(read.take(MAX_REQUEST));
     if read.read_line(&mut line).await.is_err() {
         return;
     }
-    let answer = if allowed {
-        execute(line.trim(), &queue)
-    } else {
+    let answer = if !allowed {
         warn!(?uid, "control socket: refused a client of another user");
         "error: permission denied: not the relay's user".to_string()
+    } else {
+        match line.trim().strip_prefix("list ") {
+            Some(json) => list(json, &control).await,
+            None => execute(line.trim(), &control.queue),
+        }
     };
     let _ = write.write_all(format!("{answer}\n").as_bytes()).await;
+}
+
+async fn list(json: &str, control: &Control) -> String {
+    let req: ListRequest = match serde_json::from_str(json) {
+        Ok(req) => req,
+        Err(e) => return format!("error: bad list request: {e}"),
+    };
+    let lists = control
+        .lists
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    match admin::execute(control.state.as_ref(), &lists, &req).await {
+        Ok(answer) => {
+            info!(request = %json, "control: list");
+            let json = serde_json::to_string(&answer).expect("answers serialize");
+            format!("ok {json}")
+        }
+        Err(e) => format!("error: {e}"),
+    }
 }
 
 fn execute(command: &str, queue: &QueueHandle) -> String {

@@ -1,5 +1,6 @@
-//! Command line: `serve`, `check-config`, `queue`, `sink`, `hash-password`.
+//! Command line: `serve`, `check-config`, `queue`, `list`, `sink`, `hash-password`.
 
+mod list;
 mod queue;
 
 use std::net::SocketAddr;
@@ -45,6 +46,14 @@ pub enum Command {
         config: PathBuf,
         #[command(subcommand)]
         command: queue::QueueCommand,
+    },
+    /// Show or edit the shared lists declared under `[[lists]]` (the suppression list):
+    /// through the running relay, or in the list journal when no relay runs.
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: list::ListCommand,
     },
     /// DKIM keys: `dkim keygen --domain D --selector S` writes a key and prints the DNS records.
     Dkim {
@@ -108,6 +117,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
         Command::Serve { config } => serve(&config).await.map(|_| 0),
         Command::CheckConfig { config } => Ok(check_config(&config)),
         Command::Queue { config, command } => queue::run(&config, command).await,
+        Command::List { config, command } => list::run(&config, command).await,
         Command::Plugin {
             command:
                 PluginCommand::Test {

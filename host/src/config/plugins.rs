@@ -53,9 +53,10 @@ pub struct PluginLimits {
     pub memory_mb: u64,
     /// Host capability calls (log, kv, rate, DNS ...) per hook call.
     pub capability_calls: u32,
-    /// Live kv keys this plugin may hold (in the shared backend, across all its instances).
+    /// Live kv keys this plugin may hold (in the shared backend, across all its instances);
+    /// a `kv-set` or `kv-add` past it fails with `denied`. 0 leaves the plugin no kv.
     pub kv_keys: u64,
-    /// Bytes of kv values this plugin may hold.
+    /// Bytes of kv keys plus values this plugin may hold, enforced like `kv_keys`.
     pub kv_bytes: u64,
 }
 

@@ -14,7 +14,7 @@ use super::bindings::wasmrelay::plugin::host::{
 };
 use super::caps::{DnsFailure, DnsLookup, DnsType, EventSink};
 use super::PluginMeta;
-use crate::state::{self, StateBackend, StateError};
+use crate::state::{self, KvCap, StateBackend, StateError, MAX_LIST_MEMBER};
 
 /// Longest key a plugin may use for rate, counter and kv; largest kv value.
 const MAX_KEY: usize = 256;
@@ -34,9 +34,6 @@ macro_rules! or_state_error {
         }
     };
 }
-
-/// Longest list member.
-const MAX_MEMBER: usize = 1024;
 
 /// What every store of a host shares: state backend, resolver, event sink.
 pub(crate) struct Capabilities {
@@ -112,13 +109,19 @@ impl StoreState {
         Ok(Ok(format!("{}\u{0}{key}", self.meta.name)))
     }
 
-    /// Checks a list call against the `[[lists]]` declarations.
+    /// Checks a kv key; kv calls carry the plugin's name as their namespace instead.
+    fn kv_key(&mut self, key: &str) -> wasmtime::Result<Result<(), StateError>> {
+        Ok(self.key(key)?.map(|_| ()))
+    }
+
+    /// Checks a list call against the `[[lists]]` declarations; returns the list's
+    /// `max_members`.
     fn list_access(
         &mut self,
         list: &str,
         member: &str,
         write: bool,
-    ) -> wasmtime::Result<Result<(), StateError>> {
+    ) -> wasmtime::Result<Result<u64, StateError>> {
         self.charge()?;
         let Some(decl) = self.meta.lists.iter().find(|l| l.name == list) else {
             return Ok(Err(StateError::Denied(format!(
@@ -138,12 +141,12 @@ impl StoreState {
                 "may not {what} list {list:?}"
             ))));
         }
-        if member.is_empty() || member.len() > MAX_MEMBER {
+        if member.is_empty() || member.len() > MAX_LIST_MEMBER {
             return Ok(Err(StateError::Invalid(format!(
-                "list members are 1..={MAX_MEMBER} bytes"
+                "list members are 1..={MAX_LIST_MEMBER} bytes"
             ))));
         }
-        Ok(Ok(()))
+        Ok(Ok(decl.max_members))
     }
 
     /// Whether `name` is at or under one of the plugin's `dns_zones`.
@@ -337,8 +340,10 @@ impl wit::Host for StoreState {
         &mut self,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, wit::StateError>> {
-        let key = or_state_error!(self.key(&key)?);
-        Ok(self.backend().kv_get(&key).await.map_err(Into::into))
+        or_state_error!(self.kv_key(&key)?);
+        let (backend, meta) = (self.backend(), self.meta.clone());
+        let got = backend.kv_get(&meta.name, &key).await;
+        Ok(got.map_err(Into::into))
     }
 
     async fn kv_set(
@@ -347,15 +352,15 @@ impl wit::Host for StoreState {
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) -> wasmtime::Result<Result<(), wit::StateError>> {
-        let key = or_state_error!(self.key(&key)?);
+        or_state_error!(self.kv_key(&key)?);
         if value.len() > MAX_VALUE {
             return Ok(Err(oversized(value.len())));
         }
-        Ok(self
-            .backend()
-            .kv_set(&key, value, ttl(ttl_ms))
-            .await
-            .map_err(Into::into))
+        let (backend, meta) = (self.backend(), self.meta.clone());
+        let set = backend
+            .kv_set(kv_cap(&meta), &key, value, ttl(ttl_ms))
+            .await;
+        Ok(set.map_err(Into::into))
     }
 
     async fn kv_add(
@@ -364,20 +369,22 @@ impl wit::Host for StoreState {
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) -> wasmtime::Result<Result<bool, wit::StateError>> {
-        let key = or_state_error!(self.key(&key)?);
+        or_state_error!(self.kv_key(&key)?);
         if value.len() > MAX_VALUE {
             return Ok(Err(oversized(value.len())));
         }
-        Ok(self
-            .backend()
-            .kv_add(&key, value, ttl(ttl_ms))
-            .await
-            .map_err(Into::into))
+        let (backend, meta) = (self.backend(), self.meta.clone());
+        let set = backend
+            .kv_add(kv_cap(&meta), &key, value, ttl(ttl_ms))
+            .await;
+        Ok(set.map_err(Into::into))
     }
 
     async fn kv_delete(&mut self, key: String) -> wasmtime::Result<Result<bool, wit::StateError>> {
-        let key = or_state_error!(self.key(&key)?);
-        Ok(self.backend().kv_delete(&key).await.map_err(Into::into))
+        or_state_error!(self.kv_key(&key)?);
+        let (backend, meta) = (self.backend(), self.meta.clone());
+        let gone = backend.kv_delete(&meta.name, &key).await;
+        Ok(gone.map_err(Into::into))
     }
 
     async fn list_contains(
@@ -396,8 +403,11 @@ impl wit::Host for StoreState {
         member: String,
         ttl_ms: Option<u64>,
     ) -> wasmtime::Result<Result<bool, wit::StateError>> {
-        or_state_error!(self.list_access(&name, &member, true)?);
-        let new = self.backend().list_add(&name, &member, ttl(ttl_ms)).await;
+        let max_members = or_state_error!(self.list_access(&name, &member, true)?);
+        let backend = self.backend();
+        let new = backend
+            .list_add(&name, &member, ttl(ttl_ms), max_members)
+            .await;
         Ok(new.map_err(Into::into))
     }
 
@@ -465,6 +475,15 @@ impl From<StateError> for wit::StateError {
             StateError::Denied(m) => wit::StateError::Denied(m),
             StateError::Invalid(m) => wit::StateError::Invalid(m),
         }
+    }
+}
+
+/// A plugin's kv namespace (its name) and caps.
+fn kv_cap(meta: &PluginMeta) -> KvCap<'_> {
+    KvCap {
+        namespace: &meta.name,
+        max_keys: meta.limits.kv_keys,
+        max_bytes: meta.limits.kv_bytes,
     }
 }
 

@@ -51,6 +51,10 @@ const PLUGINS: &[&str] = &[
     "badreply",
     "wrong_world",
     "wrong_version",
+    "list_writer",
+    "list_reader",
+    "greedy",
+    "quota",
     "tracker_lite",
 ];
 

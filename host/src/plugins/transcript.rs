@@ -152,15 +152,16 @@ pub async fn run_script(
             let [_, name, members @ ..] = words.as_slice() else {
                 return Err(script_err(n, "usage: list NAME [MEMBER ...]"));
             };
-            lists.push(ListConfig {
+            let decl = ListConfig {
                 name: name.to_string(),
-                readers: vec![],
                 writers: vec!["*".into()],
-            });
+                ..ListConfig::default()
+            };
             for m in members {
-                let added = backend.list_add(name, m, None).await;
+                let added = backend.list_add(name, m, None, decl.max_members).await;
                 added.map_err(|e| script_err(n, &e.to_string()))?;
             }
+            lists.push(decl);
         }
         if words.first() == Some(&"dns") {
             let [_, name, rtype, answer @ ..] = words.as_slice() else {

@@ -17,7 +17,8 @@ use crate::smtp::server::{self, ConnectionLimits, Listener, SharedEnv};
 use crate::smtp::session::{MessageStore, SessionEnv, Users};
 use crate::smtp::tls;
 use crate::spool::{Spool, SpoolError};
-use crate::state::{InProcessBackend, StateBackend};
+use crate::state::journal::{JournalError, LockMode};
+use crate::state::{self, InProcessBackend, StateBackend};
 use router::{PluginRouter, SharedPlugins};
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +47,8 @@ pub enum StartError {
     Plugins(#[from] PluginLoadError),
     #[error("control socket in {dir}: {source}")]
     Control { dir: String, source: std::io::Error },
+    #[error("state: list journal: {0}")]
+    State(#[from] JournalError),
 }
 
 /// A relay with its sockets bound and its spool recovered, ready to serve.
@@ -75,6 +78,8 @@ pub struct Reloader {
 struct PluginCapabilities {
     backend: Arc<dyn StateBackend>,
     dns: Arc<dyn DnsLookup>,
+    /// The running `[[lists]]`, for the control socket.
+    lists: crate::control::SharedLists,
 }
 
 impl PluginCapabilities {
@@ -117,6 +122,11 @@ impl Reloader {
             shared.replace(env);
         }
         *self.plugins.write().unwrap_or_else(|p| p.into_inner()) = plugins;
+        *self
+            .capabilities
+            .lists
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = config.lists.clone();
         info!("configuration reloaded");
         Ok(())
     }
@@ -134,9 +144,23 @@ impl Relay {
         );
         let resolver = MxResolver::from_config(&config.delivery.resolver)
             .map_err(|e| StartError::Resolver(e.to_string()))?;
+        let state_dir = state::state_dir(&config.spool.dir);
+        let (backend, lists) =
+            tokio::task::spawn_blocking(move || InProcessBackend::open(&state_dir, LockMode::Wait))
+                .await
+                .expect("the journal replay does not panic")?;
+        info!(
+            members = lists.members,
+            records = lists.records,
+            torn_bytes = lists.torn_bytes,
+            corrupt = lists.corrupt,
+            compacted = lists.compacted,
+            "lists loaded"
+        );
         let capabilities = PluginCapabilities {
-            backend: Arc::new(InProcessBackend::new()),
+            backend: Arc::new(backend),
             dns: Arc::new(resolver.hickory().clone()),
+            lists: Arc::new(RwLock::new(config.lists.clone())),
         };
         let chain = capabilities.load(config).await?;
         let plugins: SharedPlugins = Arc::new(RwLock::new(chain.clone()));
@@ -203,12 +227,17 @@ impl Relay {
     /// Serves and delivers until `shutdown`; then lets sessions finish their transactions and
     /// delivery attempts their grace period.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), StartError> {
-        crate::control::start(self.spool.dir(), self.runner.handle(), shutdown.clone()).map_err(
-            |source| StartError::Control {
+        let control = crate::control::Control {
+            queue: self.runner.handle(),
+            state: self.reloader.capabilities.backend.clone(),
+            lists: self.reloader.capabilities.lists.clone(),
+        };
+        crate::control::start(self.spool.dir(), control, shutdown.clone()).map_err(|source| {
+            StartError::Control {
                 dir: self.spool.dir().display().to_string(),
                 source,
-            },
-        )?;
+            }
+        })?;
         let delivery = tokio::spawn(self.runner.run(shutdown.clone()));
         server::serve(self.listeners, self.limits, shutdown, self.grace).await;
         let _ = delivery.await;

@@ -1,16 +1,26 @@
-//! The in-process backend: a mutex over hash maps. GCRA, counters and TTLs use tokio's clock
-//! (so tests can pause time); calendar quotas use the wall clock, which tests replace with
-//! [`InProcessBackend::with_clock`]. All arithmetic saturates: no argument a plugin can pass
-//! overflows a `Duration` or an `Instant`.
+//! The in-process backend: a mutex over hash maps. GCRA, counters and kv TTLs use tokio's
+//! clock (so tests can pause time); calendar quotas and list TTLs use the wall clock, which
+//! tests replace with [`InProcessBackend::with_clock`]. All arithmetic saturates: no
+//! argument a plugin can pass overflows a `Duration` or an `Instant`.
+//!
+//! [`InProcessBackend::open`] adds the list journal: lists are loaded from it and every list
+//! change is durable before its call returns. Without it (tests, `plugin test`) nothing is
+//! persisted.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::journal::{Journal, JournalError, LoadReport, LockMode};
+use super::kv::KvTable;
+use super::lists::{Change, ListTable};
 use super::{
-    BoxFuture, QuotaDecision, QuotaWindow, RateDecision, StateBackend, StateError, StateResult,
+    BoxFuture, KvCap, ListMember, QuotaDecision, QuotaWindow, RateDecision, StateBackend,
+    StateError, StateResult,
 };
 
 /// Sweep expired entries every this many writes.
@@ -26,18 +36,6 @@ struct Window {
 }
 
 #[derive(Debug)]
-struct Entry {
-    value: Vec<u8>,
-    expires: Option<Instant>,
-}
-
-impl Entry {
-    fn live(&self, now: Instant) -> bool {
-        self.expires.is_none_or(|e| e > now)
-    }
-}
-
-#[derive(Debug)]
 struct Quota {
     /// Start of the window this total belongs to, ms since the epoch.
     window_start: u64,
@@ -50,8 +48,8 @@ struct Tables {
     tat: HashMap<String, Instant>,
     windows: HashMap<String, Window>,
     quotas: HashMap<(String, QuotaWindow), Quota>,
-    kv: HashMap<String, Entry>,
-    lists: HashMap<String, HashMap<String, Option<Instant>>>,
+    kv: KvTable,
+    lists: ListTable,
     writes: u64,
 }
 
@@ -61,12 +59,10 @@ impl Tables {
         if self.writes.is_multiple_of(SWEEP_EVERY) {
             self.tat.retain(|_, t| *t > now);
             self.windows.retain(|_, w| later(w.start, w.length) > now);
-            self.kv.retain(|_, e| e.live(now));
+            self.kv.sweep(now);
             self.quotas
                 .retain(|(_, w), q| q.window_start + w.seconds() * 1000 > wall_ms);
-            for members in self.lists.values_mut() {
-                members.retain(|_, exp| exp.is_none_or(|e| e > now));
-            }
+            self.lists.sweep(wall_ms);
         }
     }
 }
@@ -80,6 +76,11 @@ fn expiry(now: Instant, ttl: Option<Duration>) -> Option<Instant> {
     ttl.map(|d| later(now, d))
 }
 
+/// A TTL as an expiry on the wall clock (ms since the epoch).
+fn wall_expiry(wall_ms: u64, ttl: Option<Duration>) -> Option<u64> {
+    ttl.map(|d| wall_ms.saturating_add(d.as_millis().min(u64::MAX as u128) as u64))
+}
+
 fn wall_ms(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
@@ -90,8 +91,9 @@ type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
 /// Single-process state for one relay.
 pub struct InProcessBackend {
-    tables: Mutex<Tables>,
+    tables: Arc<Mutex<Tables>>,
     clock: Clock,
+    journal: Option<Journal>,
 }
 
 impl Default for InProcessBackend {
@@ -111,12 +113,63 @@ impl InProcessBackend {
         Self::default()
     }
 
-    /// A backend whose calendar quotas read `clock` instead of the system time.
+    /// A backend whose calendar quotas and list TTLs read `clock` instead of the system
+    /// time.
     pub fn with_clock(clock: Clock) -> Self {
         InProcessBackend {
-            tables: Mutex::new(Tables::default()),
+            tables: Arc::default(),
             clock,
+            journal: None,
         }
+    }
+
+    /// A backend whose lists live in the journal under `dir` (`<spool>/state`): loaded now,
+    /// and every change durable before its call returns. Blocking (it replays the journal).
+    pub fn open(dir: &Path, lock: LockMode) -> Result<(Self, LoadReport), JournalError> {
+        Self::open_with_clock(dir, lock, Arc::new(SystemTime::now))
+    }
+
+    pub fn open_with_clock(
+        dir: &Path,
+        lock: LockMode,
+        clock: Clock,
+    ) -> Result<(Self, LoadReport), JournalError> {
+        let (journal, lists, report) = Journal::open(dir, lock, wall_ms(clock()))?;
+        let tables = Tables {
+            lists: ListTable::new(lists),
+            ..Tables::default()
+        };
+        let backend = InProcessBackend {
+            tables: Arc::new(Mutex::new(tables)),
+            clock,
+            journal: Some(journal),
+        };
+        Ok((backend, report))
+    }
+
+    /// Live kv keys and bytes of one namespace (a plugin).
+    pub fn kv_usage(&self, namespace: &str) -> (u64, u64) {
+        self.with(|t, now, _| t.kv.usage(namespace, now))
+    }
+
+    /// Queues a list change in the journal (under the tables lock, so the journal's order
+    /// is memory's) and, when the journal has grown enough, a compaction after it. `None`
+    /// without a journal.
+    fn journal(&self, t: &Tables, change: Change) -> Option<oneshot::Receiver<StateResult<()>>> {
+        let journal = self.journal.as_ref()?;
+        let tables = Arc::downgrade(&self.tables);
+        let record = change.record.clone();
+        let undo = Box::new(move || {
+            if let Some(tables) = tables.upgrade() {
+                let mut t = tables.lock().unwrap_or_else(|p| p.into_inner());
+                t.lists.undo(&change);
+            }
+        });
+        let durable = journal.append(&record, undo);
+        if journal.wants_compaction() {
+            journal.compact(t.lists.lists());
+        }
+        Some(durable)
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Tables, Instant, u64) -> R) -> R {
@@ -197,6 +250,21 @@ fn ready<'a, T: Send + 'a>(v: T) -> BoxFuture<'a, StateResult<T>> {
     Box::pin(std::future::ready(Ok(v)))
 }
 
+/// A list call's answer once its journal record (if any) is durable.
+fn durable<'a, T: Send + 'a>(
+    answer: StateResult<(T, Option<oneshot::Receiver<StateResult<()>>>)>,
+) -> BoxFuture<'a, StateResult<T>> {
+    Box::pin(async move {
+        let (value, pending) = answer?;
+        if let Some(pending) = pending {
+            pending
+                .await
+                .map_err(|_| StateError::Unavailable("list journal writer stopped".into()))??;
+        }
+        Ok(value)
+    })
+}
+
 impl StateBackend for InProcessBackend {
     fn rate_limit<'a>(
         &'a self,
@@ -261,48 +329,42 @@ impl StateBackend for InProcessBackend {
         ready(self.quota(key, window, None))
     }
 
-    fn kv_get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StateResult<Option<Vec<u8>>>> {
-        let v = self.with(|t, now, _| {
-            t.kv.get(key)
-                .filter(|e| e.live(now))
-                .map(|e| e.value.clone())
-        });
-        ready(v)
+    fn kv_get<'a>(
+        &'a self,
+        namespace: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, StateResult<Option<Vec<u8>>>> {
+        ready(self.with(|t, now, _| t.kv.get(namespace, key, now)))
     }
 
     fn kv_set<'a>(
         &'a self,
+        cap: KvCap<'a>,
         key: &'a str,
         value: Vec<u8>,
         ttl: Option<Duration>,
     ) -> BoxFuture<'a, StateResult<()>> {
-        self.with(|t, now, _| {
-            let expires = expiry(now, ttl);
-            t.kv.insert(key.to_string(), Entry { value, expires });
-        });
-        ready(())
+        let set = self.with(|t, now, _| t.kv.set(&cap, key, value, expiry(now, ttl), false, now));
+        Box::pin(std::future::ready(set.map(|_| ())))
     }
 
     fn kv_add<'a>(
         &'a self,
+        cap: KvCap<'a>,
         key: &'a str,
         value: Vec<u8>,
         ttl: Option<Duration>,
     ) -> BoxFuture<'a, StateResult<bool>> {
-        let set = self.with(|t, now, _| {
-            if t.kv.get(key).is_some_and(|e| e.live(now)) {
-                return false;
-            }
-            let expires = expiry(now, ttl);
-            t.kv.insert(key.to_string(), Entry { value, expires });
-            true
-        });
-        ready(set)
+        let set = self.with(|t, now, _| t.kv.set(&cap, key, value, expiry(now, ttl), true, now));
+        Box::pin(std::future::ready(set))
     }
 
-    fn kv_delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StateResult<bool>> {
-        let existed = self.with(|t, now, _| t.kv.remove(key).is_some_and(|e| e.live(now)));
-        ready(existed)
+    fn kv_delete<'a>(
+        &'a self,
+        namespace: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, StateResult<bool>> {
+        ready(self.with(|t, now, _| t.kv.delete(namespace, key, now)))
     }
 
     fn list_contains<'a>(
@@ -310,13 +372,7 @@ impl StateBackend for InProcessBackend {
         list: &'a str,
         member: &'a str,
     ) -> BoxFuture<'a, StateResult<bool>> {
-        let hit = self.with(|t, now, _| {
-            t.lists
-                .get(list)
-                .and_then(|m| m.get(member))
-                .is_some_and(|exp| exp.is_none_or(|e| e > now))
-        });
-        ready(hit)
+        ready(self.with(|t, _, wall| t.lists.contains(list, member, wall)))
     }
 
     fn list_add<'a>(
@@ -324,13 +380,13 @@ impl StateBackend for InProcessBackend {
         list: &'a str,
         member: &'a str,
         ttl: Option<Duration>,
+        max_members: u64,
     ) -> BoxFuture<'a, StateResult<bool>> {
-        let new = self.with(|t, now, _| {
-            let members = t.lists.entry(list.to_string()).or_default();
-            let old = members.insert(member.to_string(), expiry(now, ttl));
-            !old.is_some_and(|exp| exp.is_none_or(|e| e > now))
-        });
-        ready(new)
+        durable(self.with(|t, _, wall| {
+            let expires = wall_expiry(wall, ttl);
+            let (new, change) = t.lists.add(list, member, expires, max_members, wall)?;
+            Ok((new, change.and_then(|c| self.journal(t, c))))
+        }))
     }
 
     fn list_remove<'a>(
@@ -338,29 +394,14 @@ impl StateBackend for InProcessBackend {
         list: &'a str,
         member: &'a str,
     ) -> BoxFuture<'a, StateResult<bool>> {
-        let existed = self.with(|t, now, _| {
-            t.lists
-                .get_mut(list)
-                .and_then(|m| m.remove(member))
-                .is_some_and(|exp| exp.is_none_or(|e| e > now))
-        });
-        ready(existed)
+        durable(self.with(|t, _, wall| {
+            let (existed, change) = t.lists.remove(list, member, wall);
+            Ok((existed, change.and_then(|c| self.journal(t, c))))
+        }))
     }
 
-    fn list_members<'a>(&'a self, list: &'a str) -> BoxFuture<'a, StateResult<Vec<String>>> {
-        let mut members: Vec<String> = self.with(|t, now, _| {
-            t.lists
-                .get(list)
-                .map(|m| {
-                    m.iter()
-                        .filter(|(_, exp)| exp.is_none_or(|e| e > now))
-                        .map(|(k, _)| k.clone())
-                        .collect()
-                })
-                .unwrap_or_default()
-        });
-        members.sort();
-        ready(members)
+    fn list_members<'a>(&'a self, list: &'a str) -> BoxFuture<'a, StateResult<Vec<ListMember>>> {
+        ready(self.with(|t, _, wall| t.lists.members(list, wall)))
     }
 }
 
@@ -372,144 +413,4 @@ pub(crate) fn check_rate(rate: u32, period: Duration, burst: u32) -> StateResult
         ));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicU64, Ordering};
-
-    #[tokio::test(start_paused = true)]
-    async fn gcra_allows_burst_then_paces() {
-        let b = InProcessBackend::new();
-        let minute = Duration::from_secs(60);
-        let d1 = b.rate_limit("k", 2, minute, 2, 1).await.unwrap();
-        let d2 = b.rate_limit("k", 2, minute, 2, 1).await.unwrap();
-        let d3 = b.rate_limit("k", 2, minute, 2, 1).await.unwrap();
-        assert!(d1.allowed && d2.allowed && !d3.allowed);
-        assert_eq!((d1.remaining, d2.remaining), (1, 0));
-        assert_eq!(d3.retry_after, Duration::from_secs(30));
-        assert!(
-            b.rate_limit("other", 2, minute, 2, 1)
-                .await
-                .unwrap()
-                .allowed
-        );
-        tokio::time::advance(Duration::from_secs(30)).await;
-        assert!(b.rate_limit("k", 2, minute, 2, 1).await.unwrap().allowed);
-        assert!(!b.rate_limit("k", 2, minute, 2, 1).await.unwrap().allowed);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn gcra_extreme_arguments_saturate_instead_of_panicking() {
-        let b = InProcessBackend::new();
-        let huge = Duration::from_millis(u64::MAX);
-        let d = b
-            .rate_limit("x", 1, huge, u32::MAX, u32::MAX)
-            .await
-            .unwrap();
-        assert!(d.allowed);
-        let d = b
-            .rate_limit("x", 1, huge, u32::MAX, u32::MAX)
-            .await
-            .unwrap();
-        assert!(!d.allowed);
-        let d = b
-            .rate_limit("y", u32::MAX, Duration::from_nanos(1), 1, u32::MAX)
-            .await;
-        assert!(d.is_ok());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn counter_window_resets_and_saturates() {
-        let b = InProcessBackend::new();
-        let w = Duration::from_secs(10);
-        assert_eq!(b.counter_add("c", 3, w).await, Ok(3));
-        assert_eq!(b.counter_add("c", 2, w).await, Ok(5));
-        assert_eq!(b.counter_get("c").await, Ok(5));
-        tokio::time::advance(Duration::from_secs(10)).await;
-        assert_eq!(b.counter_get("c").await, Ok(0));
-        assert_eq!(b.counter_add("c", 1, w).await, Ok(1));
-        assert_eq!(b.counter_add("c", i64::MAX, w).await, Ok(i64::MAX));
-        assert_eq!(
-            b.counter_add("forever", 1, Duration::from_millis(u64::MAX))
-                .await,
-            Ok(1)
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn kv_ttl_and_add() {
-        let b = InProcessBackend::new();
-        b.kv_set("a", b"1".to_vec(), Some(Duration::from_secs(5)))
-            .await
-            .unwrap();
-        assert_eq!(b.kv_add("a", b"2".to_vec(), None).await, Ok(false));
-        assert_eq!(b.kv_get("a").await.unwrap().as_deref(), Some(&b"1"[..]));
-        tokio::time::advance(Duration::from_secs(5)).await;
-        assert_eq!(b.kv_get("a").await, Ok(None));
-        assert_eq!(b.kv_add("a", b"2".to_vec(), None).await, Ok(true));
-        assert_eq!(b.kv_delete("a").await, Ok(true));
-        assert_eq!(b.kv_delete("a").await, Ok(false));
-    }
-
-    #[tokio::test]
-    async fn quotas_follow_calendar_windows_in_utc() {
-        // 2026-12-01 23:59:30 UTC
-        let now = Arc::new(AtomicU64::new(1_796_169_570_000));
-        let clock = now.clone();
-        let b = InProcessBackend::with_clock(Arc::new(move || {
-            SystemTime::UNIX_EPOCH + Duration::from_millis(clock.load(Ordering::SeqCst))
-        }));
-        let day_end = 1_796_169_600_000;
-        let d = b.quota_add("u", 2, 3, QuotaWindow::Day).await.unwrap();
-        assert_eq!((d.allowed, d.total, d.reset_ms), (true, 2, day_end));
-        let d = b.quota_add("u", 2, 3, QuotaWindow::Day).await.unwrap();
-        assert_eq!(
-            (d.allowed, d.total),
-            (false, 2),
-            "over the limit adds nothing"
-        );
-        let d = b.quota_add("u", 1, 3, QuotaWindow::Day).await.unwrap();
-        assert_eq!((d.allowed, d.total), (true, 3));
-        // Another window size of the same key is independent.
-        let m = b.quota_get("u", QuotaWindow::Minute).await.unwrap();
-        assert_eq!((m.total, m.reset_ms), (0, day_end));
-        // Midnight UTC starts a new day.
-        now.store(day_end + 1, Ordering::SeqCst);
-        let d = b.quota_get("u", QuotaWindow::Day).await.unwrap();
-        assert_eq!((d.total, d.reset_ms), (0, day_end + 86_400_000));
-        let d = b
-            .quota_add("u", u64::MAX, u64::MAX, QuotaWindow::Day)
-            .await
-            .unwrap();
-        assert!(d.allowed);
-        let d = b
-            .quota_add("u", 1, u64::MAX, QuotaWindow::Day)
-            .await
-            .unwrap();
-        assert!(!d.allowed, "a total that would overflow is over any limit");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn lists_with_ttl() {
-        let b = InProcessBackend::new();
-        assert_eq!(b.list_add("suppression", "a@x.test", None).await, Ok(true));
-        assert_eq!(b.list_add("suppression", "a@x.test", None).await, Ok(false));
-        assert_eq!(
-            b.list_add("suppression", "b@x.test", Some(Duration::from_secs(5)))
-                .await,
-            Ok(true)
-        );
-        assert_eq!(b.list_contains("suppression", "b@x.test").await, Ok(true));
-        assert_eq!(b.list_contains("other", "a@x.test").await, Ok(false));
-        tokio::time::advance(Duration::from_secs(5)).await;
-        assert_eq!(b.list_contains("suppression", "b@x.test").await, Ok(false));
-        assert_eq!(
-            b.list_members("suppression").await,
-            Ok(vec!["a@x.test".to_string()])
-        );
-        assert_eq!(b.list_remove("suppression", "a@x.test").await, Ok(true));
-        assert_eq!(b.list_remove("suppression", "a@x.test").await, Ok(false));
-    }
 }

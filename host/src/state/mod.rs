@@ -2,18 +2,57 @@
 //! quotas, kv with TTL and named lists.
 //!
 //! Layout: [`StateBackend`] is the seam every backend implements (one call = one atomic
-//! operation, no check-then-set across calls); [`memory`] is the in-process default. Keys
-//! arrive already namespaced per plugin; list names are global and checked against the
-//! config's declarations before they get here. Every call can fail ([`StateError`]): a
-//! backend that cannot answer says so, it never guesses.
+//! operation, no check-then-set across calls); [`memory`] is the in-process default, with
+//! [`kv`] (namespaced key-value with caps) and [`lists`] (named sets) as its tables and
+//! [`journal`] making its lists durable. [`admin`] is what operators do to lists
+//! (`wasmrelay list`), for the control socket and for a stopped relay alike.
+//!
+//! Keys of rates, counters and quotas arrive already namespaced per plugin; kv calls carry
+//! the namespace (the plugin's name) separately, with the plugin's caps ([`KvCap`]), so the
+//! backend can account per plugin. List names are global and checked against the config's
+//! declarations before they get here. Every call can fail ([`StateError`]): a backend that
+//! cannot answer says so, it never guesses.
+//!
+//! # Durability of the in-process backend
+//! Lists survive a restart: every add and remove is appended to a journal under the spool
+//! (`<spool>/state/lists.journal`) and fdatasynced before the call returns (see
+//! [`journal`]). Rates, counters, quotas and kv live in memory only and start empty after a
+//! restart, which is what their uses (rate windows, greylisting, dedup) tolerate.
+//!
+//! # Caps in a shared backend (Redis)
+//! Caps are checked in the same atomic step as the write, so concurrent sessions (and
+//! relays) cannot overshoot them. A Redis backend does `kv-set`/`kv-add` as one Lua script
+//! over three keys per namespace: the value key `kv:{ns}:{key}`, a hash `kvuse:{ns}` with
+//! the fields `keys` and `bytes`, and a sorted set `kvexp:{ns}` of keys scored by expiry.
+//! The script first drops members of `kvexp:{ns}` scored at or before now (subtracting
+//! their sizes, kept in a hash `kvsize:{ns}`, from `kvuse:{ns}`), then computes the usage
+//! the write would leave, refuses with `denied` when it passes a cap and grows, and
+//! otherwise writes the value (`SET ... PX ttl`) and adjusts the three structures. The
+//! `{ns}` hash tag keeps them on one cluster slot. Lists work the same way: a set per list
+//! plus a sorted set of members with a TTL, purged by the script that checks `max_members`.
 
+pub mod admin;
+pub mod journal;
+pub mod kv;
+pub mod lists;
 pub mod memory;
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use memory::InProcessBackend;
+
+/// Longest list member, in bytes (plugins and operators alike).
+pub const MAX_LIST_MEMBER: usize = 1024;
+
+/// Where the in-process backend keeps its list journal: `<spool>/state`. Inside the spool,
+/// so the spool's owner is the journal's owner and one directory holds all durable state.
+pub fn state_dir(spool_dir: &std::path::Path) -> std::path::PathBuf {
+    spool_dir.join("state")
+}
 
 /// A boxed future, so backends can be trait objects and still do network I/O.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -89,6 +128,23 @@ pub struct QuotaDecision {
     pub reset_ms: u64,
 }
 
+/// The caps of one kv namespace (a plugin: `[[plugins]] limits.kv_keys` and `kv_bytes`).
+/// A key's size is the length of its key plus its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvCap<'a> {
+    pub namespace: &'a str,
+    pub max_keys: u64,
+    pub max_bytes: u64,
+}
+
+/// One live member of a list, as operators see it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ListMember {
+    pub member: String,
+    /// When it expires, ms since the epoch; none for a member kept until removed.
+    pub expires_ms: Option<u64>,
+}
+
 /// Shared state for plugins. Every call is one atomic operation on the backend.
 pub trait StateBackend: Send + Sync + 'static {
     /// GCRA: `rate` per `period`, bursts of `burst`, charging `cost` only when allowed.
@@ -124,38 +180,54 @@ pub trait StateBackend: Send + Sync + 'static {
         key: &'a str,
         window: QuotaWindow,
     ) -> BoxFuture<'a, StateResult<QuotaDecision>>;
-    fn kv_get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StateResult<Option<Vec<u8>>>>;
+    fn kv_get<'a>(
+        &'a self,
+        namespace: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, StateResult<Option<Vec<u8>>>>;
+    /// Sets `key` in `cap.namespace`, refused with [`StateError::Denied`] when the
+    /// namespace's live keys or bytes would pass a cap and grow (a write that shrinks usage
+    /// is always allowed, so a plugin over a lowered cap can still clean up).
     fn kv_set<'a>(
         &'a self,
+        cap: KvCap<'a>,
         key: &'a str,
         value: Vec<u8>,
         ttl: Option<Duration>,
     ) -> BoxFuture<'a, StateResult<()>>;
-    /// Sets only if absent or expired; returns whether it set.
+    /// Sets only if absent or expired; returns whether it set. Caps as for `kv_set`.
     fn kv_add<'a>(
         &'a self,
+        cap: KvCap<'a>,
         key: &'a str,
         value: Vec<u8>,
         ttl: Option<Duration>,
     ) -> BoxFuture<'a, StateResult<bool>>;
-    fn kv_delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StateResult<bool>>;
+    fn kv_delete<'a>(
+        &'a self,
+        namespace: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, StateResult<bool>>;
     fn list_contains<'a>(
         &'a self,
         list: &'a str,
         member: &'a str,
     ) -> BoxFuture<'a, StateResult<bool>>;
-    /// Adds or refreshes a member; returns whether it was new.
+    /// Adds or refreshes a member; returns whether it was new. A new member that would make
+    /// the list hold more than `max_members` live members is refused with
+    /// [`StateError::Denied`]. Durable when the call returns (for backends that persist).
     fn list_add<'a>(
         &'a self,
         list: &'a str,
         member: &'a str,
         ttl: Option<Duration>,
+        max_members: u64,
     ) -> BoxFuture<'a, StateResult<bool>>;
     fn list_remove<'a>(
         &'a self,
         list: &'a str,
         member: &'a str,
     ) -> BoxFuture<'a, StateResult<bool>>;
-    /// Every live member of a list, for operators (`wasmrelay list show`).
-    fn list_members<'a>(&'a self, list: &'a str) -> BoxFuture<'a, StateResult<Vec<String>>>;
+    /// Every live member of a list, sorted, for operators (`wasmrelay list show`).
+    fn list_members<'a>(&'a self, list: &'a str) -> BoxFuture<'a, StateResult<Vec<ListMember>>>;
 }
