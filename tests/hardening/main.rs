@@ -90,7 +90,12 @@ impl Downstream {
             .unwrap()
             .filter_map(|e| e.ok())
             .map(|e| e.path())
+            // `downstream.py` writes `.<n>.json` and renames it: skip the half-written one.
             .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .filter(|p| {
+                !p.file_name()
+                    .is_some_and(|n| n.as_encoded_bytes().starts_with(b"."))
+            })
             .collect();
         names.sort();
         names
