@@ -226,18 +226,24 @@ async fn pending_mail_resumes_after_restart() {
 }
 
 /// A route hook (what the plugin chain plugs in) overrides config routes per domain.
+#[derive(Clone)]
 struct HookRoutes {
     port: u16,
 }
 
 impl wasmrelay::delivery::Router for HookRoutes {
+    fn batch(&self) -> Option<Box<dyn wasmrelay::delivery::DeliveryHooks>> {
+        Some(Box::new(self.clone()))
+    }
+}
+
+impl wasmrelay::delivery::DeliveryHooks for HookRoutes {
     fn route<'a>(
-        &'a self,
-        _envelope: &'a wasmrelay::spool::Envelope,
-        domain: &'a str,
+        &'a mut self,
+        request: wasmrelay::delivery::RouteRequest<'a>,
     ) -> wasmrelay::delivery::route::BoxFuture<'a, Option<wasmrelay::delivery::Route>> {
         Box::pin(async move {
-            match domain {
+            match request.domain {
                 "hooked.test" => Some(wasmrelay::delivery::Route::SmartHosts(vec![
                     wasmrelay::config::delivery::SmartHostConfig {
                         host: "127.0.0.1".into(),
@@ -246,7 +252,7 @@ impl wasmrelay::delivery::Router for HookRoutes {
                         ..Default::default()
                     },
                 ])),
-                "dropped.test" => Some(wasmrelay::delivery::Route::Drop),
+                "dropped.test" => Some(wasmrelay::delivery::Route::Drop("unwanted".into())),
                 _ => None,
             }
         })

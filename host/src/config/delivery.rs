@@ -360,9 +360,15 @@ impl DeliveryConfig {
     /// `check-config` and the start-up log.
     pub fn warnings(&self, key: &str) -> Vec<ConfigError> {
         let mut out = Vec::new();
-        for (i, route) in self.routes.iter().enumerate() {
-            for (j, h) in route.hosts.iter().enumerate() {
-                let hk = format!("{key}.routes[{i}].hosts[{j}]");
+        // Route hosts and pool hosts alike: a pool's credentials go out the same way.
+        let routes = self.routes.iter().enumerate();
+        let pools = self.pools.iter().enumerate();
+        let lists = routes
+            .map(|(i, r)| (format!("{key}.routes[{i}]"), &r.hosts))
+            .chain(pools.map(|(i, p)| (format!("{key}.pools[{i}]"), &p.hosts)));
+        for (lk, hosts) in lists {
+            for (j, h) in hosts.iter().enumerate() {
+                let hk = format!("{lk}.hosts[{j}]");
                 let Some(auth) = &h.auth else { continue };
                 if auth.allow_plaintext {
                     out.push(ConfigError::new(

@@ -152,15 +152,10 @@ pub fn build(
             let host = remote.split('[').next().unwrap_or(remote);
             let _ = write!(m, "Remote-MTA: dns; {host}\r\n");
         }
-        let kind = if r.failure.smtp_reply {
-            "smtp"
-        } else {
-            "X-wasmrelay"
-        };
         let _ = write!(
             m,
-            "Diagnostic-Code: {kind}; {}\r\nLast-Attempt-Date: {}\r\n",
-            one_line(&r.failure.diagnostic),
+            "Diagnostic-Code: {}\r\nLast-Attempt-Date: {}\r\n",
+            one_line(&r.failure.diagnostic_code()),
             rfc5322_date(r.last_attempt)
         );
         if action == Action::Delayed {
@@ -250,31 +245,19 @@ pub fn rfc5322_date(unix: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use wasmrelay_codec::reply::Enhanced;
+    use wasmrelay_codec::reply::{Enhanced, Reply};
 
     use super::*;
     use crate::spool::MessageId;
 
     fn envelope(from: Option<&str>, ret_headers_only: bool) -> Envelope {
         Envelope {
-            id: MessageId("m1".into()),
             received_at: 1_795_000_000,
             mail_from: from.map(String::from),
-            recipients: vec![Recipient::pending("bob@x.test".into())],
-            client: ClientInfo {
-                ip: "127.0.0.1".parse().unwrap(),
-                helo: "c".into(),
-                auth_user: None,
-                tls: false,
-                origin: Default::default(),
-            },
-            eight_bit: false,
-            smtputf8: false,
             ret_headers_only,
             envid: Some("E1".into()),
             size: 10,
-            listener: String::new(),
-            annotations: Vec::new(),
+            ..crate::delivery::test_envelope(&["bob@x.test"])
         }
     }
 
@@ -282,12 +265,10 @@ mod tests {
         DsnRecipient {
             address: "bob@x.test".into(),
             orcpt: Some("rfc822;bob@x.test".into()),
-            failure: Failure {
-                status: Enhanced(5, 1, 1),
-                remote: Some("mx.x.test[127.0.0.1]:25".into()),
-                diagnostic: "550 5.1.1 no such user".into(),
-                smtp_reply: true,
-            },
+            failure: Failure::remote_reply(
+                "mx.x.test[127.0.0.1]:25",
+                &Reply::new(550, Enhanced(5, 1, 1), "no such user"),
+            ),
             last_attempt: 1_795_000_100,
         }
     }

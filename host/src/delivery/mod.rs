@@ -1,13 +1,17 @@
 //! Delivery: takes spooled messages to their destinations, or bounces them.
 //!
 //! Layout:
-//! - [`route`]: recipient domain → [`Route`] (the [`Router`] seam for the plugin chain, then
-//!   config routes, then MX).
+//! - [`route`]: recipient domain → [`Route`]; the [`Router`] seam the plugin chain's
+//!   delivery-stage hooks plug into (one [`DeliveryHooks`] batch per attempt), then config
+//!   routes, then MX.
 //! - [`resolve`]: MX and address lookups with hickory (null MX, implicit MX, NXDOMAIN).
 //! - [`client`]: the SMTP client (EHLO, STARTTLS, AUTH, PIPELINING, per-recipient replies);
 //!   its byte-level pieces (reply parsing, dot-stuffing, CRLF, xtext) are `wasmrelay_codec`.
-//! - [`runner`]: the queue runner (scheduling, per-destination concurrency, connection reuse),
-//!   with [`retry`] for the backoff schedule.
+//! - [`runner`]: the queue runner (scheduling, concurrency), with [`retry`] for the backoff
+//!   schedule. Each due message gets one attempt (`attempt`) in steps: route (`plan`),
+//!   render per-recipient copies (`copies`), send per destination (`send`, over pooled
+//!   connections from `connections`), record (`record`).
+//! - [`outcome`]: what an attempt did per recipient, with typed replies.
 //! - [`dsn`]: RFC 3464 bounce and delay notices.
 //! - [`dkim`]: DKIM signing per sending domain, and key generation.
 //! - [`identity`]: our own names and addresses, so that we never deliver to ourselves.
@@ -19,82 +23,30 @@
 
 mod attempt;
 pub mod client;
+mod connections;
+mod copies;
 pub mod dkim;
 pub mod dsn;
 pub mod identity;
+pub mod outcome;
+mod plan;
+mod record;
 pub mod resolve;
 pub mod retry;
 pub mod route;
 pub mod runner;
+mod send;
 mod tls;
 
+use attempt::next_due_ms;
 pub use dkim::{keygen, DkimSigners};
 pub use identity::LocalIdentity;
+pub use outcome::{Failure, Outcome, Reason};
 pub use resolve::MxResolver;
-pub use route::{DeliveryResult, Route, Router};
+pub use route::{
+    CopyRequest, DeliveryHooks, DeliveryResult, Rendered, Route, RouteRequest, Router,
+};
 pub use runner::{DeliveryError, QueueHandle, QueueRunner, WakingStore};
-
-use wasmrelay_codec::reply::Enhanced;
-
-/// How one recipient's delivery attempt ended, with what a DSN or `queue show` needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Accepted by the next hop.
-    Delivered { remote: String, reply: String },
-    /// Try again later.
-    Transient(Failure),
-    /// Give up and bounce.
-    Permanent(Failure),
-}
-
-/// A failed attempt: the status code for the DSN and the reason in words.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    /// RFC 3463 status (`5.1.1`, `4.4.1` ...).
-    pub status: Enhanced,
-    /// The remote host that answered, if any got that far.
-    pub remote: Option<String>,
-    /// The SMTP reply (`smtp; 550 5.1.1 no such user`) or our own explanation.
-    pub diagnostic: String,
-    /// Whether `diagnostic` is a remote SMTP reply (`smtp;` diagnostic type in the DSN).
-    pub smtp_reply: bool,
-}
-
-impl Failure {
-    /// A failure we diagnosed ourselves (DNS, TLS policy, timeouts ...).
-    pub fn local(status: Enhanced, diagnostic: impl Into<String>) -> Self {
-        Failure {
-            status,
-            remote: None,
-            diagnostic: diagnostic.into(),
-            smtp_reply: false,
-        }
-    }
-
-    /// Whether it is a permanent failure, going by its status class.
-    pub fn is_permanent(&self) -> bool {
-        self.status.0 == 5
-    }
-
-    /// The line kept as the recipient's `last_reply`.
-    pub fn summary(&self) -> String {
-        match &self.remote {
-            Some(r) => format!("{r}: {}", self.diagnostic),
-            None => self.diagnostic.clone(),
-        }
-    }
-}
-
-impl Outcome {
-    /// Classifies a failure by its status class.
-    pub fn failed(f: Failure) -> Outcome {
-        if f.is_permanent() {
-            Outcome::Permanent(f)
-        } else {
-            Outcome::Transient(f)
-        }
-    }
-}
 
 /// The domain part of an address (after the last `@`), lower-cased.
 pub fn domain_of(address: &str) -> String {
@@ -104,4 +56,34 @@ pub fn domain_of(address: &str) -> String {
         .unwrap_or("")
         .trim_end_matches('.')
         .to_ascii_lowercase()
+}
+
+/// A spooled envelope for unit tests: message `m1` from `s@origin.test`, received at 1 s,
+/// from 127.0.0.1, with pending `recipients`.
+#[cfg(test)]
+pub(crate) fn test_envelope(recipients: &[&str]) -> crate::spool::Envelope {
+    use crate::spool::{ClientInfo, Envelope, MessageId, Recipient};
+    Envelope {
+        id: MessageId("m1".into()),
+        received_at: 1,
+        mail_from: Some("s@origin.test".into()),
+        recipients: recipients
+            .iter()
+            .map(|a| Recipient::pending(a.to_string()))
+            .collect(),
+        client: ClientInfo {
+            ip: "127.0.0.1".parse().unwrap(),
+            helo: "c".into(),
+            auth_user: None,
+            tls: false,
+            origin: Default::default(),
+        },
+        eight_bit: false,
+        smtputf8: false,
+        ret_headers_only: false,
+        envid: None,
+        size: 1,
+        listener: String::new(),
+        annotations: Vec::new(),
+    }
 }

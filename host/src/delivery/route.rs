@@ -1,31 +1,38 @@
-//! Routing: which next hops a recipient domain goes to.
+//! Routing: which next hops a recipient domain goes to, and the seam the plugin chain's
+//! delivery-stage hooks plug into.
 //!
-//! Order: the optional [`Router`] (the plugin chain's route hook), then `[[delivery.routes]]`
-//! (first match; exact domains and `*.` wildcards), then MX lookup.
+//! Order: the optional [`Router`]'s batch (the plugin chain's `route` hook), then
+//! `[[delivery.routes]]` (first match; exact domains and `*.` wildcards), then MX.
 
 use std::future::Future;
+use std::hash::{Hash, Hasher};
 use std::pin::Pin;
 
-use wasmrelay_codec::reply::Enhanced;
+use wasmrelay_codec::reply::Reply;
 
+use super::{Failure, Outcome};
 use crate::config::delivery::{DeliveryConfig, SmartHostConfig, TlsPolicy};
-use crate::spool::Envelope;
+use crate::spool::{Envelope, Recipient};
 
 /// Where mail for one destination domain goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
+    /// The named `[[delivery.pools]]` entry: its hosts in order, its TLS policy and
+    /// credentials, its own connection cap.
+    Pool(String),
     /// These smart hosts, tried in order.
     SmartHosts(Vec<SmartHostConfig>),
     /// The domain's MX hosts, with this STARTTLS policy.
     Mx { tls: TlsPolicy },
-    /// Keep the mail queued without an attempt; retried on the normal schedule.
-    Hold,
-    /// Discard for this recipient (counted as delivered, no DSN).
-    Drop,
-    /// Do not try now: a temporary failure with this status and text, retried on schedule.
-    Defer(Enhanced, String),
-    /// Fail permanently with this status and text: a DSN goes to the sender.
-    Bounce(Enhanced, String),
+    /// Keep the recipients queued without an attempt until `queue flush` releases them (or
+    /// they expire); the reason is kept as their `last_reply`.
+    Hold(String),
+    /// Discard the recipients (no delivery, no DSN); the reason is logged.
+    Drop(String),
+    /// Do not try now: a temporary failure with this 4xx, retried on schedule.
+    Defer(Reply),
+    /// Fail permanently with this 5xx: a DSN goes to the sender.
+    Bounce(Reply),
 }
 
 impl PartialEq for SmartHostConfig {
@@ -40,34 +47,108 @@ impl PartialEq for SmartHostConfig {
 }
 impl Eq for SmartHostConfig {}
 
-/// A boxed future, so [`Router`] stays object safe.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// The route-hook seam: asked first for every destination domain of a message. `None` means
-/// "no opinion": config routes and MX apply.
-pub trait Router: Send + Sync {
-    fn route<'a>(&'a self, envelope: &'a Envelope, domain: &'a str)
-        -> BoxFuture<'a, Option<Route>>;
-
-    /// Told what one attempt did for one recipient (after the envelope was updated).
-    fn delivery_result<'a>(&'a self, result: DeliveryResult<'a>) -> BoxFuture<'a, ()> {
-        let _ = result;
-        Box::pin(async {})
-    }
-
-    /// Whether [`Router::delivery_result`] wants to hear about attempts at all.
-    fn wants_results(&self) -> bool {
-        false
+/// Consistent with `eq`: what a connection to the host is opened with.
+impl Hash for SmartHostConfig {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.host.hash(state);
+        self.port.hash(state);
+        (self.tls as u8).hash(state);
+        self.tls_verify.hash(state);
+        self.auth
+            .as_ref()
+            .map(|a| (&a.user, &a.password))
+            .hash(state);
     }
 }
 
-/// One recipient's outcome of one attempt, for [`Router::delivery_result`].
+/// A boxed future, so the hook traits stay object safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The delivery-stage hooks in front of the config routes (the relay plugs the plugin chain
+/// in here with [`super::QueueRunner::with_router`]).
+pub trait Router: Send + Sync {
+    /// The hooks for one delivery batch: one attempt of one message. Every `route`,
+    /// `recipient-copy` and `delivery-result` call of the batch goes to the value returned,
+    /// so a plugin chain answers them all with one instance set. `None`: nothing to ask.
+    fn batch(&self) -> Option<Box<dyn DeliveryHooks>>;
+}
+
+/// One delivery batch's hooks; see [`Router::batch`]. Calls come one at a time.
+pub trait DeliveryHooks: Send {
+    /// Where one domain's pending recipients go; `None` means "no opinion": config routes
+    /// and MX apply.
+    fn route<'a>(&'a mut self, request: RouteRequest<'a>) -> BoxFuture<'a, Option<Route>>;
+
+    /// Whether [`DeliveryHooks::recipient_copy`] is to be asked. When not, delivery neither
+    /// parses nor copies the message per recipient.
+    fn renders_copies(&self) -> bool {
+        false
+    }
+
+    /// Renders one recipient's outgoing copy of the spooled message.
+    fn recipient_copy<'a>(&'a mut self, request: CopyRequest<'a>) -> BoxFuture<'a, Rendered> {
+        let _ = request;
+        Box::pin(async { Rendered::Unchanged })
+    }
+
+    /// Whether [`DeliveryHooks::delivery_result`] wants to hear about attempts at all.
+    fn wants_results(&self) -> bool {
+        false
+    }
+
+    /// Told what the attempt did for some recipients of one domain, once the new state is
+    /// durable.
+    fn delivery_result<'a>(&'a mut self, result: DeliveryResult<'a>) -> BoxFuture<'a, ()> {
+        let _ = result;
+        Box::pin(async {})
+    }
+}
+
+/// The `route` question for one destination domain.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteRequest<'a> {
+    pub envelope: &'a Envelope,
+    /// Lower case.
+    pub domain: &'a str,
+    /// The domain's recipients due in this attempt: pending, neither delivered, bounced nor
+    /// waiting for a later retry.
+    pub recipients: &'a [String],
+    /// The attempt at hand for these recipients: the highest of theirs (a recipient's is one
+    /// more than the attempts it already had), so 1 only when none was tried before.
+    pub attempt: u32,
+}
+
+/// The `recipient-copy` request for one recipient.
+#[derive(Debug, Clone, Copy)]
+pub struct CopyRequest<'a> {
+    pub envelope: &'a Envelope,
+    pub recipient: &'a Recipient,
+    /// This recipient's attempt: one more than the attempts it already had.
+    pub attempt: u32,
+    /// The message as spooled (before DKIM signing, which applies to the rendered copy).
+    pub message: &'a [u8],
+}
+
+/// One recipient's copy, as rendered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rendered {
+    /// Byte for byte the spooled message: it shares a transaction with the others.
+    Unchanged,
+    /// This recipient's own copy: it goes out in a transaction of its own.
+    Edited(Vec<u8>),
+    /// Not sent: a plugin's 4xx defers the recipient, a 5xx bounces it.
+    Refused(Failure),
+}
+
+/// What one attempt did for some recipients of one domain, for
+/// [`DeliveryHooks::delivery_result`].
 #[derive(Debug, Clone, Copy)]
 pub struct DeliveryResult<'a> {
     pub envelope: &'a Envelope,
-    pub recipient: &'a str,
-    pub outcome: &'a super::Outcome,
-    /// 1 for the first attempt.
+    pub domain: &'a str,
+    pub recipients: &'a [String],
+    pub outcome: &'a Outcome,
+    /// The attempt this was for these recipients (1 for the first).
     pub attempt: u32,
 }
 

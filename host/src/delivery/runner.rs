@@ -17,9 +17,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::attempt::{self, Idle};
+use super::attempt;
+use super::connections::{self, Idle};
 use super::dkim::{DkimError, DkimSigners};
 use super::identity::LocalIdentity;
+use super::plan::Target;
+use super::record;
 use super::resolve::MxResolver;
 use super::route::Router;
 use crate::config::delivery::DeliveryConfig;
@@ -98,8 +101,9 @@ pub(crate) struct Shared {
     pub handle: QueueHandle,
     /// Delivered, deferred and bounced recipients, and queued DSNs, go to the event log.
     pub events: Events,
-    /// Per-destination connection limits, by destination key.
-    pub destinations: std::sync::Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Connection limits by destination (a pool, a host list with its TLS policy and
+    /// credentials, or a domain's MX hosts).
+    pub destinations: std::sync::Mutex<HashMap<Target, Arc<Semaphore>>>,
     /// Idle connections by next-hop key.
     pub pool: Mutex<HashMap<String, Vec<Idle>>>,
     /// Delivery states the spool refused to record (disk full), newest per message; the
@@ -118,11 +122,16 @@ impl Shared {
         map.remove(id)
     }
 
-    pub fn destination(&self, key: &str) -> Arc<Semaphore> {
-        let mut map = self.destinations.lock().unwrap();
-        map.entry(key.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.config.per_destination)))
-            .clone()
+    /// The connection limit of `target`: `max_connections` for a pool, else
+    /// `per_destination`.
+    pub fn destination(&self, target: &Target) -> Arc<Semaphore> {
+        let mut map = self.destinations.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(limit) = map.get(target) {
+            return limit.clone();
+        }
+        let limit = Arc::new(Semaphore::new(target.limit(&self.config)));
+        map.insert(target.clone(), limit.clone());
+        limit
     }
 }
 
@@ -161,7 +170,8 @@ impl QueueRunner {
         })
     }
 
-    /// Puts a route hook (the plugin chain) in front of the config routes.
+    /// Puts delivery-stage hooks (the plugin chain) in front of the config routes: each
+    /// attempt asks `router` for one batch and sends it every call.
     pub fn with_router(mut self, router: Arc<dyn Router>) -> QueueRunner {
         Arc::get_mut(&mut self.shared)
             .expect("with_router is called before run")
@@ -271,7 +281,7 @@ impl QueueRunner {
                         Err(e) => tracing::error!(error = %e, "delivery task failed"),
                     }
                 }
-                _ = reaper.tick() => attempt::reap_idle(&shared).await,
+                _ = reaper.tick() => connections::reap_idle(&shared).await,
                 _ = rescan.tick() => {
                     for env in shared.spool.list().await {
                         if !in_flight.contains(&env.id) && !timetable.knows(&env.id) {
@@ -293,7 +303,7 @@ impl QueueRunner {
                             let _permit = workers.acquire_owned().await;
                             let span = tracing::info_span!("delivery", id = %id);
                             let next = if bounce {
-                                attempt::bounce_all(&shared, &id).instrument(span).await
+                                record::bounce_all(&shared, &id).instrument(span).await
                             } else {
                                 attempt::process(&shared, &id, force).instrument(span).await
                             };
@@ -314,7 +324,7 @@ impl QueueRunner {
         {
             tasks.abort_all();
         }
-        attempt::close_all(&shared).await;
+        connections::close_all(&shared).await;
         tracing::info!("delivery stopped");
     }
 }

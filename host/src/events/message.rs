@@ -158,7 +158,7 @@ fn failure_event(name: &'static str, id: &MessageId, rcpt: &Recipient, f: &Failu
         .queue_id(id)
         .recipient(rcpt.address.as_str())
         .field("status", f.status.to_string())
-        .field("reply", f.diagnostic.as_str())
+        .field("reply", f.summary())
         .field_opt("remote", f.remote.as_deref().map(Value::from))
 }
 
@@ -287,12 +287,10 @@ mod tests {
         let mut r = env.recipients[0].clone();
         r.attempts = 1;
         r.next_attempt = 1_795_338_900;
-        let f = Failure {
-            status: Enhanced(4, 3, 0),
-            remote: Some("sink.test".into()),
-            diagnostic: "451 4.3.0 try again later".into(),
-            smtp_reply: true,
-        };
+        let f = Failure::remote_reply(
+            "sink.test",
+            &wasmrelay_codec::reply::Reply::new(451, Enhanced(4, 3, 0), "try again later"),
+        );
         let gone = Failure::local(Enhanced(5, 0, 0), "bounced by the relay operator");
         let got = lines(|e| {
             e.deferred(&env.id, &r, &f);
@@ -305,7 +303,7 @@ mod tests {
             without_time(&got[0]),
             serde_json::json!({"event": "deferred", "queue_id": "q1",
                 "recipient": "x@example.com", "status": "4.3.0",
-                "reply": "451 4.3.0 try again later", "remote": "sink.test", "attempts": 1,
+                "reply": f.summary(), "remote": "sink.test", "attempts": 1,
                 "retry_at": "2026-11-22T09:15:00.000Z"})
         );
         assert_eq!(

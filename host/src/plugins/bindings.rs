@@ -127,7 +127,7 @@ pub(crate) fn route(
     Ok(match r {
         wit::RouteDecision::Continue => host::RouteDecision::Continue,
         wit::RouteDecision::Pool(name) => {
-            if name.len() > MAX_POOL_NAME || !pools.iter().any(|p| *p == name) {
+            if name.len() > MAX_POOL_NAME || !pools.contains(&name) {
                 let shown: String = name.chars().take(MAX_POOL_NAME).collect();
                 return Err(format!("route names unknown pool {shown:?}"));
             }

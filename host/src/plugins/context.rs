@@ -48,9 +48,7 @@ impl ContextData {
             return Err("no transaction: annotations belong to a message".into());
         }
         if !crate::config::valid_name(name) {
-            return Err(format!(
-                "annotation names are 1..=64 bytes of a-z 0-9 - _ ."
-            ));
+            return Err("annotation names are 1..=64 bytes of a-z 0-9 - _ .".into());
         }
         if value.len() > MAX_ANNOTATION_VALUE {
             return Err(format!(

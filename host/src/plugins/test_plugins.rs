@@ -57,6 +57,7 @@ const PLUGINS: &[&str] = &[
     "quota",
     "auth_echo",
     "mime_rewrite",
+    "tracker_lite",
 ];
 
 /// Newest modification time of the files under `dir` (recursively, skipping `target`).

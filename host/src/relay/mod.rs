@@ -186,12 +186,6 @@ impl Relay {
         let plugins: SharedPlugins = Arc::new(RwLock::new(chain.clone()));
         let router = PluginRouter {
             plugins: plugins.clone(),
-            pools: config
-                .delivery
-                .pools
-                .iter()
-                .map(|p| (p.name.clone(), p.hosts.clone()))
-                .collect(),
             events: events.clone(),
         };
         let runner = QueueRunner::new(&config.delivery, spool.clone(), resolver)?

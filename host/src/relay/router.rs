@@ -1,108 +1,131 @@
-//! The plugin chain as delivery's [`Router`]: the `route` and `delivery-result` hooks, asked
-//! with their own instances for each delivery batch.
+//! The plugin chain as delivery's [`Router`]: each delivery batch (one attempt of one
+//! message) gets one [`DeliveryPlugins`] instance set, which answers every `route`,
+//! `recipient-copy` and `delivery-result` call of that batch.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use wasmrelay_codec::reply::{Enhanced, Reply};
-
-use crate::config::delivery::{SmartHostConfig, TlsPolicy as ConfigTls};
+use crate::config::delivery::TlsPolicy as ConfigTls;
 use crate::delivery::route::BoxFuture;
-use crate::delivery::{domain_of, DeliveryResult, Outcome, Route, Router};
+use crate::delivery::{
+    CopyRequest, DeliveryHooks, DeliveryResult, Failure, Outcome, Rendered, Route, RouteRequest,
+    Router,
+};
 use crate::events::Events;
 use crate::plugins::{
-    DeliveryReport, DeliveryStatus, EnvelopeInfo, Hook, PluginHost, RouteDecision, TlsPolicy,
+    DeliveryPlugins, DeliveryReport, DeliveryStatus, EnvelopeInfo, Hook, Notify, PluginHost,
+    RecipientInfo, RouteDecision, TlsPolicy, Verdict,
 };
-use crate::spool::Envelope;
+use crate::spool::{Envelope, Recipient};
 
 /// The current plugin chain; a reload replaces it, and the next delivery batch uses the new one.
 pub type SharedPlugins = Arc<RwLock<Option<Arc<PluginHost>>>>;
 
 pub struct PluginRouter {
     pub plugins: SharedPlugins,
-    /// `[[delivery.pools]]` by name (like all of `[delivery]`, fixed until a restart).
-    pub pools: HashMap<String, Vec<SmartHostConfig>>,
     /// Held and dropped recipients, with the plugin's reason.
     pub events: Events,
 }
 
-impl PluginRouter {
-    fn current(&self) -> Option<Arc<PluginHost>> {
-        self.plugins
+impl Router for PluginRouter {
+    fn batch(&self) -> Option<Box<dyn DeliveryHooks>> {
+        let host = self
+            .plugins
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .clone()?;
+        let batch = PluginBatch {
+            route: host.handles(Hook::Route),
+            copies: host.handles(Hook::RecipientCopy),
+            results: host.handles(Hook::DeliveryResult),
+            plugins: host.delivery(),
+            events: self.events.clone(),
+        };
+        (batch.route || batch.copies || batch.results).then(|| Box::new(batch) as _)
     }
 }
 
-impl Router for PluginRouter {
-    fn route<'a>(
-        &'a self,
-        envelope: &'a Envelope,
-        domain: &'a str,
-    ) -> BoxFuture<'a, Option<Route>> {
+/// One batch's instance set; plugins are instantiated the first time one of their hooks
+/// runs in the batch.
+struct PluginBatch {
+    plugins: DeliveryPlugins,
+    events: Events,
+    route: bool,
+    copies: bool,
+    results: bool,
+}
+
+impl DeliveryHooks for PluginBatch {
+    fn route<'a>(&'a mut self, request: RouteRequest<'a>) -> BoxFuture<'a, Option<Route>> {
         Box::pin(async move {
-            let host = self.current().filter(|h| h.handles(Hook::Route))?;
-            let recipients: Vec<String> = envelope
-                .recipients
-                .iter()
-                .filter(|r| domain_of(&r.address) == domain)
-                .map(|r| r.address.clone())
-                .collect();
-            let attempt = envelope
-                .recipients
-                .iter()
-                .map(|r| r.attempts)
-                .max()
-                .unwrap_or(0)
-                + 1;
-            let env = Arc::new(envelope_info(envelope, attempt));
-            let mut plugins = host.delivery();
-            let decision = plugins.route(&env, domain, &recipients).await;
-            let by = plugins.decided_by();
+            if !self.route {
+                return None;
+            }
+            let env = Arc::new(envelope_info(request.envelope, request.attempt));
+            let decision = self
+                .plugins
+                .route(&env, request.domain, request.recipients)
+                .await;
+            let by = self.plugins.decided_by();
+            let id = &request.envelope.id;
             self.events
-                .routed(&envelope.id, domain, &recipients, &decision, by);
-            to_route(decision, &self.pools)
+                .routed(id, request.domain, request.recipients, &decision, by);
+            to_route(decision)
+        })
+    }
+
+    fn renders_copies(&self) -> bool {
+        self.copies
+    }
+
+    fn recipient_copy<'a>(&'a mut self, request: CopyRequest<'a>) -> BoxFuture<'a, Rendered> {
+        Box::pin(async move {
+            let env = Arc::new(envelope_info(request.envelope, request.attempt));
+            let mut copy = request.message.to_vec();
+            let rcpt = recipient_info(request.recipient);
+            let (verdict, edited) = self.plugins.recipient_copy(&env, rcpt, &mut copy).await;
+            match verdict {
+                Verdict::Continue | Verdict::Accept if edited => Rendered::Edited(copy),
+                Verdict::Continue | Verdict::Accept => Rendered::Unchanged,
+                Verdict::Reject(reply) | Verdict::Tempfail(reply) | Verdict::Disconnect(reply) => {
+                    Rendered::Refused(Failure::policy(reply))
+                }
+            }
         })
     }
 
     fn wants_results(&self) -> bool {
-        self.current()
-            .is_some_and(|h| h.handles(Hook::DeliveryResult))
+        self.results
     }
 
-    fn delivery_result<'a>(&'a self, result: DeliveryResult<'a>) -> BoxFuture<'a, ()> {
+    fn delivery_result<'a>(&'a mut self, result: DeliveryResult<'a>) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            let Some(host) = self.current().filter(|h| h.handles(Hook::DeliveryResult)) else {
-                return;
-            };
-            let (status, remote_host, reply) = match result.outcome {
-                Outcome::Delivered { remote, reply } => (
-                    DeliveryStatus::Delivered,
-                    Some(remote.clone()),
-                    parse_reply(reply),
-                ),
-                Outcome::Transient(f) => (
-                    DeliveryStatus::Deferred,
-                    f.remote.clone(),
-                    failure_reply(450, f.status, &f.diagnostic),
-                ),
-                Outcome::Permanent(f) => (
-                    DeliveryStatus::Bounced,
-                    f.remote.clone(),
-                    failure_reply(550, f.status, &f.diagnostic),
-                ),
-            };
-            let report = DeliveryReport {
-                domain: domain_of(result.recipient),
-                recipients: vec![result.recipient.to_string()],
-                status,
-                remote_host,
-                reply,
-            };
+            let report = report(&result);
             let env = Arc::new(envelope_info(result.envelope, result.attempt));
-            host.delivery().delivery_result(&env, &report).await;
+            self.plugins.delivery_result(&env, &report).await;
         })
+    }
+}
+
+/// The `delivery-report` for one result: the status, who answered and with what reply (the
+/// remote's, a plugin's, or the relay's own for its local failures; none for hold and drop).
+fn report(result: &DeliveryResult<'_>) -> DeliveryReport {
+    let (status, remote_host, reply) = match result.outcome {
+        Outcome::Delivered { remote, reply } => (
+            DeliveryStatus::Delivered,
+            Some(remote.clone()),
+            Some(reply.clone()),
+        ),
+        Outcome::Transient(f) => (DeliveryStatus::Deferred, f.remote.clone(), Some(f.reply())),
+        Outcome::Permanent(f) => (DeliveryStatus::Bounced, f.remote.clone(), Some(f.reply())),
+        Outcome::Held(_) => (DeliveryStatus::Held, None, None),
+        Outcome::Dropped(_) => (DeliveryStatus::Dropped, None, None),
+    };
+    DeliveryReport {
+        domain: result.domain.to_string(),
+        recipients: result.recipients.to_vec(),
+        status,
+        remote_host,
+        reply,
     }
 }
 
@@ -116,6 +139,21 @@ pub(crate) fn envelope_info(envelope: &Envelope, attempt: u32) -> EnvelopeInfo {
         received_ms: envelope.received_at.saturating_mul(1000),
         attributes: reception_attributes(envelope),
         annotations: envelope.annotations.clone(),
+    }
+}
+
+/// One spooled recipient, with its RFC 3461 parameters as given.
+fn recipient_info(r: &Recipient) -> RecipientInfo {
+    let has = |k: &str| r.notify.iter().any(|n| n.eq_ignore_ascii_case(k));
+    RecipientInfo {
+        address: r.address.clone(),
+        orcpt: r.orcpt.clone(),
+        notify: Notify {
+            success: has("SUCCESS"),
+            failure: has("FAILURE"),
+            delay: has("DELAY"),
+            never: has("NEVER"),
+        },
     }
 }
 
@@ -134,10 +172,9 @@ fn reception_attributes(envelope: &Envelope) -> Vec<(String, String)> {
     attrs
 }
 
-fn to_route(
-    decision: RouteDecision,
-    pools: &HashMap<String, Vec<SmartHostConfig>>,
-) -> Option<Route> {
+/// The chain's decision as a route; `None` when no plugin decided. Pool names are checked
+/// against `[[delivery.pools]]` by delivery.
+fn to_route(decision: RouteDecision) -> Option<Route> {
     Some(match decision {
         RouteDecision::Continue => return None,
         RouteDecision::Mx(tls) => Route::Mx {
@@ -147,43 +184,98 @@ fn to_route(
                 TlsPolicy::Require => ConfigTls::Require,
             },
         },
-        // The chain only returns configured names; one missing here means the config
-        // changed under a running relay, so the recipients wait rather than go astray.
-        RouteDecision::Pool(name) => match pools.get(&name) {
-            Some(hosts) => Route::SmartHosts(hosts.clone()),
-            None => Route::Defer(
-                Enhanced(4, 4, 0),
-                format!("policy: smart-host pool {name:?} is not configured"),
-            ),
-        },
-        RouteDecision::Hold(_) => Route::Hold,
-        RouteDecision::Drop(_) => Route::Drop,
-        RouteDecision::Defer(reply) => Route::Defer(
-            reply.enhanced.unwrap_or(Enhanced(4, 4, 0)),
-            reply_text(&reply),
-        ),
-        RouteDecision::Bounce(reply) => Route::Bounce(
-            reply.enhanced.unwrap_or(Enhanced(5, 4, 0)),
-            reply_text(&reply),
-        ),
+        RouteDecision::Pool(name) => Route::Pool(name),
+        RouteDecision::Hold(reason) => Route::Hold(reason),
+        RouteDecision::Drop(reason) => Route::Drop(reason),
+        RouteDecision::Defer(reply) => Route::Defer(reply),
+        RouteDecision::Bounce(reply) => Route::Bounce(reply),
     })
 }
 
-fn reply_text(reply: &Reply) -> String {
-    format!("policy: {}", reply.lines.join(" "))
-}
+#[cfg(test)]
+mod tests {
+    use wasmrelay_codec::reply::{Enhanced, Reply};
 
-/// `"250 2.0.0 ok"` as a typed reply, when it is one.
-fn parse_reply(text: &str) -> Option<Reply> {
-    let code: u16 = text.get(..3)?.parse().ok()?;
-    Some(Reply::plain(code, text.get(4..).unwrap_or("").to_string()))
-}
+    use super::*;
 
-fn failure_reply(default_code: u16, status: Enhanced, diagnostic: &str) -> Option<Reply> {
-    let text = diagnostic.strip_prefix("smtp; ").unwrap_or(diagnostic);
-    let code = text
-        .get(..3)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(default_code);
-    Some(Reply::new(code, status, text.to_string()))
+    fn envelope() -> Envelope {
+        let mut env = crate::delivery::test_envelope(&["a@x.test"]);
+        env.received_at = 2;
+        env.mail_from = None;
+        env.client.auth_user = Some("u".into());
+        env.listener = "submission".into();
+        env.annotations = vec![("stream".into(), "bulk".into())];
+        let r = &mut env.recipients[0];
+        r.notify = vec!["SUCCESS".into(), "DELAY".into()];
+        r.orcpt = Some("rfc822;a@x.test".into());
+        env
+    }
+
+    #[test]
+    fn hooks_see_the_envelope_and_recipient_as_spooled() {
+        let env = envelope();
+        let info = envelope_info(&env, 3);
+        assert_eq!(info.attempt, 3);
+        assert_eq!(info.received_ms, 2000);
+        assert_eq!(info.mail_from, "");
+        assert!(info
+            .attributes
+            .contains(&("auth-user".to_string(), "u".to_string())));
+        assert!(info
+            .attributes
+            .contains(&("listener".to_string(), "submission".to_string())));
+        assert_eq!(info.annotations, env.annotations);
+        let rcpt = recipient_info(&env.recipients[0]);
+        assert_eq!(rcpt.orcpt.as_deref(), Some("rfc822;a@x.test"));
+        assert_eq!(
+            rcpt.notify,
+            Notify {
+                success: true,
+                delay: true,
+                ..Notify::default()
+            }
+        );
+    }
+
+    #[test]
+    fn reports_carry_typed_replies() {
+        let env = envelope();
+        let rcpts = vec!["a@x.test".to_string()];
+        let result = |outcome: &Outcome| {
+            report(&DeliveryResult {
+                envelope: &env,
+                domain: "x.test",
+                recipients: &rcpts,
+                outcome,
+                attempt: 1,
+            })
+        };
+        let ok = Reply::new(250, Enhanced(2, 0, 0), "queued as 7");
+        let r = result(&Outcome::Delivered {
+            remote: "mx[127.0.0.1]:25".into(),
+            reply: ok.clone(),
+        });
+        assert_eq!(r.status, DeliveryStatus::Delivered);
+        assert_eq!(r.reply, Some(ok));
+        let refused = Reply::new(550, Enhanced(5, 1, 1), "no such user");
+        let r = result(&Outcome::Permanent(Failure::remote_reply("mx", &refused)));
+        assert_eq!(
+            (r.status, r.reply),
+            (DeliveryStatus::Bounced, Some(refused))
+        );
+        assert_eq!(r.remote_host.as_deref(), Some("mx"));
+        let r = result(&Outcome::Transient(Failure::local(
+            Enhanced(4, 4, 1),
+            "connection refused",
+        )));
+        assert_eq!(r.status, DeliveryStatus::Deferred);
+        assert_eq!(
+            r.reply,
+            Some(Reply::new(451, Enhanced(4, 4, 1), "connection refused"))
+        );
+        let r = result(&Outcome::Held("review".into()));
+        assert_eq!((r.status, r.reply), (DeliveryStatus::Held, None));
+        let r = result(&Outcome::Dropped("unwanted".into()));
+        assert_eq!((r.status, &r.recipients), (DeliveryStatus::Dropped, &rcpts));
+    }
 }

@@ -92,6 +92,8 @@ pub enum RecipientStatus {
     Delivered,
     Bounced,
     Expired,
+    /// Discarded by a route decision: neither delivered nor bounced.
+    Dropped,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -144,10 +144,8 @@ impl ClientError {
             None => text,
         };
         Failure {
-            status,
             remote,
-            diagnostic,
-            smtp_reply: false,
+            ..Failure::local(status, diagnostic)
         }
     }
 
@@ -159,17 +157,7 @@ impl ClientError {
 
 /// A remote reply as a failure: its own enhanced code, or a generic one of its class.
 pub fn reply_failure(remote: &str, reply: &Reply) -> Failure {
-    let class = if reply.is_permanent() { 5 } else { 4 };
-    let status = match reply.enhanced {
-        Some(e) if e.0 == class => e,
-        _ => Enhanced(class, 0, 0),
-    };
-    Failure {
-        status,
-        remote: Some(remote.to_string()),
-        diagnostic: reply.to_string(),
-        smtp_reply: true,
-    }
+    Failure::remote_reply(remote, reply)
 }
 
 /// An open SMTP session.

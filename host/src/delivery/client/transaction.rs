@@ -121,10 +121,8 @@ impl SmtpClient {
     /// Refusals decided from the EHLO answer alone, before any command is sent.
     fn precheck(&self, tx: &Transaction<'_>) -> Option<Failure> {
         let local = |status, why: String| Failure {
-            status,
             remote: Some(self.remote.clone()),
-            diagnostic: why,
-            smtp_reply: false,
+            ..Failure::local(status, why)
         };
         if let Some(limit) = self.caps.size.filter(|&l| l > 0) {
             if tx.message.len() as u64 > limit {
@@ -227,7 +225,7 @@ impl SmtpClient {
                     if reply.code == 250 {
                         Outcome::Delivered {
                             remote: self.remote.clone(),
-                            reply: reply.to_string(),
+                            reply: reply.clone(),
                         }
                     } else {
                         Outcome::failed(reply_failure(&self.remote, reply))

@@ -1,0 +1,88 @@
+//! The render step of an attempt: what each recipient is sent. Everyone shares the spooled
+//! message, DKIM-signed once, unless a plugin handles `recipient-copy`: then each recipient's
+//! copy is rendered from the spooled bytes (the spool keeps them as they are, so a retry
+//! renders again), and a copy that differs is signed on its own, after the edits. Only mail
+//! the relay can vouch for (`client.origin` not an outsider) is signed at all.
+
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+
+use super::plan::recipient_attempt;
+use super::route::{CopyRequest, DeliveryHooks, Rendered};
+use super::runner::Shared;
+use crate::spool::Envelope;
+
+/// One delivery batch's hooks, shared by the destination tasks of the attempt; calls take
+/// turns.
+pub(crate) type Batch = Arc<Mutex<Box<dyn DeliveryHooks>>>;
+
+/// The message of one attempt, and how each recipient's copy comes from it.
+pub(crate) struct Content {
+    /// What every recipient whose copy is unchanged gets: the spooled bytes, signed.
+    common: Arc<Vec<u8>>,
+    /// The spooled bytes as they are, and the hooks that render copies from them; `None`
+    /// when no plugin handles `recipient-copy` (nothing is parsed or copied then).
+    copies: Option<(Arc<Vec<u8>>, Batch)>,
+}
+
+impl Content {
+    /// Signs the spooled `message` once for the recipients that share it; keeps it unsigned
+    /// too when `copies` will render per-recipient copies from it.
+    pub(crate) fn new(
+        shared: &Shared,
+        env: &Envelope,
+        message: Vec<u8>,
+        copies: Option<Batch>,
+    ) -> Content {
+        let original = Arc::new(message);
+        let common = sign(shared, env, &original).map_or_else(|| original.clone(), Arc::new);
+        Content {
+            common,
+            copies: copies.map(|batch| (original, batch)),
+        }
+    }
+
+    /// The signed message shared by every recipient whose copy is unchanged.
+    pub(crate) fn common(&self) -> &[u8] {
+        &self.common
+    }
+
+    /// Recipient `i`'s copy: unchanged, its own (signed), or refused by a plugin.
+    pub(crate) async fn render(&self, shared: &Shared, env: &Envelope, i: usize) -> Rendered {
+        let Some((original, batch)) = &self.copies else {
+            return Rendered::Unchanged;
+        };
+        let request = CopyRequest {
+            envelope: env,
+            recipient: &env.recipients[i],
+            attempt: recipient_attempt(env, i),
+            message: original,
+        };
+        let rendered = batch.lock().await.recipient_copy(request).await;
+        match rendered {
+            Rendered::Edited(copy) if copy != **original => {
+                Rendered::Edited(sign(shared, env, &copy).unwrap_or(copy))
+            }
+            Rendered::Edited(_) => Rendered::Unchanged,
+            other => other,
+        }
+    }
+}
+
+/// `message` with a `DKIM-Signature:` field, or `None` when the relay cannot vouch for its
+/// author (an outsider's mail: its `From:` is only a claim), no key covers it, or signing
+/// failed (the message then goes out unsigned). Every copy passes here, so a plugin's edits
+/// never get an outsider's mail signed either.
+fn sign(shared: &Shared, env: &Envelope, message: &[u8]) -> Option<Vec<u8>> {
+    if !env.client.may_sign() {
+        return None;
+    }
+    match shared.dkim.sign(message, env.mail_from.as_deref()) {
+        Ok(signed) => signed,
+        Err(e) => {
+            tracing::warn!(id = %env.id, error = %e, "DKIM signing failed; sending unsigned");
+            None
+        }
+    }
+}
