@@ -173,3 +173,35 @@ async fn a_greedy_plugin_over_its_call_budget_gets_its_on_error() {
         "a fresh instance serves the next call"
     );
 }
+
+/// A plugin that hands the host more in one call than the per-call budget allows traps
+/// while its arguments are lifted (the host never allocates them) and gets its `on_error`.
+#[tokio::test]
+async fn one_oversized_capability_call_traps_before_the_host_allocates_it() {
+    let options = PluginHostOptions {
+        max_instances: 8,
+        ..PluginHostOptions::default()
+    };
+    // Room in linear memory for the 16 MiB argument: only the call budget may stop it.
+    let extra = "on_error = \"reject\"\nlimits = { memory_mb = 256 }";
+    let host = PluginHost::load(&[plugin("greedy", extra)], options)
+        .await
+        .unwrap();
+    let c = conn();
+    let mut t = tx("a@example.org");
+    let mut s = host.session();
+    s.mail_from(&c, &mut t).await;
+    match s.rcpt(&c, &mut t, "flood@example.com").await {
+        Verdict::Reject(r) => assert_eq!(r.to_string().trim_end(), "550 5.7.0 Rejected by policy"),
+        other => panic!("expected on_error reject, got {other:?}"),
+    }
+    let m = &host.metrics()[0];
+    assert_eq!(m.errors(), 1);
+    // A trap while lifting the arguments, not the memory limit.
+    assert_eq!((m.traps, m.memory), (1, 0), "{m:?}");
+    // A fresh instance serves the next recipient.
+    assert_eq!(
+        s.rcpt(&c, &mut t, "someone@example.com").await,
+        Verdict::Continue
+    );
+}

@@ -158,7 +158,7 @@ fn failure_event(name: &'static str, id: &MessageId, rcpt: &Recipient, f: &Failu
         .queue_id(id)
         .recipient(rcpt.address.as_str())
         .field("status", f.status.to_string())
-        .field("reply", f.summary())
+        .field("reply", f.reason.to_string())
         .field_opt("remote", f.remote.as_deref().map(Value::from))
 }
 
@@ -303,7 +303,7 @@ mod tests {
             without_time(&got[0]),
             serde_json::json!({"event": "deferred", "queue_id": "q1",
                 "recipient": "x@example.com", "status": "4.3.0",
-                "reply": f.summary(), "remote": "sink.test", "attempts": 1,
+                "reply": f.reason.to_string(), "remote": "sink.test", "attempts": 1,
                 "retry_at": "2026-11-22T09:15:00.000Z"})
         );
         assert_eq!(

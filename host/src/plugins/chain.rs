@@ -59,12 +59,19 @@ enum Answer {
     Unit,
 }
 
+/// Bytes a plugin may hand the host in one capability call (see `new_store`).
+const HOSTCALL_FUEL: usize = 8 << 20;
+
 fn new_store(host: &PluginHost, meta: &Arc<PluginMeta>) -> Store<StoreState> {
     let mut store = Store::new(
         &host.engine,
         StoreState::new(meta.clone(), host.caps.clone()),
     );
     store.limiter(|s| s);
+    // What one capability call may make the host allocate while lifting its arguments
+    // (strings, lists): the largest legitimate transfer is a 4 MiB text part or a body
+    // chunk; anything past this traps before the host copies it.
+    store.set_hostcall_fuel(HOSTCALL_FUEL);
     // Every tick spent in wasm costs one unit of the hook's CPU budget; between ticks the
     // task yields so wall-time timeouts and other sessions keep running.
     store.epoch_deadline_callback(|mut cx| {

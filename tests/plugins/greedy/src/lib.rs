@@ -44,6 +44,13 @@ impl Plugin for Greedy {
     }
 
     fn rcpt(&mut self, ctx: &Context, recipient: &str) -> Verdict {
+        if recipient.starts_with("flood@") {
+            // 16 MiB handed to the host in one call: past the per-call hostcall budget, so
+            // the host refuses to lift it (a trap) instead of allocating it.
+            let huge = "x".repeat(16 << 20);
+            host::emit("flood", &[("payload", huge.as_str())]);
+            return Verdict::Continue;
+        }
         if !recipient.starts_with("greedy@") {
             return Verdict::Continue;
         }
