@@ -116,6 +116,11 @@ fn numbered_dumps(dir: &Path) -> Vec<Delivered> {
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        // `.<n>.json` is the one being written; it becomes `<n>.json` when whole.
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
         .collect();
     names.sort();
     names
