@@ -12,9 +12,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use wasmrelay_test_support::{
-    assert_success, python, test_plugin, Aiosmtpd, Downstream, Relay, NO_DNS,
-};
+use wasmrelay_test_support::relay::loopback_config;
+use wasmrelay_test_support::{assert_success, python, test_plugin, Aiosmtpd, Downstream, Relay};
 
 /// Builds the messages (`send PORT`) and checks what arrived (`check EML...`). Both sides
 /// derive the messages from the same seeds, so the check knows what was sent.
@@ -151,39 +150,11 @@ fn delivered_files(sink: &Aiosmtpd, n: usize) -> Vec<PathBuf> {
 /// The relay on `127.0.0.1:0`, delivering everything to `sink`, with the `mime-rewrite`
 /// plugin.
 fn start_relay(dir: &Path, sink: &Aiosmtpd) -> Relay {
-    let config = format!(
-        r#"hostname = "relay.test"
-
-[[listeners]]
-address = "127.0.0.1:0"
-role = "relay"
-
-[relay]
-local_domains = ["example.com"]
-relay_networks = ["127.0.0.0/8"]
-
-[spool]
-dir = "spool"
-
-[plugin_runtime]
-cache_dir = "cache"
-
-[[delivery.routes]]
-domains = ["*"]
-hosts = [{{ host = "127.0.0.1", port = {sink}, tls = "none" }}]
-
-[delivery.resolver]
-nameservers = ["{NO_DNS}"]
-
-[[plugins]]
-path = {plugin:?}
-name = "mime-rewrite"
-on_error = "tempfail"
-"#,
-        sink = sink.port(),
-        plugin = test_plugin("mime-rewrite").display().to_string(),
+    let plugin = format!(
+        "[[plugins]]\npath = {:?}\nname = \"mime-rewrite\"\non_error = \"tempfail\"\n",
+        test_plugin("mime-rewrite").display().to_string()
     );
-    Relay::start(dir, &config)
+    Relay::start(dir, &loopback_config(sink.addr(), &plugin))
 }
 
 #[test]

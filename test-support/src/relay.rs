@@ -249,6 +249,42 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
+/// The config most end-to-end tests start from: one relay listener on `127.0.0.1:0`,
+/// `example.com` local, loopback trusted, a compile cache, every domain delivered to `sink`
+/// (no TLS), DNS pointed at a port that never answers; `extra` (more tables, `[[plugins]]`)
+/// is appended.
+pub fn loopback_config(sink: SocketAddr, extra: &str) -> String {
+    format!(
+        r#"hostname = "relay.test"
+
+[[listeners]]
+address = "127.0.0.1:0"
+role = "relay"
+
+[relay]
+local_domains = ["example.com"]
+relay_networks = ["127.0.0.0/8"]
+
+[spool]
+dir = "spool"
+
+[plugin_runtime]
+cache_dir = "cache"
+
+[[delivery.routes]]
+domains = ["*"]
+hosts = [{{ host = "{ip}", port = {port}, tls = "none" }}]
+
+[delivery.resolver]
+nameservers = ["{no_dns}"]
+
+{extra}"#,
+        ip = sink.ip(),
+        port = sink.port(),
+        no_dns = crate::NO_DNS,
+    )
+}
+
 /// Writes `text` to `path` through a temporary file and a rename.
 pub fn write_config(path: &Path, text: &str) {
     let tmp = path.with_extension("toml.new");

@@ -19,9 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmrelay_test_support::relay::write_config;
+use wasmrelay_test_support::relay::{loopback_config, write_config};
 use wasmrelay_test_support::{
-    smtplib_send, test_plugin, Aiosmtpd, Delivered, Downstream, Raw, Relay, NO_DNS,
+    smtplib_send, test_plugin, Aiosmtpd, Delivered, Downstream, Raw, Relay,
 };
 
 /// How long a test waits for messages at a downstream server.
@@ -35,38 +35,13 @@ fn plugin(component_name: &str, name: &str, on_error: &str, extra: &str) -> Stri
     )
 }
 
-/// A relay config on a port of its own whose every domain goes to the sink on `sink_port`,
-/// with `plugins` appended. Loopback only: the catch-all route and the resolver both point
-/// here.
+/// A relay config whose every domain goes to the sink on `sink_port`, retrying after a
+/// second, with `plugins` appended.
 fn config_text(sink_port: u16, plugins: &str) -> String {
-    format!(
-        r#"hostname = "relay.test"
-
-[[listeners]]
-address = "127.0.0.1:0"
-role = "relay"
-
-[relay]
-local_domains = ["example.com"]
-relay_networks = ["127.0.0.0/8"]
-
-[spool]
-dir = "spool"
-
-[plugin_runtime]
-cache_dir = "cache"
-
-[[delivery.routes]]
-domains = ["*"]
-hosts = [{{ host = "127.0.0.1", port = {sink_port}, tls = "none" }}]
-
-[delivery.resolver]
-nameservers = ["{NO_DNS}"]
-
-[delivery.retry]
-initial_interval = "1s"
-
-{plugins}"#
+    let sink = SocketAddr::from(([127, 0, 0, 1], sink_port));
+    loopback_config(
+        sink,
+        &format!("[delivery.retry]\ninitial_interval = \"1s\"\n\n{plugins}"),
     )
 }
 

@@ -13,9 +13,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use wasmrelay_test_support::relay::loopback_config;
 use wasmrelay_test_support::{
     assert_success, binary, smtplib_send, test_plugin, wait_for, Downstream, Raw, Relay,
-    WasmrelaySink, NO_DNS,
+    WasmrelaySink,
 };
 
 /// The recipients of every message `sink` received so far, sorted.
@@ -32,34 +33,7 @@ fn recipients(sink: &WasmrelaySink) -> Vec<String> {
 /// Writes `dir/relay.toml` (a listener on `127.0.0.1:0`, everything delivered to `sink`,
 /// `extra` appended) and starts the relay on it.
 fn start_relay(dir: &Path, sink: &WasmrelaySink, extra: &str) -> Relay {
-    let config = format!(
-        r#"hostname = "relay.test"
-
-[[listeners]]
-address = "127.0.0.1:0"
-
-[relay]
-local_domains = ["example.com"]
-relay_networks = ["127.0.0.0/8"]
-
-[spool]
-dir = "spool"
-
-[plugin_runtime]
-cache_dir = "cache"
-
-[[delivery.routes]]
-domains = ["*"]
-hosts = [{{ host = "{ip}", port = {port}, tls = "none" }}]
-
-[delivery.resolver]
-nameservers = ["{NO_DNS}"]
-
-{extra}"#,
-        ip = sink.addr().ip(),
-        port = sink.port(),
-    );
-    Relay::start(dir, &config)
+    Relay::start(dir, &loopback_config(sink.addr(), extra))
 }
 
 /// SIGTERM, and the relay must exit cleanly.
