@@ -3,23 +3,24 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmrelay_codec::reply::{Enhanced, Reply};
 use wasmtime::component::Resource;
 use wasmtime::{Store, UpdateDeadline};
 
-use super::bindings::{self, wasmrelay::plugin::types as wit, Plugin, PluginPre};
-use super::context::{ContextData, ContextRes};
-use super::envelope::{EnvelopeRes, RecipientRes};
-use super::error::FailureKind;
-use super::message::MessageRes;
-use super::metrics::VerdictKind;
-use super::state::{CallScope, StoreState};
-use super::types::{
-    ConnectionInfo, DeliveryReport, EnvelopeInfo, Hook, RecipientInfo, RouteDecision,
-    TransactionInfo, Verdict,
-};
-use super::{PluginHost, PluginMeta};
 use crate::config::plugins::OnError;
+use crate::plugins::bindings::{self, wasmrelay::plugin::types as wit, Plugin, PluginPre};
+use crate::plugins::context::{ContextData, ContextRes};
+use crate::plugins::envelope::{EnvelopeRes, RecipientRes};
+use crate::plugins::error::FailureKind;
+use crate::plugins::message::MessageRes;
+use crate::plugins::metrics::VerdictKind;
+use crate::plugins::state::{CallScope, StoreState};
+use crate::plugins::types::{
+    ConnectionInfo, EnvelopeInfo, Hook, RecipientInfo, TransactionInfo, Verdict,
+};
+use crate::plugins::{PluginHost, PluginMeta};
+
+mod delivery;
+pub use delivery::DeliveryPlugins;
 
 /// One live instance: its store and the handles to its exports.
 struct Slot {
@@ -594,134 +595,5 @@ impl SessionPlugins {
         let verdict = self.chain.verdict_chain(hook, &ctx, call).await;
         tx.annotations = ctx.annotations();
         verdict
-    }
-}
-
-/// The chain for one delivery batch: `route` and `delivery-result`, with their own instances.
-pub struct DeliveryPlugins {
-    chain: Chain,
-}
-
-impl DeliveryPlugins {
-    pub(crate) fn new(host: Arc<PluginHost>) -> Self {
-        DeliveryPlugins {
-            chain: Chain::new(host),
-        }
-    }
-
-    /// Whether any plugin handles `hook` (callers skip building arguments otherwise).
-    pub fn handles(&self, hook: Hook) -> bool {
-        self.chain.host.handles(hook)
-    }
-
-    /// The plugin whose decision the last `route` returned, and the hook.
-    pub fn decided_by(&self) -> Option<(&str, Hook)> {
-        self.chain.decided_by()
-    }
-
-    /// Where to send one domain's pending `recipients`; [`RouteDecision::Continue`] when no
-    /// plugin decided. A failing plugin's `on_error` maps to defer (tempfail), continue
-    /// (accept) or bounce (reject).
-    pub async fn route(
-        &mut self,
-        env: &Arc<EnvelopeInfo>,
-        domain: &str,
-        recipients: &[String],
-    ) -> RouteDecision {
-        self.chain.decided = None;
-        if !self.handles(Hook::Route) {
-            return RouteDecision::Continue;
-        }
-        for i in 0..self.chain.slots.len() {
-            if !self.chain.handles(i, Hook::Route) {
-                continue;
-            }
-            let call = Call::Route(domain, recipients);
-            let decision = match self
-                .chain
-                .invoke(i, Hook::Route, Subject::Delivery(env), call)
-                .await
-            {
-                Ok(Answer::Route(r)) => match bindings::route(r, &self.chain.host.pools) {
-                    Ok(d) => {
-                        self.chain.count(i, Hook::Route, VerdictKind::of_route(&d));
-                        d
-                    }
-                    Err(why) => {
-                        self.chain.slots[i] = None;
-                        self.chain
-                            .failed(i, Hook::Route, FailureKind::Malformed(why));
-                        self.chain.count(i, Hook::Route, VerdictKind::Error);
-                        self.route_on_error(i)
-                    }
-                },
-                Ok(_) => unreachable!("the route hook answers with a route"),
-                Err(_) => {
-                    self.chain.count(i, Hook::Route, VerdictKind::Error);
-                    self.route_on_error(i)
-                }
-            };
-            if decision != RouteDecision::Continue {
-                self.chain.decided = Some((i, Hook::Route));
-                return decision;
-            }
-        }
-        RouteDecision::Continue
-    }
-
-    fn route_on_error(&self, i: usize) -> RouteDecision {
-        match self.chain.host.plugins[i].meta.on_error {
-            OnError::Tempfail => RouteDecision::Defer(Reply::new(
-                451,
-                Enhanced(4, 3, 0),
-                "Temporary routing policy failure",
-            )),
-            OnError::Accept => RouteDecision::Continue,
-            OnError::Reject => RouteDecision::Bounce(Reply::new(
-                550,
-                Enhanced(5, 7, 0),
-                "Rejected by routing policy",
-            )),
-        }
-    }
-
-    /// Renders one recipient's copy: every plugin that handles `recipient-copy` may edit
-    /// `message` (this copy only). Returns the verdict and whether the copy differs from
-    /// the spooled message; a failing plugin's edits are dropped and its `on_error` decides
-    /// (tempfail defers the recipient, reject bounces it, accept sends the copy as it is).
-    pub async fn recipient_copy(
-        &mut self,
-        env: &Arc<EnvelopeInfo>,
-        rcpt: RecipientInfo,
-        message: &mut Vec<u8>,
-    ) -> (Verdict, bool) {
-        if !self.handles(Hook::RecipientCopy) {
-            return (Verdict::Continue, false);
-        }
-        let rcpt = Arc::new(rcpt);
-        let current = MessageRes::parse(std::mem::take(message), self.chain.host.max_message);
-        let call = |m| Call::RecipientCopy(rcpt.clone(), m);
-        let (verdict, current) = self
-            .chain
-            .edit_chain(Hook::RecipientCopy, Subject::Delivery(env), current, call)
-            .await;
-        let edited = current.is_edited();
-        *message = current.into_bytes();
-        (verdict, edited)
-    }
-
-    /// Tells every plugin that handles it what an attempt (or a route decision) did.
-    pub async fn delivery_result(&mut self, env: &Arc<EnvelopeInfo>, report: &DeliveryReport) {
-        if !self.handles(Hook::DeliveryResult) {
-            return;
-        }
-        let wit_report = bindings::delivery_report(report);
-        self.chain
-            .notify_all(
-                Hook::DeliveryResult,
-                Subject::Delivery(env),
-                Call::Report(&wit_report),
-            )
-            .await;
     }
 }
