@@ -132,7 +132,7 @@ fn apply(
             tracing::info!(%id, rcpt = %r.address, %remote, %reply, "delivered");
             r.status = RecipientStatus::Delivered;
             r.last_reply = Some(format!("{remote}: {reply}"));
-            shared.events.delivered(id, r, &remote, &reply.to_string());
+            shared.events.delivered(id, r, &remote, &reply);
             Outcome::Delivered { remote, reply }
         }
         Outcome::Permanent(f) => {

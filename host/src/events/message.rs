@@ -86,7 +86,14 @@ impl Events {
     }
 
     /// The next hop accepted `rcpt` (its status already recorded).
-    pub fn delivered(&self, id: &MessageId, rcpt: &Recipient, remote: &str, reply: &str) {
+    /// `reply` is only formatted when the log is on: this runs for every recipient.
+    pub fn delivered(
+        &self,
+        id: &MessageId,
+        rcpt: &Recipient,
+        remote: &str,
+        reply: &dyn std::fmt::Display,
+    ) {
         if !self.is_on() {
             return;
         }
@@ -95,7 +102,7 @@ impl Events {
                 .queue_id(id)
                 .recipient(rcpt.address.as_str())
                 .field("remote", remote)
-                .field("reply", reply)
+                .field("reply", reply.to_string())
                 .field("attempts", rcpt.attempts + 1),
         );
     }
@@ -295,7 +302,7 @@ mod tests {
         let got = lines(|e| {
             e.deferred(&env.id, &r, &f);
             r.status = RecipientStatus::Delivered;
-            e.delivered(&env.id, &r, "sink.test", "250 2.0.0 OK");
+            e.delivered(&env.id, &r, "sink.test", &"250 2.0.0 OK");
             e.bounced(&env.id, &env.recipients[1], &gone);
         })
         .await;
