@@ -61,8 +61,9 @@ pub enum Command {
         #[command(subcommand)]
         command: DkimCommand,
     },
-    /// Plugin tools: `plugin test PLUGIN.wasm --transcript FILE` runs a scripted session
-    /// against one plugin in the real host and prints each hook's verdict.
+    /// Plugin tools: `plugin test PLUGIN.wasm --transcript FILE` (or `builtin:NAME` for a
+    /// bundled plugin) runs a scripted session against one plugin in the real host and
+    /// prints each hook's verdict.
     Plugin {
         #[command(subcommand)]
         command: PluginCommand,

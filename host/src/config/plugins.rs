@@ -6,7 +6,7 @@
 //! cache_dir = "/var/cache/wasmrelay"
 //!
 //! [[plugins]]
-//! path = "plugins/rate-limit.wasm"
+//! builtin = "rate-limit"          # or: path = "plugins/my-policy.wasm"
 //! on_error = "tempfail"
 //! limits = { cpu = "20ms", wall = "500ms", memory_mb = 16 }
 //! config = { per_ip = "30/min" }
@@ -25,7 +25,10 @@ use super::{check_duration, ConfigError};
 pub struct PluginConfig {
     /// The component (`.wasm`, built for `wasm32-wasip2`); relative to the config file.
     pub path: PathBuf,
-    /// Name in logs, metrics and events; defaults to the file stem of `path`.
+    /// A plugin that ships inside the relay binary (`rate-limit`, `router`, `filter`,
+    /// `tracker`), instead of `path`.
+    pub builtin: Option<String>,
+    /// Name in logs, metrics and events; defaults to `builtin` or the file stem of `path`.
     pub name: Option<String>,
     /// The plugin's own settings, handed to it as JSON by `init` and `host.config()`.
     pub config: toml::Table,
@@ -154,12 +157,34 @@ const MAX_EPOCH_TICK: Duration = Duration::from_secs(1);
 
 impl PluginConfig {
     pub fn resolve_paths(&mut self, base: &Path) {
-        super::resolve(base, &mut self.path);
+        if !self.path.as_os_str().is_empty() {
+            super::resolve(base, &mut self.path);
+        }
     }
 
-    /// The name used in logs: `name`, else the file stem of `path`.
+    /// Where the component comes from, for messages: the file, or `builtin:NAME`.
+    pub fn origin(&self) -> PathBuf {
+        match &self.builtin {
+            Some(name) => PathBuf::from(format!("builtin:{name}")),
+            None => self.path.clone(),
+        }
+    }
+
+    /// The component's bytes: the embedded ones for `builtin`, else the file at `path`.
+    pub fn read_component(&self) -> std::io::Result<std::borrow::Cow<'static, [u8]>> {
+        match &self.builtin {
+            Some(name) => wasmrelay_bundled::component(name)
+                .map(std::borrow::Cow::Borrowed)
+                .ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "no such builtin plugin")
+                }),
+            None => std::fs::read(&self.path).map(std::borrow::Cow::Owned),
+        }
+    }
+
+    /// The name used in logs: `name`, else `builtin`, else the file stem of `path`.
     pub fn display_name(&self) -> String {
-        match &self.name {
+        match self.name.as_ref().or(self.builtin.as_ref()) {
             Some(n) => n.clone(),
             None => self
                 .path
@@ -175,8 +200,28 @@ impl PluginConfig {
     }
 
     pub fn validate(&self, key: &str, errors: &mut Vec<ConfigError>) {
-        if self.path.as_os_str().is_empty() {
-            errors.push(ConfigError::new(format!("{key}.path"), "is required"));
+        let has_path = !self.path.as_os_str().is_empty();
+        if let Some(name) = &self.builtin {
+            if has_path {
+                errors.push(ConfigError::new(
+                    format!("{key}.builtin"),
+                    "give either builtin or path, not both",
+                ));
+            } else if wasmrelay_bundled::component(name).is_none() {
+                let known: Vec<_> = wasmrelay_bundled::names().collect();
+                errors.push(ConfigError::new(
+                    format!("{key}.builtin"),
+                    format!(
+                        "no builtin plugin {name:?} (there are: {})",
+                        known.join(", ")
+                    ),
+                ));
+            }
+        } else if !has_path {
+            errors.push(ConfigError::new(
+                format!("{key}.path"),
+                "is required (or builtin)",
+            ));
         } else if !self.path.is_file() {
             errors.push(ConfigError::new(
                 format!("{key}.path"),

@@ -13,6 +13,7 @@ use wasmtime::component::Component;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::error::PluginLoadError;
+use super::PluginConfig;
 
 /// The interface every plugin exports, without its version.
 pub(crate) const HOOKS_INTERFACE: &str = "wasmrelay:plugin/hooks";
@@ -107,15 +108,17 @@ fn cache_path(engine: &Engine, dir: &Path, wasm: &[u8]) -> PathBuf {
     dir.join(format!("{hex}-{:016x}.cwasm", h.finish()))
 }
 
-/// Compiles `path` (or loads it from `cache_dir`) and checks it is a plugin this host speaks.
+/// Compiles the plugin's component (or loads it from `cache_dir`).
 pub(crate) fn load_component(
     engine: &Engine,
-    path: &Path,
+    config: &PluginConfig,
     cache_dir: Option<&Path>,
 ) -> Result<(Component, CacheOutcome), PluginLoadError> {
-    let wasm = std::fs::read(path).map_err(|e| PluginLoadError::Read(path.to_path_buf(), e))?;
-    let compile_err =
-        |e: wasmtime::Error| PluginLoadError::Compile(path.to_path_buf(), format!("{e:#}"));
+    let path = config.origin();
+    let wasm = config
+        .read_component()
+        .map_err(|e| PluginLoadError::Read(path.clone(), e))?;
+    let compile_err = |e: wasmtime::Error| PluginLoadError::Compile(path.clone(), format!("{e:#}"));
     let (component, outcome) = match cache_dir {
         None => (
             Component::new(engine, &wasm).map_err(compile_err)?,

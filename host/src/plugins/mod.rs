@@ -188,10 +188,9 @@ impl PluginHost {
         };
         for config in configs {
             let (component, outcome) =
-                engine::load_component(&host.engine, &config.path, opts.cache_dir.as_deref())?;
-            let refuse = |e: wasmtime::Error| {
-                PluginLoadError::Interface(config.path.clone(), format!("{e:#}"))
-            };
+                engine::load_component(&host.engine, config, opts.cache_dir.as_deref())?;
+            let refuse =
+                |e: wasmtime::Error| PluginLoadError::Interface(config.origin(), format!("{e:#}"));
             let pre = linker.instantiate_pre(&component).map_err(refuse)?;
             let pre = PluginPre::new(pre).map_err(refuse)?;
             let meta = Arc::new(PluginMeta {

@@ -108,8 +108,17 @@ pub async fn run_transcript(
     let script = std::fs::read_to_string(transcript)
         .map_err(|e| TranscriptError::Read(transcript.to_path_buf(), e))?;
     let base = transcript.parent().unwrap_or(Path::new("."));
+    // `builtin:NAME` names a plugin bundled in the binary (unless such a file exists).
+    let builtin = plugin
+        .to_str()
+        .and_then(|p| p.strip_prefix("builtin:"))
+        .filter(|_| !plugin.exists());
     let plugin_config = PluginConfig {
-        path: plugin.to_path_buf(),
+        path: match builtin {
+            Some(_) => PathBuf::new(),
+            None => plugin.to_path_buf(),
+        },
+        builtin: builtin.map(str::to_string),
         config: config.clone(),
         ..PluginConfig::default()
     };

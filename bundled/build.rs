@@ -1,0 +1,98 @@
+//! Builds the plugin workspace in `plugins/` for `wasm32-wasip2` and writes a table of the
+//! components for `src/lib.rs` to embed. The nested cargo gets its own target directory
+//! (under OUT_DIR) so it never waits on the outer build's lock, and a clean environment so
+//! the outer build's flags (meant for the host) do not leak into the guest build.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Crate directory under `plugins/` → name in relay.toml (`builtin = "..."`).
+const PLUGINS: &[&str] = &["rate-limit", "router", "filter", "tracker"];
+
+fn main() {
+    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
+    let root = manifest_dir
+        .parent()
+        .expect("bundled/ has a parent")
+        .to_path_buf();
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
+    for dir in ["plugins", "plugin-sdk"] {
+        watch(&root.join(dir));
+    }
+    println!("cargo:rerun-if-env-changed=WASMRELAY_PLUGINS_DIR");
+
+    // A packager may hand over components built elsewhere (same file names).
+    let components = match std::env::var_os("WASMRELAY_PLUGINS_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => build_plugins(&root, &out),
+    };
+
+    let mut table = String::from("&[\n");
+    for name in PLUGINS {
+        let file = components.join(format!("wasmrelay_{}.wasm", name.replace('-', "_")));
+        if !file.is_file() {
+            panic!("no component at {}", file.display());
+        }
+        table.push_str(&format!(
+            "    ({name:?}, include_bytes!({:?}) as &[u8]),\n",
+            file.display().to_string()
+        ));
+    }
+    table.push(']');
+    std::fs::write(out.join("bundled.rs"), table).expect("write bundled.rs");
+}
+
+fn build_plugins(root: &Path, out: &Path) -> PathBuf {
+    let target = out.join("plugins-target");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--release", "--quiet", "--target", "wasm32-wasip2"])
+        .arg("--manifest-path")
+        .arg(root.join("plugins/Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target);
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let leaks = key.starts_with("CARGO_ENCODED_RUSTFLAGS")
+            || key.starts_with("RUSTFLAGS")
+            || key.starts_with("CARGO_PROFILE_")
+            || key.starts_with("CARGO_BUILD_")
+            || key == "RUSTC_WORKSPACE_WRAPPER"
+            || key == "CARGO_MAKEFLAGS"
+            || key == "MAKEFLAGS";
+        if leaks {
+            cmd.env_remove(key.as_ref());
+        }
+    }
+    let output = cmd
+        .output()
+        .expect("cannot run cargo for the bundled plugins");
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let hint = if stderr.contains("wasm32-wasip2") && stderr.contains("target") {
+            "\nInstall the target first: rustup target add wasm32-wasip2"
+        } else {
+            ""
+        };
+        panic!("building the bundled plugins (plugins/) failed:\n{stderr}{hint}");
+    }
+    target.join("wasm32-wasip2/release")
+}
+
+/// Reruns this script when anything under `dir` changes (cargo compares mtimes per path).
+fn watch(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.file_name().is_some_and(|n| n == "target") {
+            continue;
+        }
+        if path.is_dir() {
+            watch(&path);
+        } else {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
+    println!("cargo:rerun-if-changed={}", dir.display());
+}

@@ -1,0 +1,22 @@
+//! The bundled `filter` policy plugin (see plugins/README.md).
+use serde::Deserialize;
+use wasmrelay_plugin_sdk::{export_plugin, Hook, Plugin};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {}
+
+struct Filter {
+    _config: Config,
+}
+
+impl Plugin for Filter {
+    const HOOKS: &'static [Hook] = &[];
+
+    fn init(config: &str) -> Result<Self, String> {
+        let config: Config = serde_json::from_str(config).map_err(|e| e.to_string())?;
+        Ok(Filter { _config: config })
+    }
+}
+
+export_plugin!(Filter);
