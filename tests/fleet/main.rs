@@ -1,0 +1,1 @@
+//! Several relays sharing limits, lists and state through one `redis-server` on loopback.

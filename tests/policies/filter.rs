@@ -1,0 +1,1 @@
+//! The `filter` plugin end to end.

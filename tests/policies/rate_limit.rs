@@ -1,0 +1,1 @@
+//! The `rate-limit` plugin end to end.

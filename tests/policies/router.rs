@@ -1,0 +1,1 @@
+//! The `router` plugin end to end.

@@ -1,0 +1,1 @@
+//! The `tracker` plugin end to end.
