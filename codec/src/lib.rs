@@ -9,6 +9,7 @@
 //!   server side and parsed ([`reply::parse_reply`]) for the client.
 //! - [`xtext`]: the RFC 3461 encoding of DSN parameters, both ways.
 //! - [`message`]: where a message's header section ends ([`message::header_end`]).
+//! - [`dsn`]: delivery status notifications (RFC 3464) rendered from plain values.
 //!
 //! Nothing here reads a socket, takes a lock or knows a policy: callers feed bytes and get
 //! values or errors that carry their SMTP reply. The relay's session and SMTP client supply the
@@ -16,6 +17,7 @@
 
 pub mod command;
 pub mod data;
+pub mod dsn;
 pub mod message;
 pub mod reply;
 pub mod xtext;

@@ -62,6 +62,19 @@ pub struct DeliveryConfig {
     pub max_messages_per_connection: usize,
     /// DKIM signing keys, one per sending domain (and selector).
     pub dkim: Vec<DkimConfig>,
+    /// What a bounce of mail from an unauthenticated outsider carries back: `headers` (the
+    /// original's header section only, as RET=HDRS) or `full`. Such a sender is often forged,
+    /// and a relay that returns whole messages to it is a reflector (backscatter).
+    pub outsider_bounces: OutsiderBounces,
+}
+
+/// See [`DeliveryConfig::outsider_bounces`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutsiderBounces {
+    #[default]
+    Headers,
+    Full,
 }
 
 impl Default for DeliveryConfig {
@@ -77,6 +90,7 @@ impl Default for DeliveryConfig {
             max_concurrency: 64,
             per_destination: 8,
             idle_timeout: Duration::from_secs(30),
+            outsider_bounces: OutsiderBounces::default(),
             max_messages_per_connection: 100,
             dkim: Vec::new(),
         }

@@ -5,13 +5,11 @@
 //! A DSN is sent from the null sender `<>` so it can never cause another DSN, and never to a
 //! null sender (RFC 5321 §6.1, RFC 3461 §6.2).
 
-use std::fmt::Write as _;
-
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
 use wasmrelay_codec::data::is_eight_bit;
-use wasmrelay_codec::message::header_end;
+use wasmrelay_codec::dsn::{self as codec, render, Report, ReportRecipient};
 
 use super::Failure;
 use crate::spool::{ClientInfo, Envelope, Origin, Recipient};
@@ -47,7 +45,9 @@ pub fn wants(recipient: &Recipient, action: Action) -> bool {
 }
 
 /// Builds the DSN message and its envelope (from `<>` to the original sender), or `None` for
-/// a null sender. `will_retry_until` is the expiry, reported in delay notices.
+/// a null sender. `will_retry_until` is the expiry, reported in delay notices. Mail that an
+/// unauthenticated outsider sent gets its headers only back unless `full_for_outsiders`:
+/// a forged sender must not turn the relay into a reflector of whole messages (backscatter).
 #[allow(clippy::too_many_arguments)]
 pub fn build(
     hostname: &str,
@@ -58,144 +58,55 @@ pub fn build(
     action: Action,
     now: u64,
     will_retry_until: u64,
+    full_for_outsiders: bool,
 ) -> Option<(Envelope, Vec<u8>)> {
     let sender = original.mail_from.as_deref().filter(|s| !s.is_empty())?;
     if recipients.is_empty() {
         return None;
     }
-    let boundary = format!("{}/{}", original.id, hostname);
-    let mut m = String::with_capacity(2048);
-    let subject = match action {
-        Action::Failed => "Undelivered Mail Returned to Sender",
-        Action::Delayed => "Delayed Mail (still being retried)",
-    };
-    let _ = write!(
-        m,
-        "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n\
-         To: <{sender}>\r\n\
-         Subject: {subject}\r\n\
-         Date: {}\r\n\
-         Message-ID: <{}@{hostname}>\r\n\
-         Auto-Submitted: auto-replied\r\n\
-         MIME-Version: 1.0\r\n\
-         Content-Type: multipart/report; report-type=delivery-status;\r\n\
-         \tboundary=\"{boundary}\"\r\n\
-         \r\n\
-         This is a MIME-encapsulated message.\r\n\
-         \r\n\
-         --{boundary}\r\n\
-         Content-Description: Notification\r\n\
-         Content-Type: text/plain; charset=utf-8\r\n\
-         \r\n",
+    let entries: Vec<ReportRecipient> = recipients
+        .iter()
+        .map(|r| ReportRecipient {
+            address: r.address.clone(),
+            orcpt: r.orcpt.clone(),
+            status: r.failure.status.to_string(),
+            remote_mta: r
+                .failure
+                .remote
+                .as_deref()
+                .map(|remote| remote.split('[').next().unwrap_or(remote).to_string()),
+            diagnostic: r.failure.diagnostic_code(),
+            summary: r.failure.summary(),
+            last_attempt: rfc5322_date(r.last_attempt),
+        })
+        .collect();
+    let outsider = original.client.origin == Origin::Outsider;
+    let id = dsn_id.to_string();
+    let original_id = original.id.to_string();
+    let (date, arrival, until) = (
         rfc5322_date(now),
-        dsn_id,
+        rfc5322_date(original.received_at),
+        rfc5322_date(will_retry_until),
     );
-    match action {
-        Action::Failed => {
-            let _ = write!(
-                m,
-                "This is the mail system at host {hostname}.\r\n\r\n\
-                 Your message could not be delivered to one or more recipients.\r\n\
-                 It is attached below.\r\n\r\n"
-            );
-        }
-        Action::Delayed => {
-            let _ = write!(
-                m,
-                "This is the mail system at host {hostname}.\r\n\r\n\
-                 Your message has not been delivered yet to the recipients below.\r\n\
-                 It will be retried until {}.\r\n\
-                 No action is required on your part.\r\n\r\n",
-                rfc5322_date(will_retry_until)
-            );
-        }
-    }
-    for r in recipients {
-        let _ = write!(m, "<{}>: {}\r\n", r.address, one_line(&r.failure.summary()));
-    }
-    let _ = write!(
-        m,
-        "\r\n--{boundary}\r\n\
-         Content-Description: Delivery report\r\n\
-         Content-Type: message/delivery-status\r\n\
-         \r\n\
-         Reporting-MTA: dns; {hostname}\r\n"
-    );
-    if let Some(envid) = &original.envid {
-        let _ = write!(m, "Original-Envelope-Id: {}\r\n", one_line(envid));
-    }
-    let _ = write!(
-        m,
-        "Arrival-Date: {}\r\n",
-        rfc5322_date(original.received_at)
-    );
-    for r in recipients {
-        let _ = write!(m, "\r\nFinal-Recipient: rfc822; {}\r\n", r.address);
-        if let Some(o) = &r.orcpt {
-            let o = if o.contains(';') {
-                o.clone()
-            } else {
-                format!("rfc822; {o}")
-            };
-            let _ = write!(m, "Original-Recipient: {}\r\n", one_line(&o));
-        }
-        let action_word = match action {
-            Action::Failed => "failed",
-            Action::Delayed => "delayed",
-        };
-        let _ = write!(
-            m,
-            "Action: {action_word}\r\nStatus: {}\r\n",
-            r.failure.status
-        );
-        if let Some(remote) = &r.failure.remote {
-            let host = remote.split('[').next().unwrap_or(remote);
-            let _ = write!(m, "Remote-MTA: dns; {host}\r\n");
-        }
-        let _ = write!(
-            m,
-            "Diagnostic-Code: {}\r\nLast-Attempt-Date: {}\r\n",
-            one_line(&r.failure.diagnostic_code()),
-            rfc5322_date(r.last_attempt)
-        );
-        if action == Action::Delayed {
-            let _ = write!(
-                m,
-                "Will-Retry-Until: {}\r\n",
-                rfc5322_date(will_retry_until)
-            );
-        }
-    }
-    let headers_only = original.ret_headers_only;
-    let _ = write!(
-        m,
-        "\r\n--{boundary}\r\n\
-         Content-Description: {}\r\n\
-         Content-Type: {}\r\n\
-         \r\n",
-        if headers_only {
-            "Undelivered Message Headers"
-        } else {
-            "Undelivered Message"
+    let rendered = render(&Report {
+        hostname,
+        sender,
+        id: &id,
+        original_id: &original_id,
+        action: match action {
+            Action::Failed => codec::Action::Failed,
+            Action::Delayed => codec::Action::Delayed,
         },
-        if headers_only {
-            "text/rfc822-headers"
-        } else {
-            "message/rfc822"
-        },
-    );
-    let mut out = m.into_bytes();
-    let attached = if headers_only {
-        header_block(message)
-    } else {
-        message
-    };
-    out.extend_from_slice(attached);
-    if !attached.ends_with(b"\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-
+        date: &date,
+        arrival_date: &arrival,
+        will_retry_until: &until,
+        envid: original.envid.as_deref(),
+        recipients: &entries,
+        message,
+        headers_only: original.ret_headers_only || (outsider && !full_for_outsiders),
+    });
+    let eight_bit = is_eight_bit(&rendered.bytes[rendered.attached.clone()]);
+    let out = rendered.bytes;
     let envelope = Envelope {
         id: dsn_id,
         received_at: now,
@@ -208,7 +119,7 @@ pub fn build(
             tls: false,
             origin: Origin::Local,
         },
-        eight_bit: is_eight_bit(attached),
+        eight_bit,
         smtputf8: original.smtputf8,
         ret_headers_only: false,
         envid: None,
@@ -217,17 +128,6 @@ pub fn build(
         annotations: Vec::new(),
     };
     Some((envelope, out))
-}
-
-/// The header section of a message, including the blank line that ends it.
-fn header_block(message: &[u8]) -> &[u8] {
-    &message[..header_end(message).map_or(message.len(), |end| end.body)]
-}
-
-fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
 }
 
 /// `Sun, 22 Nov 2026 13:24:01 +0000` for unix seconds (RFC 5322 §3.3, in UTC). A time past
@@ -251,14 +151,42 @@ mod tests {
     use crate::spool::MessageId;
 
     fn envelope(from: Option<&str>, ret_headers_only: bool) -> Envelope {
-        Envelope {
+        let mut env = Envelope {
             received_at: 1_795_000_000,
             mail_from: from.map(String::from),
             ret_headers_only,
             envid: Some("E1".into()),
             size: 10,
             ..crate::delivery::test_envelope(&["bob@x.test"])
-        }
+        };
+        env.client.origin = Origin::Authenticated;
+        env
+    }
+
+    #[test]
+    fn an_outsiders_bounce_carries_headers_only_unless_configured() {
+        let msg = b"Subject: hi\r\n\r\nsecret body\r\n";
+        let mut env = envelope(Some("forged@victim.test"), false);
+        env.client.origin = Origin::Outsider;
+        let bounce = |full| {
+            let (_, dsn) = build(
+                "relay.test",
+                MessageId("d1".into()),
+                &env,
+                msg,
+                &[rcpt()],
+                Action::Failed,
+                1,
+                2,
+                full,
+            )
+            .unwrap();
+            String::from_utf8(dsn).unwrap()
+        };
+        let text = bounce(false);
+        assert!(text.contains("Content-Type: text/rfc822-headers\r\n\r\nSubject: hi\r\n\r\n"));
+        assert!(!text.contains("secret body"));
+        assert!(bounce(true).contains("secret body"));
     }
 
     fn rcpt() -> DsnRecipient {
@@ -296,6 +224,7 @@ mod tests {
             Action::Failed,
             1_795_000_200,
             0,
+            false,
         )
         .unwrap();
         let text = String::from_utf8(dsn).unwrap();
@@ -330,6 +259,7 @@ mod tests {
             Action::Delayed,
             1,
             2,
+            false,
         )
         .unwrap();
         let text = String::from_utf8(dsn).unwrap();
@@ -344,7 +274,8 @@ mod tests {
             &[rcpt()],
             Action::Failed,
             1,
-            2
+            2,
+            false
         )
         .is_none());
     }

@@ -287,6 +287,7 @@ async fn send_dsn(
         action,
         now_s,
         expires,
+        shared.config.outsider_bounces == crate::config::delivery::OutsiderBounces::Full,
     ) else {
         tracing::info!(id = %env.id, "no DSN for a null sender");
         return true;
