@@ -2,6 +2,7 @@
 //! with a real client (Python smtplib or a raw socket) against `wasmrelay serve`, with a next
 //! hop on the bare protocol (test-support's `RawSink`) where delivery matters.
 //!
+//! - `auth_guessing`: AUTH failures counted per client across connections.
 //! - `backscatter`: the bounce of an outsider's mail carries its headers only.
 //! - `dkim`: an outsider's forgery to a local domain is delivered unsigned.
 //! - `loops`: too many `Received:` hops; delivery to ourselves (address literal, hostname).
@@ -13,6 +14,7 @@
 //!
 //! Run: `cargo test -p wasmrelay --test hardening`
 
+mod auth_guessing;
 mod backscatter;
 mod dkim;
 mod edges;

@@ -187,6 +187,14 @@ pub struct LimitsConfig {
     /// unanswered then count as `temperror`. At most `data_block_timeout`.
     #[serde(with = "humantime_serde")]
     pub auth_check_timeout: Duration,
+    /// Failed AUTH attempts one client (IPv4 address or IPv6 /64) may make within
+    /// `auth_failure_window`, across connections, before AUTH is refused (`454 4.7.0`)
+    /// until the window ends; 0 turns the brake off.
+    pub auth_failures: u32,
+    #[serde(with = "humantime_serde")]
+    pub auth_failure_window: Duration,
+    /// Password checks (argon2) running at once; more wait in a bounded queue.
+    pub auth_workers: usize,
 }
 
 impl Default for LimitsConfig {
@@ -206,6 +214,9 @@ impl Default for LimitsConfig {
             max_junk_commands: 100,
             shutdown_grace: Duration::from_secs(30),
             auth_check_timeout: Duration::from_secs(20),
+            auth_failures: 10,
+            auth_failure_window: Duration::from_secs(15 * 60),
+            auth_workers: 2,
         }
     }
 }
@@ -373,8 +384,12 @@ pub(super) fn validate_limits(l: &LimitsConfig, errors: &mut Vec<ConfigError>) {
         ("tls_handshake_timeout", l.tls_handshake_timeout),
         ("shutdown_grace", l.shutdown_grace),
         ("auth_check_timeout", l.auth_check_timeout),
+        ("auth_failure_window", l.auth_failure_window),
     ] {
         check_duration(errors, format!("limits.{field}"), value, POSITIVE);
+    }
+    if !(1..=64).contains(&l.auth_workers) {
+        errors.push(ConfigError::new("limits.auth_workers", "must be 1..=64"));
     }
     if l.auth_check_timeout > l.data_block_timeout {
         errors.push(ConfigError::new(

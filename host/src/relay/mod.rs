@@ -15,6 +15,7 @@ use crate::delivery::{DeliveryError, LocalIdentity, MxResolver, QueueHandle, Que
 use crate::events::{EventLog, EventLogError, Events};
 use crate::msgauth::Authenticator;
 use crate::plugins::{DnsLookup, PluginHost, PluginHostOptions, PluginLoadError};
+use crate::smtp::auth_guard::AuthGuard;
 use crate::smtp::server::{self, ConnectionLimits, Listener, SharedEnv};
 use crate::smtp::session::{MessageStore, SessionEnv, Users};
 use crate::smtp::tls;
@@ -79,6 +80,8 @@ pub struct Reloader {
     capabilities: PluginCapabilities,
     /// Built once on the relay's resolver: its record caches outlive reloads.
     authenticator: Arc<Authenticator>,
+    /// AUTH failure counts and the password-check pool outlive reloads too.
+    auth_guard: Arc<AuthGuard>,
 }
 
 /// What plugin chains share across reloads: rate/kv state must survive a reload, and the
@@ -128,11 +131,12 @@ impl Reloader {
             )));
         }
         let plugins = self.capabilities.load(config).await?;
+        self.auth_guard.reconfigure(&config.limits);
         let envs = session_envs(
             config,
             &self.store,
             &plugins,
-            &self.authenticator,
+            (&self.authenticator, &self.auth_guard),
             &self.capabilities.events,
         )?;
         for (shared, env) in self.envs.iter().zip(envs) {
@@ -175,6 +179,7 @@ impl Relay {
             "lists loaded"
         );
         let authenticator = Arc::new(Authenticator::new(resolver.hickory().clone()));
+        let auth_guard = AuthGuard::new(&config.limits);
         let (events, event_log) = EventLog::open(&config.events)?;
         let capabilities = PluginCapabilities {
             backend: Arc::new(backend),
@@ -194,9 +199,15 @@ impl Relay {
         // Stores go through the runner's store, which wakes delivery for each new message.
         let store: Arc<dyn MessageStore> = Arc::new(runner.store());
         let mut listeners = Vec::new();
-        for (index, env) in session_envs(config, &store, &chain, &authenticator, &events)?
-            .into_iter()
-            .enumerate()
+        for (index, env) in session_envs(
+            config,
+            &store,
+            &chain,
+            (&authenticator, &auth_guard),
+            &events,
+        )?
+        .into_iter()
+        .enumerate()
         {
             let address = env.listener.address;
             let listener = Listener::bind(env)
@@ -218,6 +229,7 @@ impl Relay {
             plugins,
             capabilities,
             authenticator,
+            auth_guard,
         };
         let limits = ConnectionLimits::new(
             config.limits.max_connections,
@@ -278,10 +290,10 @@ fn session_envs(
     config: &Config,
     store: &Arc<dyn MessageStore>,
     plugins: &Option<Arc<PluginHost>>,
-    authenticator: &Arc<Authenticator>,
+    (authenticator, auth_guard): (&Arc<Authenticator>, &Arc<AuthGuard>),
     events: &Events,
 ) -> Result<Vec<SessionEnv>, StartError> {
-    let users = Users::from_config(&config.users);
+    let users = Users::from_config(&config.users, auth_guard.clone());
     let mut envs = Vec::new();
     for (index, l) in config.listeners.iter().enumerate() {
         let tls = match (&l.tls_cert, &l.tls_key) {

@@ -2,6 +2,7 @@
 //! that feeds it sockets. The wire format itself (command parser, DATA reader, typed replies)
 //! is the `wasmrelay_codec` crate, which does no I/O.
 
+pub mod auth_guard;
 pub mod server;
 pub mod session;
 pub mod stream;

@@ -101,7 +101,7 @@ impl ConnectionLimits {
                 "Too many connections, try again later",
             )
         })?;
-        let ip = cap_key(ip);
+        let ip = client_key(ip);
         let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
         let n = map.entry(ip).or_insert(0);
         if *n >= self.max_per_ip {
@@ -122,7 +122,7 @@ impl ConnectionLimits {
 
 /// What the per-IP cap counts: an IPv4 address, or an IPv6 /64. One IPv6 host usually holds
 /// a whole /64 (SLAAC, privacy addresses) and can connect from a fresh address each time.
-fn cap_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => {
             let prefix = u128::from(v6) & !((1u128 << 64) - 1);

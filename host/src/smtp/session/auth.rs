@@ -12,31 +12,44 @@ use wasmrelay_codec::command::LineReader;
 use wasmrelay_codec::reply::{Enhanced, Reply};
 
 use super::{Flow, Session};
-use crate::config::UserConfig;
+use crate::config::{LimitsConfig, UserConfig};
+use crate::smtp::auth_guard::{AuthGuard, Refusal};
 
-/// The AUTH accounts, name → PHC hash.
-#[derive(Clone, Default)]
-pub struct Users(Arc<HashMap<String, String>>);
+/// The AUTH accounts, name → PHC hash, and the brakes on guessing shared by all sessions.
+#[derive(Clone)]
+pub struct Users {
+    accounts: Arc<HashMap<String, String>>,
+    guard: Arc<AuthGuard>,
+}
+
+impl Default for Users {
+    fn default() -> Self {
+        Users::from_config(&[], AuthGuard::new(&LimitsConfig::default()))
+    }
+}
 
 impl Users {
-    pub fn from_config(users: &[UserConfig]) -> Self {
-        Users(Arc::new(
-            users
-                .iter()
-                .map(|u| (u.name.clone(), u.password_hash.clone()))
-                .collect(),
-        ))
+    pub fn from_config(users: &[UserConfig], guard: Arc<AuthGuard>) -> Self {
+        Users {
+            accounts: Arc::new(
+                users
+                    .iter()
+                    .map(|u| (u.name.clone(), u.password_hash.clone()))
+                    .collect(),
+            ),
+            guard,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.accounts.is_empty()
     }
 
-    /// Checks a password off the async runtime (argon2 is slow on purpose). Unknown users
-    /// cost the same as known ones so timing does not reveal which names exist.
-    pub async fn verify(&self, user: &str, password: &str) -> bool {
+    /// Checks a password on the guard's bounded pool (argon2 is slow on purpose). Unknown
+    /// users cost the same as known ones so timing does not reveal which names exist.
+    pub async fn verify(&self, user: &str, password: &str) -> Result<bool, Refusal> {
         static DUMMY: OnceLock<String> = OnceLock::new();
-        let known = self.0.get(user).cloned();
+        let known = self.accounts.get(user).cloned();
         let hash = match &known {
             Some(h) => h.clone(),
             None => DUMMY
@@ -44,18 +57,19 @@ impl Users {
                 .clone(),
         };
         let password = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash)
-                .map(|h| {
-                    Argon2::default()
-                        .verify_password(password.as_bytes(), &h)
-                        .is_ok()
-                })
-                .unwrap_or(false)
-        })
-        .await
-        .unwrap_or(false);
-        ok && known.is_some()
+        let ok = self
+            .guard
+            .run(move || {
+                PasswordHash::new(&hash)
+                    .map(|h| {
+                        Argon2::default()
+                            .verify_password(password.as_bytes(), &h)
+                            .is_ok()
+                    })
+                    .unwrap_or(false)
+            })
+            .await?;
+        Ok(ok && known.is_some())
     }
 }
 
@@ -102,6 +116,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 "Encryption required: issue STARTTLS first",
             ));
         }
+        let ip = self.ctx.peer.ip();
+        if let Some(left) = self.env.users.guard.blocked(ip) {
+            tracing::warn!(%ip, "AUTH refused: too many failures from this client");
+            return self.fail(Reply::new(
+                454,
+                Enhanced(4, 7, 0),
+                format!(
+                    "Too many failed authentications from your address; try again in {} minutes",
+                    left.as_secs().div_ceil(60).max(1)
+                ),
+            ));
+        }
         let credentials = match mechanism.to_ascii_uppercase().as_str() {
             "PLAIN" => self.sasl_plain(initial).await,
             "LOGIN" => self.sasl_login(initial).await,
@@ -118,7 +144,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Err(SaslError::Closed) => return Flow::Close,
             Err(SaslError::Reply(r)) => return self.fail(r),
         };
-        if self.env.users.verify(&user, &password).await {
+        let verified = match self.env.users.verify(&user, &password).await {
+            Ok(verified) => verified,
+            Err(_) => {
+                tracing::warn!(%ip, "AUTH deferred: too many password checks waiting");
+                return self.fail(Reply::new(
+                    454,
+                    Enhanced(4, 7, 0),
+                    "Temporary authentication failure, try again later",
+                ));
+            }
+        };
+        if verified {
             if let Some(flow) = self.hook_auth(&user).await {
                 info!(user = %user, "authentication refused by policy");
                 return flow;
@@ -131,7 +168,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 "Authentication successful",
             ))
         } else {
-            info!(user = %user, "authentication failed");
+            let failures = self.env.users.guard.record_failure(ip);
+            info!(user = %user, %ip, failures, "authentication failed");
             self.fail(Reply::new(
                 535,
                 Enhanced(5, 7, 8),

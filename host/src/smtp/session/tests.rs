@@ -93,8 +93,11 @@ fn start(opts: Options) -> Client {
         hostname: "mx.test".into(),
         listener: opts.listener,
         relay: opts.relay,
+        users: Users::from_config(
+            &opts.users,
+            crate::smtp::auth_guard::AuthGuard::new(&opts.limits),
+        ),
         limits: opts.limits,
-        users: Users::from_config(&opts.users),
         tls: None,
         store: store.clone(),
         plugins: None,
