@@ -5,6 +5,7 @@
 //! - `auth_guessing`: AUTH failures counted per client across connections.
 //! - `backscatter`: the bounce of an outsider's mail carries its headers only.
 //! - `dkim`: an outsider's forgery to a local domain is delivered unsigned.
+//! - `long_lines`: lines over 998 octets re-encoded (or refused, per listener).
 //! - `loops`: too many `Received:` hops; delivery to ourselves (address literal, hostname).
 //! - `smarthost_tls`: smart-host passwords only over verified TLS; no pooled shortcut.
 //! - `slow_clients`: a client that never reads; command floods; SIGTERM with stuck sessions.
@@ -18,6 +19,7 @@ mod auth_guessing;
 mod backscatter;
 mod dkim;
 mod edges;
+mod long_lines;
 mod loops;
 mod slow_clients;
 mod smarthost_tls;

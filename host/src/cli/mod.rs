@@ -235,6 +235,8 @@ async fn sink(listen: SocketAddr, dir: &Path) -> anyhow::Result<()> {
         require_auth: Some(false),
         allow_plaintext_auth: false,
         normalize_line_endings: false,
+        // A sink keeps what arrives byte for byte: it neither repairs nor widens.
+        long_lines: crate::config::LongLines::Refuse,
         check_auth: Some(AuthCheck::Off),
         dmarc_reject: false,
     };

@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use server::{
-    LimitsConfig, ListenerConfig, ListenerRole, RelayConfig, SpoolConfig, UserConfig,
+    LimitsConfig, ListenerConfig, ListenerRole, LongLines, RelayConfig, SpoolConfig, UserConfig,
 };
 
 /// One problem in a config file, with the dotted key it is about.

@@ -65,6 +65,13 @@ pub struct ListenerConfig {
     /// rejects them, which is what keeps SMTP smuggling out).
     #[serde(default)]
     pub normalize_line_endings: bool,
+    /// A message line over 998 octets (minified HTML from an application): `encode`
+    /// re-encodes the parts that have one (quoted-printable, or re-wrapped base64; the
+    /// content and charset stay the same) before plugins, spooling and DKIM signing see it;
+    /// `refuse` answers `550 5.6.0`. Lines beyond `limits.max_text_line` are refused either
+    /// way only under `refuse`.
+    #[serde(default)]
+    pub long_lines: LongLines,
     /// Check SPF, DKIM, DMARC (and ARC) at the end of DATA, add an `Authentication-Results`
     /// header and give the results to plugins: `inbound`, `all` or `off`. Default: `inbound`
     /// for `relay`, `off` for `submission` and `smtps`.
@@ -219,6 +226,15 @@ impl Default for LimitsConfig {
             auth_workers: 2,
         }
     }
+}
+
+/// See [`ListenerConfig::long_lines`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LongLines {
+    #[default]
+    Encode,
+    Refuse,
 }
 
 /// One `[[users]]` entry for SMTP AUTH.

@@ -27,7 +27,7 @@ mod envelope;
 mod error;
 mod message;
 mod metrics;
-mod mime;
+pub(crate) mod mime;
 mod state;
 #[cfg(any(test, feature = "test-util"))]
 #[doc(hidden)]

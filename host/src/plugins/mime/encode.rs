@@ -6,7 +6,7 @@
 use base64::Engine;
 
 /// Longest encoded line (RFC 2045 §6.7 rule 5, §6.8).
-const LINE: usize = 76;
+pub(super) const LINE: usize = 76;
 
 /// Encoded content and the Content-Transfer-Encoding that names it.
 #[derive(Debug, PartialEq, Eq)]

@@ -11,6 +11,7 @@
 mod decode;
 mod encode;
 mod header;
+pub(crate) mod long_lines;
 mod tree;
 
 #[cfg(test)]

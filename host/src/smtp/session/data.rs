@@ -9,6 +9,8 @@ use wasmrelay_codec::reply::{Enhanced, Reply};
 
 use super::rejected::Refused;
 use super::{Flow, Session, Transaction};
+use crate::config::LongLines;
+use crate::plugins::mime::long_lines;
 use crate::plugins::Hook;
 use crate::spool::{unix_now, ClientInfo, Envelope, MessageId, Recipient};
 
@@ -22,9 +24,14 @@ pub(crate) struct ChunkState {
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     fn data_limits(&self) -> DataLimits {
+        // Under `long_lines = "encode"` a long line is repaired after the message is in.
+        let max_line = match self.env.listener.long_lines {
+            LongLines::Encode => usize::MAX,
+            LongLines::Refuse => self.env.limits.max_text_line,
+        };
         DataLimits {
             max_size: self.env.limits.max_message_size,
-            max_line: self.env.limits.max_text_line,
+            max_line,
             normalize: self.env.listener.normalize_line_endings,
         }
     }
@@ -176,6 +183,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Ok(results) => results,
             Err(flow) => return flow,
         };
+        // After the checks, which must see what the sender signed.
+        if self.env.listener.long_lines == LongLines::Encode && long_lines::has_long_line(&message)
+        {
+            match long_lines::repair(&message) {
+                Ok(repaired) if repaired.len() as u64 <= self.env.limits.max_message_size => {
+                    info!(id = %id, "lines over 998 octets re-encoded");
+                    message = repaired;
+                }
+                Ok(_) => {
+                    let e = DataError::TooBig(self.env.limits.max_message_size);
+                    return self.refuse(Hook::Data, Refused::Message(&id, &txn), e.reply());
+                }
+                Err(e) => {
+                    info!(id = %id, error = %e, "message refused");
+                    let reply = Reply::new(550, Enhanced(5, 6, 0), format!("Message refused: {e}"));
+                    return self.refuse(Hook::Data, Refused::Message(&id, &txn), reply);
+                }
+            }
+        }
         if let Some(flow) = self
             .hook_data(&id, &mut txn, &mut message, auth_results)
             .await

@@ -64,6 +64,7 @@ impl Default for Options {
                 require_auth: None,
                 allow_plaintext_auth: false,
                 normalize_line_endings: false,
+                long_lines: crate::config::LongLines::Refuse,
                 check_auth: None,
                 dmarc_reject: false,
             },
@@ -629,3 +630,37 @@ async fn starttls_discards_pipelined_plaintext_and_requires_new_ehlo() {
 
 #[path = "rejected_tests.rs"]
 mod rejected_tests;
+
+#[tokio::test]
+async fn long_lines_are_reencoded_or_refused_as_the_listener_says() {
+    let html = "<td>x</td>".repeat(300);
+    let message = format!("Subject: minified\r\nContent-Type: text/html\r\n\r\n{html}\r\n.");
+    // The default: the part is re-encoded, its content unchanged.
+    let mut opts = Options::default();
+    opts.listener.long_lines = crate::config::LongLines::Encode;
+    let mut c = start(opts).ehlo().await;
+    c.cmd("MAIL FROM:<a@example.org>", "250").await;
+    c.cmd("RCPT TO:<user@example.com>", "250").await;
+    c.cmd("DATA", "354").await;
+    c.cmd(&message, "250 2.0.0").await;
+    let (_, bytes) = &c.messages()[0];
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    assert!(
+        text.contains("Content-Transfer-Encoding: quoted-printable\r\n"),
+        "{text}"
+    );
+    assert!(text.lines().all(|l| l.len() <= 998));
+    let parsed = mail_parser::MessageParser::default().parse(bytes).unwrap();
+    assert_eq!(parsed.body_html(0).unwrap().trim_end(), html);
+    // A header line cannot be re-encoded; `refuse` refuses the body line too.
+    c.cmd("MAIL FROM:<a@example.org>", "250").await;
+    c.cmd("RCPT TO:<user@example.com>", "250").await;
+    c.cmd("DATA", "354").await;
+    let long_subject = format!("Subject: {html}\r\n\r\nhi\r\n.");
+    c.cmd(&long_subject, "550 5.6.0").await;
+    let mut c = start(Options::default()).ehlo().await;
+    c.cmd("MAIL FROM:<a@example.org>", "250").await;
+    c.cmd("RCPT TO:<user@example.com>", "250").await;
+    c.cmd("DATA", "354").await;
+    c.cmd(&message, "550 5.6.0").await;
+}
