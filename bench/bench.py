@@ -210,8 +210,17 @@ def num(v):
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
 
 
+# Systems in the order the table shows them; each wasmrelay system gets a ratio to Postfix.
+SYSTEMS = [
+    ("wasmrelay", "wasmrelay"),
+    ("wasmrelay-plugins", "wasmrelay + 4 plugins"),
+    ("postfix", "Postfix"),
+]
+
+
 def table(args):
-    """Medians per MTA and metric, the ratio wasmrelay/Postfix, and each side's range."""
+    """Medians (with each side's range) per system and metric, then each wasmrelay system's
+    ratio to Postfix and, when both ran, the plugins' ratio to none."""
     runs = {}
     with open(args.results) as f:
         for line in f:
@@ -224,23 +233,28 @@ def table(args):
             for key, value in run.items():
                 if isinstance(value, (int, float)):
                     runs.setdefault((mta, key), []).append(value)
-    head = ("median of runs", "wasmrelay", "Postfix", "ratio", "wasmrelay range", "Postfix range")
+    present = [(k, label) for k, label in SYSTEMS if any(m == k for m, _ in runs)]
+    ratios = [(k, f"{label} / Postfix") for k, label in present if k != "postfix"]
+    if any(k == "wasmrelay-plugins" for k, _ in present) and any(k == "wasmrelay" for k, _ in present):
+        ratios.append(("plugins-vs-none", "plugins / none"))
+    head = ("median (range, runs)",) + tuple(label for _, label in present) + tuple(l for _, l in ratios)
     rows = [head]
     for key, label in METRICS:
-        wr, pf = runs.get(("wasmrelay", key), []), runs.get(("postfix", key), [])
-        if not pf and not wr:
+        cells, medians = [label], {}
+        for mta, _ in present:
+            xs = runs.get((mta, key), [])
+            if xs:
+                medians[mta] = statistics.median(xs)
+                cells.append(f"{num(medians[mta])} ({num(min(xs))}-{num(max(xs))}, {len(xs)})")
+            else:
+                cells.append("-")
+        if len(medians) == 0:
             continue
-        w = statistics.median(wr) if wr else None
-        p = statistics.median(pf) if pf else None
-        span = lambda xs: f"{num(min(xs))}-{num(max(xs))} ({len(xs)})" if xs else "-"
-        rows.append((
-            label,
-            num(w) if wr else "-",
-            num(p) if pf else "-",
-            f"{w / p:.3g}" if wr and p else "-",
-            span(wr),
-            span(pf),
-        ))
+        for mta, _ in ratios:
+            num_, den = ("wasmrelay-plugins", "wasmrelay") if mta == "plugins-vs-none" else (mta, "postfix")
+            a, b = medians.get(num_), medians.get(den)
+            cells.append(f"{a / b:.3g}" if a is not None and b else "-")
+        rows.append(tuple(cells))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     for n, r in enumerate(rows):
         print("  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r)))
