@@ -1,21 +1,316 @@
-//! The bundled `rate-limit` policy plugin (see plugins/README.md).
-use serde::Deserialize;
-use wasmrelay_plugin_sdk::{export_plugin, Hook, Plugin};
+//! The bundled `rate-limit` policy plugin (documented in plugins/README.md).
+//!
+//! Layout: [`config`] parses and checks the rules once per instance; [`keys`] builds the
+//! state keys (tenant-safe, IPv6 by prefix, via [`net`]); [`limits`] checks and charges
+//! GCRA rates and calendar quotas through the host without charging on a refusal; [`reply`]
+//! turns a refusal into the SMTP reply. This file maps hooks to stages:
+//!
+//! - `connect`: `concurrent` rules count the connection (+1, released at `closed`), then
+//!   `connections` rules charge it; a refusal ends the connection (421, or 554 to reject).
+//! - `mail-from`: `messages` rules are checked without charging, so a sender over its
+//!   limit is refused before it sends the message.
+//! - `rcpt`: `recipients` rules: the per-message cap, then one recipient charged.
+//! - `data`: `messages` rules charge the message, once per transaction; transactions that
+//!   never reach the end of DATA do not count.
+//! - `closed`: the concurrency counts of `connect` are given back.
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Config {}
+mod config;
+mod keys;
+mod limits;
+mod net;
+mod reply;
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use wasmrelay_plugin_sdk::host::{self, list_address};
+use wasmrelay_plugin_sdk::{export_plugin, Context, Hook, Message, Plugin, Verdict};
+
+use config::{Config, Count, KeyPart, Rule};
+use keys::Facts;
+use limits::{Check, Limit, Refusal};
+use reply::Stage;
 
 struct RateLimit {
-    _config: Config,
+    config: Config,
+    /// Whether the stage's rules need the authenticated user (a key part or an exemption).
+    user_for_messages: bool,
+    user_for_recipients: bool,
+    sender_for_recipients: bool,
+    /// The client's address, once asked.
+    ip: Option<IpAddr>,
+    /// Concurrency counters this connection incremented, to decrement at `closed`.
+    held: Vec<String>,
 }
 
 impl Plugin for RateLimit {
-    const HOOKS: &'static [Hook] = &[];
+    const HOOKS: &'static [Hook] = &[
+        Hook::Connect,
+        Hook::MailFrom,
+        Hook::Rcpt,
+        Hook::Data,
+        Hook::Closed,
+    ];
 
     fn init(config: &str) -> Result<Self, String> {
-        let config: Config = serde_json::from_str(config).map_err(|e| e.to_string())?;
-        Ok(RateLimit { _config: config })
+        let config = Config::parse(config)?;
+        let any =
+            |rules: &[usize], f: &dyn Fn(&Rule) -> bool| rules.iter().any(|&i| f(&config.rules[i]));
+        let user = |r: &Rule| r.uses(KeyPart::User) || !r.exempt.users.is_empty();
+        let global_users = !config.exempt.users.is_empty();
+        Ok(RateLimit {
+            user_for_messages: global_users || any(&config.messages, &user),
+            user_for_recipients: global_users || any(&config.recipients, &user),
+            sender_for_recipients: any(&config.recipients, &|r| {
+                r.uses(KeyPart::Sender) || r.uses(KeyPart::SenderDomain)
+            }),
+            config,
+            ip: None,
+            held: Vec::new(),
+        })
+    }
+
+    fn connect(&mut self, ctx: &Context) -> Verdict {
+        if self.config.connect.is_empty() {
+            return Verdict::Continue;
+        }
+        let ip = self.ip(ctx);
+        if self.config.exempt.network(ip) {
+            return Verdict::Continue;
+        }
+        let facts = Facts {
+            ip,
+            user: None,
+            sender: None,
+            recipient: None,
+        };
+        if let Err(refusal) = self.count_concurrent(&facts) {
+            self.release();
+            return self.refuse(Stage::Connect, &refusal);
+        }
+        let checks = self.checks(&self.config.connect, &facts);
+        if let Err(refusal) = limits::admit(&checks, 1) {
+            self.release();
+            return self.refuse(Stage::Connect, &refusal);
+        }
+        Verdict::Continue
+    }
+
+    fn mail_from(&mut self, ctx: &Context, sender: &str) -> Verdict {
+        self.messages(ctx, || Some(list_address(sender)), limits::peek_all)
+    }
+
+    fn rcpt(&mut self, ctx: &Context, recipient: &str) -> Verdict {
+        if self.config.recipients.is_empty() {
+            return Verdict::Continue;
+        }
+        let Some((ip, user)) = self.client(ctx, self.user_for_recipients) else {
+            return Verdict::Continue;
+        };
+        let sender = if self.sender_for_recipients {
+            ctx.mail_from().map(|s| list_address(&s))
+        } else {
+            None
+        };
+        let recipient = list_address(recipient);
+        let facts = Facts {
+            ip,
+            user: user.as_deref(),
+            sender: sender.as_deref(),
+            recipient: Some(&recipient),
+        };
+        let decided = self.per_message(ctx, &facts).and_then(|()| {
+            let checks = self.checks(&self.config.recipients, &facts);
+            limits::admit(&checks, 1)
+        });
+        self.verdict(Stage::Transaction, decided)
+    }
+
+    fn data(&mut self, ctx: &Context, _msg: &Message) -> Verdict {
+        let sender = || ctx.mail_from().map(|s| list_address(&s));
+        self.messages(ctx, sender, limits::admit)
+    }
+
+    fn closed(&mut self, _ctx: &Context) {
+        self.release();
+    }
+}
+
+impl RateLimit {
+    fn ip(&mut self, ctx: &Context) -> IpAddr {
+        *self.ip.get_or_insert_with(|| {
+            ctx.remote_ip()
+                .parse()
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        })
+    }
+
+    /// The client and, when the stage's rules need it, the authenticated user (lower-cased);
+    /// `None` when either is exempt from every rule.
+    fn client(&mut self, ctx: &Context, wants_user: bool) -> Option<(IpAddr, Option<String>)> {
+        let ip = self.ip(ctx);
+        let user = wants_user
+            .then(|| ctx.auth_user())
+            .flatten()
+            .map(|u| list_address(&u));
+        let exempt = self.config.exempt.network(ip) || self.config.exempt.user(user.as_deref());
+        (!exempt).then_some((ip, user))
+    }
+
+    /// The `messages` rules at MAIL FROM (`decide` peeks) or at the end of DATA (charges).
+    fn messages(
+        &mut self,
+        ctx: &Context,
+        sender: impl FnOnce() -> Option<String>,
+        decide: fn(&[Check<'_>], u32) -> Result<(), Refusal>,
+    ) -> Verdict {
+        if self.config.messages.is_empty() {
+            return Verdict::Continue;
+        }
+        let Some((ip, user)) = self.client(ctx, self.user_for_messages) else {
+            return Verdict::Continue;
+        };
+        let sender = sender();
+        let facts = Facts {
+            ip,
+            user: user.as_deref(),
+            sender: sender.as_deref(),
+            recipient: None,
+        };
+        let checks = self.checks(&self.config.messages, &facts);
+        let decided = decide(&checks, 1);
+        self.verdict(Stage::Transaction, decided)
+    }
+
+    /// The rate and quota checks of `rules` that apply to these facts, in config order.
+    fn checks<'c>(&'c self, rules: &[usize], facts: &Facts<'_>) -> Vec<Check<'c>> {
+        let mut checks = Vec::new();
+        for &i in rules {
+            let rule = &self.config.rules[i];
+            if rule.exempt.network(facts.ip) || rule.exempt.user(facts.user) {
+                continue;
+            }
+            let mut push = |tag: &str, limit: Limit<'c>| {
+                let key = keys::key(rule, tag, facts)?;
+                checks.push(Check {
+                    rule: i,
+                    key,
+                    limit,
+                    on_state_error: rule.on_state_error,
+                });
+                Some(())
+            };
+            if let Some(rate) = &rule.rate {
+                if push("r", Limit::Rate(rate)).is_none() {
+                    continue;
+                }
+            }
+            for quota in &rule.quotas {
+                push(quota.tag, Limit::Quota(quota));
+            }
+        }
+        checks
+    }
+
+    /// `per_message` caps: the recipients the transaction already has, plus this one.
+    fn per_message(&self, ctx: &Context, facts: &Facts<'_>) -> Result<(), Refusal> {
+        let mut have = None;
+        for &i in &self.config.recipients {
+            let rule = &self.config.rules[i];
+            let Some(cap) = rule.per_message else {
+                continue;
+            };
+            if rule.exempt.network(facts.ip)
+                || rule.exempt.user(facts.user)
+                || keys::key(rule, "", facts).is_none()
+            {
+                continue;
+            }
+            let n = *have.get_or_insert_with(|| ctx.recipients().len());
+            if n >= cap as usize {
+                return Err(Refusal::Cap {
+                    rule: i,
+                    cap: u64::from(cap),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts this connection for every `concurrent` rule. The counters live in epochs of
+    /// `concurrent_expiry`: a connection adds to the current epoch's key and the count is
+    /// that key plus the previous epoch's, so a count whose `closed` never came (a crashed
+    /// relay) is gone after at most two epochs and a decrement never meets a reset counter.
+    fn count_concurrent(&mut self, facts: &Facts<'_>) -> Result<(), Refusal> {
+        let expiry = self.config.concurrent_expiry;
+        let expiry_ms = expiry.as_millis().max(1) as u64;
+        let epoch = host::now_ms() / expiry_ms;
+        for &i in &self.config.connect {
+            let rule = &self.config.rules[i];
+            let (Count::Concurrent, Some(max)) = (rule.count, rule.max) else {
+                continue;
+            };
+            if rule.exempt.network(facts.ip) {
+                continue;
+            }
+            let key = |e: u64| keys::key(rule, &format!("c{e}"), facts);
+            let (Some(now_key), Some(prev_key)) = (key(epoch), key(epoch.saturating_sub(1))) else {
+                continue;
+            };
+            let fail = |e| limits::failed::<()>(i, rule.on_state_error, &e);
+            let total = match host::counter_add(&now_key, 1, expiry.saturating_mul(2)) {
+                Ok(n) => {
+                    self.held.push(now_key);
+                    n
+                }
+                Err(e) => {
+                    fail(e)?;
+                    continue;
+                }
+            };
+            let before = match host::counter_get(&prev_key) {
+                Ok(n) => n.max(0),
+                Err(e) => {
+                    fail(e)?;
+                    0
+                }
+            };
+            if total.saturating_add(before) > i64::from(max) {
+                return Err(Refusal::Cap {
+                    rule: i,
+                    cap: u64::from(max),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives back the concurrency counts this connection holds.
+    fn release(&mut self) {
+        let window = self.config.concurrent_expiry.saturating_mul(2);
+        for key in self.held.drain(..) {
+            if let Err(e) = host::counter_add(&key, -1, window) {
+                host::warn(&format!(
+                    "rate-limit: cannot release a connection count: {e:?}"
+                ));
+            }
+        }
+    }
+
+    fn verdict(&self, stage: Stage, decided: Result<(), Refusal>) -> Verdict {
+        match decided {
+            Ok(()) => Verdict::Continue,
+            Err(refusal) => self.refuse(stage, &refusal),
+        }
+    }
+
+    fn refuse(&self, stage: Stage, refusal: &Refusal) -> Verdict {
+        let verdict = reply::verdict(&self.config, stage, refusal);
+        let rule = &self.config.rules[refusal.rule()];
+        host::emit(
+            "rate-limited",
+            &[("rule", &rule.name), ("count", rule.count.name())],
+        );
+        verdict
     }
 }
 
