@@ -120,6 +120,8 @@ pub struct Policy {
     pub routes: Vec<Rule>,
     pub unmatched: Unmatched,
     pub suppression: Option<Suppression>,
+    /// `unmatched = "refuse"` without a catch-all rule.
+    refuse_unmatched: bool,
 }
 
 fn header_name(name: &str, key: &str) -> Result<String, String> {
@@ -210,7 +212,10 @@ impl Policy {
                 })
             }
         };
+        let refuse_unmatched =
+            c.unmatched == Unmatched::Refuse && !routes.iter().any(Rule::is_catch_all);
         Ok(Policy {
+            refuse_unmatched,
             stream_annotation: stream,
             classify,
             classify_untrusted: c.classify_untrusted,
@@ -228,7 +233,7 @@ impl Policy {
 
     /// Whether a recipient no rule can match is refused (never with a catch-all rule).
     pub fn refuses_unmatched(&self) -> bool {
-        self.unmatched == Unmatched::Refuse && !self.routes.iter().any(Rule::is_catch_all)
+        self.refuse_unmatched
     }
 }
 

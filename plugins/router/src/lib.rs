@@ -42,6 +42,14 @@ impl Plugin for Router {
         if !p.checks_rcpt() {
             return Verdict::Continue;
         }
+        // Role addresses stay reachable whatever the rules say (RFC 5321 §4.5.1).
+        let local = recipient.rsplit_once('@').map_or(recipient, |(l, _)| l);
+        if local
+            .trim_start_matches('<')
+            .eq_ignore_ascii_case("postmaster")
+        {
+            return Verdict::Continue;
+        }
         let mut facts = SessionFacts::new(ctx);
         if p.refuses_unmatched() {
             let domain = domain_of(recipient);
