@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use wasmrelay_test_support::relay::loopback_config;
 use wasmrelay_test_support::{
-    assert_success, binary, smtplib_send, wait_for, Aiosmtpd, Delivered, DnsZone, Downstream, Relay,
+    assert_success, binary, smtplib_send, wait_for, Aiosmtpd, ClosedPort, Delivered, DnsZone,
+    Downstream, Relay, NO_DNS,
 };
 
 /// How long a test waits for a message at a server or a state in the queue.
