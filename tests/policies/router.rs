@@ -367,8 +367,9 @@ data (42 bytes, edited) -> continue
   | Subject: Hi
   | (5 body bytes)
 route example.com -> continue (relay routing)
+route elsewhere.example -> hold (no routing rule matches this message)
 closed -> done
-done: 34 hooks, 2 refusals, 0 plugin errors, 4 instances
+done: 35 hooks, 2 refusals, 0 plugin errors, 4 instances
 ";
 
 #[test]
