@@ -10,7 +10,7 @@
 //! connect 192.0.2.1 [port]               # new session from this client -> connect hook
 //! tls TLSv1.3 TLS13_AES_128_GCM_SHA256   # facts only, no hook
 //! helo mail.example.org                  # -> helo hook
-//! auth alice                             # -> auth hook; sets the authenticated user
+//! auth alice                             # -> auth hook; sets the authenticated user (trusted)
 //! mail <a@example.org>                   # -> mail-from hook; starts a transaction
 //! rcpt <b@example.org>                   # -> rcpt hook; kept unless refused
 //! data message.eml                       # -> data hook, message from a file (relative to
@@ -434,6 +434,9 @@ impl Run {
             }
             "auth" => {
                 self.conn.auth_user = Some(rest.to_string());
+                // As in a real session: an authenticated client may relay.
+                self.conn.attributes.retain(|(k, _)| k != "trusted");
+                self.conn.attributes.push(("trusted".into(), "yes".into()));
                 let conn = self.conn.clone();
                 let v = self.session().auth(&conn, rest).await;
                 self.record(&format!("auth {rest}"), &v, out)
