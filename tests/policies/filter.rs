@@ -26,6 +26,7 @@ const WAIT: Duration = Duration::from_secs(30);
 const SEND: &str = r#"
 import smtplib, sys
 host, port, source, sender, rcpt, message = sys.argv[1:7]
+options = sys.argv[7:]
 try:
     s = smtplib.SMTP(host, int(port), timeout=60, source_address=(source, 0))
 except smtplib.SMTPConnectError as e:
@@ -33,8 +34,7 @@ except smtplib.SMTPConnectError as e:
     sys.exit(0)
 with s:
     s.ehlo("client.test")
-    for verb, arg in (("mail", sender), ("rcpt", rcpt)):
-        code, text = getattr(s, verb)(arg)
+    for code, text in (s.mail(sender, options), s.rcpt(rcpt)):
         if code >= 400:
             print(code, text.decode())
             sys.exit(0)
@@ -43,9 +43,15 @@ with s:
 "#;
 
 fn send(relay: &Relay, source: &str, sender: &str, message: &str) -> String {
+    send_with(relay, source, sender, message, &[])
+}
+
+/// [`send`] with MAIL FROM parameters (`SIZE=1000`).
+fn send_with(relay: &Relay, source: &str, sender: &str, message: &str, mail: &[&str]) -> String {
     let addr = relay.addr();
     let (host, port) = (addr.ip().to_string(), addr.port().to_string());
-    let args = [&host, &port, source, sender, "user@example.com", message];
+    let mut args = vec![&*host, &*port, source, sender, "user@example.com", message];
+    args.extend_from_slice(mail);
     let out = python(SEND, &args);
     assert_success("smtplib", &out);
     String::from_utf8(out.stdout).unwrap().trim().to_string()
@@ -125,6 +131,10 @@ name = "invoices"
 header = "Subject"
 pattern = '(?i)\binvoice\b'
 action = "quarantine"
+
+[[plugins.config.rules]]
+name = "size"
+max_size = "100KB"
 "#;
     let relay = Relay::start(dir.path(), &loopback_config(sink.addr(), plugin));
     let from = "app@example.org";
@@ -143,6 +153,12 @@ action = "quarantine"
     assert!(reply.starts_with("250 "), "{reply}");
     let got = arrived(&sink, "nested txt");
     assert!(got.ends_with(harmless.as_str()), "{got}");
+
+    // A size cap refuses at MAIL FROM when the client declares SIZE.
+    assert_eq!(
+        send_with(&relay, "127.0.0.1", from, &harmless, &["SIZE=200000"]),
+        "552 5.3.4 Message too large: 200000 bytes, the limit is 100000"
+    );
 
     // Quarantine: accepted, held at delivery with the reason, released by `queue flush`.
     let invoice = format!("{HEAD}Subject: Your Invoice\r\n\r\nplease pay\r\n");

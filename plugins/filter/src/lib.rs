@@ -239,7 +239,8 @@ impl Plugin for Filter {
             return RouteDecision::Continue;
         };
         // Held recipients are asked about again only when `queue flush` releases them.
-        let key = format!("held:{}:{}", env.queue_id(), domain.to_ascii_lowercase());
+        // The domain hashed: a long one would push the key past the host's 256 bytes.
+        let key = format!("held:{}:{:016x}", env.queue_id(), fnv1a(domain));
         match host::kv_add(&key, b"1", Some(self.rules.quarantine_ttl)) {
             Ok(true) => RouteDecision::Hold(clean(&format!("quarantined: {reason}"))),
             Ok(false) => {
@@ -397,6 +398,13 @@ fn dmarc_policy(detail: &str) -> Option<&str> {
         .split_whitespace()
         .find_map(|w| w.strip_prefix("policy.dmarc="))
         .map(|p| p.trim_end_matches(';'))
+}
+
+/// FNV-1a of the lower-cased `text`: short, stable across builds and relays.
+fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn too_big(size: Option<u64>, max: u64) -> Option<String> {

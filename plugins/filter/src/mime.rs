@@ -81,8 +81,10 @@ impl Attachments {
                 && part.id != 0
                 && !tree.iter().any(|p| p.parent == Some(part.id))
             {
+                // Deeper than the host splits, or without a delimiter line: readers may
+                // still find parts in it.
                 out.uninspected
-                    .get_or_insert_with(|| "MIME parts nested too deep".to_string());
+                    .get_or_insert_with(|| "a multipart part that was not split".to_string());
             }
         }
         out
