@@ -276,28 +276,23 @@ tag = "X-Filter-DMARC: {detail}"
         send(&relay, "127.0.0.1", "ceo@reject.test", &spoof),
         "550 5.7.1 Message fails sender authentication: dmarc=fail for reject.test (policy reject)"
     );
-    // p=quarantine: delivered, tagged.
-    let reply = send(
-        &relay,
-        "127.0.0.1",
-        "billing@quarantine.test",
-        &message("billing@quarantine.test", "doubtful"),
-    );
+    // p=quarantine: delivered, tagged; the sender's own copy of the tag field is gone.
+    let forged = "X-Filter-DMARC: pass\r\n";
+    let doubtful = format!("{forged}{}", message("billing@quarantine.test", "doubtful"));
+    let reply = send(&relay, "127.0.0.1", "billing@quarantine.test", &doubtful);
     assert!(reply.starts_with("250 "), "{reply}");
     let got = arrived(&sink, "doubtful");
     assert!(
         got.contains("\r\nX-Filter-DMARC: dmarc=fail for quarantine.test (policy quarantine)\r\n"),
         "{got}"
     );
-    // Passing mail is left alone.
-    let reply = send(
-        &relay,
-        "127.0.0.1",
-        "a@pass.test",
-        &message("a@pass.test", "fine"),
-    );
+    assert_eq!(got.matches("X-Filter-DMARC").count(), 1, "{got}");
+    // Passing mail is left alone, but for a forged tag.
+    let fine = format!("{forged}{}", message("a@pass.test", "fine"));
+    let reply = send(&relay, "127.0.0.1", "a@pass.test", &fine);
     assert!(reply.starts_with("250 "), "{reply}");
-    assert!(!arrived(&sink, "fine").contains("X-Filter-DMARC"));
+    let got = arrived(&sink, "fine");
+    assert!(!got.contains("X-Filter-DMARC"), "{got}");
     // A trusted client (relay_networks) is not held to the author domain's policy.
     let own = spoof.replace("Subject: spoof", "Subject: from inside");
     let reply = send(&relay, "127.0.0.2", "ceo@reject.test", &own);

@@ -36,6 +36,9 @@ struct Filter {
     /// Whether any rule runs at connect, MAIL FROM, RCPT, DATA; whether any quarantines.
     at: [bool; 4],
     quarantines: bool,
+    /// The fields `tag` rules add: copies arriving from outside are removed at DATA, so a
+    /// sender cannot forge our verdict.
+    tag_fields: Vec<String>,
     /// An `accept` at connect: the session skips every later rule.
     session_exempt: bool,
     /// Tags and quarantine marks from connect, for every transaction of the session.
@@ -102,10 +105,19 @@ impl Plugin for Filter {
             .rules
             .iter()
             .any(|r| matches!(r.action, Action::Quarantine));
+        let mut tag_fields: Vec<String> = Vec::new();
+        for rule in &rules.rules {
+            if let Action::Tag(name, _) = &rule.action {
+                if !tag_fields.iter().any(|f| f.eq_ignore_ascii_case(name)) {
+                    tag_fields.push(name.clone());
+                }
+            }
+        }
         Ok(Filter {
             rules,
             at,
             quarantines,
+            tag_fields,
             session_exempt: false,
             session_marks: Vec::new(),
             tx: Transaction::default(),
@@ -219,6 +231,11 @@ impl Plugin for Filter {
                     return v;
                 }
                 verdict = v;
+            }
+        }
+        if !self.tag_fields.is_empty() && ctx.attribute("trusted").as_deref() != Some("yes") {
+            for field in &self.tag_fields {
+                msg.remove_header(field);
             }
         }
         match apply_marks(ctx, msg, &marks) {
