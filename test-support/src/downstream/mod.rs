@@ -70,6 +70,22 @@ pub trait Downstream {
         got
     }
 
+    /// Waits until a message with the header line `Subject: {subject}` has arrived and
+    /// returns it as text.
+    fn wait_subject(&self, subject: &str, timeout: Duration) -> String {
+        let needle = format!("\r\nSubject: {subject}\r\n");
+        let mut found = None;
+        crate::wait_for(&format!("{subject:?} at {}", self.addr()), timeout, || {
+            found = self
+                .messages()
+                .into_iter()
+                .map(|m| m.text())
+                .find(|m| m.contains(&needle));
+            found.is_some()
+        });
+        found.expect("found once the wait ends")
+    }
+
     /// [`wait_for`](Downstream::wait_for) for async tests: the runtime keeps running.
     fn wait_for_async(
         &self,
