@@ -72,6 +72,13 @@ pub trait Plugin: Sized + 'static {
     /// Builds the plugin from its `config` table (JSON). An error refuses the plugin at load.
     fn init(config: &str) -> Result<Self, String>;
 
+    /// The hooks this instance handles, asked once at load right after [`Plugin::init`]: a
+    /// plugin whose config needs fewer of its [`Plugin::HOOKS`] (no connection rules, no
+    /// delivery-time rules) lists fewer, and the relay skips the others for every session.
+    fn hooks(&self) -> Vec<Hook> {
+        Self::HOOKS.to_vec()
+    }
+
     /// A client connected (before the banner).
     fn connect(&mut self, ctx: &Context) -> Verdict {
         let _ = ctx;
@@ -162,7 +169,10 @@ macro_rules! export_plugin {
                     Ok(())
                 }
                 fn hooks() -> Vec<$crate::Hook> {
-                    <$ty as $crate::Plugin>::HOOKS.to_vec()
+                    PLUGIN.with_borrow(|p| match p {
+                        ::std::option::Option::Some(p) => $crate::Plugin::hooks(p),
+                        ::std::option::Option::None => <$ty as $crate::Plugin>::HOOKS.to_vec(),
+                    })
                 }
                 fn connect(ctx: &$crate::Context) -> $crate::Verdict {
                     with(|p| $crate::Plugin::connect(p, ctx))

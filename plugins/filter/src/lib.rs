@@ -77,8 +77,7 @@ fn stage_index(stage: Stage) -> usize {
 }
 
 impl Plugin for Filter {
-    /// Every hook a config may need (the list is fixed at build time); a hook without rules
-    /// for it returns at its first line.
+    /// Every hook a config may need; `hooks` narrows it to what this config uses.
     const HOOKS: &'static [Hook] = &[
         Hook::Connect,
         Hook::MailFrom,
@@ -122,6 +121,28 @@ impl Plugin for Filter {
             session_marks: Vec::new(),
             tx: Transaction::default(),
         })
+    }
+
+    /// Only what the rules need: connect for connection rules, mail-from whenever a later
+    /// stage keeps transaction state (it starts the transaction), route for quarantine.
+    fn hooks(&self) -> Vec<Hook> {
+        let mut hooks = Vec::new();
+        if self.at[0] {
+            hooks.push(Hook::Connect);
+        }
+        if self.at[1..].iter().any(|&a| a) {
+            hooks.push(Hook::MailFrom);
+        }
+        if self.at[2] {
+            hooks.push(Hook::Rcpt);
+        }
+        if self.at[3] {
+            hooks.push(Hook::Data);
+        }
+        if self.quarantines {
+            hooks.push(Hook::Route);
+        }
+        hooks
     }
 
     fn connect(&mut self, ctx: &Context) -> Verdict {

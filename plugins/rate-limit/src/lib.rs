@@ -69,6 +69,23 @@ impl Plugin for RateLimit {
         })
     }
 
+    /// Only the stages the rules count: a config without connection rules costs nothing
+    /// at connect and close.
+    fn hooks(&self) -> Vec<Hook> {
+        let c = &self.config;
+        let mut hooks = Vec::new();
+        if !c.connect.is_empty() {
+            hooks.extend([Hook::Connect, Hook::Closed]);
+        }
+        if !c.messages.is_empty() {
+            hooks.extend([Hook::MailFrom, Hook::Data]);
+        }
+        if !c.recipients.is_empty() {
+            hooks.push(Hook::Rcpt);
+        }
+        hooks
+    }
+
     fn connect(&mut self, ctx: &Context) -> Verdict {
         if self.config.connect.is_empty() {
             return Verdict::Continue;

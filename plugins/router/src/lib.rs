@@ -37,6 +37,23 @@ impl Plugin for Router {
         })
     }
 
+    /// Only what the config uses: rcpt for suppression or unservable recipients, data for
+    /// stream classification or header removal, route for routing rules.
+    fn hooks(&self) -> Vec<Hook> {
+        let p = &self.policy;
+        let mut hooks = Vec::new();
+        if p.checks_rcpt() {
+            hooks.push(Hook::Rcpt);
+        }
+        if !p.classify.is_empty() || !p.remove_headers.is_empty() {
+            hooks.push(Hook::Data);
+        }
+        if !(p.routes.is_empty() && p.unmatched == Unmatched::Relay) {
+            hooks.push(Hook::Route);
+        }
+        hooks
+    }
+
     fn rcpt(&mut self, ctx: &Context, recipient: &str) -> Verdict {
         let p = &self.policy;
         if !p.checks_rcpt() {
