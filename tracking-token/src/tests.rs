@@ -58,7 +58,10 @@ fn any_change_is_refused() {
     assert_eq!(key().verify(&(token.clone() + "AA"), Kind::Click), None);
     assert_eq!(key().verify("", Kind::Click), None);
     assert_eq!(key().verify("!!!!", Kind::Click), None);
-    assert_eq!(key().verify(&"A".repeat(MAX_TOKEN_LEN + 4), Kind::Click), None);
+    assert_eq!(
+        key().verify(&"A".repeat(MAX_TOKEN_LEN + 4), Kind::Click),
+        None
+    );
 }
 
 #[test]
@@ -121,7 +124,9 @@ fn short_secrets_are_refused() {
 #[test]
 fn a_typical_click_token_is_compact() {
     let token = key()
-        .sign(&click("https://shop.example.com/spring-sale?utm_source=newsletter&id=42"))
+        .sign(&click(
+            "https://shop.example.com/spring-sale?utm_source=newsletter&id=42",
+        ))
         .unwrap();
     assert!(token.len() < 200, "{} chars", token.len());
 }

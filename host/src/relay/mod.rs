@@ -21,6 +21,7 @@ use crate::smtp::tls;
 use crate::spool::{Spool, SpoolError};
 use crate::state::journal::{JournalError, LockMode};
 use crate::state::{self, InProcessBackend, StateBackend};
+use crate::tracking::{Tracking, TrackingError};
 use router::{PluginRouter, SharedPlugins};
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +54,8 @@ pub enum StartError {
     State(#[from] JournalError),
     #[error(transparent)]
     Events(#[from] EventLogError),
+    #[error(transparent)]
+    Tracking(#[from] TrackingError),
 }
 
 /// A relay with its sockets bound and its spool recovered, ready to serve.
@@ -66,6 +69,8 @@ pub struct Relay {
     pub spool: Spool,
     /// The event log's writer, closed last so the final events are written.
     event_log: Option<EventLog>,
+    /// The `[tracking]` HTTP endpoint, when configured.
+    tracking: Option<Tracking>,
 }
 
 /// Swaps the session environment of every listener: new sessions see the new config,
@@ -183,6 +188,7 @@ impl Relay {
             events: events.clone(),
         };
         let chain = capabilities.load(config).await?;
+        let tracking = Tracking::bind(config, capabilities.backend.clone(), events.clone()).await?;
         let plugins: SharedPlugins = Arc::new(RwLock::new(chain.clone()));
         let router = PluginRouter {
             plugins: plugins.clone(),
@@ -231,6 +237,7 @@ impl Relay {
             runner,
             spool,
             event_log,
+            tracking,
         })
     }
 
@@ -263,8 +270,12 @@ impl Relay {
             }
         })?;
         let delivery = tokio::spawn(self.runner.run(shutdown.clone()));
+        let tracking = self.tracking.map(|t| tokio::spawn(t.run(shutdown.clone())));
         server::serve(self.listeners, self.limits, shutdown, self.grace).await;
         let _ = delivery.await;
+        if let Some(tracking) = tracking {
+            let _ = tracking.await;
+        }
         if let Some(log) = self.event_log {
             log.close().await;
         }

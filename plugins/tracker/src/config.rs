@@ -97,8 +97,8 @@ mod tests {
 
     #[test]
     fn defaults_and_normalisation() {
-        let c = parse(r#", "exclude_senders": ["@Alerts.Example.com", "CEO@example.com"]"#)
-            .unwrap();
+        let c =
+            parse(r#", "exclude_senders": ["@Alerts.Example.com", "CEO@example.com"]"#).unwrap();
         assert_eq!(c.base_url, "https://t.example.com");
         assert!(c.opens && c.clicks && c.list_unsubscribe);
         assert_eq!(c.unsubscribe_link, "");

@@ -294,14 +294,23 @@ mod tests {
                 "{html}"
             );
         }
-        assert_eq!(hrefs("<title><a href=\"https://e/\"></title>"), Vec::<String>::new());
+        assert_eq!(
+            hrefs("<title><a href=\"https://e/\"></title>"),
+            Vec::<String>::new()
+        );
         assert_eq!(hrefs("<a href='x'"), ["x"]);
     }
 
     #[test]
     fn entities() {
-        assert_eq!(decode_entities("a&amp;b&lt;&#65;&#x42;&copy=2&"), "a&b<AB&copy=2&");
+        assert_eq!(
+            decode_entities("a&amp;b&lt;&#65;&#x42;&copy=2&"),
+            "a&b<AB&copy=2&"
+        );
         assert_eq!(decode_entities("&#0;&#xD800;&;"), "&#0;&#xD800;&;");
-        assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 }

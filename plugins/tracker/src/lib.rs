@@ -15,7 +15,9 @@ mod config;
 mod html;
 mod render;
 
-use wasmrelay_plugin_sdk::{export_plugin, host, Envelope, Hook, Message, Plugin, Recipient, Verdict};
+use wasmrelay_plugin_sdk::{
+    export_plugin, host, Envelope, Hook, Message, Plugin, Recipient, Verdict,
+};
 
 use config::Config;
 

@@ -73,7 +73,11 @@ impl<'a> Copy<'a> {
             sender_domain: self.sender_domain.clone(),
             url: target.to_string(),
         })?;
-        Ok(format!("{}/{}/{token}", self.config.base_url, kind.letter()))
+        Ok(format!(
+            "{}/{}/{token}",
+            self.config.base_url,
+            kind.letter()
+        ))
     }
 
     /// Edits `msg` and returns how many links are tracked. Fails (before any edit) only
