@@ -82,6 +82,11 @@ fn parse(dir: &Path, data: &[u8]) -> Value {
 }
 
 fn config(sink: SocketAddr, http: &ReservedPort) -> String {
+    config_with(sink, http, &format!("secret = \"{SECRET}\""))
+}
+
+/// The test config with `secrets` (the `secret` and `old_secrets` keys) for the tracker.
+fn config_with(sink: SocketAddr, http: &ReservedPort, secrets: &str) -> String {
     let list_reader = test_plugin("list-reader").display().to_string();
     loopback_config(
         sink,
@@ -95,7 +100,7 @@ name = "list-reader"
 
 [[plugins]]
 builtin = "tracker"
-config = {{ secret = "{SECRET}", base_url = "http://{http}/", unsubscribe_link = "Unsubscribe", exclude_senders = ["alerts.example.com"] }}
+config = {{ {secrets}, base_url = "http://{http}/", unsubscribe_link = "Unsubscribe", exclude_senders = ["alerts.example.com"] }}
 
 [[lists]]
 name = "suppression"
@@ -107,6 +112,16 @@ listen = "{http}"
             http = http.addr()
         ),
     )
+}
+
+/// A relay on the test config in a fresh directory (kept while the first value lives),
+/// delivering to a `wasmrelay sink`, its tracking endpoint on the reserved port.
+fn start() -> (tempfile::TempDir, WasmrelaySink, ReservedPort, Relay) {
+    let tmp = tempfile::tempdir().unwrap();
+    let sink = WasmrelaySink::start();
+    let http = ReservedPort::new();
+    let relay = Relay::start(tmp.path(), &config(sink.addr(), &http));
+    (tmp, sink, http, relay)
 }
 
 /// `curl` with a status line of its own: `CODE CONTENT-TYPE REDIRECT` on stdout, the body
@@ -162,12 +177,9 @@ fn token_of(url: &str) -> &str {
 
 #[test]
 fn newsletter_tracking_and_one_click_unsubscribe() {
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    let sink = WasmrelaySink::start();
-    let http = ReservedPort::new();
+    let (_tmp, sink, http, relay) = start();
+    let dir = relay.config_path().parent().unwrap();
     let base = format!("http://{}", http.addr());
-    let relay = Relay::start(dir, &config(sink.addr(), &http));
     let key = Key::new(SECRET.as_bytes()).unwrap();
 
     let rcpts = ["alice@example.org", "bob@example.org"];
@@ -341,11 +353,8 @@ fn newsletter_tracking_and_one_click_unsubscribe() {
 
 #[test]
 fn mail_without_html_or_from_excluded_senders_is_untouched() {
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    let sink = WasmrelaySink::start();
-    let http = ReservedPort::new();
-    let relay = Relay::start(dir, &config(sink.addr(), &http));
+    let (_tmp, sink, http, relay) = start();
+    let dir = relay.config_path().parent().unwrap();
 
     let plain = "From: news@example.com\r\nSubject: text only\r\n\r\nSee https://example.com/\r\n";
     assert_eq!(
@@ -422,11 +431,8 @@ print(results)
 
 #[test]
 fn the_endpoint_survives_malformed_requests_and_load() {
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    let sink = WasmrelaySink::start();
-    let http = ReservedPort::new();
-    let relay = Relay::start(dir, &config(sink.addr(), &http));
+    let (_tmp, sink, http, relay) = start();
+    let dir = relay.config_path().parent().unwrap();
     let html = "From: news@example.com\r\nContent-Type: text/html\r\n\r\n<p>hi</p>\r\n";
     assert_eq!(
         smtplib_send(
@@ -438,10 +444,9 @@ fn the_endpoint_survives_malformed_requests_and_load() {
         "[]"
     );
     let delivered = sink.wait_for(1, WAIT);
-    let text = delivered[0].text();
-    let start = text.find("/o/").expect("a pixel");
-    let end = start + text[start..].find('"').unwrap();
-    let pixel = &text[start..end];
+    let m = parse(dir, &delivered[0].data);
+    let pixel = m["imgs"][0].as_str().expect("a pixel");
+    let pixel = &pixel[pixel.find("/o/").unwrap()..];
 
     let out = python(ABUSE, &["127.0.0.1", &http.port().to_string(), pixel]);
     assert_success("the abuse script", &out);
@@ -517,4 +522,60 @@ fn the_sample_transcript_runs() {
         assert!(text.contains(copy), "{copy:?} unedited in\n{text}");
     }
     assert_eq!(text.matches("List-Unsubscribe:").count(), 2, "{text}");
+}
+
+/// Sends a one-part HTML message to `rcpt` and returns its click URL as delivered.
+fn tracked_link(relay: &Relay, sink: &WasmrelaySink, dir: &Path, rcpt: &str) -> String {
+    let html = "From: news@example.com\r\nContent-Type: text/html\r\n\r\n\
+                <a href=\"https://example.com/x\">x</a>\r\n";
+    let before = sink.messages().len();
+    assert_eq!(
+        smtplib_send(relay.addr(), "news@example.com", &[rcpt], html),
+        "[]"
+    );
+    let delivered = sink.wait_for(before + 1, WAIT);
+    let m = parse(dir, &delivered[before].data);
+    m["hrefs"][0].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_rotated_secret_is_verified_after_a_reload_and_the_old_one_still_is() {
+    let (_tmp, sink, http, relay) = start();
+    let dir = relay.config_path().parent().unwrap();
+    let body = dir.join("body");
+    let old_link = tracked_link(&relay, &sink, dir, "erin@example.org");
+
+    let new_secret = "the-next-secret-after-rotation-0123456789";
+    relay.write_config(&config_with(
+        sink.addr(),
+        &http,
+        &format!("secret = \"{new_secret}\", old_secrets = [\"{SECRET}\"]"),
+    ));
+    relay.sighup();
+    relay.wait_log("configuration reloaded", WAIT);
+    let new_link = tracked_link(&relay, &sink, dir, "erin@example.org");
+    let new_key = Key::new(new_secret.as_bytes()).unwrap();
+    assert!(
+        new_key.verify(token_of(&new_link), Kind::Click).is_some(),
+        "signed with the new secret"
+    );
+    for link in [&old_link, &new_link] {
+        assert_eq!(
+            curl(&[link], &body),
+            "302 text/plain; charset=utf-8 https://example.com/x",
+            "{link}"
+        );
+    }
+    // Dropping the old secret retires its links.
+    relay.write_config(&config_with(
+        sink.addr(),
+        &http,
+        &format!("secret = \"{new_secret}\""),
+    ));
+    relay.sighup();
+    wait_for("the second reload", WAIT, || {
+        relay.log().matches("configuration reloaded").count() == 2
+    });
+    assert!(curl(&[&old_link], &body).starts_with("404 "));
+    assert!(curl(&[&new_link], &body).starts_with("302 "));
 }

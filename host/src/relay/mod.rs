@@ -84,6 +84,8 @@ pub struct Reloader {
     capabilities: PluginCapabilities,
     /// Built once on the relay's resolver: its record caches outlive reloads.
     authenticator: Arc<Authenticator>,
+    /// The tracking endpoint, whose keys follow the tracker plugin's config.
+    tracking: Option<Arc<crate::tracking::Endpoint>>,
 }
 
 /// What plugin chains share across reloads: rate/kv state must survive a reload, and the
@@ -133,6 +135,15 @@ impl Reloader {
             )));
         }
         let plugins = self.capabilities.load(config).await?;
+        let tracking_keys = match (&self.tracking, config.tracking.is_enabled()) {
+            (Some(_), true) => Some(
+                config
+                    .tracking
+                    .keys(&config.plugins)
+                    .map_err(TrackingError::Config)?,
+            ),
+            _ => None,
+        };
         let envs = session_envs(
             config,
             &self.store,
@@ -144,6 +155,9 @@ impl Reloader {
             shared.replace(env);
         }
         *self.plugins.write().unwrap_or_else(|p| p.into_inner()) = plugins;
+        if let (Some(endpoint), Some(keys)) = (&self.tracking, tracking_keys) {
+            endpoint.set_keys(keys);
+        }
         *self
             .capabilities
             .lists
@@ -224,6 +238,7 @@ impl Relay {
             plugins,
             capabilities,
             authenticator,
+            tracking: tracking.as_ref().map(Tracking::endpoint),
         };
         let limits = ConnectionLimits::new(
             config.limits.max_connections,

@@ -97,7 +97,7 @@ impl Endpoint {
 
     /// The claims of a token that verifies for `kind` and is not past `max_age`.
     fn verify(&self, token: &str, kind: Kind) -> Option<Claims> {
-        let claims = verify_any(&self.keys, token, kind)?;
+        let claims = verify_any(&self.keys(), token, kind)?;
         let issued = UNIX_EPOCH + Duration::from_secs(claims.issued.into());
         let age = SystemTime::now().duration_since(issued).unwrap_or_default();
         (age <= self.config.max_age).then_some(claims)

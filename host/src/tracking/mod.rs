@@ -24,7 +24,7 @@ mod record;
 mod server;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use tokio::net::TcpListener;
 use wasmrelay_tracking_token::Key;
@@ -50,7 +50,9 @@ pub enum TrackingError {
 
 /// What every request needs, shared by the connections.
 pub struct Endpoint {
-    keys: Vec<Key>,
+    /// Swapped on reload, so a rotated `secret` (the old one moved to `old_secrets`) is
+    /// verified as soon as the plugin signs with it.
+    keys: RwLock<Arc<Vec<Key>>>,
     config: TrackingConfig,
     /// The suppression list's `max_members`.
     max_members: u64,
@@ -74,12 +76,24 @@ impl Endpoint {
             .find(|l| l.name == tracking.suppression_list)
             .map_or(crate::config::lists::DEFAULT_MAX_MEMBERS, |l| l.max_members);
         Ok(Endpoint {
-            keys,
+            keys: RwLock::new(Arc::new(keys)),
             config: tracking.clone(),
             max_members,
             backend,
             events,
         })
+    }
+}
+
+impl Endpoint {
+    /// Takes the keys of a reloaded config (`TrackingConfig::keys`); the rest of
+    /// `[tracking]` needs a restart.
+    pub fn set_keys(&self, keys: Vec<Key>) {
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+    }
+
+    fn keys(&self) -> Arc<Vec<Key>> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -107,6 +121,11 @@ impl Tracking {
             listener,
             endpoint: Arc::new(endpoint),
         }))
+    }
+
+    /// The shared state, for reloads.
+    pub fn endpoint(&self) -> Arc<Endpoint> {
+        self.endpoint.clone()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
