@@ -354,8 +354,6 @@ fn newsletter_tracking_and_one_click_unsubscribe() {
 #[test]
 fn mail_without_html_or_from_excluded_senders_is_untouched() {
     let (_tmp, sink, http, relay) = start();
-    let dir = relay.config_path().parent().unwrap();
-
     let plain = "From: news@example.com\r\nSubject: text only\r\n\r\nSee https://example.com/\r\n";
     assert_eq!(
         smtplib_send(
