@@ -16,7 +16,7 @@ fn main() {
         .expect("bundled/ has a parent")
         .to_path_buf();
     let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
-    for dir in ["plugins", "plugin-sdk"] {
+    for dir in ["plugins", "plugin-sdk", "tracking-token"] {
         watch(&root.join(dir));
     }
     println!("cargo:rerun-if-env-changed=WASMRELAY_PLUGINS_DIR");

@@ -3,8 +3,9 @@
 //! Layout: [`smtp`] (codec, session, server) receives mail, [`spool`] keeps it durable,
 //! [`delivery`] sends it on, [`msgauth`] checks SPF/DKIM/DMARC of what arrives, [`plugins`]
 //! runs the Wasm policy chain on [`state`] (rates, quotas, kv, lists), [`events`] logs every
-//! step of a message's life as JSON lines, [`config`] ties them together from one TOML file,
-//! and [`relay`] wires them into a running server.
+//! step of a message's life as JSON lines, [`tracking`] serves the `tracker` plugin's links
+//! over HTTP, [`config`] ties them together from one TOML file, and [`relay`] wires them into
+//! a running server.
 
 pub mod cli;
 pub mod config;
@@ -18,3 +19,4 @@ pub mod sink;
 pub mod smtp;
 pub mod spool;
 pub mod state;
+pub mod tracking;

@@ -2,7 +2,7 @@
 //! field, and validation that collects every error with its dotted key.
 //!
 //! Each area owns its section: `server` (listeners, relay policy, limits, users), `spool`,
-//! `delivery` (routes, retries, DKIM), `plugins` and `events`.
+//! `delivery` (routes, retries, DKIM), `plugins`, `events` and `tracking`.
 
 pub mod delivery;
 pub mod events;
@@ -10,6 +10,7 @@ pub mod lists;
 pub mod plugins;
 pub mod pools;
 pub mod server;
+pub mod tracking;
 
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
@@ -81,6 +82,8 @@ pub struct Config {
     pub lists: Vec<lists::ListConfig>,
     /// The JSON-lines event log.
     pub events: events::EventsConfig,
+    /// The HTTP endpoint of the `tracker` plugin's links.
+    pub tracking: tracking::TrackingConfig,
 }
 
 impl Default for Config {
@@ -97,6 +100,7 @@ impl Default for Config {
             plugin_runtime: plugins::PluginRuntimeConfig::default(),
             lists: Vec::new(),
             events: events::EventsConfig::default(),
+            tracking: tracking::TrackingConfig::default(),
         }
     }
 }
@@ -186,6 +190,8 @@ impl Config {
         lists::validate(&self.lists, &names, &mut errors);
         self.plugin_runtime.validate("plugin_runtime", &mut errors);
         self.events.validate("events", &mut errors);
+        self.tracking
+            .validate("tracking", &self.plugins, &self.lists, &mut errors);
         errors
     }
 }

@@ -26,6 +26,9 @@
 //! | `held` | the route hook held recipients (again at each retry while it holds them) | `reason`, `domain` |
 //! | `dropped` | the route hook discarded recipients | `reason`, `domain` |
 //! | `plugin` | a plugin called `emit` | `name`, `fields` (the plugin's, as an object of strings) |
+//! | `open` | the tracking endpoint served a recipient's open pixel | `sender_domain`, `link` (0), `client_ip`, `user_agent`, `count` |
+//! | `click` | the tracking endpoint redirected a recipient's tracked link | `sender_domain`, `link`, `client_ip`, `user_agent`, `count`, `url` |
+//! | `unsubscribe` | a recipient's one-click unsubscribe (RFC 8058 POST) | `sender_domain`, `link` (0), `client_ip`, `user_agent`, `list`, `new` |
 //! | `events-lost` | events were lost (full channel, failed write) | `count` |
 //!
 //! A plugin's event is `"event": "plugin"` with its own name under `name`, so no plugin can

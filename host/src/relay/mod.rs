@@ -22,6 +22,7 @@ use crate::smtp::tls;
 use crate::spool::{Spool, SpoolError};
 use crate::state::journal::{JournalError, LockMode};
 use crate::state::{self, InProcessBackend, StateBackend};
+use crate::tracking::{Tracking, TrackingError};
 use router::{PluginRouter, SharedPlugins};
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +55,8 @@ pub enum StartError {
     State(#[from] JournalError),
     #[error(transparent)]
     Events(#[from] EventLogError),
+    #[error(transparent)]
+    Tracking(#[from] TrackingError),
 }
 
 /// A relay with its sockets bound and its spool recovered, ready to serve.
@@ -67,6 +70,8 @@ pub struct Relay {
     pub spool: Spool,
     /// The event log's writer, closed last so the final events are written.
     event_log: Option<EventLog>,
+    /// The `[tracking]` HTTP endpoint, when configured.
+    tracking: Option<Tracking>,
 }
 
 /// Swaps the session environment of every listener: new sessions see the new config,
@@ -82,6 +87,8 @@ pub struct Reloader {
     authenticator: Arc<Authenticator>,
     /// AUTH failure counts and the password-check pool outlive reloads too.
     auth_guard: Arc<AuthGuard>,
+    /// The tracking endpoint, whose keys follow the tracker plugin's config.
+    tracking: Option<Arc<crate::tracking::Endpoint>>,
 }
 
 /// What plugin chains share across reloads: rate/kv state must survive a reload, and the
@@ -132,6 +139,15 @@ impl Reloader {
         }
         let plugins = self.capabilities.load(config).await?;
         self.auth_guard.reconfigure(&config.limits);
+        let tracking_keys = match (&self.tracking, config.tracking.is_enabled()) {
+            (Some(_), true) => Some(
+                config
+                    .tracking
+                    .keys(&config.plugins)
+                    .map_err(TrackingError::Config)?,
+            ),
+            _ => None,
+        };
         let envs = session_envs(
             config,
             &self.store,
@@ -143,6 +159,9 @@ impl Reloader {
             shared.replace(env);
         }
         *self.plugins.write().unwrap_or_else(|p| p.into_inner()) = plugins;
+        if let (Some(endpoint), Some(keys)) = (&self.tracking, tracking_keys) {
+            endpoint.set_keys(keys);
+        }
         *self
             .capabilities
             .lists
@@ -188,6 +207,7 @@ impl Relay {
             events: events.clone(),
         };
         let chain = capabilities.load(config).await?;
+        let tracking = Tracking::bind(config, capabilities.backend.clone(), events.clone()).await?;
         let plugins: SharedPlugins = Arc::new(RwLock::new(chain.clone()));
         let router = PluginRouter {
             plugins: plugins.clone(),
@@ -230,6 +250,7 @@ impl Relay {
             capabilities,
             authenticator,
             auth_guard,
+            tracking: tracking.as_ref().map(Tracking::endpoint),
         };
         let limits = ConnectionLimits::new(
             config.limits.max_connections,
@@ -243,6 +264,7 @@ impl Relay {
             runner,
             spool,
             event_log,
+            tracking,
         })
     }
 
@@ -275,8 +297,12 @@ impl Relay {
             }
         })?;
         let delivery = tokio::spawn(self.runner.run(shutdown.clone()));
+        let tracking = self.tracking.map(|t| tokio::spawn(t.run(shutdown.clone())));
         server::serve(self.listeners, self.limits, shutdown, self.grace).await;
         let _ = delivery.await;
+        if let Some(tracking) = tracking {
+            let _ = tracking.await;
+        }
         if let Some(log) = self.event_log {
             log.close().await;
         }
