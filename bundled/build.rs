@@ -39,7 +39,11 @@ fn main() {
         ));
     }
     table.push(']');
-    std::fs::write(out.join("bundled.rs"), table).expect("write bundled.rs");
+    // Written beside and renamed: a target directory copied with hard links must not see
+    // this build's table through a shared file.
+    let tmp = out.join("bundled.rs.tmp");
+    std::fs::write(&tmp, table).expect("write bundled.rs");
+    std::fs::rename(&tmp, out.join("bundled.rs")).expect("rename bundled.rs");
 }
 
 fn build_plugins(root: &Path, out: &Path) -> PathBuf {
