@@ -10,6 +10,7 @@ pub mod lists;
 pub mod plugins;
 pub mod pools;
 pub mod server;
+pub mod state;
 
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
@@ -81,6 +82,8 @@ pub struct Config {
     pub lists: Vec<lists::ListConfig>,
     /// The JSON-lines event log.
     pub events: events::EventsConfig,
+    /// Where plugins' shared state lives: this relay's memory, or Redis for a fleet.
+    pub state: state::StateConfig,
 }
 
 impl Default for Config {
@@ -97,6 +100,7 @@ impl Default for Config {
             plugin_runtime: plugins::PluginRuntimeConfig::default(),
             lists: Vec::new(),
             events: events::EventsConfig::default(),
+            state: state::StateConfig::default(),
         }
     }
 }
@@ -186,6 +190,7 @@ impl Config {
         lists::validate(&self.lists, &names, &mut errors);
         self.plugin_runtime.validate("plugin_runtime", &mut errors);
         self.events.validate("events", &mut errors);
+        self.state.validate("state", &mut errors);
         errors
     }
 }
