@@ -30,7 +30,10 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn backends(redis: &RedisServer, rt: &tokio::runtime::Runtime) -> Vec<(&'static str, Arc<dyn StateBackend>)> {
+fn backends(
+    redis: &RedisServer,
+    rt: &tokio::runtime::Runtime,
+) -> Vec<(&'static str, Arc<dyn StateBackend>)> {
     let _guard = rt.enter();
     let remote = RedisBackend::new(&RedisConfig {
         url: redis.url(),

@@ -17,7 +17,7 @@ struct Seen {
     tempfailed: usize,
 }
 
-/// Sends one message; `Some(true)` accepted, `Some(false)` refused at MAIL FROM with
+/// Sends one message: `true` accepted, `false` refused at MAIL FROM with
 /// 451 4.3.0 (the quota plugin's answer to an unavailable state backend).
 fn send_one(addr: SocketAddr, subject: &str) -> bool {
     let mut c = Raw::connect(addr);
@@ -25,7 +25,7 @@ fn send_one(addr: SocketAddr, subject: &str) -> bool {
     let reply = c.cmd("MAIL FROM:<load@example.org>", "");
     if !reply.starts_with("250") {
         assert!(
-            reply.starts_with("451 4.3.0 quota state: Unavailable"),
+            reply.starts_with("451 4.3.0 quota state: StateError::Unavailable(\"redis"),
             "{reply}"
         );
         c.cmd("QUIT", "221");
@@ -70,8 +70,21 @@ fn redis_killed_under_load_fails_closed_loses_nothing_and_recovers() {
             })
         })
         .collect();
-    let accepted = |i: usize| seen[i].lock().unwrap().accepted.len();
-    let tempfailed = |i: usize| seen[i].lock().unwrap().tempfailed;
+    // A load thread that panicked (an unexpected reply) fails the test at once.
+    let alive = || {
+        assert!(
+            load.iter().all(|t| !t.is_finished()),
+            "a load thread failed"
+        )
+    };
+    let accepted = |i: usize| {
+        alive();
+        seen[i].lock().unwrap().accepted.len()
+    };
+    let tempfailed = |i: usize| {
+        alive();
+        seen[i].lock().unwrap().tempfailed
+    };
     let minute = Duration::from_secs(60);
 
     wait_for("load through both relays", minute, || {
