@@ -213,7 +213,7 @@ mod tests {
         let m = c.metrics();
         assert_eq!(
             (m.outages, m.recoveries, m.failures, m.fast_failures, m.open),
-            (1, 1, 2, 2, false)
+            (1, 1, 2, 3, false)
         );
     }
 
