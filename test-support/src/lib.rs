@@ -13,6 +13,7 @@
 //! - [`delivery`]: the queue runner in process, over a spool in a temp dir.
 //! - [`ports`]: a loopback port that refuses connections and stays ours, and one held for a
 //!   server that starts later, where a config must name the port first.
+//! - [`redis`]: a `redis-server` on a loopback port, killed, restarted or frozen at will.
 //! - [`certs`], [`wait`]: test certificates; waiting on a condition with a deadline.
 //!
 //! The Python helpers live in `scripts/`; `.ci/run` installs what they import.
@@ -25,6 +26,7 @@ pub mod downstream;
 pub mod ports;
 mod process;
 pub mod raw;
+pub mod redis;
 pub mod relay;
 pub mod wait;
 
@@ -36,6 +38,7 @@ pub use downstream::{Aiosmtpd, Delivered, Downstream, RawSink, SmtpSink, Wasmrel
 pub use ports::{ClosedPort, ReservedPort, NO_DNS};
 pub use process::is_root;
 pub use raw::{queued_id, Raw};
+pub use redis::RedisServer;
 pub use relay::Relay;
 pub use wait::{wait_for, wait_for_async};
 pub use wasmrelay::plugins::test_plugins::component as test_plugin;

@@ -5,7 +5,8 @@
 //! plugin) sees the change at once. With no relay running, the command reads or edits the
 //! list journal under the spool itself: it takes the journal's lock, so a relay starting
 //! meanwhile waits until the edit is durable, and it refuses if a relay holds the lock but
-//! does not answer (starting up or shutting down: try again).
+//! does not answer (starting up or shutting down: try again). With `[state] backend =
+//! "redis"` the lists live in Redis, and a stopped relay's CLI edits them there.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -13,11 +14,12 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use clap::Subcommand;
 
+use crate::config::state::Backend;
 use crate::config::Config;
 use crate::control;
 use crate::state::admin::{self, ListAnswer, ListRequest};
 use crate::state::journal::{self, JournalError, LockMode};
-use crate::state::{state_dir, InProcessBackend, ListMember};
+use crate::state::{state_dir, InProcessBackend, ListMember, RedisBackend};
 use humantime_serde::re::humantime;
 
 #[derive(Subcommand, Debug)]
@@ -44,6 +46,11 @@ pub async fn run(config: &Path, command: ListCommand) -> anyhow::Result<i32> {
     let json = serde_json::to_string(&req)?;
     let answer = match control::send(spool, &format!("list {json}")).await {
         Ok(line) => answer(&line)?,
+        Err(e) if no_relay(&e) && config.state.backend == Backend::Redis => {
+            eprintln!("no relay is running on {}: using Redis", spool.display());
+            let backend = RedisBackend::new(&config.state.redis)?;
+            admin::execute(&backend, &config.lists, &req).await?
+        }
         Err(e) if no_relay(&e) => {
             let dir = state_dir(spool);
             eprintln!(

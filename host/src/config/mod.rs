@@ -11,6 +11,7 @@ pub mod plugins;
 pub mod pools;
 pub mod server;
 pub mod tracking;
+pub mod state;
 
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
@@ -84,6 +85,8 @@ pub struct Config {
     pub events: events::EventsConfig,
     /// The HTTP endpoint of the `tracker` plugin's links.
     pub tracking: tracking::TrackingConfig,
+    /// Where plugins' shared state lives: this relay's memory, or Redis for a fleet.
+    pub state: state::StateConfig,
 }
 
 impl Default for Config {
@@ -101,6 +104,7 @@ impl Default for Config {
             lists: Vec::new(),
             events: events::EventsConfig::default(),
             tracking: tracking::TrackingConfig::default(),
+            state: state::StateConfig::default(),
         }
     }
 }
@@ -192,6 +196,7 @@ impl Config {
         self.events.validate("events", &mut errors);
         self.tracking
             .validate("tracking", &self.plugins, &self.lists, &mut errors);
+        self.state.validate("state", &mut errors);
         errors
     }
 }

@@ -20,8 +20,8 @@ use crate::smtp::server::{self, ConnectionLimits, Listener, SharedEnv};
 use crate::smtp::session::{MessageStore, SessionEnv, Users};
 use crate::smtp::tls;
 use crate::spool::{Spool, SpoolError};
-use crate::state::journal::{JournalError, LockMode};
-use crate::state::{self, InProcessBackend, StateBackend};
+use crate::state::journal::LockMode;
+use crate::state::{self, StateBackend};
 use crate::tracking::{Tracking, TrackingError};
 use router::{PluginRouter, SharedPlugins};
 
@@ -51,8 +51,8 @@ pub enum StartError {
     Plugins(#[from] PluginLoadError),
     #[error("control socket in {dir}: {source}")]
     Control { dir: String, source: std::io::Error },
-    #[error("state: list journal: {0}")]
-    State(#[from] JournalError),
+    #[error("state: {0}")]
+    State(#[from] state::OpenError),
     #[error(transparent)]
     Events(#[from] EventLogError),
     #[error(transparent)]
@@ -184,24 +184,23 @@ impl Relay {
         );
         let resolver = MxResolver::from_config(&config.delivery.resolver)
             .map_err(|e| StartError::Resolver(e.to_string()))?;
-        let state_dir = state::state_dir(&config.spool.dir);
         let (backend, lists) =
-            tokio::task::spawn_blocking(move || InProcessBackend::open(&state_dir, LockMode::Wait))
-                .await
-                .expect("the journal replay does not panic")?;
-        info!(
-            members = lists.members,
-            records = lists.records,
-            torn_bytes = lists.torn_bytes,
-            corrupt = lists.corrupt,
-            compacted = lists.compacted,
-            "lists loaded"
-        );
+            state::open(&config.state, &config.spool.dir, LockMode::Wait).await?;
+        if let Some(lists) = lists {
+            info!(
+                members = lists.members,
+                records = lists.records,
+                torn_bytes = lists.torn_bytes,
+                corrupt = lists.corrupt,
+                compacted = lists.compacted,
+                "lists loaded"
+            );
+        }
         let authenticator = Arc::new(Authenticator::new(resolver.hickory().clone()));
         let auth_guard = AuthGuard::new(&config.limits);
         let (events, event_log) = EventLog::open(&config.events)?;
         let capabilities = PluginCapabilities {
-            backend: Arc::new(backend),
+            backend,
             dns: Arc::new(resolver.hickory().clone()),
             lists: Arc::new(RwLock::new(config.lists.clone())),
             events: events.clone(),

@@ -26,7 +26,7 @@ use super::{
 /// Sweep expired entries every this many writes.
 const SWEEP_EVERY: u64 = 4096;
 /// Saturation point for instants: far enough to mean "never" without overflowing.
-const FAR: Duration = Duration::from_secs(100 * 365 * 86_400);
+pub(super) const FAR: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 #[derive(Debug)]
 struct Window {
@@ -239,7 +239,7 @@ impl InProcessBackend {
     }
 }
 
-fn remaining(left: Duration, interval: Duration) -> u32 {
+pub(super) fn remaining(left: Duration, interval: Duration) -> u32 {
     if interval.is_zero() {
         return u32::MAX;
     }

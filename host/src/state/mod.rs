@@ -19,23 +19,21 @@
 //! [`journal`]). Rates, counters, quotas and kv live in memory only and start empty after a
 //! restart, which is what their uses (rate windows, greylisting, dedup) tolerate.
 //!
-//! # Caps in a shared backend (Redis)
-//! Caps are checked in the same atomic step as the write, so concurrent sessions (and
-//! relays) cannot overshoot them. A Redis backend does `kv-set`/`kv-add` as one Lua script
-//! over three keys per namespace: the value key `kv:{ns}:{key}`, a hash `kvuse:{ns}` with
-//! the fields `keys` and `bytes`, and a sorted set `kvexp:{ns}` of keys scored by expiry.
-//! The script first drops members of `kvexp:{ns}` scored at or before now (subtracting
-//! their sizes, kept in a hash `kvsize:{ns}`, from `kvuse:{ns}`), then computes the usage
-//! the write would leave, refuses with `denied` when it passes a cap and grows, and
-//! otherwise writes the value (`SET ... PX ttl`) and adjusts the three structures. The
-//! `{ns}` hash tag keeps them on one cluster slot. Lists work the same way: a set per list
-//! plus a sorted set of members with a TTL, purged by the script that checks `max_members`.
+//! # A fleet: the Redis backend
+//! With `[state] backend = "redis"` ([`redis`]) every call is one Lua script on a Redis that
+//! several relays share, with the same answers as the in-process backend; caps are checked
+//! in the same atomic step as the write, so concurrent sessions and relays cannot overshoot
+//! them. Lists then live in Redis (and persist as Redis is configured to), not in the
+//! journal. A Redis that does not answer makes calls fail with
+//! [`StateError::Unavailable`] within `command_timeout`; each plugin decides whether that
+//! lets mail through (fail open) or tempfails it (fail closed).
 
 pub mod admin;
 pub mod journal;
 pub mod kv;
 pub mod lists;
 pub mod memory;
+pub mod redis;
 #[cfg(test)]
 mod tests;
 
@@ -44,6 +42,7 @@ use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use memory::InProcessBackend;
+pub use redis::RedisBackend;
 
 /// Longest list member, in bytes (plugins and operators alike).
 pub const MAX_LIST_MEMBER: usize = 1024;
@@ -52,6 +51,52 @@ pub const MAX_LIST_MEMBER: usize = 1024;
 /// so the spool's owner is the journal's owner and one directory holds all durable state.
 pub fn state_dir(spool_dir: &std::path::Path) -> std::path::PathBuf {
     spool_dir.join("state")
+}
+
+/// Why the configured backend cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("list journal: {0}")]
+    Journal(#[from] journal::JournalError),
+    #[error(transparent)]
+    Redis(#[from] redis::RedisOpenError),
+}
+
+/// The backend `[state]` configures. In-process: its lists loaded from the journal under
+/// `<spool>/state` (blocking work, done off the runtime), with what the replay found. Redis:
+/// built without connecting (the relay starts and recovers by itself while Redis is down),
+/// no journal touched.
+pub async fn open(
+    config: &crate::config::state::StateConfig,
+    spool_dir: &std::path::Path,
+    lock: journal::LockMode,
+) -> Result<
+    (
+        std::sync::Arc<dyn StateBackend>,
+        Option<journal::LoadReport>,
+    ),
+    OpenError,
+> {
+    use crate::config::state::Backend;
+    match config.backend {
+        Backend::Redis => {
+            let backend = std::sync::Arc::new(RedisBackend::new(&config.redis)?);
+            // Connects now rather than at the first plugin call; a failure is logged.
+            tokio::spawn({
+                let backend = backend.clone();
+                async move { backend.ping().await }
+            });
+            Ok((backend, None))
+        }
+        Backend::Memory => {
+            let dir = state_dir(spool_dir);
+            let (backend, report) =
+                tokio::task::spawn_blocking(move || InProcessBackend::open(&dir, lock))
+                    .await
+                    .expect("the journal replay does not panic")?;
+            Ok((std::sync::Arc::new(backend), Some(report)))
+        }
+    }
 }
 
 /// A boxed future, so backends can be trait objects and still do network I/O.
