@@ -7,6 +7,7 @@
 pub mod delivery;
 pub mod events;
 pub mod lists;
+pub mod log;
 pub mod plugins;
 pub mod pools;
 pub mod server;
@@ -81,6 +82,8 @@ pub struct Config {
     pub lists: Vec<lists::ListConfig>,
     /// The JSON-lines event log.
     pub events: events::EventsConfig,
+    /// The relay's own log on stderr: text or JSON lines, and the level.
+    pub log: log::LogConfig,
 }
 
 impl Default for Config {
@@ -97,6 +100,7 @@ impl Default for Config {
             plugin_runtime: plugins::PluginRuntimeConfig::default(),
             lists: Vec::new(),
             events: events::EventsConfig::default(),
+            log: log::LogConfig::default(),
         }
     }
 }
@@ -186,6 +190,7 @@ impl Config {
         lists::validate(&self.lists, &names, &mut errors);
         self.plugin_runtime.validate("plugin_runtime", &mut errors);
         self.events.validate("events", &mut errors);
+        self.log.validate("log", &mut errors);
         errors
     }
 }
