@@ -12,6 +12,7 @@ pub mod config;
 pub mod control;
 pub mod delivery;
 pub mod events;
+pub mod logging;
 pub mod msgauth;
 pub mod plugins;
 pub mod relay;

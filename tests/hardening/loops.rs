@@ -138,7 +138,7 @@ impl Looping {
         self.relay
             .log()
             .lines()
-            .filter(|l| l.contains("session") && l.contains(" queued "))
+            .filter(|l| l.contains(": client=") && l.ends_with("status=queued"))
             .count()
     }
 }

@@ -1,16 +1,17 @@
 //! A minimal wasmrelay plugin: refuses recipients on a configured blocklist and stamps
 //! accepted messages with a header.
 //!
-//! Build (from the repository root):
-//!   cargo build --release --target wasm32-wasip2 --manifest-path examples/rust-plugin/Cargo.toml
-//! The component is `target/wasm32-wasip2/release/example_rust_plugin.wasm` (under
-//! `$CARGO_TARGET_DIR` if set). Load it from relay.toml:
+//! Build (from the repository root; `rustup target add wasm32-wasip2` once):
+//!   cargo build --release --target wasm32-wasip2 --manifest-path examples/rust-plugin/Cargo.toml --target-dir target
+//! The component is then `target/wasm32-wasip2/release/example_rust_plugin.wasm`. Try it
+//! without a server:
+//!   cargo run --release -- plugin test target/wasm32-wasip2/release/example_rust_plugin.wasm \
+//!     --config 'blocked = "nobody@example.org"' --transcript examples/rust-plugin/session.txt
+//! Load it from examples/relay.toml (paths are relative to the config file):
 //!   [[plugins]]
-//!   path = "target/wasm32-wasip2/release/example_rust_plugin.wasm"
+//!   path = "../target/wasm32-wasip2/release/example_rust_plugin.wasm"
 //!   config = { blocked = "nobody@example.org" }
-//! Try it without a server:
-//!   wasmrelay plugin test example_rust_plugin.wasm --config 'blocked = "nobody@example.org"' --transcript session.txt
-//! or against a running relay:
+//! and try it against the running relay:
 //!   swaks --server 127.0.0.1:2525 --from a@example.org --to nobody@example.org
 
 use wasmrelay_plugin_sdk::{export_plugin, host, Address, Context, Hook, Message, Plugin, Verdict};

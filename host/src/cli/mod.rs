@@ -114,7 +114,12 @@ pub enum DkimCommand {
     },
 }
 
+/// Runs one command. Installs the log first: `serve` as its config's `[log]` says, every
+/// other command as text at `info` (or `WASMRELAY_LOG`).
 pub async fn main(cli: Cli) -> anyhow::Result<i32> {
+    if !matches!(cli.command, Command::Serve { .. }) {
+        crate::logging::init(&Default::default());
+    }
     match cli.command {
         Command::Serve { config } => serve(&config).await.map(|_| 0),
         Command::CheckConfig { config } => Ok(check_config(&config)),
@@ -196,6 +201,7 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
     // the relay runs instead of killing it.
     let hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let config = Config::load(path)?;
+    crate::logging::init(&config.log);
     for w in config.warnings() {
         tracing::warn!(key = %w.key, "{}", w.message);
     }

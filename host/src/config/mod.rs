@@ -7,6 +7,7 @@
 pub mod delivery;
 pub mod events;
 pub mod lists;
+pub mod log;
 pub mod plugins;
 pub mod pools;
 pub mod server;
@@ -87,6 +88,8 @@ pub struct Config {
     pub tracking: tracking::TrackingConfig,
     /// Where plugins' shared state lives: this relay's memory, or Redis for a fleet.
     pub state: state::StateConfig,
+    /// The relay's own log on stderr: text or JSON lines, and the level.
+    pub log: log::LogConfig,
 }
 
 impl Default for Config {
@@ -105,6 +108,7 @@ impl Default for Config {
             events: events::EventsConfig::default(),
             tracking: tracking::TrackingConfig::default(),
             state: state::StateConfig::default(),
+            log: log::LogConfig::default(),
         }
     }
 }
@@ -197,6 +201,7 @@ impl Config {
         self.tracking
             .validate("tracking", &self.plugins, &self.lists, &mut errors);
         self.state.validate("state", &mut errors);
+        self.log.validate("log", &mut errors);
         errors
     }
 }

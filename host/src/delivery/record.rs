@@ -50,6 +50,7 @@ pub(crate) async fn record(
             expires,
             &mut notices,
         );
+        log_outcome(&env.id, env.received_at, &env.recipients[i], &settled, now);
         reported.push((i, settled, attempt));
     }
     let now_s = now / 1000;
@@ -129,27 +130,21 @@ fn apply(
     };
     match outcome {
         Outcome::Delivered { remote, reply } => {
-            tracing::info!(%id, rcpt = %r.address, %remote, %reply, "delivered");
             r.status = RecipientStatus::Delivered;
             r.last_reply = Some(format!("{remote}: {reply}"));
             shared.events.delivered(id, r, &remote, &reply);
             Outcome::Delivered { remote, reply }
         }
-        Outcome::Permanent(f) => {
-            tracing::info!(%id, rcpt = %r.address, reply = %f.summary(), "bounced");
-            bounce(r, RecipientStatus::Bounced, f, notices)
-        }
+        Outcome::Permanent(f) => bounce(r, RecipientStatus::Bounced, f, notices),
         Outcome::Transient(f) => {
             r.attempts += 1;
             if now_s >= expires {
-                tracing::info!(%id, rcpt = %r.address, reply = %f.summary(), "expired");
                 return bounce(r, RecipientStatus::Expired, f.expired(), notices);
             }
             r.last_reply = Some(f.summary());
             let wait = retry::next_delay(&shared.config.retry, r.attempts);
             let next = (now + wait.as_millis() as u64).min(expires * 1000);
             r.next_attempt = next.div_ceil(1000);
-            tracing::info!(%id, rcpt = %r.address, reply = %f.summary(), retry_in = ?wait, "deferred");
             shared.events.deferred(id, r, &f);
             if shared.config.retry.delay_notice_after.is_some()
                 && retry::delay_notice_due(&shared.config.retry, r.attempts)
@@ -161,7 +156,6 @@ fn apply(
         }
         Outcome::Held(reason) => {
             if now_s >= expires {
-                tracing::info!(%id, rcpt = %r.address, %reason, "expired while held");
                 let f = Failure::local(
                     Enhanced(4, 4, 7),
                     format!("delivery time expired while held: {reason}"),
@@ -169,17 +163,44 @@ fn apply(
                 return bounce(r, RecipientStatus::Expired, f, notices);
             }
             // Not an attempt: the recipient waits, untried, for `queue flush` or expiry.
-            tracing::info!(%id, rcpt = %r.address, %reason, "held by route");
             r.next_attempt = expires;
             r.last_reply = Some(format!("held: {reason}"));
             Outcome::Held(reason)
         }
         Outcome::Dropped(reason) => {
-            tracing::info!(%id, rcpt = %r.address, %reason, "dropped by route");
             r.status = RecipientStatus::Dropped;
             r.last_reply = Some(format!("dropped: {reason}"));
             Outcome::Dropped(reason)
         }
+    }
+}
+
+/// The recipient's outcome as one line on the log's mail target (`crate::logging`):
+/// `QUEUEID: to=<...>, relay=..., delay=S, status=sent (reply)`, `delay` in whole seconds
+/// since the message was received. Nothing is formatted unless the level lets it through.
+fn log_outcome(id: &MessageId, received_at: u64, r: &Recipient, outcome: &Outcome, now: u64) {
+    use crate::logging::MAIL;
+    let delay = (now / 1000).saturating_sub(received_at);
+    let to = r.address.as_str();
+    match outcome {
+        Outcome::Delivered { remote, reply } => tracing::info!(target: MAIL, queue_id = %id,
+            to, relay = remote.as_str(), delay, attempts = r.attempts + 1, status = "sent",
+            detail = %reply),
+        Outcome::Transient(f) => tracing::info!(target: MAIL, queue_id = %id, to,
+            relay = f.remote.as_deref(), delay, attempts = r.attempts, dsn = %f.status,
+            status = "deferred", detail = %f.reason),
+        Outcome::Permanent(f) => {
+            let status = match r.status {
+                RecipientStatus::Expired => "expired",
+                _ => "bounced",
+            };
+            tracing::info!(target: MAIL, queue_id = %id, to, relay = f.remote.as_deref(),
+                delay, dsn = %f.status, status, detail = %f.reason)
+        }
+        Outcome::Held(reason) => tracing::info!(target: MAIL, queue_id = %id, to, delay,
+            status = "held", detail = %reason),
+        Outcome::Dropped(reason) => tracing::info!(target: MAIL, queue_id = %id, to, delay,
+            status = "dropped", detail = %reason),
     }
 }
 
@@ -294,7 +315,12 @@ async fn send_dsn(
     };
     match shared.spool.store(&dsn_env, &bytes).await {
         Ok(()) => {
-            tracing::info!(id = %env.id, dsn = %id, ?action, "DSN queued");
+            let action = match action {
+                Action::Failed => "failed",
+                Action::Delayed => "delayed",
+            };
+            tracing::info!(target: crate::logging::MAIL, queue_id = %env.id, dsn = %id,
+                action, status = "notice queued");
             shared.events.queued(&dsn_env, Some(&env.id));
             shared.handle.wake(id);
             true

@@ -216,11 +216,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         match self.env.store.store(&envelope, &message).await {
             Ok(()) => {
                 info!(
-                    id = %id,
-                    from = envelope.mail_from.as_deref().unwrap_or("<>"),
-                    rcpts = envelope.recipients.len(),
+                    target: crate::logging::MAIL,
+                    queue_id = %id,
+                    client = %envelope.client.ip.to_canonical(),
+                    auth = envelope.client.auth_user.as_deref(),
+                    from = envelope.mail_from.as_deref().unwrap_or(""),
                     size = envelope.size,
-                    "queued"
+                    nrcpt = envelope.recipients.len(),
+                    listener = envelope.listener.as_str(),
+                    status = "queued",
                 );
                 self.env.events.received(&envelope);
                 self.env.events.queued(&envelope, None);

@@ -1,0 +1,250 @@
+//! The relay's own log on standard error, as `[log]` configures it: text or JSON lines.
+//!
+//! Message lines, one per message received and one per recipient outcome, go to the
+//! [`MAIL`] target so that an operator can follow a message by its queue id, as Postfix's
+//! `postfix/smtp[...]: QUEUEID: to=<...>, status=sent` lines allow. In text they read
+//!
+//! ```text
+//! 2026-12-01T21:09:30.952113Z  INFO wasmrelay::mail: 1M8SQ1XNX0000NGAXNCHR: client=127.0.0.1, from=<app@example.org>, size=412, nrcpt=1, listener=relay-2525, status=queued
+//! 2026-12-01T21:09:31.101734Z  INFO wasmrelay::mail: 1M8SQ1XNX0000NGAXNCHR: to=<user@example.com>, relay=127.0.0.1[127.0.0.1]:2526, delay=1, attempts=1, status=sent (250 2.0.0 OK)
+//! ```
+//!
+//! and in JSON the same fields are keys of the line's object (`queue_id`, `to`, `relay`,
+//! `status`, `detail` ...). A message line is built only when the level lets it through and
+//! is written with one `write` like any other line: no allocation beyond the formatter's
+//! buffer, so logging keeps up with thousands of messages a second.
+
+use std::fmt::{self, Write as _};
+use std::io::IsTerminal;
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::{Format, Full, Writer};
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::log::{LogConfig, LogFormat};
+
+/// The target of the per-message lines. Their fields: `queue_id` first, then `key=value`
+/// pairs (`to`, `from` and `orig_to` are addresses, shown in angle brackets in text), and
+/// `detail` last (the reply or reason, shown in parentheses in text).
+pub const MAIL: &str = "wasmrelay::mail";
+
+/// The variable that overrides `[log] level` (filter directives, as `level` takes).
+pub const ENV: &str = "WASMRELAY_LOG";
+
+/// Installs the global subscriber for `config`. `WASMRELAY_LOG`, if set and valid,
+/// overrides the level; an invalid one is reported on the log and ignored.
+pub fn init(config: &LogConfig) {
+    let (filter, bad_env) = match std::env::var(ENV) {
+        Ok(directives) if !directives.trim().is_empty() => {
+            let from_env = LogConfig {
+                level: directives.clone(),
+                ..config.clone()
+            };
+            match from_env.filter() {
+                Ok(filter) => (filter, None),
+                Err(e) => (default_filter(config), Some(format!("{directives:?}: {e}"))),
+            }
+        }
+        _ => (default_filter(config), None),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // `try_init`: a second call (tests, `serve` after an early error) keeps the first.
+    let _ = match config.format {
+        // Colours only for a person at a terminal: a log file or journald gets plain
+        // `key=value` fields that grep and log shippers can match.
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .event_format(TextFormat::default())
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_span_list(false)
+            .try_init(),
+    };
+    if let Some(e) = bad_env {
+        tracing::warn!("{ENV} ignored: {e}");
+    }
+}
+
+fn default_filter(config: &LogConfig) -> EnvFilter {
+    // Validation refused anything `filter` refuses; `info` is the last resort.
+    config.filter().unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// tracing-subscriber's full text format, except for [`MAIL`] lines, which read like
+/// Postfix's: `QUEUEID: key=value, key=value (detail)`.
+#[derive(Default)]
+pub struct TextFormat {
+    full: Format<Full, SystemTime>,
+}
+
+impl<S, N> FormatEvent<S, N> for TextFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        if meta.target() != MAIL {
+            return self.full.format_event(ctx, writer, event);
+        }
+        SystemTime.format_time(&mut writer)?;
+        write!(writer, " {:>5} {}: ", meta.level(), meta.target())?;
+        let mut line = MailLine {
+            out: &mut writer,
+            first: true,
+            result: Ok(()),
+        };
+        event.record(&mut line);
+        line.result?;
+        writeln!(writer)
+    }
+}
+
+/// Writes a [`MAIL`] event's fields as `QUEUEID: key=value, ... (detail)`.
+struct MailLine<'a, W: fmt::Write> {
+    out: &'a mut W,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl<W: fmt::Write> MailLine<'_, W> {
+    fn field(&mut self, field: &Field, value: fmt::Arguments<'_>) {
+        if self.result.is_err() {
+            return;
+        }
+        self.result = self.write(field.name(), value);
+    }
+
+    fn write(&mut self, name: &str, value: fmt::Arguments<'_>) -> fmt::Result {
+        let mut out = Escaped(&mut *self.out);
+        match name {
+            "queue_id" => return write!(out, "{value}: "),
+            "detail" => return write!(out, " ({value})"),
+            _ => {}
+        }
+        if !std::mem::take(&mut self.first) {
+            out.0.write_str(", ")?;
+        }
+        match name {
+            "message" => write!(out, "{value}"),
+            "to" | "from" | "orig_to" => write!(out, "{name}=<{value}>"),
+            _ => write!(out, "{name}={value}"),
+        }
+    }
+}
+
+impl<W: fmt::Write> Visit for MailLine<'_, W> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.field(field, format_args!("{value}"));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        // `%value` fields arrive here, formatted by their `Display`.
+        self.field(field, format_args!("{value:?}"));
+    }
+}
+
+/// Control characters (a CR or LF in a remote server's reply, an escape sequence in an
+/// address) written as `\x..`, so that no peer can forge or garble a log line.
+struct Escaped<'a, W: fmt::Write>(&'a mut W);
+
+impl<W: fmt::Write> fmt::Write for Escaped<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut rest = s;
+        while let Some(at) = rest.find(|c: char| c.is_control()) {
+            self.0.write_str(&rest[..at])?;
+            let c = rest[at..].chars().next().unwrap_or_default();
+            write!(self.0, "\\x{:02x}", c as u32)?;
+            rest = &rest[at + c.len_utf8()..];
+        }
+        self.0.write_str(rest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::fmt::MakeWriter;
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Buffer {
+        type Writer = Buffer;
+        fn make_writer(&'a self) -> Buffer {
+            self.clone()
+        }
+    }
+
+    /// What `emit` logs through the text format, without the timestamps.
+    fn text(emit: impl FnOnce()) -> Vec<String> {
+        let buffer = Buffer::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(buffer.clone())
+            .event_format(TextFormat::default())
+            .finish();
+        tracing::subscriber::with_default(subscriber, emit);
+        let out = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        out.lines()
+            .map(|l| l.split_once(' ').unwrap().1.trim_start().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn mail_lines_read_like_postfix() {
+        let got = text(|| {
+            tracing::info!(target: MAIL, queue_id = "Q1", client = "192.0.2.7",
+                from = "", size = 412u64, nrcpt = 2usize, status = "queued");
+            tracing::info!(target: MAIL, queue_id = "Q1", to = "user@example.com",
+                relay = "mx.example.com[192.0.2.25]:25", delay = 3u64, status = "sent",
+                detail = %"250 2.0.0 OK");
+            tracing::warn!(target: MAIL, queue_id = "Q1", to = "x@example.com",
+                relay = Option::<&str>::None, status = "bounced",
+                detail = "550 5.1.1 no such user\r\nQ2: to=<forged>, status=sent");
+            tracing::info!(peer = "192.0.2.7", "other lines keep the usual format");
+        });
+        assert_eq!(
+            got,
+            [
+                "INFO wasmrelay::mail: Q1: client=192.0.2.7, from=<>, size=412, nrcpt=2, status=queued",
+                "INFO wasmrelay::mail: Q1: to=<user@example.com>, relay=mx.example.com[192.0.2.25]:25, delay=3, status=sent (250 2.0.0 OK)",
+                "WARN wasmrelay::mail: Q1: to=<x@example.com>, status=bounced (550 5.1.1 no such user\\x0d\\x0aQ2: to=<forged>, status=sent)",
+                "INFO wasmrelay::logging::tests: other lines keep the usual format peer=\"192.0.2.7\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn escaping_keeps_text_and_marks_control_characters() {
+        let mut s = String::new();
+        write!(Escaped(&mut s), "a\u{1b}[31mé\tb\u{85}").unwrap();
+        assert_eq!(s, "a\\x1b[31mé\\x09b\\x85");
+    }
+}
