@@ -14,6 +14,12 @@ fn out_dir() -> PathBuf {
     dir
 }
 
+/// One compile cache for every relay the tests start: each component is compiled once per
+/// content (the cache key), not once per relay.
+pub fn compile_cache() -> PathBuf {
+    out_dir().join("cache")
+}
+
 fn examples() -> PathBuf {
     repo_root().join("examples/plugins")
 }

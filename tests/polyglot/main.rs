@@ -40,7 +40,13 @@ fn plugin(path: &Path, name: &str, on_error: &str, extra: &str) -> String {
 /// A relay with `plugins` delivering every domain to `sink`; its listening address.
 fn start_relay(dir: &Path, sink: &Aiosmtpd, plugins: &str) -> (Relay, SocketAddr) {
     let sink_addr = SocketAddr::from(([127, 0, 0, 1], sink.port()));
-    let relay = Relay::start(dir, &loopback_config(sink_addr, plugins));
+    let config = loopback_config(sink_addr, plugins);
+    let cache = format!(
+        "cache_dir = {:?}",
+        build::compile_cache().display().to_string()
+    );
+    assert!(config.contains("cache_dir = \"cache\""), "{config}");
+    let relay = Relay::start(dir, &config.replace("cache_dir = \"cache\"", &cache));
     let addr = relay.addr();
     (relay, addr)
 }
