@@ -4,7 +4,7 @@ triple for `whitelist` (renewed by each accepted retry). State is the plugin's k
 it is shared by every session and, with a Redis backend, by every relay.
 
 Build (from this folder):
-    componentize-py -d ../../../plugin-sdk/wit -w plugin componentize -p ../python-sdk app -o greylisting.wasm
+    componentize-py -d ../../../plugin-sdk/wit -w plugin componentize -p . -p ../python-sdk app -o greylisting.wasm
 Load (relay.toml):
     [[plugins]]
     path = "examples/plugins/greylisting-py/greylisting.wasm"

@@ -3,7 +3,7 @@
 A plugin module (`app.py`) defines `class Hooks(Plugin)` and overrides the hooks it handles;
 every other hook answers `continue`. Build with componentize-py, from the plugin's folder:
 
-    componentize-py -d ../../../plugin-sdk/wit -w plugin componentize -p ../python-sdk app -o plugin.wasm
+    componentize-py -d ../../../plugin-sdk/wit -w plugin componentize -p . -p ../python-sdk app -o plugin.wasm
 
 Two rules of componentize-py to know (docs/plugins.md says more):
 - it makes a new `Hooks` object for every call: keep what must outlive a call (the parsed

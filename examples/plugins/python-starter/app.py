@@ -1,7 +1,7 @@
 """A wasmrelay plugin in Python: copy this folder, edit the hook below, build.
 
 Build (from this folder):
-    componentize-py -d ../../../plugin-sdk/wit -w plugin componentize -p ../python-sdk app -o starter.wasm
+    componentize-py -d ../../../plugin-sdk/wit -w plugin componentize -p . -p ../python-sdk app -o starter.wasm
 Load (relay.toml):
     [[plugins]]
     path = "examples/plugins/python-starter/starter.wasm"
