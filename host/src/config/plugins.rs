@@ -8,6 +8,7 @@
 //! [[plugins]]
 //! builtin = "rate-limit"          # or: path = "plugins/my-policy.wasm"
 //! on_error = "tempfail"
+//! instances = "pooled"            # warm instances reused across sessions (default "fresh")
 //! limits = { cpu = "20ms", wall = "500ms", memory_mb = 16 }
 //! config = { per_ip = "30/min" }
 //! ```
@@ -40,7 +41,30 @@ pub struct PluginConfig {
     /// it, e.g. `zen.spamhaus.org`); empty refuses every lookup, so a plugin cannot send
     /// data out in query names.
     pub dns_zones: Vec<String>,
+    /// How instances are made: `fresh` (default) or `pooled` (see [`InstancePolicy`]).
+    pub instances: InstancePolicy,
+    /// Under `pooled`: how many idle warm instances are kept (default 8). A busy relay
+    /// makes more as needed and drops those that find the pool full when released.
+    pub pool_size: Option<u32>,
 }
+
+/// Instance policy of one plugin. The state-reset contract is in docs/plugins.md#instances.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstancePolicy {
+    /// A new instance (and `init`) for every SMTP session and delivery batch: nothing a
+    /// plugin keeps in memory survives the session.
+    #[default]
+    Fresh,
+    /// Warm instances reused across sessions, one session at a time: memory (what `init`
+    /// built, caches) survives; budgets and resource handles are per call. An instance
+    /// that fails, or whose call is abandoned, is discarded, never reused.
+    Pooled,
+}
+
+/// Idle instances kept per `pooled` plugin unless `pool_size` says otherwise.
+pub const DEFAULT_POOL_SIZE: u32 = 8;
+const MAX_POOL_SIZE: u32 = 1_000;
 
 /// Limits applied to every hook call of one plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -259,6 +283,25 @@ impl PluginConfig {
                 "must be at least 1",
             ));
         }
+        match (self.instances, self.pool_size) {
+            (InstancePolicy::Fresh, Some(_)) => errors.push(ConfigError::new(
+                format!("{key}.pool_size"),
+                "applies only with instances = \"pooled\"",
+            )),
+            (InstancePolicy::Pooled, Some(n)) if !(1..=MAX_POOL_SIZE).contains(&n) => {
+                errors.push(ConfigError::new(
+                    format!("{key}.pool_size"),
+                    format!("must be 1..={MAX_POOL_SIZE}"),
+                ))
+            }
+            _ => {}
+        }
+    }
+
+    /// Idle instances to keep: `None` under `fresh`.
+    pub fn pool_capacity(&self) -> Option<usize> {
+        (self.instances == InstancePolicy::Pooled)
+            .then(|| self.pool_size.unwrap_or(DEFAULT_POOL_SIZE) as usize)
     }
 }
 
@@ -314,5 +357,26 @@ mod tests {
         assert!(toml::from_str::<PluginConfig>("limits = { cpu = 5 }").is_err());
         let p: PluginConfig = toml::from_str("on_error = \"accept\"").unwrap();
         assert_eq!(p.on_error, OnError::Accept);
+    }
+
+    #[test]
+    fn instance_policy_and_pool_size() {
+        let p: PluginConfig = toml::from_str("path = \"x\"").unwrap();
+        assert_eq!(
+            (p.instances, p.pool_capacity()),
+            (InstancePolicy::Fresh, None)
+        );
+        let p: PluginConfig = toml::from_str("instances = \"pooled\"").unwrap();
+        assert_eq!(p.pool_capacity(), Some(DEFAULT_POOL_SIZE as usize));
+        assert!(toml::from_str::<PluginConfig>("instances = \"shared\"").is_err());
+        let keys = |text: &str| {
+            errors_of(&format!("path = \"/nonexistent\"\n{text}"))
+                .into_iter()
+                .filter(|e| e.contains("pool_size"))
+                .count()
+        };
+        assert_eq!(keys("instances = \"pooled\"\npool_size = 4"), 0);
+        assert_eq!(keys("instances = \"pooled\"\npool_size = 0"), 1);
+        assert_eq!(keys("pool_size = 4"), 1);
     }
 }

@@ -8,7 +8,9 @@
 //!   on-disk compile cache; components are refused at load unless they export
 //!   `wasmrelay:plugin/hooks@0.2.x`.
 //! - `chain`: [`SessionPlugins`] (one lazily created instance per plugin per SMTP session)
-//!   and [`DeliveryPlugins`] (the same for a delivery batch).
+//!   and [`DeliveryPlugins`] (the same for a delivery batch); for `instances = "pooled"`
+//!   plugins the instance comes from, and goes back to, a bounded pool of warm instances
+//!   (`chain::pool`, with the state-reset contract).
 //! - `state`: the store data, budgets and the `host` capability imports; [`caps`] the
 //!   shared-state backend, `context` and `message` the two resources.
 //! - [`transcript`]: `wasmrelay plugin test`, a scripted session against one plugin.
@@ -138,6 +140,8 @@ pub(crate) struct LoadedPlugin {
     pub pre: PluginPre<StoreState>,
     /// Bit set of the hooks the plugin handles (`Hook::bit`).
     pub hooks: u16,
+    /// Warm instances, for `instances = "pooled"`.
+    pub pool: Option<chain::Pool>,
 }
 
 /// A loaded, checked plugin chain. Cheap to share: sessions hold an `Arc` and keep the chain
@@ -219,7 +223,13 @@ impl PluginHost {
                         message: e.to_string(),
                     })?;
             tracing::info!(plugin = %meta.name, ?outcome, hooks = ?hook_names(hooks), "plugin loaded");
-            host.plugins.push(LoadedPlugin { meta, pre, hooks });
+            let pool = config.pool_capacity().map(chain::Pool::new);
+            host.plugins.push(LoadedPlugin {
+                meta,
+                pre,
+                hooks,
+                pool,
+            });
             host.cache.push(outcome);
         }
         Ok(Arc::new(host))
@@ -258,6 +268,12 @@ impl PluginHost {
         &self.cache
     }
 
+    /// Idle warm instances of the plugin at `index` (0 unless it is `pooled`).
+    pub fn idle_instances(&self, index: usize) -> usize {
+        let pool = self.plugins.get(index).and_then(|p| p.pool.as_ref());
+        pool.map_or(0, chain::Pool::idle)
+    }
+
     /// Counters of every plugin, in chain order.
     pub fn metrics(&self) -> Vec<PluginMetrics> {
         self.plugins
@@ -280,6 +296,8 @@ fn hook_names(bits: u16) -> Vec<Hook> {
         .collect()
 }
 
+#[cfg(test)]
+mod pool_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

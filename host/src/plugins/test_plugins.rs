@@ -7,14 +7,15 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// The repository root (the workspace that holds `host/`).
-fn repo_root() -> PathBuf {
+pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("host/ has a parent")
         .to_path_buf()
 }
 
-fn target_dir() -> PathBuf {
+/// Cargo's target directory, shared by the host and the guest builds.
+pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .or_else(|| option_env!("CARGO_TARGET_DIR").map(PathBuf::from))

@@ -7,7 +7,7 @@ use wasmrelay_codec::reply::{Enhanced, Reply};
 use super::test_plugins::component;
 use super::*;
 
-fn plugin(name: &str, extra: &str) -> PluginConfig {
+pub(super) fn plugin(name: &str, extra: &str) -> PluginConfig {
     let text = format!(
         "path = {:?}\n{extra}",
         component(name).display().to_string()
@@ -25,16 +25,16 @@ fn opts() -> PluginHostOptions {
     }
 }
 
-async fn load(configs: &[PluginConfig]) -> Arc<PluginHost> {
+pub(super) async fn load(configs: &[PluginConfig]) -> Arc<PluginHost> {
     PluginHost::load(configs, opts()).await.unwrap()
 }
 
-fn conn(ip: &str) -> ConnectionInfo {
+pub(super) fn conn(ip: &str) -> ConnectionInfo {
     let remote: SocketAddr = format!("{ip}:40000").parse().unwrap();
     ConnectionInfo::new("s1", remote, "127.0.0.1:25".parse().unwrap())
 }
 
-fn tx(from: &str) -> TransactionInfo {
+pub(super) fn tx(from: &str) -> TransactionInfo {
     TransactionInfo {
         mail_from: Some(from.into()),
         ..TransactionInfo::default()

@@ -20,10 +20,12 @@ use crate::plugins::types::{
 use crate::plugins::{PluginHost, PluginMeta};
 
 mod delivery;
+mod pool;
 pub use delivery::DeliveryPlugins;
+pub(crate) use pool::Pool;
 
 /// One live instance: its store and the handles to its exports.
-struct Slot {
+pub(crate) struct Slot {
     store: Store<StoreState>,
     plugin: Plugin,
 }
@@ -324,23 +326,27 @@ impl Chain {
         let plugin = &host.plugins[i];
         let meta = &plugin.meta;
         let scope = scope(hook, subject, &call);
+        // The instance is out of its slot while it runs: if this future is dropped midway
+        // (the client went away), the instance goes with it and is never reused.
+        let warm = self.slots[i]
+            .take()
+            .or_else(|| plugin.pool.as_ref().and_then(Pool::take));
         let result = async {
-            if self.slots[i].is_none() {
-                self.slots[i] = Some(instantiate(&host, &plugin.pre, meta).await?);
-            }
-            let slot = self.slots[i].as_mut().expect("slot just filled");
-            call_slot(slot, meta.limits.wall, scope, subject, call).await
+            let mut slot = match warm {
+                Some(slot) => slot,
+                None => instantiate(&host, &plugin.pre, meta).await?,
+            };
+            let answer = call_slot(&mut slot, meta.limits.wall, scope, subject, call).await?;
+            Ok((slot, answer))
         }
         .await;
         match result {
-            Ok(answer) => {
+            Ok((slot, answer)) => {
+                self.slots[i] = Some(slot);
                 meta.stats.call();
                 Ok(answer)
             }
-            Err(kind) => {
-                self.slots[i] = None;
-                Err(self.failed(i, hook, kind))
-            }
+            Err(kind) => Err(self.failed(i, hook, kind)),
         }
     }
 
@@ -456,6 +462,17 @@ impl Chain {
                     Err(_) => VerdictKind::Error,
                 };
                 self.count(i, hook, kind);
+            }
+        }
+    }
+}
+
+/// Healthy instances of `pooled` plugins go back to their pool when the session or batch ends.
+impl Drop for Chain {
+    fn drop(&mut self) {
+        for (plugin, slot) in self.host.plugins.iter().zip(self.slots.iter_mut()) {
+            if let (Some(pool), Some(slot)) = (&plugin.pool, slot.take()) {
+                pool.give(slot);
             }
         }
     }
