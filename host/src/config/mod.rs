@@ -11,8 +11,8 @@ pub mod log;
 pub mod plugins;
 pub mod pools;
 pub mod server;
-pub mod tracking;
 pub mod state;
+pub mod tracking;
 
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
