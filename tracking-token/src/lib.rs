@@ -289,5 +289,22 @@ fn parse(signed: &[u8], kind: Kind) -> Option<Claims> {
     })
 }
 
+/// Escapes text for HTML content and attribute values: the tracker's inserted links and the
+/// endpoint's pages both write text that came from mail.
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Response, StatusCode};
-use wasmrelay_tracking_token::{verify_any, Claims, Kind};
+use wasmrelay_tracking_token::{html_escape as escape, verify_any, Claims, Kind};
 
 use super::Endpoint;
 
@@ -221,21 +221,6 @@ fn page(body: &str) -> Bytes {
          <meta name=\"viewport\" content=\"width=device-width\"><title>Unsubscribe</title></head>\n\
          <body style=\"font-family:sans-serif;max-width:40em;margin:3em auto\">\n{body}\n</body></html>\n"
     ))
-}
-
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -69,7 +69,7 @@ impl Config {
             opens: raw.opens,
             clicks: raw.clicks,
             list_unsubscribe: raw.list_unsubscribe,
-            unsubscribe_link: crate::html::escape(raw.unsubscribe_link.trim()),
+            unsubscribe_link: wasmrelay_tracking_token::html_escape(raw.unsubscribe_link.trim()),
             exclude_senders,
         })
     }

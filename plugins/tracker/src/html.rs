@@ -213,21 +213,6 @@ pub fn decode_entities(s: &str) -> String {
     out
 }
 
-/// Escapes text for HTML content and attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 #[cfg(test)]
 mod tests {
@@ -309,7 +294,7 @@ mod tests {
         );
         assert_eq!(decode_entities("&#0;&#xD800;&;"), "&#0;&#xD800;&;");
         assert_eq!(
-            escape("<a href=\"x\">&'"),
+            wasmrelay_tracking_token::html_escape("<a href=\"x\">&'"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
         );
     }
