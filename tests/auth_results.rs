@@ -15,26 +15,12 @@ use serde_json::json;
 use wasmrelay::config::delivery::DkimAlgorithm;
 use wasmrelay::delivery::dkim::keygen;
 use wasmrelay_test_support::{
-    assert_success, python, test_plugin, wait_for, Aiosmtpd, DnsZone, Downstream, Relay,
+    assert_success, python, test_plugin, Aiosmtpd, DnsZone, Downstream, Relay,
 };
 
 /// The delivered message whose Subject is `subject`, waiting for it to arrive.
 fn arrived(sink: &Aiosmtpd, subject: &str) -> String {
-    let needle = format!("\r\nSubject: {subject}\r\n");
-    let mut found = None;
-    wait_for(
-        &format!("message {subject:?} at the sink"),
-        Duration::from_secs(30),
-        || {
-            found = sink
-                .messages()
-                .into_iter()
-                .map(|m| m.text())
-                .find(|m| m.contains(&needle));
-            found.is_some()
-        },
-    );
-    found.unwrap()
+    sink.wait_subject(subject, Duration::from_secs(30))
 }
 
 /// The first header field of `text` when it is an `Authentication-Results`, unfolded lines
