@@ -38,7 +38,7 @@ async fn run(base: &Path, n: usize, writers: usize) -> anyhow::Result<()> {
                 for _ in 0..per_writer {
                     let env =
                         envelope(&spool, Some("sender@example.org"), &["r@example.com"], &msg);
-                    spool.store(&env, &msg).await?;
+                    spool.store(&env, msg.clone().into()).await?;
                 }
                 anyhow::Ok(())
             })

@@ -13,6 +13,7 @@ pub mod control;
 pub mod delivery;
 pub mod events;
 pub mod logging;
+pub mod metrics;
 pub mod msgauth;
 pub mod plugins;
 pub mod relay;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::smtp::session::{MessageStore, StoreFuture};
-use crate::spool::{Envelope, MessageId, SpoolError};
+use crate::spool::{Envelope, MessageBytes, MessageId, SpoolError};
 
 /// Writes `<id>.eml` (the message as received) and `<id>.json` (the envelope) per message.
 pub struct DirStore {
@@ -26,11 +26,10 @@ impl MessageStore for DirStore {
         MessageId::generate()
     }
 
-    fn store<'a>(&'a self, envelope: &'a Envelope, message: &'a [u8]) -> StoreFuture<'a> {
+    fn store<'a>(&'a self, envelope: &'a Envelope, message: MessageBytes) -> StoreFuture<'a> {
         let dir = self.dir.clone();
         let id = envelope.id.0.clone();
         let json = serde_json::to_vec_pretty(envelope).unwrap_or_default();
-        let message = message.to_vec();
         Box::pin(async move {
             tokio::task::spawn_blocking(move || write_pair(&dir, &id, &json, &message))
                 .await

@@ -28,7 +28,11 @@ async fn dsn_parameters_and_8bit_body_reach_smtp_sink() {
     env.envid = Some("ENV 42".into());
     env.recipients[0].notify = vec!["FAILURE".into(), "DELAY".into()];
     env.recipients[0].orcpt = Some("rfc822;b@dest.test".into());
-    queue.spool.store(&env, msg.as_bytes()).await.unwrap();
+    queue
+        .spool
+        .store(&env, msg.as_bytes().into())
+        .await
+        .unwrap();
     queue.handle.wake(env.id.clone());
     queue.wait_empty(Duration::from_secs(15)).await;
 

@@ -93,7 +93,7 @@ impl DeliveryQueue {
     pub async fn submit(&self, from: Option<&str>, rcpts: &[&str], message: &[u8]) -> Envelope {
         let env = envelope(&self.spool, from, rcpts, message);
         self.store
-            .store(&env, message)
+            .store(&env, message.into())
             .await
             .expect("spool the message");
         env

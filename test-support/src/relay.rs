@@ -225,7 +225,7 @@ impl Relay {
             let mut out = Vec::new();
             for env in spool.list().await {
                 let bytes = spool.message(&env.id).await.expect("a spooled message");
-                out.push((env, bytes));
+                out.push((env, bytes.to_vec()));
             }
             (out, report)
         })

@@ -11,7 +11,7 @@ use tokio::sync::Mutex;
 use super::plan::recipient_attempt;
 use super::route::{CopyRequest, DeliveryHooks, Rendered};
 use super::runner::Shared;
-use crate::spool::Envelope;
+use crate::spool::{Envelope, MessageBytes};
 
 /// One delivery batch's hooks, shared by the destination tasks of the attempt; calls take
 /// turns.
@@ -20,10 +20,10 @@ pub(crate) type Batch = Arc<Mutex<Box<dyn DeliveryHooks>>>;
 /// The message of one attempt, and how each recipient's copy comes from it.
 pub(crate) struct Content {
     /// What every recipient whose copy is unchanged gets: the spooled bytes, signed.
-    common: Arc<Vec<u8>>,
+    common: MessageBytes,
     /// The spooled bytes as they are, and the hooks that render copies from them; `None`
     /// when no plugin handles `recipient-copy` (nothing is parsed or copied then).
-    copies: Option<(Arc<Vec<u8>>, Batch)>,
+    copies: Option<(MessageBytes, Batch)>,
 }
 
 impl Content {
@@ -32,11 +32,12 @@ impl Content {
     pub(crate) fn new(
         shared: &Shared,
         env: &Envelope,
-        message: Vec<u8>,
+        message: MessageBytes,
         copies: Option<Batch>,
     ) -> Content {
-        let original = Arc::new(message);
-        let common = sign(shared, env, &original).map_or_else(|| original.clone(), Arc::new);
+        let original = message;
+        let common =
+            sign(shared, env, &original).map_or_else(|| original.clone(), MessageBytes::from);
         Content {
             common,
             copies: copies.map(|batch| (original, batch)),
@@ -61,7 +62,7 @@ impl Content {
         };
         let rendered = batch.lock().await.recipient_copy(request).await;
         match rendered {
-            Rendered::Edited(copy) if copy != **original => {
+            Rendered::Edited(copy) if copy[..] != original[..] => {
                 Rendered::Edited(sign(shared, env, &copy).unwrap_or(copy))
             }
             Rendered::Edited(_) => Rendered::Unchanged,

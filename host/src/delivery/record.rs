@@ -17,7 +17,7 @@ use super::retry;
 use super::route::DeliveryResult;
 use super::runner::{now_ms, Shared};
 use super::{domain_of, next_due_ms, Failure, Outcome};
-use crate::spool::{Envelope, MessageId, Recipient, RecipientStatus, SpoolError};
+use crate::spool::{Envelope, MessageBytes, MessageId, Recipient, RecipientStatus, SpoolError};
 
 /// Notices owed to the sender after an attempt.
 #[derive(Default)]
@@ -280,7 +280,7 @@ fn dsn_rcpt(r: &Recipient, failure: Failure, now_s: u64) -> DsnRecipient {
     }
 }
 
-async fn message_for_dsn(shared: &Shared, env: &Envelope) -> Vec<u8> {
+async fn message_for_dsn(shared: &Shared, env: &Envelope) -> MessageBytes {
     shared.spool.message(&env.id).await.unwrap_or_default()
 }
 
@@ -313,7 +313,7 @@ async fn send_dsn(
         tracing::info!(id = %env.id, "no DSN for a null sender");
         return true;
     };
-    match shared.spool.store(&dsn_env, &bytes).await {
+    match shared.spool.store(&dsn_env, bytes.into()).await {
         Ok(()) => {
             let action = match action {
                 Action::Failed => "failed",

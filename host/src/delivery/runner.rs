@@ -28,7 +28,7 @@ use super::route::Router;
 use crate::config::delivery::DeliveryConfig;
 use crate::events::Events;
 use crate::smtp::session::{MessageStore, StoreFuture};
-use crate::spool::{Envelope, MessageId, Spool};
+use crate::spool::{Envelope, MessageBytes, MessageId, Spool};
 
 /// Why the runner could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +80,7 @@ impl MessageStore for WakingStore {
         self.spool.new_id()
     }
 
-    fn store<'a>(&'a self, envelope: &'a Envelope, message: &'a [u8]) -> StoreFuture<'a> {
+    fn store<'a>(&'a self, envelope: &'a Envelope, message: MessageBytes) -> StoreFuture<'a> {
         Box::pin(async move {
             self.spool.store(envelope, message).await?;
             self.handle.wake(envelope.id.clone());

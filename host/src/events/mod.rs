@@ -64,11 +64,19 @@ pub(crate) enum Msg {
     Close(oneshot::Sender<()>),
 }
 
-/// Where events go: the log's channel, or nowhere (`[events] path` empty). Clones share the
-/// channel; emitting on a handle that is off costs a branch.
+/// Where events go: the log's channel (or nowhere when `[events] path` is empty) and every
+/// [`EventTap`]. Clones share both; emitting on a handle with neither costs two branches.
 #[derive(Clone, Default)]
 pub struct Events {
     channel: Option<Arc<Channel>>,
+    taps: Arc<[Arc<dyn EventTap>]>,
+}
+
+/// A consumer of every event beside the log (metrics, webhooks, the dashboard). `event` runs
+/// on the emitter's task and must not block: a tap that does real work queues the event for
+/// its own task and counts what it had to drop.
+pub trait EventTap: Send + Sync + 'static {
+    fn event(&self, event: &Event);
 }
 
 struct Channel {
@@ -100,11 +108,20 @@ impl std::fmt::Debug for Events {
 impl Events {
     /// No event log: every emit is a no-op.
     pub fn off() -> Events {
-        Events { channel: None }
+        Events::default()
     }
 
+    /// This handle, with `taps` also given every event.
+    pub fn with_taps(mut self, taps: Vec<Arc<dyn EventTap>>) -> Events {
+        let mut all: Vec<Arc<dyn EventTap>> = self.taps.to_vec();
+        all.extend(taps);
+        self.taps = all.into();
+        self
+    }
+
+    /// Whether events go anywhere: emitters may skip building one when not.
     pub fn is_on(&self) -> bool {
-        self.channel.is_some()
+        self.channel.is_some() || !self.taps.is_empty()
     }
 
     /// A handle on a fresh channel of `capacity` events and `max_bytes` of their weight, and
@@ -122,6 +139,7 @@ impl Events {
         };
         let events = Events {
             channel: Some(Arc::new(channel)),
+            taps: Arc::new([]),
         };
         (events, rx)
     }
@@ -134,6 +152,9 @@ impl Events {
 
     /// Queues `event` for the writer; counts it as lost if the channel is full.
     pub fn emit(&self, event: Event) {
+        for tap in self.taps.iter() {
+            tap.event(&event);
+        }
         let Some(channel) = &self.channel else {
             return;
         };

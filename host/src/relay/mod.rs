@@ -13,6 +13,7 @@ use tracing::info;
 use crate::config::Config;
 use crate::delivery::{DeliveryError, LocalIdentity, MxResolver, QueueHandle, QueueRunner};
 use crate::events::{EventLog, EventLogError, Events};
+use crate::metrics::Metrics;
 use crate::msgauth::Authenticator;
 use crate::plugins::{DnsLookup, PluginHost, PluginHostOptions, PluginLoadError};
 use crate::smtp::auth_guard::AuthGuard;
@@ -72,6 +73,8 @@ pub struct Relay {
     event_log: Option<EventLog>,
     /// The `[tracking]` HTTP endpoint, when configured.
     tracking: Option<Tracking>,
+    /// Every Prometheus metric of this relay.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Swaps the session environment of every listener: new sessions see the new config,
@@ -198,6 +201,7 @@ impl Relay {
         }
         let authenticator = Arc::new(Authenticator::new(resolver.hickory().clone()));
         let auth_guard = AuthGuard::new(&config.limits);
+        let metrics = Arc::new(Metrics::new());
         let (events, event_log) = EventLog::open(&config.events)?;
         let capabilities = PluginCapabilities {
             backend,
@@ -264,6 +268,7 @@ impl Relay {
             spool,
             event_log,
             tracking,
+            metrics,
         })
     }
 

@@ -43,6 +43,7 @@
 //! [`read_queue`], [`read_envelope`] and [`read_message`] read a spool without changing it;
 //! [`delete_by_id`] removes a message under the commit lock. All are safe while a relay runs.
 
+mod bytes;
 mod commit;
 mod format;
 mod id;
@@ -62,6 +63,7 @@ use std::sync::{mpsc, Arc, RwLock, RwLockReadGuard};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+pub use bytes::MessageBytes;
 use commit::{Op, Shared, Stats};
 use format::EnvelopeRecord;
 use readonly::blocking;
@@ -306,12 +308,15 @@ impl Spool {
     ///
     /// If the caller stops waiting (client hangs up), the write still completes and the
     /// message stays queued: durable mail is never dropped, at worst delivered twice.
-    pub async fn store(&self, envelope: &Envelope, message: &[u8]) -> Result<(), SpoolError> {
+    pub async fn store(
+        &self,
+        envelope: &Envelope,
+        message: MessageBytes,
+    ) -> Result<(), SpoolError> {
         let shared = self.inner.shared.clone();
         let id = self.checked_id(&envelope.id)?;
         let seq = shared.seq.fetch_add(1, Ordering::Relaxed);
         let envelope = envelope.clone();
-        let message = message.to_vec();
         let tx = self.inner.tx.clone();
         let (reply, answer) = oneshot::channel();
         tokio::task::spawn_blocking(move || {
@@ -358,14 +363,14 @@ impl Spool {
 
     /// The message bytes, checked against the length and CRC-32 recorded at `store`.
     /// `NotFound` if the message was deleted behind the relay's back.
-    pub async fn message(&self, id: &MessageId) -> Result<Vec<u8>, SpoolError> {
+    pub async fn message(&self, id: &MessageId) -> Result<MessageBytes, SpoolError> {
         let record = self
             .index()
             .get(id)
             .map(|entry| entry.record.clone())
             .ok_or_else(|| SpoolError::NotFound(id.clone()))?;
         let queue = self.inner.shared.queue.clone();
-        blocking(move || readonly::load_message(&queue, &record)).await
+        blocking(move || readonly::load_message(&queue, &record).map(MessageBytes::from)).await
     }
 
     /// Durably replaces the envelope (recipient status after a delivery attempt).

@@ -50,7 +50,7 @@ fn queue_files(dir: &Path) -> Vec<String> {
 async fn store_one(spool: &Spool, rcpts: &[&str], seed: u8) -> (Envelope, Vec<u8>) {
     let env = envelope(spool.new_id(), rcpts);
     let msg = body(300, seed);
-    spool.store(&env, &msg).await.unwrap();
+    spool.store(&env, msg.clone().into()).await.unwrap();
     (env, msg)
 }
 
@@ -401,11 +401,11 @@ async fn failed_writes_report_the_path_and_leave_nothing() {
     let (spool, _) = Spool::open(dir.path()).await.unwrap();
     let bad = envelope(MessageId("no/slashes".into()), &["a@example.com"]);
     assert!(matches!(
-        spool.store(&bad, b"x").await,
+        spool.store(&bad, b"x"[..].into()).await,
         Err(SpoolError::Write { .. })
     ));
     let (dup, msg) = store_one(&spool, &["a@example.com"], 0).await;
-    match spool.store(&dup, &msg).await {
+    match spool.store(&dup, msg.clone().into()).await {
         Err(SpoolError::Write { path, source }) => {
             assert_eq!(source.kind(), io::ErrorKind::AlreadyExists);
             assert!(path.ends_with(format!("{}.msg", dup.id)));
@@ -428,7 +428,10 @@ async fn an_io_error_mid_store_leaves_nothing_behind() {
     let env = envelope(spool.new_id(), &["a@example.com"]);
     let blocker = dir.path().join(format!("queue/{}.env.1.tmp", env.id));
     fs::create_dir(&blocker).unwrap();
-    match spool.store(&env, b"Subject: x\r\n\r\nbody\r\n").await {
+    match spool
+        .store(&env, b"Subject: x\r\n\r\nbody\r\n"[..].into())
+        .await
+    {
         Err(SpoolError::Write { path, .. }) => assert_eq!(path, blocker),
         other => panic!("store over a blocked temp name: {other:?}"),
     }

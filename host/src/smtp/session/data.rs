@@ -213,7 +213,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             size: message.len() as u64,
             ..self.envelope(&id, &txn)
         };
-        match self.env.store.store(&envelope, &message).await {
+        match self.env.store.store(&envelope, message.into()).await {
             Ok(()) => {
                 info!(
                     target: crate::logging::MAIL,

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::spool::{Envelope, MessageId, Spool, SpoolError};
+use crate::spool::{Envelope, MessageBytes, MessageId, Spool, SpoolError};
 
 pub type StoreFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SpoolError>> + Send + 'a>>;
 
@@ -11,7 +11,7 @@ pub type StoreFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SpoolError>> +
 /// on stable storage: the session answers `250` right after.
 pub trait MessageStore: Send + Sync + 'static {
     fn new_id(&self) -> MessageId;
-    fn store<'a>(&'a self, envelope: &'a Envelope, message: &'a [u8]) -> StoreFuture<'a>;
+    fn store<'a>(&'a self, envelope: &'a Envelope, message: MessageBytes) -> StoreFuture<'a>;
 }
 
 impl MessageStore for Spool {
@@ -19,7 +19,7 @@ impl MessageStore for Spool {
         Spool::new_id(self)
     }
 
-    fn store<'a>(&'a self, envelope: &'a Envelope, message: &'a [u8]) -> StoreFuture<'a> {
+    fn store<'a>(&'a self, envelope: &'a Envelope, message: MessageBytes) -> StoreFuture<'a> {
         Box::pin(Spool::store(self, envelope, message))
     }
 }

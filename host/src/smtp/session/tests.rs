@@ -26,7 +26,11 @@ impl MessageStore for MemStore {
         crate::spool::MessageId(format!("M{}", self.next.fetch_add(1, Ordering::Relaxed)))
     }
 
-    fn store<'a>(&'a self, envelope: &'a Envelope, message: &'a [u8]) -> StoreFuture<'a> {
+    fn store<'a>(
+        &'a self,
+        envelope: &'a Envelope,
+        message: crate::spool::MessageBytes,
+    ) -> StoreFuture<'a> {
         Box::pin(async move {
             if self.fail.load(Ordering::Relaxed) {
                 return Err(SpoolError::Write {

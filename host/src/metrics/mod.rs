@@ -1,0 +1,36 @@
+//! The relay's Prometheus metrics: one registry per relay, served as text on the admin
+//! address (`/metrics`). Instruments are registered here and handed to the code they count.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::registry::Registry;
+
+/// Every metric of one relay. Shared as `Arc<Metrics>`.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::with_prefix("wasmrelay");
+        Metrics {
+            registry: Mutex::new(registry),
+        }
+    }
+
+    /// The text exposition format (OpenMetrics), as `/metrics` serves it.
+    pub fn encode(&self) -> String {
+        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &registry);
+        out
+    }
+}
