@@ -267,7 +267,8 @@ suppression = { list = "suppression", exempt_sender_domains = ["notify.example.c
     let out = Command::new(binary())
         .args(["list", "--config"])
         .arg(relay.config_path())
-        .args(["add", "suppression", "gone@example.net"])
+        // As an operator pastes it: the CLI stores the form the plugin looks up.
+        .args(["add", "suppression", "<Gone@Example.net>"])
         .output()
         .expect("run wasmrelay list add");
     assert_success("list add", &out);

@@ -77,6 +77,33 @@ password_hash = "plaintext"
 
     let out = check(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/relay.toml"));
     assert_success("check-config on the quickstart", &out);
+
+    // A plugin's own keys are checked by its `init`, as `serve` would run it.
+    std::fs::write(
+        &path,
+        r#"
+[[listeners]]
+address = "127.0.0.1:2525"
+
+[[plugins]]
+builtin = "rate-limit"
+config = { rules = [{ name = "r", count = "messages", key = "ip", rate = "10/min", bogus_rule_key = 1 }] }
+"#,
+    )
+    .unwrap();
+    let out = check(&path);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("plugins:") && text.contains("bogus_rule_key"),
+        "{text}"
+    );
+    let syntax_only = Command::new(binary())
+        .args(["check-config", "--no-plugins", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_success("check-config --no-plugins", &syntax_only);
 }
 
 #[test]

@@ -82,11 +82,14 @@ fn request(command: ListCommand) -> anyhow::Result<ListRequest> {
             }
             ListRequest::Add {
                 list: name,
-                member,
+                member: admin::list_member(&member),
                 ttl_ms: ttl.map(|t| t.as_millis().min(u64::MAX as u128) as u64),
             }
         }
-        ListCommand::Remove { name, member } => ListRequest::Remove { list: name, member },
+        ListCommand::Remove { name, member } => ListRequest::Remove {
+            list: name,
+            member: admin::list_member(&member),
+        },
     })
 }
 

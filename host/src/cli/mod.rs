@@ -36,10 +36,14 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Validate a config file and print every error with its key.
+    /// Validate a config file and print every error with its key; then load every plugin
+    /// and run its `init` on its config, as `serve` would.
     CheckConfig {
         #[arg(long, short)]
         config: PathBuf,
+        /// Check the file only: do not compile the plugins or run their `init`.
+        #[arg(long)]
+        no_plugins: bool,
     },
     /// Inspect or edit the queue (safe while the relay runs).
     Queue {
@@ -122,7 +126,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
     }
     match cli.command {
         Command::Serve { config } => serve(&config).await.map(|_| 0),
-        Command::CheckConfig { config } => Ok(check_config(&config)),
+        Command::CheckConfig { config, no_plugins } => Ok(check_config(&config, !no_plugins).await),
         Command::Queue { config, command } => queue::run(&config, command).await,
         Command::List { config, command } => list::run(&config, command).await,
         Command::Plugin {
@@ -178,20 +182,27 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-fn check_config(path: &Path) -> i32 {
-    match Config::load(path) {
-        Ok(config) => {
-            for w in config.warnings() {
-                eprintln!("warning: {w}");
-            }
-            println!("{}: OK", path.display());
-            0
-        }
+async fn check_config(path: &Path, load_plugins: bool) -> i32 {
+    let config = match Config::load(path) {
+        Ok(config) => config,
         Err(e) => {
             eprintln!("{e}");
-            1
+            return 1;
+        }
+    };
+    for w in config.warnings() {
+        eprintln!("warning: {w}");
+    }
+    // A plugin's own keys are checked by its `init`: a typo there is a config error too.
+    if load_plugins && !config.plugins.is_empty() {
+        let opts = crate::relay::plugin_options(&config);
+        if let Err(e) = crate::plugins::PluginHost::load(&config.plugins, opts).await {
+            eprintln!("plugins: {e}");
+            return 1;
         }
     }
+    println!("{}: OK", path.display());
+    0
 }
 
 async fn serve(path: &Path) -> anyhow::Result<()> {

@@ -114,18 +114,26 @@ impl PluginCapabilities {
         let opts = PluginHostOptions {
             backend: self.backend.clone(),
             dns: Some(self.dns.clone()),
-            lists: config.lists.clone(),
-            pools: config
-                .delivery
-                .pools
-                .iter()
-                .map(|p| p.name.clone())
-                .collect(),
-            max_message_size: config.limits.max_message_size as usize,
             events: Arc::new(self.events.clone()),
-            ..PluginHostOptions::from_config(&config.plugin_runtime)
+            ..plugin_options(config)
         };
         PluginHost::load(&config.plugins, opts).await.map(Some)
+    }
+}
+
+/// The plugin host settings `config` implies, on the in-process state backend, without DNS
+/// and with events to the log: what `check-config` loads plugins with.
+pub fn plugin_options(config: &Config) -> PluginHostOptions {
+    PluginHostOptions {
+        lists: config.lists.clone(),
+        pools: config
+            .delivery
+            .pools
+            .iter()
+            .map(|p| p.name.clone())
+            .collect(),
+        max_message_size: config.limits.max_message_size as usize,
+        ..PluginHostOptions::from_config(&config.plugin_runtime)
     }
 }
 

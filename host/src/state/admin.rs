@@ -58,6 +58,17 @@ pub enum AdminError {
     State(#[from] StateError),
 }
 
+/// The form members are stored in, the same as the plugins' `list_address`: trimmed, without
+/// angle brackets, lower-cased, so `wasmrelay list add suppression Bob@Example.com` matches
+/// the `bob@example.com` a plugin looks up.
+pub fn list_member(member: &str) -> String {
+    member
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .to_ascii_lowercase()
+}
+
 /// The declaration of the list `req` names, and a member of the right size.
 pub fn check<'a>(lists: &'a [ListConfig], req: &ListRequest) -> Result<&'a ListConfig, AdminError> {
     let decl =
@@ -99,12 +110,12 @@ pub async fn execute(
         } => {
             let ttl = ttl_ms.map(Duration::from_millis);
             let new = backend
-                .list_add(list, member, ttl, decl.max_members)
+                .list_add(list, &list_member(member), ttl, decl.max_members)
                 .await?;
             ListAnswer::Changed(new)
         }
         ListRequest::Remove { list, member } => {
-            ListAnswer::Changed(backend.list_remove(list, member).await?)
+            ListAnswer::Changed(backend.list_remove(list, &list_member(member)).await?)
         }
     })
 }
