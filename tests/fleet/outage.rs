@@ -142,3 +142,87 @@ fn redis_killed_under_load_fails_closed_loses_nothing_and_recovers() {
         );
     }
 }
+
+/// The reply to the end of DATA for one message from `sender`, or the first refusal.
+fn try_send(addr: SocketAddr, sender: &str, subject: &str) -> String {
+    let mut c = Raw::connect(addr);
+    c.cmd("EHLO client.test", "250");
+    let reply = c.cmd(&format!("MAIL FROM:<{sender}>"), "");
+    if !reply.starts_with("250") {
+        return reply.trim_end().to_string();
+    }
+    c.cmd("RCPT TO:<sink@example.net>", "250");
+    c.cmd("DATA", "354");
+    c.send(format!("Subject: {subject}\r\n\r\nmail\r\n.\r\n").as_bytes());
+    let reply = c.reply();
+    c.cmd("QUIT", "221");
+    reply.trim_end().to_string()
+}
+
+/// The bundled rate-limit plugin with a per-sender rule, failing as `on_state_error` says.
+fn rate_limit(on_state_error: &str) -> String {
+    format!(
+        "[[plugins]]\nbuiltin = \"rate-limit\"\n[plugins.config]\non_state_error = \
+         {on_state_error:?}\n[[plugins.config.rules]]\nname = \"sender\"\ncount = \"messages\"\n\
+         key = \"sender\"\nrate = \"1000/min\"\n"
+    )
+}
+
+#[test]
+fn redis_down_the_bundled_rate_limit_fails_open_by_default_and_closed_when_told() {
+    let mut redis = RedisServer::start();
+    let sink = WasmrelaySink::start();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let open = Relay::start(
+        dirs[0].path(),
+        &loopback_config(
+            sink.addr(),
+            &format!("{}{}", state_section(&redis), rate_limit("allow")),
+        ),
+    );
+    let closed = Relay::start(
+        dirs[1].path(),
+        &loopback_config(
+            sink.addr(),
+            &format!("{}{}", state_section(&redis), rate_limit("tempfail")),
+        ),
+    );
+    for (relay, name) in [(&open, "open"), (&closed, "closed")] {
+        let reply = try_send(relay.addr(), "app@example.org", &format!("{name}-up"));
+        assert!(reply.starts_with("250"), "{name} with Redis up: {reply}");
+    }
+
+    redis.kill();
+    // Fail-open: the outage of a shared backend does not stop mail, which is delivered.
+    let reply = try_send(open.addr(), "app@example.org", "open-down");
+    assert!(
+        reply.starts_with("250"),
+        "fail-open with Redis down: {reply}"
+    );
+    // Fail-closed: senders are told to come back, not refused for good.
+    let reply = try_send(closed.addr(), "app@example.org", "closed-down");
+    assert!(
+        reply.starts_with("451 4.3.0"),
+        "fail-closed with Redis down: {reply}"
+    );
+
+    let minute = Duration::from_secs(60);
+    wait_for("the accepted messages at the sink", minute, || {
+        sink.messages().len() >= 3
+    });
+    let mut subjects: Vec<String> = sink
+        .messages()
+        .iter()
+        .filter_map(|m| {
+            m.text()
+                .lines()
+                .find_map(|l| l.strip_prefix("Subject: ").map(str::to_string))
+        })
+        .collect();
+    subjects.sort();
+    assert_eq!(subjects, ["closed-up", "open-down", "open-up"]);
+    assert!(
+        open.log().contains("Redis unavailable"),
+        "the outage is logged"
+    );
+}
