@@ -231,6 +231,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         self.io.flush().await?;
         if self.txn.is_none() {
+            self.io.idle();
             let shutdown = self.shutdown.clone();
             tokio::select! {
                 r = self.io.read_more(timeout) => r,
