@@ -347,8 +347,10 @@ def prime(args):
 
 
 def memory(root):
-    """(process count, RSS KiB, PSS KiB, RssAnon KiB of root) over the tree under `root`."""
-    count = rss = pss = 0
+    """(process count, RSS, PSS, RssAnon) over the tree under `root`, KiB. RssAnon is the
+    private anonymous memory: shared libraries and file mappings do not count, so it compares
+    one process with many."""
+    count = rss = pss = anon = 0
     for pid in tree(root):
         try:
             with open(f"/proc/{pid}/smaps_rollup") as f:
@@ -357,19 +359,14 @@ def memory(root):
                     for line in f
                     if line.split(":")[0] in ("Rss", "Pss")
                 )
-        except (OSError, ValueError):
+            with open(f"/proc/{pid}/status") as f:
+                anon_kib = next((int(l.split()[1]) for l in f if l.startswith("RssAnon:")), 0)
+        except (OSError, ValueError, IndexError):
             continue
         count += 1
         rss += fields.get("Rss", 0)
         pss += fields.get("Pss", 0)
-    anon = 0
-    try:
-        with open(f"/proc/{root}/status") as f:
-            for line in f:
-                if line.startswith("RssAnon:"):
-                    anon = int(line.split()[1])
-    except OSError:
-        pass
+        anon += anon_kib
     return count, rss, pss, anon
 
 
@@ -425,13 +422,12 @@ def conns(args):
             "conns": n,
             "procs_before": base[0],
             "procs_after": held[0],
+            "anon_kib_per_conn": (held[3] - base[3]) / n,
             "rss_kib_per_conn": (held[1] - base[1]) / n,
             "pss_kib_per_conn": (held[2] - base[2]) / n,
             "rss_before_kib": base[1],
             "rss_after_kib": held[1],
         }
-        if base[0] == 1 and held[0] == 1:  # one process: its anonymous memory is the cost
-            out["anon_kib_per_conn"] = (held[3] - base[3]) / n
     except (OSError, TimeoutError, ConnectionError) as e:
         out = {"error": f"after {len(socks)} connections: {e}"}
     finally:
@@ -464,7 +460,7 @@ METRICS = [
     ("cpu_s_per_1k", "CPU seconds per 1,000 messages"),
     ("peak_rss_mib", "peak RSS, MiB (all processes)"),
     ("fsyncs_per_msg", "fsync + fdatasync per message (strace -f -c)"),
-    ("anon_kib_per_conn", "idle connection, KiB RssAnon each"),
+    ("anon_kib_per_conn", "idle connection, KiB RssAnon each (all processes)"),
     ("rss_kib_per_conn", "idle connection, KiB RSS each (all processes)"),
     ("pss_kib_per_conn", "idle connection, KiB PSS each (all processes)"),
 ]

@@ -1,42 +1,82 @@
-//! Idle connections: 2,000 sessions that said EHLO and now wait cost the relay under 50 KiB of
-//! anonymous memory each (RssAnon of `wasmrelay serve`, read from /proc before and after).
-//! An idle client is the cheapest attack there is, and a busy MX holds thousands of them.
+//! Idle connections: sessions that said EHLO (plain, or again after STARTTLS) and now wait
+//! cost the relay under 50 KiB of anonymous memory each (RssAnon of `wasmrelay serve`, read
+//! from /proc before and after). An idle client is the cheapest attack there is, and a busy MX
+//! holds thousands of them.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{start_relay, WAIT};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use wasmrelay_test_support::{test_certificate, Relay};
+
+use super::{config, WAIT};
 
 const CONNECTIONS: usize = 2000;
 const MAX_KIB_PER_CONNECTION: u64 = 50;
 
 #[test]
 fn idle_sessions_after_ehlo_cost_under_50_kib_each() {
-    // Our end of each connection is a descriptor here, and the relay (our child) inherits the
-    // limit for its end.
-    let needed = CONNECTIONS as u64 + 512;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(relay) = relay(dir.path(), "") else {
+        return;
+    };
+    let addr = relay.addr();
+    check_idle_memory(&relay, || idle_session(addr));
+}
+
+#[test]
+fn idle_sessions_after_starttls_cost_under_50_kib_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = test_certificate(dir.path());
+    let tls = format!("tls_cert = {cert:?}\ntls_key = {key:?}\n");
+    let Some(relay) = relay(dir.path(), &tls) else {
+        return;
+    };
+    let addr = relay.addr();
+    let client = client_config(&cert);
+    check_idle_memory(&relay, || idle_tls_session(addr, &client));
+}
+
+/// A relay that admits `CONNECTIONS` and more from loopback, with `listener` added to its
+/// listener's table; `None` (the test skips) when this process cannot hold that many
+/// connections open.
+fn relay(dir: &Path, listener: &str) -> Option<Relay> {
+    // Our end of each connection is a descriptor here (for both tests at once: they run in
+    // parallel), and the relay (our child) inherits the limit for its end.
+    let needed = 2 * CONNECTIONS as u64 + 512;
     if let Err(why) = raise_open_files(needed) {
         eprintln!("skipped: {CONNECTIONS} idle connections need {needed} open files: {why}");
-        return;
+        return None;
     }
-    let dir = tempfile::tempdir().unwrap();
     let cap = CONNECTIONS + 100;
-    let relay = start_relay(
-        dir.path(),
-        &format!("[limits]\nmax_connections = {cap}\nmax_connections_per_ip = {cap}\n"),
+    let limits = format!("[limits]\nmax_connections = {cap}\nmax_connections_per_ip = {cap}\n");
+    let key = "allow_plaintext_auth = true\n";
+    let text = config("127.0.0.1:0", &limits).replacen(key, &format!("{key}{listener}"), 1);
+    assert!(
+        text.contains(listener),
+        "no listener table to add to:\n{text}"
     );
-    let addr = relay.addr();
+    Some(Relay::start(dir, &text))
+}
+
+/// Opens `CONNECTIONS` sessions with `open` and checks the relay's RssAnon grew by less than
+/// `MAX_KIB_PER_CONNECTION` for each; then that every session still answers.
+fn check_idle_memory<S: Read + Write>(relay: &Relay, mut open: impl FnMut() -> S) {
     // Warm up what a first session allocates once per process or worker thread (runtime,
-    // log formatting, allocator arenas), so the baseline holds it already.
+    // TLS config, log formatting, allocator arenas), so the baseline holds it already.
     for _ in 0..100 {
-        let mut s = idle_session(addr);
+        let mut s = open();
         s.write_all(b"QUIT\r\n").unwrap();
         assert_eq!(reply(&mut BufReader::new(&mut s)), 221);
     }
     let pid = relay.pid();
     let before = settled_rss_anon(pid);
-    let sessions: Vec<TcpStream> = (0..CONNECTIONS).map(|_| idle_session(addr)).collect();
+    let mut sessions: Vec<S> = (0..CONNECTIONS).map(|_| open()).collect();
     let after = settled_rss_anon(pid);
     let per_connection = after.saturating_sub(before) * 1024 / CONNECTIONS as u64;
     eprintln!(
@@ -50,9 +90,9 @@ fn idle_sessions_after_ehlo_cost_under_50_kib_each() {
     );
     // Every session is still there and still answers: the relay did not shed them to get a
     // low figure.
-    for mut s in sessions {
+    for s in &mut sessions {
         s.write_all(b"NOOP\r\n").unwrap();
-        assert_eq!(reply(&mut BufReader::new(&mut s)), 250);
+        assert_eq!(reply(&mut BufReader::new(s)), 250);
     }
 }
 
@@ -65,6 +105,37 @@ fn idle_session(addr: SocketAddr) -> TcpStream {
     s.write_all(b"EHLO idle.client.test\r\n").unwrap();
     assert_eq!(reply(&mut BufReader::new(&mut s)), 250);
     s
+}
+
+/// A session past STARTTLS and its second EHLO, verified against the test certificate.
+fn idle_tls_session(
+    addr: SocketAddr,
+    client: &Arc<ClientConfig>,
+) -> StreamOwned<ClientConnection, TcpStream> {
+    let mut s = idle_session(addr);
+    s.write_all(b"STARTTLS\r\n").unwrap();
+    assert_eq!(reply(&mut BufReader::new(&mut s)), 220);
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = ClientConnection::new(client.clone(), name).expect("a TLS client");
+    let mut tls = StreamOwned::new(conn, s);
+    tls.write_all(b"EHLO idle.client.test\r\n").unwrap();
+    assert_eq!(reply(&mut BufReader::new(&mut tls)), 250);
+    tls
+}
+
+/// A TLS client that trusts the test certificate at `cert` alone.
+fn client_config(cert: &Path) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(cert).expect("the test certificate"))
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
 }
 
 /// The code of one (possibly multi-line) reply. Reads nothing past it: the relay sends one
