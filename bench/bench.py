@@ -492,9 +492,10 @@ def cell(xs):
 def table(args):
     """Per metric: one row per scenario, each system's median (range) over the rounds, each
     wasmrelay system's ratio to Postfix (the median of per-round ratios: each round's
-    wasmrelay figure over the same round's Postfix figure) and the background load."""
+    wasmrelay figure over the same round's Postfix figure), and the background load the
+    scenario's runs saw: cores other processes used, 1-minute load average at the start."""
     runs = {}  # (scenario, system, key) -> {round: value}
-    scenarios, load = [], {}
+    scenarios, load, load_avg = [], {}, {}
     with open(args.results) as f:
         for line in f:
             parts = line.strip().split(" ", 3)
@@ -511,6 +512,8 @@ def table(args):
                     runs.setdefault((scenario, system, key), {})[rnd] = value
             if "other_cores" in run:
                 load.setdefault(scenario, []).append(run["other_cores"])
+            if "load1" in run:
+                load_avg.setdefault(scenario, []).append(run["load1"])
     present = [(k, label) for k, label in SYSTEMS if any(s == k for _, s, _ in runs)]
     others = [(k, label) for k, label in present if k != "postfix"]
     has_postfix = any(k == "postfix" for k, _ in present)
@@ -528,14 +531,15 @@ def table(args):
                     mine = runs.get((scenario, system, key), {})
                     ratios = [mine[r] / base[r] for r in mine if base.get(r)]
                     cells.append(f"{statistics.median(ratios):.3g}" if ratios else "-")
-            cells.append(num(statistics.median(load[scenario])) if load.get(scenario) else "-")
+            for seen in (load, load_avg):
+                cells.append(cell(seen[scenario]) if seen.get(scenario) else "-")
             rows.append(cells)
         if not rows:
             continue
         head = ["scenario"] + [l for _, l in present]
         if has_postfix:
             head += [f"{l} / Postfix" for _, l in others]
-        head.append("other cores")
+        head += ["other cores", "load average"]
         print(f"\n{label}; median (min-max) over rounds")
         print_table([head] + rows)
     busiest = max((max(v) for v in load.values()), default=0.0)
