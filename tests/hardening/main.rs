@@ -10,6 +10,7 @@
 //! - `smarthost_tls`: smart-host passwords only over verified TLS; no pooled shortcut.
 //! - `slow_clients`: a client that never reads; command floods; SIGTERM with stuck sessions.
 //! - `spool_full`: a spool on a tmpfs that fills up.
+//! - `idle`: memory per idle connection (2,000 sessions after EHLO), under 50 KiB each.
 //! - `edges`: IPv6 literals, ORCPT, a next hop's reply that splits a UTF-8 character, modes
 //!   of the spool and control socket.
 //!
@@ -19,6 +20,7 @@ mod auth_guessing;
 mod backscatter;
 mod dkim;
 mod edges;
+mod idle;
 mod long_lines;
 mod loops;
 mod slow_clients;

@@ -230,6 +230,23 @@ async fn refuse(mut stream: TcpStream, reply: Reply) {
 mod tests {
     use super::*;
 
+    /// The size of the future a closure returns, without calling it.
+    fn future_size<A, B, F>(_: impl Fn(A, B) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    #[test]
+    fn a_session_task_is_small() {
+        // Each connection's task is allocated at this size for the session's whole life, idle
+        // or not; verbs that need more (DATA, AUTH, TLS, plugin calls) box their own state.
+        let peer: SocketAddr = "192.0.2.1:2525".parse().unwrap();
+        let size = future_size(|stream: TcpStream, env: Arc<SessionEnv>| {
+            session::run(stream, peer, peer, env, CancellationToken::new())
+        });
+        eprintln!("session task: {size} bytes");
+        assert!(size <= 4096, "a session's future is {size} bytes");
+    }
+
     #[test]
     fn per_ip_cap_counts_ipv6_by_64() {
         let limits = ConnectionLimits::new(10, 2);

@@ -43,9 +43,22 @@ impl ReadError {
     }
 }
 
+/// What a read asks for while commands arrive: room for a pipelined burst of command lines.
+const COMMAND_READ: usize = 1024;
+/// The most one read asks for: message content arrives in blocks this large.
+const BULK_READ: usize = 16 * 1024;
+/// A reply buffer larger than this is given back when the session goes idle.
+const IDLE_WRITE: usize = 1024;
+
+/// The session's end of the connection. Both buffers start empty and grow with what passes
+/// through them; [`Io::idle`] gives back what message content and long replies grew, so a
+/// session that waits for its next command holds about a kilobyte of buffer.
 pub struct Io<S> {
     stream: MaybeTls<S>,
     rbuf: BytesMut,
+    /// How much the next read asks for: doubles (up to [`BULK_READ`]) while reads fill the
+    /// buffer, back to [`COMMAND_READ`] when the session goes idle.
+    read_size: usize,
     wbuf: Vec<u8>,
     /// Bound on every write: a peer that stops reading must not hold the session forever.
     write_timeout: Duration,
@@ -55,8 +68,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
     pub fn new(stream: S, write_timeout: Duration) -> Self {
         Io {
             stream: MaybeTls::Plain(stream),
-            rbuf: BytesMut::with_capacity(8192),
-            wbuf: Vec::with_capacity(512),
+            rbuf: BytesMut::new(),
+            read_size: COMMAND_READ,
+            wbuf: Vec::new(),
             write_timeout,
         }
     }
@@ -90,14 +104,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
 
     /// Appends whatever the peer sends next to the read buffer.
     pub async fn read_more(&mut self, timeout: Duration) -> Result<(), ReadError> {
-        if self.rbuf.capacity() - self.rbuf.len() < 4096 {
-            self.rbuf.reserve(16 * 1024);
+        if self.rbuf.capacity() - self.rbuf.len() < self.read_size / 2 {
+            self.rbuf.reserve(self.read_size);
         }
+        let spare = self.rbuf.capacity() - self.rbuf.len();
         match tokio::time::timeout(timeout, self.stream.read_buf(&mut self.rbuf)).await {
             Err(_) => Err(ReadError::Timeout),
             Ok(Ok(0)) => Err(ReadError::Eof),
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(n)) => {
+                if n == spare {
+                    // The peer had more than we asked for: content, not commands.
+                    self.read_size = (self.read_size * 2).min(BULK_READ);
+                }
+                Ok(())
+            }
             Ok(Err(e)) => Err(ReadError::Io(e)),
+        }
+    }
+
+    /// Between transactions, with every reply flushed: drops buffers that message content or
+    /// a long reply grew (an idle session must not keep a message block's worth of memory).
+    pub fn idle(&mut self) {
+        if self.rbuf.is_empty() && self.rbuf.capacity() > COMMAND_READ {
+            self.rbuf = BytesMut::new();
+        }
+        self.read_size = COMMAND_READ;
+        if self.wbuf.is_empty() && self.wbuf.capacity() > IDLE_WRITE {
+            self.wbuf = Vec::new();
         }
     }
 

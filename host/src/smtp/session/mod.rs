@@ -159,7 +159,7 @@ pub async fn run<S>(
             shutdown,
         };
         let outcome = session.serve().await;
-        session.hook_closed().await;
+        Box::pin(session.hook_closed()).await;
         debug!(?outcome, "closed");
     }
     .instrument(span)
@@ -183,11 +183,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             let Some(acceptor) = self.env.tls.clone() else {
                 return Ok(());
             };
-            if !self.handshake(&acceptor).await {
+            if !Box::pin(self.handshake(&acceptor)).await {
                 return Ok(());
             }
         }
-        if self.hook_connect().await.is_some() {
+        if Box::pin(self.hook_connect()).await.is_some() {
             self.io.flush().await.ok();
             self.io.shutdown().await;
             return Ok(());
@@ -231,6 +231,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         self.io.flush().await?;
         if self.txn.is_none() {
+            self.io.idle();
             let shutdown = self.shutdown.clone();
             tokio::select! {
                 r = self.io.read_more(timeout) => r,
@@ -267,19 +268,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         flow
     }
 
+    /// Verbs that await (plugin hooks, TLS, the spool) run as futures of their own on the
+    /// heap: inline, the largest of them would set the size of every session's task for its
+    /// whole life, idle or not (`a_session_task_is_small` in server.rs holds it down).
     async fn dispatch(&mut self, command: Command) -> Flow {
         match command {
-            Command::Ehlo { domain } => self.ehlo(domain, true).await,
-            Command::Helo { domain } => self.ehlo(domain, false).await,
-            Command::StartTls => self.starttls().await,
+            Command::Ehlo { domain } => Box::pin(self.ehlo(domain, true)).await,
+            Command::Helo { domain } => Box::pin(self.ehlo(domain, false)).await,
+            Command::StartTls => Box::pin(self.starttls()).await,
             Command::Auth {
                 mechanism,
                 initial_response,
-            } => self.auth(&mechanism, initial_response).await,
-            Command::Mail { from, params } => self.mail(from, params).await,
-            Command::Rcpt { to, params } => self.rcpt(to, params).await,
-            Command::Data => self.data().await,
-            Command::Bdat { size, last } => self.bdat(size, last).await,
+            } => Box::pin(self.auth(&mechanism, initial_response)).await,
+            Command::Mail { from, params } => Box::pin(self.mail(from, params)).await,
+            Command::Rcpt { to, params } => Box::pin(self.rcpt(to, params)).await,
+            Command::Data => Box::pin(self.data()).await,
+            Command::Bdat { size, last } => Box::pin(self.bdat(size, last)).await,
             Command::Rset => {
                 self.txn = None;
                 self.ok(Reply::new(250, Enhanced(2, 0, 0), "OK"))
