@@ -92,8 +92,8 @@ pub(crate) struct Committer {
     pub next_seq: u64,
     /// The log directory, for its fsyncs and for free space.
     pub log_dir: File,
-    /// Appended since the last fdatasync of the active segment.
-    pub dirty: bool,
+    /// Since when the active segment holds appends no fdatasync has covered yet.
+    pub dirty: Option<Instant>,
     /// A segment sealed during this batch failed its fdatasync: the batch is not durable.
     pub seal_failed: Option<io::Error>,
     /// The active segment when relocation last failed; it is retried after the next rotation.
@@ -127,8 +127,10 @@ fn write_error(path: &std::path::Path, kind: io::ErrorKind, msg: String) -> Spoo
 impl Committer {
     fn run(mut self, rx: mpsc::Receiver<Op>) {
         loop {
-            let first = if self.dirty {
-                match rx.recv_timeout(self.opts.sync_interval) {
+            let first = if let Some(since) = self.dirty {
+                let left =
+                    (since + self.opts.sync_interval).saturating_duration_since(Instant::now());
+                match rx.recv_timeout(left) {
                     Ok(op) => op,
                     Err(mpsc::RecvTimeoutError::Timeout) => {
                         // Updates and removals ride on the next store's fdatasync, or on this.
@@ -276,6 +278,16 @@ impl Committer {
             // The waiter may have gone (client hung up); what is durable stays queued.
             let _ = reply.send(result);
         }
+        // A steady stream of updates alone never lets the timer in `run` expire.
+        if self
+            .dirty
+            .is_some_and(|since| since.elapsed() >= self.opts.sync_interval)
+        {
+            if let Err(e) = self.sync_active() {
+                tracing::error!(dir = %self.shared.log.display(), error = %e,
+                    "spool: deferred fdatasync failed");
+            }
+        }
         self.maintain();
     }
 
@@ -291,7 +303,7 @@ impl Committer {
             }
         }
         self.active = None;
-        self.dirty = false;
+        self.dirty = None;
     }
 
     fn lookup(&self, overlay: &Overlay, id: &MessageId) -> Option<Entry> {
@@ -431,7 +443,7 @@ impl Committer {
         match written {
             Ok(start) => {
                 let seq = active.seq;
-                self.dirty = true;
+                self.dirty.get_or_insert_with(Instant::now);
                 self.segs.grow(seq, len);
                 Ok((seq, start))
             }
@@ -466,7 +478,7 @@ impl Committer {
             }
             self.shared.stats.dir_syncs.fetch_add(1, Ordering::Relaxed);
             self.segs.grow(active.seq, active.len);
-            self.dirty = true;
+            self.dirty.get_or_insert_with(Instant::now);
             self.active = Some(active);
         }
         Ok(self.active.as_mut().expect("just made"))
@@ -475,7 +487,7 @@ impl Committer {
     /// Stops appending to the active segment, making what is in it durable first.
     pub(crate) fn seal(&mut self) {
         if let Some(active) = self.active.take() {
-            if self.dirty {
+            if self.dirty.is_some() {
                 match active.file.sync_data() {
                     Ok(()) => {
                         self.shared.stats.file_syncs.fetch_add(1, Ordering::Relaxed);
@@ -483,16 +495,16 @@ impl Committer {
                     Err(e) => self.seal_failed = Some(e),
                 }
             }
-            self.dirty = false;
+            self.dirty = None;
         }
     }
 
     /// fdatasync of the active segment if anything was appended since the last one.
     pub(crate) fn sync_active(&mut self) -> io::Result<()> {
         match &self.active {
-            Some(active) if self.dirty => {
+            Some(active) if self.dirty.is_some() => {
                 active.file.sync_data()?;
-                self.dirty = false;
+                self.dirty = None;
                 self.shared.stats.file_syncs.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }

@@ -62,7 +62,7 @@ pub(crate) fn open(
         active: scanned.active,
         next_seq: scanned.next_seq,
         log_dir,
-        dirty: false,
+        dirty: None,
         seal_failed: None,
         relocate_failed: None,
         _owner: owner,

@@ -193,6 +193,8 @@ pub(crate) fn free_space(file: &File) -> Option<u64> {
     }
     // SAFETY: rc == 0, so the struct was filled.
     let st = unsafe { st.assume_init() };
+    // The field types differ between platforms (u32 on some 32-bit ones).
+    #[allow(clippy::unnecessary_cast)]
     Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
