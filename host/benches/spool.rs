@@ -1,6 +1,6 @@
 //! Spool throughput with group commit: messages stored durably by 1 and by 20 concurrent
-//! writers, as the SMTP sessions do before each `250`, then delivered (an envelope update
-//! and a removal each, as delivery records them).
+//! writers, as the SMTP sessions do before each `250`, and delivered beside them by as many
+//! tasks (an envelope update and a removal each, as delivery records them).
 //!
 //! ```sh
 //! cargo bench -p wasmrelay --bench spool
@@ -15,9 +15,10 @@
 //! per group commit (mean and largest).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmrelay::spool::{RecipientStatus, Spool, SpoolOptions};
+use wasmrelay::spool::{Envelope, RecipientStatus, Spool, SpoolOptions};
 use wasmrelay_test_support::envelope;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -45,15 +46,31 @@ async fn run(
     let n = per_writer * writers;
     let msg = vec![b'x'; size];
     let start = Instant::now();
-    let tasks: Vec<_> = (0..writers)
+    // Sessions store; delivery, beside them, records each attempt and finishes the message.
+    let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel::<Envelope>();
+    let done_rx = Arc::new(tokio::sync::Mutex::new(done_rx));
+    let storers: Vec<_> = (0..writers)
         .map(|_| {
-            let (spool, msg) = (spool.clone(), msg.clone());
+            let (spool, msg, done) = (spool.clone(), msg.clone(), done_tx.clone());
             tokio::spawn(async move {
                 for _ in 0..per_writer {
-                    let mut env =
+                    let env =
                         envelope(&spool, Some("sender@example.org"), &["r@example.com"], &msg);
                     spool.store(&env, msg.clone().into()).await?;
-                    // Delivery: the attempt is recorded, then the message finished.
+                    done.send(env)?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    drop(done_tx);
+    let deliverers: Vec<_> = (0..writers)
+        .map(|_| {
+            let (spool, queued) = (spool.clone(), done_rx.clone());
+            tokio::spawn(async move {
+                loop {
+                    let next = queued.lock().await.recv().await;
+                    let Some(mut env) = next else { break };
                     env.recipients[0].status = RecipientStatus::Delivered;
                     spool.update(&env).await?;
                     spool.remove(&env.id).await?;
@@ -62,7 +79,7 @@ async fn run(
             })
         })
         .collect();
-    for t in tasks {
+    for t in storers.into_iter().chain(deliverers) {
         t.await??;
     }
     let secs = start.elapsed().as_secs_f64();

@@ -313,6 +313,13 @@ impl Committer {
         }
     }
 
+    fn queued(&self, overlay: &Overlay, id: &MessageId) -> bool {
+        match overlay.get(id) {
+            Some(pending) => pending.is_some(),
+            None => self.shared.index().contains_key(id),
+        }
+    }
+
     fn store(
         &mut self,
         overlay: &mut Overlay,
@@ -323,7 +330,7 @@ impl Committer {
         crc: u32,
     ) -> Result<(), SpoolError> {
         let id = envelope.id.clone();
-        if self.lookup(overlay, &id).is_some() {
+        if self.queued(overlay, &id) {
             return Err(write_error(
                 &self.shared.log,
                 io::ErrorKind::AlreadyExists,
@@ -396,7 +403,7 @@ impl Committer {
         space: &mut u64,
         id: MessageId,
     ) -> Result<(), SpoolError> {
-        if self.lookup(overlay, &id).is_none() {
+        if !self.queued(overlay, &id) {
             return Err(SpoolError::NotFound(id));
         }
         let len = HEADER_LEN as u64;
