@@ -317,3 +317,36 @@ async fn a_large_mapped_message_gets_its_own_segment_and_is_read_mapped() {
     assert_eq!(spool.list().await.len(), 3);
     assert_eq!(spool.envelope(&after.id).await.unwrap(), after);
 }
+
+#[tokio::test]
+async fn damage_before_the_end_of_the_last_segment_is_damage_not_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let stored = {
+        let (spool, _) = Spool::open(dir.path()).await.unwrap();
+        let mut stored = Vec::new();
+        for seed in 0..3 {
+            stored.push(store_one(&spool, &["r@example.com"], seed).await);
+        }
+        stored
+    };
+    let seg = segments(dir.path()).pop().unwrap();
+    flip(&seg, find_in(&seg, &stored[1].1) + 30);
+    // Records after the bad one were acknowledged: cutting there would lose them.
+    let (spool, report) = Spool::open(dir.path()).await.unwrap();
+    assert_eq!(
+        (report.recovered, report.corrupt, report.discarded_partial),
+        (2, 1, 0)
+    );
+    for i in [0, 2] {
+        let (env, msg) = &stored[i];
+        assert_eq!(&spool.message(&env.id).await.unwrap(), msg);
+    }
+    assert!(dir
+        .path()
+        .join("corrupt")
+        .join(seg.file_name().unwrap())
+        .exists());
+    drop(spool);
+    let (_, report) = Spool::open(dir.path()).await.unwrap();
+    assert_eq!((report.recovered, report.corrupt), (2, 0));
+}
