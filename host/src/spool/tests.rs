@@ -141,7 +141,7 @@ async fn reopen_recovers_everything_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_stores_are_all_durable_and_share_fsyncs() {
+async fn concurrent_stores_are_all_durable() {
     let dir = tempfile::tempdir().unwrap();
     let (spool, _) = Spool::open(dir.path()).await.unwrap();
     let tasks: Vec<_> = (0..40u8)
