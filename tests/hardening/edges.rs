@@ -122,13 +122,13 @@ fn the_spool_is_private_and_the_control_socket_checks_its_peer() {
     let spool = relay.spool_dir();
     assert_eq!(spool, dir.path().join("spool"));
     assert_eq!(mode(&spool), 0o700);
-    assert_eq!(mode(&spool.join("queue")), 0o700);
-    let files: Vec<PathBuf> = std::fs::read_dir(spool.join("queue"))
+    assert_eq!(mode(&spool.join("log")), 0o700);
+    let files: Vec<PathBuf> = std::fs::read_dir(spool.join("log"))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "msg" || x == "env"))
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
         .collect();
-    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(files.len(), 1, "{files:?}");
     for f in files.iter().chain([&spool.join("owner.lock")]) {
         assert_eq!(mode(f), 0o600, "{}", f.display());
     }

@@ -4,68 +4,100 @@
 //! # On-disk layout
 //! ```text
 //! <spool>/
-//!   owner.lock              flock'ed exclusively by the one relay that owns the spool
-//!   commit.lock             flock'ed around every batch of renames/unlinks (relay and CLI)
-//!   queue/<id>.msg          the message bytes exactly as accepted (no framing)
-//!   queue/<id>.env          the envelope record (below); its presence commits the message
-//!   queue/<id>.<ext>.<n>.tmp  a write in progress; never valid, removed on start
-//!   corrupt/<file>          entries recovery could not trust, moved aside, never deleted
+//!   owner.lock              flock'ed exclusively by the one process that owns the spool
+//!   log/<16 hex seq>.seg    the segment log, appended to in sequence order
+//!   corrupt/<file>          segments (or old-layout files) recovery could not trust, never deleted
 //! ```
-//! An envelope record is one line of JSON `{"message_len", "message_crc32", "envelope"}`
-//! followed by a trailer line `wasmrelay-env-v1 <json length> <crc32 of json, 8 hex>`.
-//! Ids are 21 characters of Crockford base32 (time, sequence, random; see [`MessageId`]) and
-//! sort by arrival, so `ls queue/` lists oldest first.
+//! Directories are `0700`, files `0600`: mail is private.
 //!
-//! # Commit protocol
-//! `store`: write `<id>.msg.<n>.tmp` and `<id>.env.<n>.tmp` and fdatasync both (on the
-//! blocking pool), then the committer renames the message into place, then the envelope
-//! (the commit point), and fsyncs `queue/`. `store` returns after that fsync; that is the
-//! moment a `250` may be sent. `update` does the same with the envelope alone and never
-//! touches the message file. `remove` unlinks the envelope (un-commit) then the message.
+//! A segment starts with a 16-byte header (`wrlog\0\0\x01` and a random 64-bit nonce), then
+//! records back to back. A record is an 88-byte header (magic `WRrc`, kind, id length, the
+//! payload length, the payload's CRC-32, the header's own CRC-32 seeded with the segment's
+//! nonce, the id zero-padded to 64 bytes) and its payload:
+//! - **Message**: envelope JSON length and message CRC-32 (u32 LE each), the envelope JSON,
+//!   then the message bytes exactly as accepted. One record: the message is queued.
+//! - **Envelope**: a full replacement envelope (JSON), after a delivery attempt.
+//! - **Done**: empty; the message is finished (delivered, bounced, expired or deleted).
 //!
-//! Crash states and what `open` does with them:
-//! - `*.tmp`: an unfinished write, never acknowledged: removed (`discarded_partial`).
-//! - `.msg` without `.env`: the envelope rename never happened (or a removal was half
-//!   done): never acknowledged or already finished: removed (`discarded_partial`).
-//! - `.env` that fails its trailer check, names another id, or whose `.msg` is missing or
-//!   has the wrong length: cannot happen through this code after a completed fsync, so it
-//!   is damage; both files are moved to `corrupt/` with a warning (`corrupt`), because the
-//!   message may have been acknowledged.
-//! - Otherwise the message is recovered into the in-memory index. Message bodies are
-//!   checked against their CRC-32 when read ([`Spool::message`]), not at start-up.
+//! The active segment is rotated once it passes [`SpoolOptions::segment_size`] (64 MiB); a
+//! message bigger than that gets a segment of its own. Ids are 21 characters of Crockford
+//! base32 (time, sequence, random; see [`MessageId`]) and sort by arrival.
 //!
-//! # Group commit
-//! Temp files are fsynced concurrently by the writers themselves; a single committer thread
-//! drains every write that is ready, does all the renames, and fsyncs the directory once for
-//! the batch. See `commit.rs`.
+//! # Durability rules
+//! One committer thread owns the active segment (see `commit.rs`). It drains every queued
+//! op, appends them, and runs ONE fdatasync for the batch, then updates the index and
+//! answers every waiter. A new segment's directory entry is fsynced before anything in it
+//! is acknowledged, and a segment is fdatasynced before the next one is started.
+//! - `store` returns only after the fdatasync that covers its record, and so after
+//!   everything appended before it: that is the moment a `250` may be sent.
+//! - `update` and `remove` return once their record is appended (a full disk or an I/O error
+//!   is still reported), without waiting for an fdatasync of their own: they ride on the
+//!   next store's, or on one at most [`SpoolOptions::sync_interval`] (50 ms) later, or on
+//!   the last one when the spool is closed (every handle dropped, or [`Spool::sync`]). A
+//!   crash can lose the last of them; the message then comes back with an older envelope
+//!   and is delivered again to recipients already done, which SMTP allows (at least once).
+//! - A write the file system has no room for (`statvfs`) is refused before it is attempted.
+//! - If an fdatasync fails, no op of its batch is acknowledged; the batch is cut off the
+//!   segment and writing continues in a fresh one.
+//!
+//! # Recovery (`open`)
+//! Segments are replayed in order: a Message record queues, an Envelope record replaces,
+//! a Done record removes; later wins. A torn or bad record that runs to the end of the LAST
+//! segment is an unfinished batch that was never acknowledged: it is cut off
+//! (`discarded_partial`). A bad record anywhere else is damage: every record of that segment
+//! that checks is kept (the queued messages whose current records are there are re-appended,
+//! its Done records too), then the segment is moved to `corrupt/` (`corrupt`) with a
+//! warning. After damage the scan resynchronises on the next record that checks; header
+//! CRCs are seeded with the segment's nonce, so message content that looks like a record is
+//! never taken for one. A spool in the previous layout (`queue/<id>.msg` + `.env`) is
+//! imported into the log once and its files removed.
+//!
+//! # Reclaiming
+//! A segment is deleted when no queued message has its Message record or its latest Envelope
+//! record there AND every older segment is already gone, so a Done record never outlives the
+//! Message record it finishes; the directory is fsynced after the unlinks. When the oldest
+//! segment is sealed and less than a quarter of it is still live, its live messages are
+//! re-appended (current envelope and bytes) and made durable, so that one long-deferred
+//! message does not keep everything after it on disk.
+//!
+//! # Reading
+//! The index maps each id to its envelope and where its bytes are (segment, offset, length,
+//! CRC-32). [`Spool::message`] reads small messages into memory and hands out larger ones as
+//! a slice of a shared mapping of their segment, checked against the CRC on every read.
 //!
 //! # Other processes
-//! [`read_queue`], [`read_envelope`] and [`read_message`] read a spool without changing it;
-//! [`delete_by_id`] removes a message under the commit lock. All are safe while a relay runs.
+//! [`read_queue`], [`read_envelope`] and [`read_message`] scan the segments read-only and are
+//! safe while a relay runs. [`delete_by_id`] works only when no relay owns the spool; with
+//! one running, deletion goes through the relay.
 
 mod bytes;
 mod commit;
-mod format;
+mod envelope;
 mod id;
+mod index;
+mod legacy;
+mod read;
 mod readonly;
+mod reclaim;
+mod record;
 mod recover;
+mod segment;
 #[cfg(test)]
 mod tests;
-mod write;
+#[cfg(test)]
+mod tests_log;
 
-use std::collections::BTreeMap;
 use std::io;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, RwLock, RwLockReadGuard};
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 pub use bytes::MessageBytes;
-use commit::{Op, Shared, Stats};
-use format::EnvelopeRecord;
+use commit::{Op, Shared};
+pub use envelope::{ClientInfo, Envelope, MessageId, Origin, Recipient, RecipientStatus};
 use readonly::blocking;
 pub use readonly::{delete_by_id, read_envelope, read_message, read_queue};
 
@@ -75,130 +107,6 @@ pub fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// A spooled message's id: sortable by arrival, safe as a file name, shown in the `250` reply.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct MessageId(pub String);
-
-impl std::fmt::Display for MessageId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RecipientStatus {
-    Pending,
-    Delivered,
-    Bounced,
-    Expired,
-    /// Discarded by a route decision: neither delivered nor bounced.
-    Dropped,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Recipient {
-    pub address: String,
-    /// RFC 3461 NOTIFY values as given, upper-cased; empty means the default (FAILURE).
-    #[serde(default)]
-    pub notify: Vec<String>,
-    #[serde(default)]
-    pub orcpt: Option<String>,
-    pub status: RecipientStatus,
-    #[serde(default)]
-    pub attempts: u32,
-    /// Unix seconds of the next delivery attempt (0 = as soon as possible).
-    #[serde(default)]
-    pub next_attempt: u64,
-    /// The last reply or error seen for this recipient, for `queue show` and DSNs.
-    #[serde(default)]
-    pub last_reply: Option<String>,
-}
-
-impl Recipient {
-    pub fn pending(address: String) -> Self {
-        Recipient {
-            address,
-            notify: vec![],
-            orcpt: None,
-            status: RecipientStatus::Pending,
-            attempts: 0,
-            next_attempt: 0,
-            last_reply: None,
-        }
-    }
-}
-
-/// Who handed the message to us.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClientInfo {
-    pub ip: IpAddr,
-    pub helo: String,
-    #[serde(default)]
-    pub auth_user: Option<String>,
-    #[serde(default)]
-    pub tls: bool,
-    /// Why (or whether) the relay vouches for the content, decided at reception.
-    #[serde(default)]
-    pub origin: Origin,
-}
-
-impl ClientInfo {
-    /// Whether delivery may put our DKIM signature on this message: only on mail we know
-    /// the author of. An envelope written before `origin` existed reads as
-    /// [`Origin::Outsider`], unless it records an AUTH user (set only after a successful AUTH).
-    pub fn may_sign(&self) -> bool {
-        self.origin != Origin::Outsider || self.auth_user.is_some()
-    }
-}
-
-/// Where a message came from, as far as trusting its content goes. Recorded in the envelope
-/// at reception, because delivery (DKIM signing) cannot ask the session any more.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Origin {
-    /// An unauthenticated client outside `relay_networks`: anyone on the internet sending to
-    /// our local domains. Its `From:` is a claim, never signed. Also what an envelope without
-    /// the field means: the safe reading of a record that cannot say.
-    #[default]
-    Outsider,
-    /// A session that passed SMTP AUTH.
-    Authenticated,
-    /// A client in `relay.relay_networks`.
-    RelayNetwork,
-    /// The relay itself: delivery status notifications.
-    Local,
-}
-
-/// Everything about a message except its bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Envelope {
-    pub id: MessageId,
-    /// Unix seconds.
-    pub received_at: u64,
-    /// `None` is the null sender `<>`.
-    pub mail_from: Option<String>,
-    pub recipients: Vec<Recipient>,
-    pub client: ClientInfo,
-    #[serde(default)]
-    pub eight_bit: bool,
-    #[serde(default)]
-    pub smtputf8: bool,
-    /// RFC 3461 RET=HDRS.
-    #[serde(default)]
-    pub ret_headers_only: bool,
-    #[serde(default)]
-    pub envid: Option<String>,
-    /// Size of the message bytes.
-    pub size: u64,
-    /// The listener that received it (its name, or its address when unnamed).
-    #[serde(default)]
-    pub listener: String,
-    /// Annotations set by plugins at reception, for the delivery-stage hooks.
-    #[serde(default)]
-    pub annotations: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -219,28 +127,68 @@ pub enum SpoolError {
     #[error("spooled message {id} is corrupt: {why}")]
     Corrupt { id: MessageId, why: String },
 }
-
 /// What `open` found on disk.
 #[derive(Debug, Default, Clone)]
 pub struct RecoveryReport {
     pub recovered: usize,
+    /// Unfinished writes cut off (never acknowledged).
     pub discarded_partial: usize,
-    /// Entries moved to `corrupt/` for an operator to look at.
+    /// Damaged records (their segments moved to `corrupt/` for an operator to look at).
     pub corrupt: usize,
+    /// Messages imported from the previous layout.
+    pub migrated: usize,
 }
 
-/// Counters for tests and metrics: fsyncs per message is `(file_syncs + dir_syncs) / ops`.
+/// Counters since `open`, for tests, benchmarks and metrics. Fsyncs per message is
+/// `(file_syncs + dir_syncs) / stored`; messages per group commit is `stored / commits`.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SpoolStats {
-    /// fdatasync calls on message and envelope temp files.
+    /// fdatasync calls on segments.
     pub file_syncs: u64,
-    /// fsync calls on the queue directory (one per batch that changed it).
+    /// fsync calls on the log directory (new segments, deleted segments).
     pub dir_syncs: u64,
     /// Batches the committer ran.
     pub batches: u64,
-    /// Stores, updates and removals committed or refused.
+    /// Stores, updates, removals and sync requests handled.
     pub ops: u64,
+    /// Messages stored (acknowledged).
+    pub stored: u64,
+    /// fdatasyncs that acknowledged at least one store.
+    pub commits: u64,
+    /// The most stores one fdatasync acknowledged.
+    pub max_commit: u64,
+    /// Messages re-appended out of old segments.
+    pub relocated: u64,
+    /// Segments deleted.
+    pub reclaimed: u64,
 }
+
+/// Tuning of the log; the defaults suit a relay.
+#[derive(Debug, Clone)]
+pub struct SpoolOptions {
+    /// Size past which the active segment is sealed and a new one started.
+    pub segment_size: u64,
+    /// How long a batch holding a store may wait for other stores known to be in flight, so
+    /// that they share its fdatasync. Zero (the default) commits what is queued at once:
+    /// concurrent stores still share an fdatasync, since they queue up while one runs.
+    pub commit_delay: Duration,
+    /// Longest time an appended update or removal waits for an fdatasync when no store
+    /// comes to carry it.
+    pub sync_interval: Duration,
+}
+
+impl Default for SpoolOptions {
+    fn default() -> Self {
+        SpoolOptions {
+            segment_size: 64 << 20,
+            commit_delay: Duration::ZERO,
+            sync_interval: Duration::from_millis(50),
+        }
+    }
+}
+
+/// Messages bigger than this have their CRC computed on the blocking pool.
+const CRC_INLINE_MAX: usize = 256 * 1024;
 
 /// Handle to the spool; cheap to clone.
 #[derive(Clone)]
@@ -250,37 +198,45 @@ pub struct Spool {
 
 struct Inner {
     shared: Arc<Shared>,
-    tx: mpsc::Sender<Op>,
-    /// Keeps the owner lock for as long as any handle lives.
-    _owner: std::fs::File,
+    tx: Option<mpsc::Sender<Op>>,
+    committer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    /// Closing: the committer makes everything appended durable, then releases the owner
+    /// lock; waiting for it means a reopen right after sees all of it.
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(thread) = self.committer.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Spool {
-    /// Opens (creating if needed) the spool at `dir`, recovering complete messages and
-    /// removing partial writes. Fails if another relay owns the spool.
+    /// Opens (creating if needed) the spool at `dir`, recovering every queued message and
+    /// cutting off unfinished writes. Fails if another process owns the spool.
     pub async fn open(dir: &Path) -> Result<(Spool, RecoveryReport), SpoolError> {
+        Spool::open_with(dir, SpoolOptions::default()).await
+    }
+
+    /// [`Spool::open`] with non-default [`SpoolOptions`].
+    pub async fn open_with(
+        dir: &Path,
+        options: SpoolOptions,
+    ) -> Result<(Spool, RecoveryReport), SpoolError> {
         let dir = dir.to_path_buf();
-        let queue = dir.join(format::QUEUE_DIR);
-        let recovered = {
-            let dir = dir.clone();
-            blocking(move || recover::recover(&dir)).await?
-        };
-        let shared = Arc::new(Shared {
-            dir,
-            queue,
-            index: RwLock::new(recovered.index),
-            stats: Stats::default(),
-            seq: AtomicU64::new(1),
-        });
-        let tx = commit::spawn(shared.clone())?;
+        let (committer, report) = blocking(move || recover::open(&dir, options)).await?;
+        let shared = committer.shared.clone();
+        let (tx, thread) = commit::spawn(committer)?;
         let spool = Spool {
             inner: Arc::new(Inner {
                 shared,
-                tx,
-                _owner: recovered.owner,
+                tx: Some(tx),
+                committer: Some(thread),
             }),
         };
-        Ok((spool, recovered.report))
+        Ok((spool, report))
     }
 
     /// A fresh, unique id.
@@ -296,135 +252,130 @@ impl Spool {
     /// Counters since `open`.
     pub fn stats(&self) -> SpoolStats {
         let s = &self.inner.shared.stats;
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
         SpoolStats {
-            file_syncs: s.file_syncs.load(Ordering::Relaxed),
-            dir_syncs: s.dir_syncs.load(Ordering::Relaxed),
-            batches: s.batches.load(Ordering::Relaxed),
-            ops: s.ops.load(Ordering::Relaxed),
+            file_syncs: get(&s.file_syncs),
+            dir_syncs: get(&s.dir_syncs),
+            batches: get(&s.batches),
+            ops: get(&s.ops),
+            stored: get(&s.stored),
+            commits: get(&s.commits),
+            max_commit: get(&s.max_commit),
+            relocated: get(&s.relocated),
+            reclaimed: get(&s.reclaimed),
         }
     }
 
-    /// Writes message and envelope durably; returns once both are fsynced.
+    /// Writes message and envelope durably (one record); returns once they are fdatasynced.
     ///
-    /// If the caller stops waiting (client hangs up), the write still completes and the
-    /// message stays queued: durable mail is never dropped, at worst delivered twice.
+    /// A mapped message is written straight from its mapping. If the caller stops waiting
+    /// (client hangs up), the write still completes and the message stays queued: durable
+    /// mail is never dropped, at worst delivered twice.
     pub async fn store(
         &self,
         envelope: &Envelope,
         message: MessageBytes,
     ) -> Result<(), SpoolError> {
-        let shared = self.inner.shared.clone();
-        let id = self.checked_id(&envelope.id)?;
-        let seq = shared.seq.fetch_add(1, Ordering::Relaxed);
-        let envelope = envelope.clone();
-        let tx = self.inner.tx.clone();
+        self.checked_id(&envelope.id)?;
+        let json = serde_json::to_vec(envelope).expect("an envelope serializes");
+        let crc = if message.len() > CRC_INLINE_MAX {
+            let m = message.clone();
+            blocking(move || Ok(crc32fast::hash(&m))).await?
+        } else {
+            crc32fast::hash(&message)
+        };
         let (reply, answer) = oneshot::channel();
-        tokio::task::spawn_blocking(move || {
-            let msg_tmp = format::tmp_path(&shared.queue, &id.0, format::MSG_EXT, seq);
-            let env_tmp = format::tmp_path(&shared.queue, &id.0, format::ENV_EXT, seq);
-            let record = EnvelopeRecord {
-                message_len: message.len() as u64,
-                message_crc32: crc32fast::hash(&message),
-                envelope,
-            };
-            let written = write::write_synced(&msg_tmp, &message, &shared.stats).and_then(|()| {
-                write::write_synced(&env_tmp, &format::encode(&record), &shared.stats)
-                    .inspect_err(|_| write::remove_quietly(&msg_tmp))
-            });
-            if let Err(e) = written {
-                let _ = reply.send(Err(e));
-                return;
-            }
-            let op = Op::Store {
-                record,
-                msg_tmp,
-                env_tmp,
-                reply,
-            };
-            hand_to_committer(&tx, op);
-        });
+        let op = Op::Store {
+            envelope: envelope.clone(),
+            json,
+            message,
+            crc,
+            reply,
+        };
+        if self.send(op) {
+            // After the send, so that a count of N means N stores are queued; the committer
+            // may answer first and take the count below zero for a moment.
+            self.inner.shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        }
         self.await_commit(answer).await
     }
 
     /// Envelopes of every queued message, oldest first.
     pub async fn list(&self) -> Vec<Envelope> {
-        self.index()
+        self.inner
+            .shared
+            .index()
             .values()
-            .map(|entry| entry.record.envelope.clone())
+            .map(|entry| entry.envelope.clone())
             .collect()
     }
 
     pub async fn envelope(&self, id: &MessageId) -> Result<Envelope, SpoolError> {
-        self.index()
+        self.inner
+            .shared
+            .index()
             .get(id)
-            .map(|entry| entry.record.envelope.clone())
+            .map(|entry| entry.envelope.clone())
             .ok_or_else(|| SpoolError::NotFound(id.clone()))
     }
 
-    /// The message bytes, checked against the length and CRC-32 recorded at `store`.
-    /// `NotFound` if the message was deleted behind the relay's back.
+    /// The message bytes (mapped from the log when large), checked against the CRC-32
+    /// recorded at `store`.
     pub async fn message(&self, id: &MessageId) -> Result<MessageBytes, SpoolError> {
-        let record = self
-            .index()
-            .get(id)
-            .map(|entry| entry.record.clone())
-            .ok_or_else(|| SpoolError::NotFound(id.clone()))?;
-        let queue = self.inner.shared.queue.clone();
-        blocking(move || readonly::load_message(&queue, &record).map(MessageBytes::from)).await
+        let shared = self.inner.shared.clone();
+        let id = id.clone();
+        blocking(move || {
+            // A relocation may move the message and delete its old segment between the
+            // lookup and the read; the second lookup finds it in its new place.
+            let mut attempt = 0;
+            loop {
+                let span = shared
+                    .index()
+                    .get(&id)
+                    .map(|entry| entry.msg)
+                    .ok_or_else(|| SpoolError::NotFound(id.clone()))?;
+                match shared.readers.read(&id, &span) {
+                    Err(SpoolError::Read { source, .. })
+                        if source.kind() == io::ErrorKind::NotFound && attempt == 0 =>
+                    {
+                        attempt += 1;
+                    }
+                    other => return other,
+                }
+            }
+        })
+        .await
     }
 
-    /// Durably replaces the envelope (recipient status after a delivery attempt).
+    /// Replaces the envelope (recipient status after a delivery attempt). Returns once the
+    /// record is appended; it becomes durable with the next fdatasync (see the module docs).
     ///
-    /// Concurrent updates of one message land in call order: a slower older update never
-    /// overwrites a newer one.
+    /// Updates of one message land in call order.
     pub async fn update(&self, envelope: &Envelope) -> Result<(), SpoolError> {
-        let shared = self.inner.shared.clone();
-        let id = self.checked_id(&envelope.id)?;
-        let seq = shared.seq.fetch_add(1, Ordering::Relaxed);
-        let (message_len, message_crc32) = self
-            .index()
-            .get(&id)
-            .map(|e| (e.record.message_len, e.record.message_crc32))
-            .ok_or_else(|| SpoolError::NotFound(id.clone()))?;
-        let record = EnvelopeRecord {
-            message_len,
-            message_crc32,
-            envelope: envelope.clone(),
-        };
-        let tx = self.inner.tx.clone();
+        self.checked_id(&envelope.id)?;
+        let json = serde_json::to_vec(envelope).expect("an envelope serializes");
         let (reply, answer) = oneshot::channel();
-        tokio::task::spawn_blocking(move || {
-            let env_tmp = format::tmp_path(&shared.queue, &id.0, format::ENV_EXT, seq);
-            if let Err(e) = write::write_synced(&env_tmp, &format::encode(&record), &shared.stats) {
-                let _ = reply.send(Err(e));
-                return;
-            }
-            let op = Op::Update {
-                record,
-                env_tmp,
-                seq,
-                reply,
-            };
-            hand_to_committer(&tx, op);
+        self.send(Op::Update {
+            envelope: envelope.clone(),
+            json,
+            reply,
         });
         self.await_commit(answer).await
     }
 
-    /// Removes a message once every recipient is done. Files already deleted by another
-    /// process count as removed.
+    /// Removes a message once every recipient is done. Durable as `update` is.
     pub async fn remove(&self, id: &MessageId) -> Result<(), SpoolError> {
         let id = self.checked_id(id)?;
         let (reply, answer) = oneshot::channel();
-        hand_to_committer(&self.inner.tx, Op::Remove { id, reply });
+        self.send(Op::Remove { id, reply });
         self.await_commit(answer).await
     }
 
-    fn index(&self) -> RwLockReadGuard<'_, BTreeMap<MessageId, commit::Entry>> {
-        self.inner
-            .shared
-            .index
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+    /// Returns once everything appended so far (updates and removals included) is durable.
+    pub async fn sync(&self) -> Result<(), SpoolError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Op::Sync { reply });
+        self.await_commit(answer).await
     }
 
     fn checked_id(&self, id: &MessageId) -> Result<MessageId, SpoolError> {
@@ -432,10 +383,15 @@ impl Spool {
             Ok(id.clone())
         } else {
             Err(SpoolError::Write {
-                path: self.inner.shared.queue.join(&id.0),
+                path: self.inner.shared.log.clone(),
                 source: io::Error::new(io::ErrorKind::InvalidInput, "invalid message id"),
             })
         }
+    }
+
+    /// Hands an op to the committer; `false` if it is gone (the waiter then hears so).
+    fn send(&self, op: Op) -> bool {
+        self.inner.tx.as_ref().is_some_and(|tx| tx.send(op).is_ok())
     }
 
     async fn await_commit(
@@ -444,17 +400,9 @@ impl Spool {
     ) -> Result<(), SpoolError> {
         answer.await.unwrap_or_else(|_| {
             Err(SpoolError::Write {
-                path: self.inner.shared.queue.clone(),
+                path: self.inner.shared.log.clone(),
                 source: io::Error::other("spool committer stopped"),
             })
         })
-    }
-}
-
-/// Sends an op to the committer; if it is gone, cleans up the op's temp files and fails it.
-fn hand_to_committer(tx: &mpsc::Sender<Op>, op: Op) {
-    if let Err(mpsc::SendError(op)) = tx.send(op) {
-        // Dropping the reply makes the waiter report "committer stopped".
-        drop(op.abandon());
     }
 }

@@ -1,106 +1,90 @@
 //! Access for a second process (`wasmrelay queue ...`) while a relay may own the spool.
 //!
-//! Reading takes no lock and changes nothing: envelopes are only ever replaced by rename, so
-//! a reader sees either the old or the new one, and a file that vanishes mid-scan was removed.
-//! Deleting takes the commit lock so it cannot interleave with a relay's batch.
+//! Reading takes no lock and changes nothing: it replays the segments as recovery does, but
+//! only reads them (whole, not mapped: the relay may cut a failed write off the end of its
+//! active segment meanwhile), and tolerates a torn record at the end of any segment (the
+//! relay may be writing it). A segment deleted during the scan held nothing still queued.
+//! Deleting needs the spool to itself: with a relay running it goes through the relay.
 
 use std::fs;
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::format::{self, EnvelopeRecord, Name};
-use super::write::{read_optional, remove_if_present};
-use super::{Envelope, MessageId, SpoolError};
+use super::index::{Entry, Replay};
+use super::record;
+use super::segment::{self, read_err, seg_path};
+use super::{Envelope, MessageId, Spool, SpoolError};
 
-/// Envelopes of every committed message under spool `dir`, oldest first. Unreadable or
-/// corrupt entries are skipped with a warning (the owning relay moves them aside on start).
+/// Envelopes of every queued message under spool `dir`, oldest first.
 pub async fn read_queue(dir: &Path) -> Result<Vec<Envelope>, SpoolError> {
     let dir = dir.to_path_buf();
     blocking(move || {
-        let queue = dir.join(format::QUEUE_DIR);
-        let read_err = |source| SpoolError::Read {
-            path: queue.clone(),
-            source,
-        };
-        let mut out = Vec::new();
-        for entry in fs::read_dir(&queue).map_err(read_err)? {
-            let entry = entry.map_err(read_err)?;
-            let name = entry.file_name();
-            let Some(Name::Envelope(id)) = name.to_str().map(format::classify) else {
-                continue;
-            };
-            match load_record(&queue, id) {
-                Ok(record) => out.push(record.envelope),
-                Err(SpoolError::NotFound(_)) => {}
-                Err(e) => tracing::warn!(error = %e, "spool: skipping queue entry"),
-            }
-        }
-        out.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(out)
+        Ok(snapshot(&dir)?
+            .index
+            .into_values()
+            .map(|e| e.envelope)
+            .collect())
     })
     .await
 }
 
 /// One envelope, read from disk.
 pub async fn read_envelope(dir: &Path, id: &MessageId) -> Result<Envelope, SpoolError> {
-    let queue = dir.join(format::QUEUE_DIR);
+    let dir = dir.to_path_buf();
     let id = checked(id)?;
-    blocking(move || load_record(&queue, &id.0).map(|r| r.envelope)).await
+    blocking(move || find(&dir, &id).map(|e| e.envelope)).await
 }
 
-/// One message's bytes, checked against the length and CRC-32 its envelope records.
+/// One message's bytes, checked against the CRC-32 recorded when it was stored.
 pub async fn read_message(dir: &Path, id: &MessageId) -> Result<Vec<u8>, SpoolError> {
-    let queue = dir.join(format::QUEUE_DIR);
-    let id = checked(id)?;
-    blocking(move || {
-        let record = load_record(&queue, &id.0)?;
-        load_message(&queue, &record)
-    })
-    .await
-}
-
-/// Durably deletes a message (envelope first, so it stops being queued at once), safe while
-/// a relay runs: the commit lock serializes it with the relay's batches, and the relay
-/// re-checks the files before it updates or delivers a message.
-pub async fn delete_by_id(dir: &Path, id: &MessageId) -> Result<(), SpoolError> {
     let dir = dir.to_path_buf();
     let id = checked(id)?;
     blocking(move || {
-        let queue = dir.join(format::QUEUE_DIR);
-        if !queue.is_dir() {
-            return Err(SpoolError::Read {
-                path: queue,
-                source: io::Error::from(io::ErrorKind::NotFound),
-            });
-        }
-        let lock_path = dir.join(format::COMMIT_LOCK);
-        let lock = super::commit::open_lock(&lock_path)?;
-        lock.lock().map_err(|source| SpoolError::Write {
-            path: lock_path.clone(),
-            source,
-        })?;
-        let result = (|| {
-            let env = format::env_path(&queue, &id.0);
-            let msg = format::msg_path(&queue, &id.0);
-            let had_env = remove_if_present(&env)
-                .map_err(|source| SpoolError::Write { path: env, source })?;
-            let had_msg = remove_if_present(&msg)
-                .map_err(|source| SpoolError::Write { path: msg, source })?;
-            if !had_env && !had_msg {
-                return Err(SpoolError::NotFound(id.clone()));
+        // A relay may relocate the message and delete its old segment between the scan and
+        // the read; then the next scan finds it in its new place.
+        let mut attempts = 0;
+        loop {
+            let entry = find(&dir, &id)?;
+            match read_span(&dir, &id, &entry) {
+                Err(SpoolError::Read { source, .. })
+                    if source.kind() == io::ErrorKind::NotFound && attempts < 3 =>
+                {
+                    attempts += 1;
+                }
+                other => return other,
             }
-            format::sync_dir(&queue).map_err(|source| SpoolError::Write {
-                path: queue.clone(),
-                source,
-            })
-        })();
-        let _ = lock.unlock();
-        if result.is_ok() {
-            tracing::info!(id = %id, "spool: message deleted");
         }
-        result
     })
     .await
+}
+
+/// Durably deletes a message from a spool no relay is running on. While a relay owns the
+/// spool this refuses: the relay's own state would disagree, so the deletion has to go
+/// through it (its control socket takes `delete ID`).
+pub async fn delete_by_id(dir: &Path, id: &MessageId) -> Result<(), SpoolError> {
+    let id = checked(id)?;
+    let log = dir.join(segment::LOG_DIR);
+    if !log.is_dir() && !dir.join(segment::LEGACY_QUEUE_DIR).is_dir() {
+        return Err(read_err(&log)(io::Error::from(io::ErrorKind::NotFound)));
+    }
+    let (spool, _) = match Spool::open(dir).await {
+        Err(SpoolError::Write { path, source }) if source.kind() == io::ErrorKind::WouldBlock => {
+            return Err(SpoolError::Write {
+                path,
+                source: io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "a running relay owns this spool: delete the message through it \
+                     (its control socket takes `delete ID`)",
+                ),
+            })
+        }
+        opened => opened?,
+    };
+    spool.remove(&id).await?;
+    spool.sync().await?;
+    tracing::info!(id = %id, "spool: message deleted");
+    Ok(())
 }
 
 fn checked(id: &MessageId) -> Result<MessageId, SpoolError> {
@@ -111,42 +95,62 @@ fn checked(id: &MessageId) -> Result<MessageId, SpoolError> {
     }
 }
 
-pub(crate) fn load_record(queue: &Path, id: &str) -> Result<EnvelopeRecord, SpoolError> {
-    let mid = || MessageId(id.to_string());
-    let bytes =
-        read_optional(&format::env_path(queue, id))?.ok_or_else(|| SpoolError::NotFound(mid()))?;
-    let record = format::decode(&bytes).map_err(|why| SpoolError::Corrupt { id: mid(), why })?;
-    if record.envelope.id.0 != id {
-        return Err(SpoolError::Corrupt {
-            id: mid(),
-            why: format!("envelope names id {}", record.envelope.id),
-        });
-    }
-    Ok(record)
+fn find(dir: &Path, id: &MessageId) -> Result<Entry, SpoolError> {
+    snapshot(dir)?
+        .index
+        .remove(id)
+        .ok_or_else(|| SpoolError::NotFound(id.clone()))
 }
 
-/// Reads a message file and checks it against its envelope record.
-pub(crate) fn load_message(queue: &Path, record: &EnvelopeRecord) -> Result<Vec<u8>, SpoolError> {
-    let id = &record.envelope.id;
-    let bytes = read_optional(&format::msg_path(queue, &id.0))?
-        .ok_or_else(|| SpoolError::NotFound(id.clone()))?;
-    if bytes.len() as u64 != record.message_len {
-        return Err(SpoolError::Corrupt {
-            id: id.clone(),
-            why: format!(
-                "message file has {} bytes, envelope says {}",
-                bytes.len(),
-                record.message_len
-            ),
-        });
-    }
-    if crc32fast::hash(&bytes) != record.message_crc32 {
+fn read_span(dir: &Path, id: &MessageId, entry: &Entry) -> Result<Vec<u8>, SpoolError> {
+    let path = seg_path(&dir.join(segment::LOG_DIR), entry.msg.seg);
+    let file = fs::File::open(&path).map_err(read_err(&path))?;
+    let mut bytes = vec![0u8; entry.msg.len as usize];
+    file.read_exact_at(&mut bytes, entry.msg.offset)
+        .map_err(read_err(&path))?;
+    if crc32fast::hash(&bytes) != entry.msg.crc {
         return Err(SpoolError::Corrupt {
             id: id.clone(),
             why: "message checksum mismatch".into(),
         });
     }
     Ok(bytes)
+}
+
+/// Replays every segment under `dir` without changing anything.
+fn snapshot(dir: &Path) -> Result<Replay, SpoolError> {
+    let log = dir.join(segment::LOG_DIR);
+    let seqs = segment::list(&log)?;
+    let mut replay = Replay::default();
+    for (i, &seq) in seqs.iter().enumerate() {
+        let path = seg_path(&log, seq);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(read_err(&path)(e)),
+        };
+        let last = i + 1 == seqs.len();
+        let nonce = match record::parse_segment_header(&bytes) {
+            Ok(nonce) => nonce,
+            Err(why) => {
+                if !last {
+                    tracing::warn!(path = %path.display(), why = %why, "spool: skipping an unreadable segment");
+                }
+                continue;
+            }
+        };
+        let (recs, bad) = record::scan(&bytes, nonce);
+        for rec in &recs {
+            if let Err(why) = replay.apply(seq, rec) {
+                tracing::warn!(path = %path.display(), offset = rec.start, why = %why, "spool: skipping a record");
+            }
+        }
+        let torn_tail = bad.len() == 1 && bad[0].end == bytes.len() as u64;
+        if !bad.is_empty() && !torn_tail {
+            tracing::warn!(path = %path.display(), "spool: damaged segment; the relay moves it aside on its next start");
+        }
+    }
+    Ok(replay)
 }
 
 /// Runs file-system work off the runtime's worker threads.

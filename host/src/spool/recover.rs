@@ -1,221 +1,211 @@
-//! Start-up recovery: rebuild the index from `queue/`, discard what was never committed and
-//! move aside what cannot be trusted. Runs on a blocking thread before the committer starts.
+//! Opening a spool: take the owner lock, replay every segment in order, cut off the torn
+//! tail of the last one, copy out and move aside damaged ones, import the previous layout,
+//! and hand the result to the committer. Runs on a blocking thread.
 
-use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File, TryLockError};
+use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io;
-use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, RwLock};
 
-use super::commit::{open_lock, Entry};
-use super::format::{self, Name};
-use super::write::read_optional;
-use super::{MessageId, RecoveryReport, SpoolError};
+use memmap2::Mmap;
 
-pub(crate) struct Recovered {
-    pub index: BTreeMap<MessageId, Entry>,
-    pub report: RecoveryReport,
-    /// Held (exclusively locked) for the life of the spool.
-    pub owner: File,
-}
+use super::commit::{Committer, Shared, Stats};
+use super::index::Replay;
+use super::read::Readers;
+use super::reclaim::move_aside;
+use super::record::{self, Kind};
+use super::segment::{self, read_err, seg_path, write_err, Active};
+use super::{legacy, MessageId, RecoveryReport, SpoolError, SpoolOptions};
 
-fn write_err(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
-    move |source| SpoolError::Write {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-/// Creates the layout if needed, fsyncing every directory entry it creates.
-pub(crate) fn ensure_layout(dir: &Path) -> Result<(), SpoolError> {
-    if !dir.is_dir() {
-        fs::create_dir_all(dir).map_err(write_err(dir))?;
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            format::sync_dir(parent).map_err(write_err(parent))?;
-        }
-    }
-    let mut created = false;
-    for sub in [format::QUEUE_DIR, format::CORRUPT_DIR] {
-        let path = dir.join(sub);
-        match fs::create_dir(&path) {
-            Ok(()) => created = true,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(write_err(&path)(e)),
-        }
-    }
-    if created {
-        format::sync_dir(dir).map_err(write_err(dir))?;
-    }
-    // Mail is private: only the relay's user may list or read the spool.
-    for path in [
-        dir.to_path_buf(),
-        dir.join(format::QUEUE_DIR),
-        dir.join(format::CORRUPT_DIR),
-    ] {
-        restrict(&path, 0o700);
-    }
-    Ok(())
-}
-
-/// Sets `mode` on `path`; a spool we may use but not chmod (another owner) is only warned
-/// about.
-pub(crate) fn restrict(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Err(e) = fs::set_permissions(path, fs::Permissions::from_mode(mode)) {
-        tracing::warn!(path = %path.display(), error = %e, "spool: cannot restrict permissions to {mode:o}");
-    }
-}
-
-pub(crate) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
-    ensure_layout(dir)?;
-    let owner_path = dir.join(format::OWNER_LOCK);
-    let owner = open_lock(&owner_path)?;
+/// Takes the owner lock of the spool at `dir`, or says who has it.
+pub(crate) fn lock_owner(dir: &Path) -> Result<File, SpoolError> {
+    let path = dir.join(segment::OWNER_LOCK);
+    let owner = segment::open_lock(&path)?;
     match owner.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
-            return Err(SpoolError::Write {
-                path: owner_path,
-                source: io::Error::new(
-                    io::ErrorKind::WouldBlock,
-                    "spool is owned by another running relay",
-                ),
-            })
-        }
-        Err(TryLockError::Error(e)) => return Err(write_err(&owner_path)(e)),
+        Ok(()) => Ok(owner),
+        Err(TryLockError::WouldBlock) => Err(SpoolError::Write {
+            path,
+            source: io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "spool is owned by another running relay",
+            ),
+        }),
+        Err(TryLockError::Error(e)) => Err(write_err(&path)(e)),
     }
-    // Keep `queue delete` from another process out while we look at the directory.
-    let commit_path = dir.join(format::COMMIT_LOCK);
-    let commit = open_lock(&commit_path)?;
-    commit.lock().map_err(write_err(&commit_path))?;
-    let result = scan(dir);
-    let _ = commit.unlock();
-    let (index, report) = result?;
-    Ok(Recovered {
-        index,
-        report,
-        owner,
-    })
 }
 
-fn scan(dir: &Path) -> Result<(BTreeMap<MessageId, Entry>, RecoveryReport), SpoolError> {
-    let queue = dir.join(format::QUEUE_DIR);
-    let corrupt_dir = dir.join(format::CORRUPT_DIR);
-    let read_err = |source| SpoolError::Read {
-        path: queue.clone(),
-        source,
-    };
+pub(crate) fn open(
+    dir: &Path,
+    opts: SpoolOptions,
+) -> Result<(Committer, RecoveryReport), SpoolError> {
+    segment::ensure_layout(dir)?;
+    let owner = lock_owner(dir)?;
+    let log = dir.join(segment::LOG_DIR);
     let mut report = RecoveryReport::default();
-    let mut temps = Vec::new();
-    let mut msgs: HashMap<String, u64> = HashMap::new();
-    let mut envs: Vec<String> = Vec::new();
-    for entry in fs::read_dir(&queue).map_err(read_err)? {
-        let entry = entry.map_err(read_err)?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else {
-            tracing::warn!(file = ?name, "spool: ignoring non-UTF-8 file name in queue");
-            continue;
-        };
-        match format::classify(name) {
-            Name::Temp => temps.push(entry.path()),
-            Name::Message(id) => {
-                let len = entry.metadata().map_err(read_err)?.len();
-                msgs.insert(id.to_string(), len);
-            }
-            Name::Envelope(id) => envs.push(id.to_string()),
-            Name::Other => {
-                tracing::warn!(file = name, "spool: ignoring unknown file in queue");
-            }
-        }
+    let scanned = scan_log(dir, &opts, &mut report)?;
+    let log_dir = File::open(&log).map_err(read_err(&log))?;
+    let shared = Arc::new(Shared {
+        dir: dir.to_path_buf(),
+        log: log.clone(),
+        index: RwLock::new(scanned.replay.index),
+        stats: Stats::default(),
+        readers: Readers::new(log),
+        in_flight: AtomicI64::new(0),
+        #[cfg(test)]
+        gate: std::sync::Mutex::new(()),
+    });
+    let mut committer = Committer {
+        shared,
+        opts,
+        segs: scanned.replay.segs,
+        active: scanned.active,
+        next_seq: scanned.next_seq,
+        log_dir,
+        dirty: None,
+        seal_failed: None,
+        relocate_failed: None,
+        _owner: owner,
+    };
+    for (seq, done) in scanned.damaged {
+        committer.repair(seq, &done)?;
     }
-
-    let mut changed = false;
-    for tmp in temps {
-        fs::remove_file(&tmp).map_err(write_err(&tmp))?;
-        tracing::info!(file = %tmp.display(), "spool: removed unfinished write");
-        report.discarded_partial += 1;
-        changed = true;
-    }
-
-    let mut index = BTreeMap::new();
-    for id in envs {
-        let env = format::env_path(&queue, &id);
-        let msg = format::msg_path(&queue, &id);
-        let msg_len = msgs.remove(&id);
-        let verdict = match read_optional(&env)? {
-            None => continue,
-            Some(bytes) => check(&id, &bytes, msg_len),
-        };
-        match verdict {
-            Ok(entry) => {
-                index.insert(entry.record.envelope.id.clone(), entry);
-                report.recovered += 1;
-            }
-            Err(why) => {
-                // Never delete here: this message may have been acknowledged.
-                tracing::warn!(id = %id, why = %why, dir = %corrupt_dir.display(),
-                    "spool: corrupt queue entry moved aside");
-                move_aside(&env, &corrupt_dir)?;
-                if msg_len.is_some() {
-                    move_aside(&msg, &corrupt_dir)?;
-                }
-                report.corrupt += 1;
-                changed = true;
-            }
-        }
-    }
-
-    // A message file without an envelope was never committed (the envelope is renamed in
-    // last) or was being removed (the envelope is unlinked first): never acknowledged or done.
-    for id in msgs.into_keys() {
-        let msg = format::msg_path(&queue, &id);
-        fs::remove_file(&msg).map_err(write_err(&msg))?;
-        tracing::info!(id = %id, "spool: removed message file without envelope");
-        report.discarded_partial += 1;
-        changed = true;
-    }
-
-    if changed {
-        format::sync_dir(&queue).map_err(write_err(&queue))?;
-        if report.corrupt > 0 {
-            format::sync_dir(&corrupt_dir).map_err(write_err(&corrupt_dir))?;
-        }
-    }
+    legacy::migrate(dir, &mut committer, &mut report)?;
+    committer.maintain();
+    report.recovered = committer.shared.index().len();
     tracing::info!(
         dir = %dir.display(),
         recovered = report.recovered,
         discarded_partial = report.discarded_partial,
         corrupt = report.corrupt,
+        migrated = report.migrated,
         "spool recovered"
     );
-    Ok((index, report))
+    Ok((committer, report))
 }
 
-/// Validates one envelope file against its name and its message file's length.
-fn check(id: &str, bytes: &[u8], msg_len: Option<u64>) -> Result<Entry, String> {
-    let record = format::decode(bytes)?;
-    if record.envelope.id.0 != id {
-        return Err(format!("envelope names id {}", record.envelope.id));
-    }
-    match msg_len {
-        None => Err("message file missing".into()),
-        Some(len) if len != record.message_len => Err(format!(
-            "message file has {len} bytes, envelope says {}",
-            record.message_len
-        )),
-        Some(_) => Ok(Entry { record }),
-    }
+struct Scanned {
+    replay: Replay,
+    active: Option<Active>,
+    next_seq: u64,
+    /// Segments with damage, and the ids their Done records finish.
+    damaged: Vec<(u64, Vec<MessageId>)>,
 }
 
-/// Moves `path` into `corrupt/`, never overwriting an earlier casualty of the same name.
-fn move_aside(path: &Path, corrupt_dir: &Path) -> Result<(), SpoolError> {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let mut target: PathBuf = corrupt_dir.join(&*name);
-    if target.exists() {
-        let stamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
-        target = corrupt_dir.join(format!("{name}.{stamp}"));
+/// What one segment's scan found, once its mapping is gone.
+enum Verdict {
+    Intact,
+    TornTail { at: u64, why: String },
+    Damaged { done: Vec<MessageId> },
+}
+
+fn scan_log(
+    dir: &Path,
+    opts: &SpoolOptions,
+    report: &mut RecoveryReport,
+) -> Result<Scanned, SpoolError> {
+    let log = dir.join(segment::LOG_DIR);
+    let corrupt_dir = dir.join(segment::CORRUPT_DIR);
+    let seqs = segment::list(&log)?;
+    let mut replay = Replay::default();
+    let mut active = None;
+    let mut damaged = Vec::new();
+    for (i, &seq) in seqs.iter().enumerate() {
+        let last = i + 1 == seqs.len();
+        let path = seg_path(&log, seq);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(last)
+            .open(&path)
+            .map_err(read_err(&path))?;
+        let len = file.metadata().map_err(read_err(&path))?.len();
+        let map = if len == 0 {
+            None
+        } else {
+            // SAFETY: the owner lock is held: nobody else writes to the spool.
+            Some(unsafe { Mmap::map(&file) }.map_err(read_err(&path))?)
+        };
+        let bytes: &[u8] = map.as_deref().unwrap_or(&[]);
+        let nonce = match record::parse_segment_header(bytes) {
+            Ok(nonce) => nonce,
+            Err(why) if last => {
+                // Created but never synced with a record in it: nothing there was acknowledged.
+                drop(map);
+                fs::remove_file(&path).map_err(write_err(&path))?;
+                segment::sync_dir(&log).map_err(write_err(&log))?;
+                tracing::info!(path = %path.display(), why = %why, "spool: removed an unfinished segment");
+                report.discarded_partial += usize::from(len > 0);
+                continue;
+            }
+            Err(why) => {
+                tracing::warn!(path = %path.display(), why = %why, dir = %corrupt_dir.display(),
+                    "spool: unreadable segment moved aside");
+                drop(map);
+                move_aside(&path, &corrupt_dir)?;
+                segment::sync_dir(&corrupt_dir).map_err(write_err(&corrupt_dir))?;
+                segment::sync_dir(&log).map_err(write_err(&log))?;
+                report.corrupt += 1;
+                continue;
+            }
+        };
+        let verdict = {
+            let (recs, bad) = record::scan(bytes, nonce);
+            let mut done = Vec::new();
+            let mut senseless = 0;
+            for rec in &recs {
+                match replay.apply(seq, rec) {
+                    Ok(()) if rec.kind == Kind::Done => done.push(MessageId(rec.id.to_string())),
+                    Ok(()) => {}
+                    Err(why) => {
+                        tracing::warn!(path = %path.display(), offset = rec.start, why = %why,
+                            "spool: a record that checks but makes no sense");
+                        senseless += 1;
+                    }
+                }
+            }
+            if last && senseless == 0 && bad.len() == 1 && bad[0].end == len {
+                Verdict::TornTail {
+                    at: bad[0].start,
+                    why: bad[0].why.clone(),
+                }
+            } else if bad.is_empty() && senseless == 0 {
+                Verdict::Intact
+            } else {
+                for b in &bad {
+                    tracing::warn!(path = %path.display(), start = b.start, end = b.end, why = %b.why,
+                        "spool: damaged records; the segment is moved to corrupt/ after copying out what checks");
+                }
+                report.corrupt += bad.len() + senseless;
+                Verdict::Damaged { done }
+            }
+        };
+        drop(map);
+        let size = match verdict {
+            Verdict::Intact => len,
+            Verdict::TornTail { at, why } => {
+                // The unfinished last batch: never acknowledged, since a store is answered
+                // only after the fdatasync that covers it.
+                file.set_len(at).map_err(write_err(&path))?;
+                file.sync_data().map_err(write_err(&path))?;
+                tracing::info!(path = %path.display(), at, why = %why, "spool: cut off an unfinished write");
+                report.discarded_partial += 1;
+                at
+            }
+            Verdict::Damaged { done } => {
+                replay.segs.0.entry(seq).or_default().size = len;
+                damaged.push((seq, done));
+                continue;
+            }
+        };
+        replay.segs.0.entry(seq).or_default().size = size;
+        if last && size < opts.segment_size {
+            active = Some(Active::reopen(&log, seq, nonce, size)?);
+        }
     }
-    fs::rename(path, &target).map_err(write_err(path))
+    Ok(Scanned {
+        replay,
+        active,
+        next_seq: seqs.last().map_or(1, |s| s + 1),
+        damaged,
+    })
 }
