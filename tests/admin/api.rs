@@ -287,6 +287,7 @@ fn queue_hold_release_delete_use_the_running_relay() {
     assert_eq!(run(&["hold", &id]).trim(), "ok");
     assert!(on_disk(&s, &id).unwrap().held);
     assert!(s.relay.log().contains("control: hold"), "through the relay");
+    assert!(run(&["list"]).contains("1/1 pending, held"));
     assert_eq!(run(&["release", &id]).trim(), "ok");
     assert!(!on_disk(&s, &id).unwrap().held);
     assert_eq!(run(&["delete", &id]).trim(), "ok");

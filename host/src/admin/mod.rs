@@ -44,8 +44,9 @@ use crate::spool::Spool;
 use crate::state::StateBackend;
 pub use stats::Stats;
 
-/// How often the queue depth is sampled for the dashboard.
-const DEPTH_SAMPLE: Duration = Duration::from_secs(30);
+/// How often the queue is sampled for the dashboard (a walk over every envelope, so not
+/// at each of its requests).
+pub const QUEUE_SAMPLE: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -107,22 +108,22 @@ impl Admin {
             .expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown`, sampling the queue depth for the dashboard meanwhile.
+    /// Serves until `shutdown`, sampling the queue for the dashboard meanwhile.
     pub async fn run(self, context: Context, shutdown: CancellationToken) {
-        let sampler = tokio::spawn(sample_depth(context.clone(), shutdown.clone()));
+        let sampler = tokio::spawn(sample_queue(context.clone(), shutdown.clone()));
         server::serve(self, Arc::new(context), shutdown).await;
         let _ = sampler.await;
     }
 }
 
-async fn sample_depth(context: Context, shutdown: CancellationToken) {
-    let mut every = tokio::time::interval(DEPTH_SAMPLE);
+async fn sample_queue(context: Context, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(QUEUE_SAMPLE);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = every.tick() => {}
         }
-        let depth = context.spool.list().await.len() as u64;
-        context.stats.sample_depth(depth, crate::spool::unix_now());
+        let queue = queue::queue_now(&context).await;
+        context.stats.sample_queue(queue);
     }
 }

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 use wasmrelay_codec::message::header_end;
 
 use super::api::Reply;
+use super::stats::QueueSummary;
 use super::Context;
 use crate::spool::{unix_now, Envelope, MessageId, RecipientStatus, SpoolError};
 
@@ -78,32 +79,31 @@ pub async fn show(ctx: &Context, id: &MessageId) -> Reply {
     }))
 }
 
-/// What the queue holds now.
-pub async fn queue_now(ctx: &Context) -> Value {
+/// What the queue holds now. Walks every envelope: the dashboard reads the sample the
+/// admin server takes every [`super::QUEUE_SAMPLE`] instead.
+pub async fn queue_now(ctx: &Context) -> QueueSummary {
     let queue = ctx.spool.list().await;
     let now = unix_now();
-    let oldest = queue.iter().map(|e| e.received_at).min();
-    json!({
-        "messages": queue.len(),
-        "held": queue.iter().filter(|e| e.held).count(),
-        "pending_recipients": queue.iter().map(|e| pending(e).count()).sum::<usize>(),
-        "oldest_age_secs": oldest.map(|t| now.saturating_sub(t)),
-    })
+    QueueSummary {
+        messages: queue.len() as u64,
+        held: queue.iter().filter(|e| e.held).count() as u64,
+        pending_recipients: queue.iter().map(|e| pending(e).count() as u64).sum(),
+        oldest_age_secs: queue
+            .iter()
+            .map(|e| now.saturating_sub(e.received_at))
+            .max(),
+        sampled_at: now,
+    }
 }
 
 pub async fn stats(ctx: &Context) -> Reply {
-    let queue = queue_now(ctx).await;
-    let now = unix_now();
-    if let Some(depth) = queue["messages"].as_u64() {
-        ctx.stats.sample_depth(depth, now);
-    }
     let snapshot = ctx.stats.snapshot();
     Reply::ok(json!({
-        "now": now,
+        "now": unix_now(),
         "minutes": snapshot.minutes,
         "totals": snapshot.totals,
         "domains": snapshot.domains,
-        "queue": queue,
+        "queue": snapshot.queue,
         "plugins": super::plugins::chain(ctx, false).await,
     }))
 }

@@ -73,12 +73,25 @@ pub struct Totals {
     pub rejected_by: Vec<(String, u64)>,
 }
 
+/// What the queue held at the last sample.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct QueueSummary {
+    pub messages: u64,
+    pub held: u64,
+    pub pending_recipients: u64,
+    /// Age of the oldest message, in seconds at the sample.
+    pub oldest_age_secs: Option<u64>,
+    /// Unix seconds of the sample.
+    pub sampled_at: u64,
+}
+
 /// A copy of everything, as `/api/stats` serves it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Snapshot {
     pub minutes: Vec<Minute>,
     pub totals: Totals,
     pub domains: Vec<DomainCounts>,
+    pub queue: QueueSummary,
 }
 
 #[derive(Default)]
@@ -89,6 +102,7 @@ struct Inner {
     domains: HashMap<Arc<str>, DomainCounts>,
     senders: HashMap<String, Arc<str>>,
     sender_order: VecDeque<String>,
+    queue: QueueSummary,
 }
 
 /// The dashboard's counters; see the module docs.
@@ -109,11 +123,12 @@ impl Stats {
         Stats::default()
     }
 
-    /// Records the queue depth now (the last sample of a minute is the one kept).
-    pub fn sample_depth(&self, depth: u64, unix_secs: u64) {
+    /// Records what the queue holds (the last sample of a minute is its depth).
+    pub fn sample_queue(&self, queue: QueueSummary) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(minute) = inner.minute(unix_secs) {
-            minute.queue_depth = Some(depth);
+        inner.queue = queue;
+        if let Some(minute) = inner.minute(queue.sampled_at) {
+            minute.queue_depth = Some(queue.messages);
         }
     }
 
@@ -132,6 +147,7 @@ impl Stats {
             minutes: inner.minutes.iter().cloned().collect(),
             totals,
             domains,
+            queue: inner.queue,
         }
     }
 }
@@ -382,7 +398,11 @@ mod tests {
         s.event(&outcome("delivered", "unknown", T0 + 65));
         // A late event of the first minute, after the second began.
         s.event(&at(Event::new("rejected"), T0 + 30));
-        s.sample_depth(7, T0 + 70);
+        s.sample_queue(QueueSummary {
+            messages: 7,
+            sampled_at: T0 + 70,
+            ..QueueSummary::default()
+        });
         let snap = s.snapshot();
         assert_eq!(snap.minutes.len(), 2);
         let (m0, m1) = (&snap.minutes[0], &snap.minutes[1]);
@@ -393,6 +413,7 @@ mod tests {
             "a DSN is delivered, not received"
         );
         assert_eq!((m0.queue_depth, m1.queue_depth), (None, Some(7)));
+        assert_eq!(snap.queue.messages, 7);
         let domain = |d: &str| snap.domains.iter().find(|x| x.domain == d).unwrap().clone();
         let news = domain("news.example");
         assert_eq!(

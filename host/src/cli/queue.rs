@@ -154,13 +154,14 @@ fn list_line(env: &Envelope, now: u64) -> String {
         .count();
     let age = now.saturating_sub(env.received_at);
     format!(
-        "{}  {:>6}  {:>8}  {}  {}/{} pending",
+        "{}  {:>6}  {:>8}  {}  {}/{} pending{}",
         env.id,
         human_age(age),
         env.size,
         env.mail_from.as_deref().unwrap_or("<>"),
         pending,
-        env.recipients.len()
+        env.recipients.len(),
+        if env.held { ", held" } else { "" }
     )
 }
 
