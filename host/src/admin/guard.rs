@@ -6,9 +6,10 @@
 //! - `Host`: without a token the API trusts the loopback interface, and a web page could
 //!   otherwise reach it through a DNS name that resolves to 127.0.0.1 (DNS rebinding). So a
 //!   token-less server answers only requests addressed to a loopback IP or `localhost`.
-//! - `Origin`: browsers send it with cross-site requests; one that is not the admin
-//!   server's own origin is refused, so no other site can make a visitor's browser hold,
-//!   delete or flush mail (a token-less loopback API would otherwise accept it).
+//! - `Origin`: browsers send it with cross-site requests; one whose host is not the
+//!   request's `Host` is refused, so no other site can make a visitor's browser hold,
+//!   delete or flush mail (a token-less loopback API would otherwise accept it). A reverse
+//!   proxy in front must pass `Host` through.
 
 use hyper::header::{HeaderMap, AUTHORIZATION, HOST, ORIGIN};
 use sha2::{Digest, Sha256};
@@ -41,7 +42,7 @@ impl Guard {
             let authority = origin
                 .to_str()
                 .ok()
-                .and_then(|o| o.strip_prefix("http://"))
+                .and_then(|o| o.strip_prefix("http://").or(o.strip_prefix("https://")))
                 .filter(|a| !a.contains('/'));
             if authority.is_none() || authority != host {
                 return Err(Refusal::Foreign);
@@ -162,13 +163,16 @@ mod tests {
     fn foreign_origins_are_refused() {
         let g = Guard::new(None);
         let host = (&HOST, "127.0.0.1:8026");
-        let same_origin = headers(&[host, (&ORIGIN, "http://127.0.0.1:8026")]);
-        assert_eq!(g.check("/api/queue", &same_origin), Ok(()));
+        for origin in ["http://127.0.0.1:8026", "https://127.0.0.1:8026"] {
+            let same_origin = headers(&[host, (&ORIGIN, origin)]);
+            assert_eq!(g.check("/api/queue", &same_origin), Ok(()), "{origin}");
+        }
         for origin in [
             "http://evil.example",
             "http://127.0.0.1:9999",
             "null",
-            "https://127.0.0.1:8026",
+            "http://127.0.0.1:8026/x",
+            "ftp://127.0.0.1:8026",
         ] {
             let h = headers(&[host, (&ORIGIN, origin)]);
             assert_eq!(g.check("/api/queue", &h), Err(Refusal::Foreign), "{origin}");

@@ -322,11 +322,6 @@ impl Relay {
         self
     }
 
-    /// The admin server's address, when `[admin]` is on.
-    pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin.as_ref().map(crate::admin::Admin::local_addr)
-    }
-
     /// Addresses actually bound (useful with port 0).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners.iter().map(|l| l.local_addr()).collect()
