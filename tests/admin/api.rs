@@ -276,23 +276,38 @@ fn bad_requests_get_json_errors() {
 
 #[test]
 fn queue_hold_release_delete_use_the_running_relay() {
-    let s = start("");
+    let mut s = start("");
     let id = s.send("ops@sender.test", "carol@slow.test", "queued");
-    wait_for("a first attempt", WAIT, || attempts(&s, &id) >= 1);
-    let run = |args: &[&str]| {
+    let later = s.send("ops@sender.test", "dave@slow.test", "queued too");
+    wait_for("first attempts", WAIT, || {
+        attempts(&s, &id) >= 1 && attempts(&s, &later) >= 1
+    });
+    let run = |s: &Setup, args: &[&str]| {
         let out = s.relay.queue(args);
         assert_success(&format!("queue {args:?}"), &out);
         String::from_utf8(out.stdout).unwrap()
     };
-    assert_eq!(run(&["hold", &id]).trim(), "ok");
+    assert_eq!(run(&s, &["hold", &id]).trim(), "ok");
     assert!(on_disk(&s, &id).unwrap().held);
     assert!(s.relay.log().contains("control: hold"), "through the relay");
-    assert!(run(&["list"]).contains("1/1 pending, held"));
-    assert_eq!(run(&["release", &id]).trim(), "ok");
+    assert!(run(&s, &["list"]).contains("1/1 pending, held"));
+    assert_eq!(run(&s, &["release", &id]).trim(), "ok");
     assert!(!on_disk(&s, &id).unwrap().held);
-    assert_eq!(run(&["delete", &id]).trim(), "ok");
+    assert_eq!(run(&s, &["delete", &id]).trim(), "ok");
     assert!(on_disk(&s, &id).is_none());
     let out = s.relay.queue(&["hold", &id]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("no queued message"));
+
+    // With no relay running, the CLI edits the spool itself.
+    assert!(s.relay.terminate().success());
+    assert_eq!(run(&s, &["hold", &later]).trim(), format!("hold {later}"));
+    assert!(on_disk(&s, &later).unwrap().held);
+    assert_eq!(
+        run(&s, &["release", &later]).trim(),
+        format!("release {later}")
+    );
+    assert!(!on_disk(&s, &later).unwrap().held);
+    run(&s, &["delete", &later]);
+    assert!(on_disk(&s, &later).is_none());
 }
