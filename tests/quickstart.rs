@@ -22,6 +22,7 @@ fn quickstart(sink: &WasmrelaySink, extra_routes: &str) -> String {
     let moved = text
         .replace("127.0.0.1:2525", "127.0.0.1:0")
         .replace("listen = \"127.0.0.1:8025\"", "listen = \"127.0.0.1:0\"")
+        .replace("listen = \"127.0.0.1:8026\"", "listen = \"127.0.0.1:0\"")
         .replace("port = 2526", &format!("port = {}", sink.port()));
     assert_ne!(
         moved, text,

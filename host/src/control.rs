@@ -1,7 +1,8 @@
 //! The control socket: `<spool>/control.sock`, a Unix socket through which `wasmrelay queue
 //! flush|bounce` reaches the running relay's queue and `wasmrelay list` its live state
 //! backend. One line in, one line out:
-//! - `flush` · `flush ID` · `bounce ID` → `ok` or `error: ...`
+//! - `flush` · `flush ID` · `bounce ID` · `hold ID` · `release ID` · `delete ID` → `ok` or
+//!   `error: ...` (`hold`, `release` and `delete` answer once the spool records them)
 //! - `list {JSON request}` ([`ListRequest`]) → `ok {JSON answer}` ([`ListAnswer`]) or
 //!   `error: ...`. JSON keeps any list member on one line.
 //!
@@ -21,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::lists::ListConfig;
-use crate::delivery::QueueHandle;
+use crate::delivery::{QueueHandle, QueueOp};
 use crate::spool::MessageId;
 use crate::state::admin::{self, ListRequest};
 use crate::state::StateBackend;
@@ -104,7 +105,7 @@ async fn serve(stream: UnixStream, control: Control) {
     } else {
         match line.trim().strip_prefix("list ") {
             Some(json) => list(json, &control).await,
-            None => execute(line.trim(), &control.queue),
+            None => execute(line.trim(), &control.queue).await,
         }
     };
     let _ = write.write_all(format!("{answer}\n").as_bytes()).await;
@@ -130,7 +131,7 @@ async fn list(json: &str, control: &Control) -> String {
     }
 }
 
-fn execute(command: &str, queue: &QueueHandle) -> String {
+async fn execute(command: &str, queue: &QueueHandle) -> String {
     let mut words = command.split_whitespace();
     let verb = words.next().unwrap_or("");
     let id = words.next().map(MessageId::parse);
@@ -149,6 +150,14 @@ fn execute(command: &str, queue: &QueueHandle) -> String {
             info!(id = %id, "control: bounce");
             queue.bounce(id);
             "ok".into()
+        }
+        (verb, Some(Some(id)), None) if QueueOp::from_name(verb).is_some() => {
+            let op = QueueOp::from_name(verb).expect("checked above");
+            info!(id = %id, "control: {verb}");
+            match queue.op(id, op).await {
+                Ok(()) => "ok".into(),
+                Err(e) => format!("error: {e}"),
+            }
         }
         (_, Some(None), _) => "error: not a message id".into(),
         _ => format!("error: unknown command {command:?}"),

@@ -216,7 +216,7 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
     for w in config.warnings() {
         tracing::warn!(key = %w.key, "{}", w.message);
     }
-    let relay = Relay::start(&config).await?;
+    let relay = Relay::start(&config).await?.with_config_file(path);
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     tokio::spawn(reload_on_sighup(hup, path.to_path_buf(), relay.reloader()));
@@ -229,13 +229,8 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
 async fn reload_on_sighup(mut hup: tokio::signal::unix::Signal, path: PathBuf, reloader: Reloader) {
     while hup.recv().await.is_some() {
         info!(config = %path.display(), "SIGHUP: reloading");
-        match Config::load(&path) {
-            Ok(config) => {
-                if let Err(e) = reloader.reload(&config).await {
-                    error!(error = %e, "reload refused; keeping the running configuration");
-                }
-            }
-            Err(e) => error!(error = %e, "reload refused; keeping the running configuration"),
+        if let Err(e) = reloader.reload_file(&path).await {
+            error!(error = %e, "reload refused; keeping the running configuration");
         }
     }
 }

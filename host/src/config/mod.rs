@@ -4,6 +4,7 @@
 //! Each area owns its section: `server` (listeners, relay policy, limits, users), `spool`,
 //! `delivery` (routes, retries, DKIM), `plugins`, `events` and `tracking`.
 
+pub mod admin;
 pub mod delivery;
 pub mod events;
 pub mod lists;
@@ -90,6 +91,8 @@ pub struct Config {
     pub state: state::StateConfig,
     /// The relay's own log on stderr: text or JSON lines, and the level.
     pub log: log::LogConfig,
+    /// The admin HTTP API, the dashboard and `/metrics`.
+    pub admin: admin::AdminConfig,
 }
 
 impl Default for Config {
@@ -109,6 +112,7 @@ impl Default for Config {
             tracking: tracking::TrackingConfig::default(),
             state: state::StateConfig::default(),
             log: log::LogConfig::default(),
+            admin: admin::AdminConfig::default(),
         }
     }
 }
@@ -169,6 +173,7 @@ impl Config {
         }
         self.plugin_runtime.resolve_paths(base);
         self.events.resolve_paths(base);
+        self.admin.resolve_paths(base);
     }
 
     /// Valid settings that weaken security; `check-config` prints them, `serve` logs them.
@@ -202,6 +207,7 @@ impl Config {
             .validate("tracking", &self.plugins, &self.lists, &mut errors);
         self.state.validate("state", &mut errors);
         self.log.validate("log", &mut errors);
+        self.admin.validate("admin", &mut errors);
         errors
     }
 }

@@ -44,6 +44,10 @@ pub(crate) async fn process(shared: &Arc<Shared>, id: &MessageId, force: bool) -
             return None;
         }
     };
+    if env.held {
+        // Held by an operator: the release schedules it again.
+        return None;
+    }
     let started = now_ms();
     let due = due(&env, force, started);
     if due.is_empty() {

@@ -126,6 +126,7 @@ pub fn build(
         size: out.len() as u64,
         listener: String::new(),
         annotations: Vec::new(),
+        held: false,
     };
     Some((envelope, out))
 }

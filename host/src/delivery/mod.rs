@@ -19,8 +19,10 @@
 //! The relay (`crate::relay`) starts delivery with [`QueueRunner::new`] and
 //! [`QueueRunner::run`]; its listeners store through [`QueueRunner::store`], a [`WakingStore`]
 //! that wakes the runner for each new message, and the control socket reaches the
-//! [`QueueHandle`] for `flush` and `bounce`.
+//! [`QueueHandle`] for `flush` and `bounce`, and for the operator actions of [`admin_ops`]
+//! (`hold`, `release`, `delete`).
 
+pub mod admin_ops;
 mod attempt;
 pub mod client;
 mod connections;
@@ -38,6 +40,7 @@ pub mod runner;
 mod send;
 mod tls;
 
+pub use admin_ops::{QueueOp, QueueOpError};
 use attempt::next_due_ms;
 pub use dkim::{keygen, DkimSigners};
 pub use identity::LocalIdentity;
@@ -85,5 +88,6 @@ pub(crate) fn test_envelope(recipients: &[&str]) -> crate::spool::Envelope {
         size: 1,
         listener: String::new(),
         annotations: Vec::new(),
+        held: false,
     }
 }

@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::admin_ops::{self, OpReply, QueueOp};
 use super::attempt;
 use super::connections::{self, Idle};
 use super::dkim::{DkimError, DkimSigners};
@@ -37,10 +38,12 @@ pub enum DeliveryError {
     Dkim(#[from] DkimError),
 }
 
-enum Command {
+pub(super) enum Command {
     Wake(MessageId),
     Flush,
     Bounce(MessageId),
+    /// An operator action (see [`super::admin_ops`]).
+    Op(MessageId, QueueOp, OpReply),
 }
 
 /// A cheap, cloneable handle to a running [`QueueRunner`].
@@ -50,6 +53,10 @@ pub struct QueueHandle {
 }
 
 impl QueueHandle {
+    pub(super) fn send(&self, command: Command) {
+        let _ = self.tx.send(command);
+    }
+
     /// A message was just spooled (or changed): attempt it now.
     pub fn wake(&self, id: MessageId) {
         let _ = self.tx.send(Command::Wake(id));
@@ -216,7 +223,7 @@ impl QueueRunner {
         let shared = self.shared.clone();
         let workers = Arc::new(Semaphore::new(shared.config.max_concurrency));
         let mut timetable = Timetable::default();
-        for env in shared.spool.list().await {
+        for env in shared.spool.list().await.into_iter().filter(|e| !e.held) {
             timetable.schedule(
                 env.id.clone(),
                 attempt::next_due_ms(&env).unwrap_or(0),
@@ -228,6 +235,7 @@ impl QueueRunner {
         let mut in_flight: HashSet<MessageId> = HashSet::new();
         let mut rewake: HashSet<MessageId> = HashSet::new();
         let mut bouncing: HashSet<MessageId> = HashSet::new();
+        let mut waiting = admin_ops::Waiting::default();
         // A safety net: anything in the spool the timetable does not know (a lost wake, a
         // message stored by another path) is picked up within a minute.
         let mut rescan = tokio::time::interval(Duration::from_secs(60));
@@ -251,7 +259,7 @@ impl QueueRunner {
                         }
                     }
                     Some(Command::Flush) => {
-                        for env in shared.spool.list().await {
+                        for env in shared.spool.list().await.into_iter().filter(|e| !e.held) {
                             if in_flight.contains(&env.id) {
                                 rewake.insert(env.id);
                             } else {
@@ -267,9 +275,32 @@ impl QueueRunner {
                             timetable.schedule(id, 0, true);
                         }
                     }
+                    Some(Command::Op(id, op, reply)) => {
+                        if in_flight.contains(&id) {
+                            waiting.push(id, op, reply);
+                        } else {
+                            in_flight.insert(id.clone());
+                            timetable.forget(&id);
+                            let shared = shared.clone();
+                            tasks.spawn(async move {
+                                let next = admin_ops::run(&shared, &id, op, reply).await;
+                                (id, next)
+                            });
+                        }
+                    }
                 },
                 Some(done) = tasks.join_next() => {
                     match done {
+                        Ok((id, _)) if waiting.contains(&id) => {
+                            // An operator action waited for this task: it runs now, in the
+                            // same slot, and decides when the message is next due.
+                            let (op, reply) = waiting.next(&id).expect("an action waits");
+                            let shared = shared.clone();
+                            tasks.spawn(async move {
+                                let next = admin_ops::run(&shared, &id, op, reply).await;
+                                (id, next)
+                            });
+                        }
                         Ok((id, next)) => {
                             in_flight.remove(&id);
                             if rewake.remove(&id) {
@@ -284,7 +315,7 @@ impl QueueRunner {
                 _ = reaper.tick() => connections::reap_idle(&shared).await,
                 _ = rescan.tick() => {
                     for env in shared.spool.list().await {
-                        if !in_flight.contains(&env.id) && !timetable.knows(&env.id) {
+                        if !env.held && !in_flight.contains(&env.id) && !timetable.knows(&env.id) {
                             let due = attempt::next_due_ms(&env).unwrap_or(0);
                             timetable.schedule(env.id, due, false);
                         }
@@ -343,6 +374,11 @@ impl Timetable {
 
     fn knows(&self, id: &MessageId) -> bool {
         self.due.contains_key(id)
+    }
+
+    /// Drops `id` (its heap entry goes lazily).
+    fn forget(&mut self, id: &MessageId) {
+        self.due.remove(id);
     }
 
     /// Sets (or moves earlier) the time `id` is due; `force` ignores recipient schedules.

@@ -4,13 +4,15 @@
 mod router;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::config::Config;
+use crate::config::plugins::PluginConfig;
+use crate::config::{Config, ConfigErrors};
 use crate::delivery::{DeliveryError, LocalIdentity, MxResolver, QueueHandle, QueueRunner};
 use crate::events::{EventLog, EventLogError, Events};
 use crate::metrics::Metrics;
@@ -58,6 +60,17 @@ pub enum StartError {
     Events(#[from] EventLogError),
     #[error(transparent)]
     Tracking(#[from] TrackingError),
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminError),
+}
+
+/// Why a reload from the config file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] ConfigErrors),
+    #[error(transparent)]
+    Apply(#[from] StartError),
 }
 
 /// A relay with its sockets bound and its spool recovered, ready to serve.
@@ -75,6 +88,11 @@ pub struct Relay {
     tracking: Option<Tracking>,
     /// Every Prometheus metric of this relay.
     pub metrics: Arc<Metrics>,
+    /// The `[admin]` server, when configured, and what its dashboard draws.
+    admin: Option<crate::admin::Admin>,
+    stats: Arc<crate::admin::Stats>,
+    /// The file reloads re-read (see [`Relay::with_config_file`]).
+    config_path: Option<PathBuf>,
 }
 
 /// Swaps the session environment of every listener: new sessions see the new config,
@@ -102,6 +120,8 @@ struct PluginCapabilities {
     dns: Arc<dyn DnsLookup>,
     /// The running `[[lists]]`, for the control socket.
     lists: crate::control::SharedLists,
+    /// The running `[[plugins]]`, for the admin API.
+    plugin_configs: Arc<RwLock<Vec<PluginConfig>>>,
     events: Events,
 }
 
@@ -178,7 +198,20 @@ impl Reloader {
             .lists
             .write()
             .unwrap_or_else(|p| p.into_inner()) = config.lists.clone();
+        *self
+            .capabilities
+            .plugin_configs
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = config.plugins.clone();
         info!("configuration reloaded");
+        Ok(())
+    }
+
+    /// Re-reads the config file at `path` and applies it: what SIGHUP and the admin API's
+    /// reload do. A config that fails validation is refused and the running one stays.
+    pub async fn reload_file(&self, path: &Path) -> Result<(), ReloadError> {
+        let config = Config::load(path)?;
+        self.reload(&config).await?;
         Ok(())
     }
 }
@@ -210,11 +243,19 @@ impl Relay {
         let authenticator = Arc::new(Authenticator::new(resolver.hickory().clone()));
         let auth_guard = AuthGuard::new(&config.limits);
         let metrics = Arc::new(Metrics::new());
+        let stats = Arc::new(crate::admin::Stats::new());
         let (events, event_log) = EventLog::open(&config.events)?;
+        let events = if config.admin.is_enabled() {
+            events.with_taps(vec![stats.clone() as Arc<dyn crate::events::EventTap>])
+        } else {
+            events
+        };
+        let admin = crate::admin::Admin::bind(&config.admin).await?;
         let capabilities = PluginCapabilities {
             backend,
             dns: Arc::new(resolver.hickory().clone()),
             lists: Arc::new(RwLock::new(config.lists.clone())),
+            plugin_configs: Arc::new(RwLock::new(config.plugins.clone())),
             events: events.clone(),
         };
         let chain = capabilities.load(config).await?;
@@ -277,7 +318,16 @@ impl Relay {
             event_log,
             tracking,
             metrics,
+            admin,
+            stats,
+            config_path: None,
         })
+    }
+
+    /// Names the file this relay's config came from, so that the admin API can reload it.
+    pub fn with_config_file(mut self, path: &Path) -> Relay {
+        self.config_path = Some(path.to_path_buf());
+        self
     }
 
     /// Addresses actually bound (useful with port 0).
@@ -308,12 +358,30 @@ impl Relay {
                 source,
             }
         })?;
+        let admin = self.admin.map(|admin| {
+            let context = crate::admin::Context {
+                queue: self.runner.handle(),
+                spool: self.spool.clone(),
+                state: self.reloader.capabilities.backend.clone(),
+                lists: self.reloader.capabilities.lists.clone(),
+                plugins: self.reloader.plugins.clone(),
+                plugin_configs: self.reloader.capabilities.plugin_configs.clone(),
+                reloader: self.reloader.clone(),
+                config_path: self.config_path.clone(),
+                metrics: self.metrics.clone(),
+                stats: self.stats.clone(),
+            };
+            tokio::spawn(admin.run(context, shutdown.clone()))
+        });
         let delivery = tokio::spawn(self.runner.run(shutdown.clone()));
         let tracking = self.tracking.map(|t| tokio::spawn(t.run(shutdown.clone())));
         server::serve(self.listeners, self.limits, shutdown, self.grace).await;
         let _ = delivery.await;
         if let Some(tracking) = tracking {
             let _ = tracking.await;
+        }
+        if let Some(admin) = admin {
+            let _ = admin.await;
         }
         if let Some(log) = self.event_log {
             log.close().await;

@@ -126,4 +126,7 @@ pub struct Envelope {
     /// Annotations set by plugins at reception, for the delivery-stage hooks.
     #[serde(default)]
     pub annotations: Vec<(String, String)>,
+    /// Held by an operator (`queue hold`): not attempted until released.
+    #[serde(default)]
+    pub held: bool,
 }
