@@ -167,5 +167,6 @@ pub fn envelope(spool: &Spool, from: Option<&str>, rcpts: &[&str], message: &[u8
         size: message.len() as u64,
         listener: String::new(),
         annotations: Vec::new(),
+        trace: None,
     }
 }

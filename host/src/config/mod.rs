@@ -12,6 +12,7 @@ pub mod plugins;
 pub mod pools;
 pub mod server;
 pub mod state;
+pub mod telemetry;
 pub mod tracking;
 
 use std::ops::RangeInclusive;
@@ -90,6 +91,8 @@ pub struct Config {
     pub state: state::StateConfig,
     /// The relay's own log on stderr: text or JSON lines, and the level.
     pub log: log::LogConfig,
+    /// OpenTelemetry traces (OTLP) and the bound on metric series.
+    pub telemetry: telemetry::TelemetryConfig,
 }
 
 impl Default for Config {
@@ -109,6 +112,7 @@ impl Default for Config {
             tracking: tracking::TrackingConfig::default(),
             state: state::StateConfig::default(),
             log: log::LogConfig::default(),
+            telemetry: telemetry::TelemetryConfig::default(),
         }
     }
 }
@@ -202,6 +206,7 @@ impl Config {
             .validate("tracking", &self.plugins, &self.lists, &mut errors);
         self.state.validate("state", &mut errors);
         self.log.validate("log", &mut errors);
+        self.telemetry.validate("telemetry", &mut errors);
         errors
     }
 }

@@ -126,6 +126,8 @@ pub fn build(
         size: out.len() as u64,
         listener: String::new(),
         annotations: Vec::new(),
+        // The bounce continues the trace of the message it reports on.
+        trace: original.trace.clone(),
     };
     Some((envelope, out))
 }

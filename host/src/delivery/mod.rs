@@ -85,5 +85,6 @@ pub(crate) fn test_envelope(recipients: &[&str]) -> crate::spool::Envelope {
         size: 1,
         listener: String::new(),
         annotations: Vec::new(),
+        trace: None,
     }
 }

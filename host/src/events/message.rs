@@ -199,6 +199,7 @@ mod tests {
             size: 1234,
             listener: "mx".into(),
             annotations: vec![],
+            trace: None,
         }
     }
 

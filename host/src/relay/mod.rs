@@ -103,6 +103,7 @@ struct PluginCapabilities {
     /// The running `[[lists]]`, for the control socket.
     lists: crate::control::SharedLists,
     events: Events,
+    metrics: Arc<Metrics>,
 }
 
 impl PluginCapabilities {
@@ -123,6 +124,7 @@ impl PluginCapabilities {
                 .collect(),
             max_message_size: config.limits.max_message_size as usize,
             events: Arc::new(self.events.clone()),
+            metrics: self.metrics.clone(),
             ..PluginHostOptions::from_config(&config.plugin_runtime)
         };
         PluginHost::load(&config.plugins, opts).await.map(Some)
@@ -201,13 +203,18 @@ impl Relay {
         }
         let authenticator = Arc::new(Authenticator::new(resolver.hickory().clone()));
         let auth_guard = AuthGuard::new(&config.limits);
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::with_max_domains(
+            config.telemetry.metrics_max_domains,
+        ));
         let (events, event_log) = EventLog::open(&config.events)?;
+        let events = events.with_taps(vec![metrics.tap()]);
+        metrics.watch(spool.clone(), events.clone());
         let capabilities = PluginCapabilities {
             backend,
             dns: Arc::new(resolver.hickory().clone()),
             lists: Arc::new(RwLock::new(config.lists.clone())),
             events: events.clone(),
+            metrics: metrics.clone(),
         };
         let chain = capabilities.load(config).await?;
         let tracking = Tracking::bind(config, capabilities.backend.clone(), events.clone()).await?;
@@ -218,7 +225,8 @@ impl Relay {
         };
         let runner = QueueRunner::new(&config.delivery, spool.clone(), resolver)?
             .with_router(Arc::new(router))
-            .with_events(events.clone());
+            .with_events(events.clone())
+            .with_metrics(metrics.clone());
         // Stores go through the runner's store, which wakes delivery for each new message.
         let store: Arc<dyn MessageStore> = Arc::new(runner.store());
         let mut listeners = Vec::new();
@@ -258,7 +266,8 @@ impl Relay {
         let limits = ConnectionLimits::new(
             config.limits.max_connections,
             config.limits.max_connections_per_ip,
-        );
+        )
+        .with_instruments(metrics.connections.clone());
         Ok(Relay {
             listeners,
             limits,

@@ -144,6 +144,7 @@ mod tests {
                 size: 3,
                 listener: String::new(),
                 annotations: Vec::new(),
+                trace: None,
             },
         }
     }

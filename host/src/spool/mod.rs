@@ -199,6 +199,10 @@ pub struct Envelope {
     /// Annotations set by plugins at reception, for the delivery-stage hooks.
     #[serde(default)]
     pub annotations: Vec<(String, String)>,
+    /// The W3C `traceparent` of the transaction that received it, when traces are exported:
+    /// delivery spans continue that trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -302,6 +306,13 @@ impl Spool {
             batches: s.batches.load(Ordering::Relaxed),
             ops: s.ops.load(Ordering::Relaxed),
         }
+    }
+
+    /// Messages queued now and the arrival (Unix seconds) of the oldest, for the metrics.
+    pub fn depth(&self) -> (usize, Option<u64>) {
+        let index = self.index();
+        let oldest = index.values().map(|e| e.record.envelope.received_at).min();
+        (index.len(), oldest)
     }
 
     /// Writes message and envelope durably; returns once both are fsynced.

@@ -28,6 +28,7 @@ fn envelope(id: MessageId, rcpts: &[&str]) -> Envelope {
         size: 0,
         listener: String::new(),
         annotations: Vec::new(),
+        trace: None,
     }
 }
 

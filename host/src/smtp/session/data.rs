@@ -281,6 +281,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             size: 0,
             listener: self.ctx.listener.clone(),
             annotations: txn.annotations.clone(),
+            trace: crate::telemetry::traceparent(id.as_str()),
         }
     }
 
