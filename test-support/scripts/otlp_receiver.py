@@ -8,6 +8,7 @@ says so). Each span is appended to SPANS_FILE as one JSON line: name, trace_id, 
 parent_span_id (hex, "" for a root), kind, start and end (ns), attributes (a dict of
 plain values), and the resource's service.name.
 """
+import base64
 import json
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,6 +29,21 @@ def value(v):
     return json_format.MessageToDict(v)
 
 
+def otlp_json_ids(node):
+    """OTLP/JSON writes trace and span ids in hex where protobuf's JSON mapping expects
+    base64: convert them so that ParseDict reads the same bytes."""
+    if isinstance(node, list):
+        return [otlp_json_ids(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for key, v in node.items():
+        if key in ("traceId", "spanId", "parentSpanId") and isinstance(v, str):
+            v = base64.b64encode(bytes.fromhex(v)).decode()
+        out[key] = otlp_json_ids(v)
+    return out
+
+
 class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
@@ -36,7 +52,7 @@ class Handler(BaseHTTPRequestHandler):
             if self.path != "/v1/traces":
                 raise ValueError(f"unexpected path {self.path}")
             if "json" in self.headers.get("Content-Type", ""):
-                json_format.Parse(body, request)
+                json_format.ParseDict(otlp_json_ids(json.loads(body)), request)
             else:
                 request.ParseFromString(body)
         except Exception as e:  # a malformed export is the relay's bug: say so loudly

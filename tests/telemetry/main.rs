@@ -153,6 +153,33 @@ fn one_message_is_one_trace_from_session_to_delivery() {
 }
 
 #[test]
+fn json_export_links_reception_and_delivery_too() {
+    let otlp = OtlpReceiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Aiosmtpd::start();
+    let telemetry = format!(
+        "[telemetry]\notlp_endpoint = \"{}/v1/traces\"\nprotocol = \"http/json\"\n",
+        otlp.endpoint()
+    );
+    let relay = Relay::start(dir.path(), &config(sink.addr(), &telemetry));
+    let id = send_one(relay.addr(), "json");
+    sink.wait_subject("json", WAIT);
+    let mut spans = Vec::new();
+    wait_for("the transaction and delivery spans over JSON", WAIT, || {
+        spans = otlp.spans();
+        !find(&spans, |s| s.name == "transaction").is_empty()
+            && !find(&spans, |s| s.name == "delivery").is_empty()
+    });
+    let txn = one(&spans, "transaction", |s| s.name == "transaction");
+    let delivery = one(&spans, "delivery", |s| s.name == "delivery");
+    assert_eq!(txn.service, "wasmrelay");
+    assert_eq!(txn.attr("queue_id").as_deref(), Some(id.as_str()));
+    assert_eq!(txn.trace_id.len(), 32);
+    assert_eq!(delivery.trace_id, txn.trace_id);
+    assert_eq!(delivery.parent_span_id, txn.span_id);
+}
+
+#[test]
 fn without_an_endpoint_no_trace_context_is_stored() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Aiosmtpd::start();
