@@ -307,6 +307,11 @@ fn metrics_count_real_traffic() {
     assert!(value(&f, &format!("{latency}_sum"), &rcpt) > 0.0);
     assert!(value(&f, "wasmrelay_spool_file_syncs_total", &[]) >= 2.0);
     assert!(value(&f, "wasmrelay_spool_commit_batches_total", &[]) >= 1.0);
+    assert_eq!(
+        f.kind("wasmrelay_state_redis_calls"),
+        None,
+        "no Redis, no Redis metrics"
+    );
     relay.stop();
 }
 

@@ -8,7 +8,7 @@
 //! - `tap`: an [`crate::events::EventTap`] that counts what the event stream already says
 //!   (messages accepted and refused, tracking events).
 //! - `scrape`: values read when scraped (queue depth and age, spool fsyncs and batches,
-//!   events lost).
+//!   events lost, the Redis state backend's calls and circuit).
 //! - `histogram`: a lock-free latency histogram; `plugins`: the per-plugin handles.
 //!
 //! Label values that come from the network (recipient domains) are checked and capped: at
@@ -143,10 +143,21 @@ impl Metrics {
         Arc::new(MetricsTap::new(&self.messages))
     }
 
-    /// Reads the queue and the spool's counters (and the event log's losses) at each scrape.
-    pub fn watch(&self, spool: crate::spool::Spool, events: crate::events::Events) {
+    /// Reads the queue and the spool's counters, the event log's losses and the Redis
+    /// backend's counters at each scrape.
+    pub fn watch(
+        &self,
+        spool: crate::spool::Spool,
+        events: crate::events::Events,
+        state: Arc<dyn crate::state::StateBackend>,
+    ) {
         let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
-        registry.register_collector(Box::new(scrape::Scraped { spool, events }));
+        let scraped = scrape::Scraped {
+            spool,
+            events,
+            state,
+        };
+        registry.register_collector(Box::new(scraped));
     }
 
     /// The handles of one loaded plugin (a reload makes new ones; the series go on).

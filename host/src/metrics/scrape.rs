@@ -1,6 +1,7 @@
 //! Values read when `/metrics` is scraped rather than counted as they happen: the queue's
 //! depth and oldest message (from the spool's in-memory index, no disk access), the spool's
-//! fsync and commit counters, and events the event log lost.
+//! fsync and commit counters, events the event log lost, and the Redis state backend's
+//! calls and circuit when `[state] backend = "redis"`.
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -10,10 +11,12 @@ use prometheus_client::metrics::MetricType;
 
 use crate::events::Events;
 use crate::spool::{unix_now, Spool};
+use crate::state::StateBackend;
 
 pub(super) struct Scraped {
     pub spool: Spool,
     pub events: Events,
+    pub state: std::sync::Arc<dyn StateBackend>,
 }
 
 impl std::fmt::Debug for Scraped {
@@ -79,6 +82,54 @@ impl Collector for Scraped {
             "events_lost",
             "Event log lines lost (full channel, failed write)",
             self.events.lost(),
+        )?;
+        let Some(redis) = self.state.redis_metrics() else {
+            return Ok(());
+        };
+        for (name, help, value) in [
+            (
+                "state_redis_calls",
+                "State calls made to the Redis backend",
+                redis.calls,
+            ),
+            (
+                "state_redis_failures",
+                "State calls that failed for want of Redis (refused, dropped, timed out)",
+                redis.failures,
+            ),
+            (
+                "state_redis_timeouts",
+                "Of those, calls Redis did not answer within command_timeout",
+                redis.timeouts,
+            ),
+            (
+                "state_redis_fast_failures",
+                "State calls refused at once while the circuit was open",
+                redis.fast_failures,
+            ),
+            (
+                "state_redis_outages",
+                "Times the circuit opened",
+                redis.outages,
+            ),
+            (
+                "state_redis_recoveries",
+                "Times the circuit closed again",
+                redis.recoveries,
+            ),
+            (
+                "state_redis_errors",
+                "State calls Redis answered with an error (script or server)",
+                redis.errors,
+            ),
+        ] {
+            counter(&mut e, name, help, value)?;
+        }
+        gauge(
+            &mut e,
+            "state_redis_circuit_open",
+            "1 while the circuit is open (Redis unreachable), else 0",
+            i64::from(redis.open),
         )
     }
 }

@@ -9,6 +9,7 @@ use super::*;
 use crate::events::{Event, Events};
 use crate::plugins::{FailureKind, Hook, VerdictKind};
 use crate::spool::{unix_now, Spool};
+use crate::state::StateBackend;
 
 #[tokio::test]
 async fn every_family_parses_with_the_values_fed_to_it() {
@@ -62,7 +63,14 @@ async fn every_family_parses_with_the_values_fed_to_it() {
         .store(&env, b"Subject: x\r\n\r\nx\r\n".to_vec().into())
         .await
         .unwrap();
-    m.watch(spool.clone(), Events::off());
+    // A Redis backend on a port nothing listens on: its calls fail and open the circuit.
+    let redis = crate::config::state::RedisConfig {
+        url: "redis://127.0.0.1:1".into(),
+        ..Default::default()
+    };
+    let redis = Arc::new(crate::state::RedisBackend::new(&redis).unwrap());
+    assert!(redis.kv_get("ns", "key").await.is_err());
+    m.watch(spool.clone(), Events::off(), redis);
 
     let text = m.encode();
     assert!(!text.contains("forged"), "{text}");
@@ -157,6 +165,11 @@ async fn every_family_parses_with_the_values_fed_to_it() {
     assert!(v("wasmrelay_spool_commit_batches_total", &[]) >= 1.0);
     assert!(v("wasmrelay_spool_commit_operations_total", &[]) >= 1.0);
     assert_eq!(v("wasmrelay_events_lost_total", &[]), 0.0);
+    assert_eq!(v("wasmrelay_state_redis_calls_total", &[]), 1.0);
+    assert_eq!(v("wasmrelay_state_redis_failures_total", &[]), 1.0);
+    assert_eq!(v("wasmrelay_state_redis_outages_total", &[]), 1.0);
+    assert_eq!(v("wasmrelay_state_redis_circuit_open", &[]), 1.0);
+    assert_eq!(f.kind("wasmrelay_state_redis_circuit_open"), Some("gauge"));
 }
 
 #[test]

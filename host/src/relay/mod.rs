@@ -208,7 +208,7 @@ impl Relay {
         ));
         let (events, event_log) = EventLog::open(&config.events)?;
         let events = events.with_taps(vec![metrics.tap()]);
-        metrics.watch(spool.clone(), events.clone());
+        metrics.watch(spool.clone(), events.clone(), backend.clone());
         let capabilities = PluginCapabilities {
             backend,
             dns: Arc::new(resolver.hickory().clone()),
