@@ -13,6 +13,9 @@
 //! `status`, `detail` ...). A message line is built only when the level lets it through and
 //! is written with one `write` like any other line: no allocation beyond the formatter's
 //! buffer, so logging keeps up with thousands of messages a second.
+//!
+//! With `[telemetry] otlp_endpoint` set, `serve` adds a second layer beside the log that
+//! exports the relay's spans over OTLP ([`crate::telemetry`]); the log level does not limit it.
 
 use std::fmt::{self, Write as _};
 use std::io::IsTerminal;

@@ -313,7 +313,7 @@ impl QueueRunner {
                         tasks.spawn(async move {
                             let _permit = workers.acquire_owned().await;
                             let next = if bounce {
-                                let span = tracing::info_span!("delivery", id = %id);
+                                let span = tracing::info_span!("delivery", queue_id = %id);
                                 record::bounce_all(&shared, &id).instrument(span).await
                             } else {
                                 // Its span continues the message's trace (see there).
