@@ -23,4 +23,5 @@ pub mod sink;
 pub mod smtp;
 pub mod spool;
 pub mod state;
+pub mod telemetry;
 pub mod tracking;

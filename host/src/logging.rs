@@ -13,19 +13,27 @@
 //! `status`, `detail` ...). A message line is built only when the level lets it through and
 //! is written with one `write` like any other line: no allocation beyond the formatter's
 //! buffer, so logging keeps up with thousands of messages a second.
+//!
+//! With `[telemetry] otlp_endpoint` set, `serve` adds a second layer beside the log that
+//! exports the relay's spans over OTLP ([`crate::telemetry`]); the log level does not limit it.
 
 use std::fmt::{self, Write as _};
 use std::io::IsTerminal;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::fmt::format::{Format, Full, Writer};
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::log::{LogConfig, LogFormat};
+use crate::config::telemetry::TelemetryConfig;
+use crate::telemetry::Traces;
 
 /// The target of the per-message lines. Their fields: `queue_id` first, then `key=value`
 /// pairs (`to`, `from` and `orig_to` are addresses, shown in angle brackets in text), and
@@ -38,6 +46,32 @@ pub const ENV: &str = "WASMRELAY_LOG";
 /// Installs the global subscriber for `config`. `WASMRELAY_LOG`, if set and valid,
 /// overrides the level; an invalid one is reported on the log and ignored.
 pub fn init(config: &LogConfig) {
+    install(config, None);
+}
+
+/// [`init`], plus trace export when `[telemetry] otlp_endpoint` is set. Returns the
+/// exporter, to shut down (and flush) when the relay stops; an exporter that cannot be built
+/// is logged and traces stay off.
+pub fn init_with_telemetry(config: &LogConfig, telemetry: &TelemetryConfig) -> Option<Traces> {
+    if !telemetry.traces_enabled() {
+        install(config, None);
+        return None;
+    }
+    match Traces::start(telemetry) {
+        Ok(traces) => {
+            install(config, Some(&traces));
+            tracing::info!(endpoint = %telemetry.traces_url(), "exporting traces");
+            Some(traces)
+        }
+        Err(e) => {
+            install(config, None);
+            tracing::error!(error = %e, "traces not exported");
+            None
+        }
+    }
+}
+
+fn install(config: &LogConfig, traces: Option<&Traces>) {
     let (filter, bad_env) = match std::env::var(ENV) {
         Ok(directives) if !directives.trim().is_empty() => {
             let from_env = LogConfig {
@@ -51,23 +85,40 @@ pub fn init(config: &LogConfig) {
         }
         _ => (default_filter(config), None),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // `try_init`: a second call (tests, `serve` after an early error) keeps the first.
-    let _ = match config.format {
+    let lines = match config.format {
         // Colours only for a person at a terminal: a log file or journald gets plain
         // `key=value` fields that grep and log shippers can match.
-        LogFormat::Text => builder
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
             .with_ansi(std::io::stderr().is_terminal())
             .event_format(TextFormat::default())
-            .try_init(),
-        LogFormat::Json => builder
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_span_list(false)
-            .try_init(),
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
     };
+    // The log level does not limit traces: the exporter gets every span of the relay (the
+    // `transaction` and `plugin` spans are at debug) and no events.
+    let spans = traces.map(|t| {
+        tracing_opentelemetry::layer()
+            .with_tracer(t.tracer())
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
+            .with_filter(filter_fn(|meta: &tracing::Metadata<'_>| {
+                meta.is_span() && meta.target().starts_with("wasmrelay")
+            }))
+    });
+    // `try_init`: a second call (tests, `serve` after an early error) keeps the first.
+    let _ = tracing_subscriber::registry()
+        .with(lines)
+        .with(spans)
+        .try_init();
     if let Some(e) = bad_env {
         tracing::warn!("{ENV} ignored: {e}");
     }

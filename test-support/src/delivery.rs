@@ -168,5 +168,6 @@ pub fn envelope(spool: &Spool, from: Option<&str>, rcpts: &[&str], message: &[u8
         listener: String::new(),
         annotations: Vec::new(),
         held: false,
+        trace: None,
     }
 }

@@ -15,6 +15,8 @@
 //!   server that starts later, where a config must name the port first.
 //! - [`redis`]: a `redis-server` on a loopback port, killed, restarted or frozen at will.
 //! - [`certs`], [`wait`]: test certificates; waiting on a condition with a deadline.
+//! - [`metrics`]: the relay's metrics text, parsed by Python's `prometheus_client`;
+//!   [`otlp`]: an OTLP/HTTP trace receiver (`opentelemetry-proto`).
 //!
 //! The Python helpers live in `scripts/`; `.ci/run` installs what they import.
 
@@ -23,6 +25,8 @@ pub mod clients;
 pub mod delivery;
 pub mod dns;
 pub mod downstream;
+pub mod metrics;
+pub mod otlp;
 pub mod ports;
 mod process;
 pub mod raw;
@@ -35,6 +39,8 @@ pub use clients::{assert_success, curl_smtp, python, smtplib_send, swaks};
 pub use delivery::{envelope, fast_config, DeliveryQueue};
 pub use dns::DnsZone;
 pub use downstream::{Aiosmtpd, Delivered, Downstream, RawSink, SmtpSink, WasmrelaySink};
+pub use metrics::{parse_metrics, MetricFamilies};
+pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use ports::{ClosedPort, ReservedPort, NO_DNS};
 pub use process::is_root;
 pub use raw::{queued_id, Raw};

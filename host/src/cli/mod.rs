@@ -212,7 +212,7 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
     // the relay runs instead of killing it.
     let hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let config = Config::load(path)?;
-    crate::logging::init(&config.log);
+    let traces = crate::logging::init_with_telemetry(&config.log, &config.telemetry);
     for w in config.warnings() {
         tracing::warn!(key = %w.key, "{}", w.message);
     }
@@ -221,6 +221,9 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
     tokio::spawn(stop_on_signal(shutdown.clone()));
     tokio::spawn(reload_on_sighup(hup, path.to_path_buf(), relay.reloader()));
     relay.run(shutdown).await?;
+    if let Some(traces) = traces {
+        traces.shutdown().await;
+    }
     Ok(())
 }
 

@@ -13,6 +13,7 @@ pub mod plugins;
 pub mod pools;
 pub mod server;
 pub mod state;
+pub mod telemetry;
 pub mod tracking;
 
 use std::ops::RangeInclusive;
@@ -93,6 +94,8 @@ pub struct Config {
     pub log: log::LogConfig,
     /// The admin HTTP API, the dashboard and `/metrics`.
     pub admin: admin::AdminConfig,
+    /// OpenTelemetry traces (OTLP) and the bound on metric series.
+    pub telemetry: telemetry::TelemetryConfig,
 }
 
 impl Default for Config {
@@ -113,6 +116,7 @@ impl Default for Config {
             state: state::StateConfig::default(),
             log: log::LogConfig::default(),
             admin: admin::AdminConfig::default(),
+            telemetry: telemetry::TelemetryConfig::default(),
         }
     }
 }
@@ -208,6 +212,7 @@ impl Config {
         self.state.validate("state", &mut errors);
         self.log.validate("log", &mut errors);
         self.admin.validate("admin", &mut errors);
+        self.telemetry.validate("telemetry", &mut errors);
         errors
     }
 }

@@ -12,10 +12,11 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 use wasmrelay_codec::reply::Enhanced;
 
 use super::copies::{Batch, Content};
-use super::plan::{self, Plan};
+use super::plan::{self, Plan, Target};
 use super::runner::{now_ms, Shared};
 use super::{record, send, Failure, Outcome};
 use crate::spool::{Envelope, MessageId, RecipientStatus};
@@ -30,14 +31,16 @@ pub(crate) fn next_due_ms(env: &Envelope) -> Option<u64> {
 }
 
 /// Attempts every due recipient of message `id`; returns when it is next due, if ever.
+/// Runs in a `delivery` span whose parent is the span that received the message.
 pub(crate) async fn process(shared: &Arc<Shared>, id: &MessageId, force: bool) -> Option<u64> {
+    let span = tracing::info_span!("delivery", queue_id = %id);
     if let Some(env) = shared.take_unsaved(id) {
         // The last attempt's outcome never reached the disk. Record it before anything else:
         // what the spool still says would deliver again to recipients that already have it.
-        return record::finish(shared, &env).await;
+        return record::finish(shared, &env).instrument(span).await;
     }
     // Load.
-    let mut env = match shared.spool.envelope(id).await {
+    let env = match shared.spool.envelope(id).await {
         Ok(e) => e,
         Err(e) => {
             tracing::warn!(%id, error = %e, "cannot read envelope");
@@ -48,6 +51,16 @@ pub(crate) async fn process(shared: &Arc<Shared>, id: &MessageId, force: bool) -
         // Held by an operator: the release schedules it again.
         return None;
     }
+    crate::telemetry::continue_trace(&span, env.trace.as_deref());
+    attempt(shared, id, env, force).instrument(span).await
+}
+
+async fn attempt(
+    shared: &Arc<Shared>,
+    id: &MessageId,
+    mut env: Envelope,
+    force: bool,
+) -> Option<u64> {
     let started = now_ms();
     let due = due(&env, force, started);
     if due.is_empty() {
@@ -94,9 +107,15 @@ pub(crate) async fn process(shared: &Arc<Shared>, id: &MessageId, force: bool) -
         let mut set = JoinSet::new();
         for d in destinations {
             let (shared, env, content) = (shared.clone(), env.clone(), content.clone());
-            set.spawn(async move {
-                send::deliver(&shared, &d.target, &env, &content, d.recipients).await
-            });
+            let span = tracing::debug_span!("send", destination = %d.target);
+            set.spawn(
+                async move {
+                    let out = send::deliver(&shared, &d.target, &env, &content, d.recipients).await;
+                    count(&shared, &d.target, &env, &out);
+                    out
+                }
+                .instrument(span),
+            );
         }
         while let Some(res) = set.join_next().await {
             match res {
@@ -118,6 +137,26 @@ pub(crate) async fn process(shared: &Arc<Shared>, id: &MessageId, force: bool) -
 
     // Record.
     record::record(shared, &mut env, outcomes, batch.as_ref()).await
+}
+
+/// Counts one destination's recipient outcomes by domain and pool.
+fn count(shared: &Shared, target: &Target, env: &Envelope, outcomes: &[(usize, Outcome)]) {
+    let pool = match target {
+        Target::Pool(name) => name.as_str(),
+        Target::Hosts(_) => "smarthost",
+        Target::Mx { .. } => "mx",
+    };
+    for (i, outcome) in outcomes {
+        let outcome = match outcome {
+            Outcome::Delivered { .. } => "delivered",
+            Outcome::Transient(_) => "deferred",
+            Outcome::Permanent(_) => "bounced",
+            Outcome::Held(_) => "held",
+            Outcome::Dropped(_) => "dropped",
+        };
+        let address = env.recipients.get(*i).map_or("", |r| r.address.as_str());
+        shared.metrics.delivery(pool, address, outcome);
+    }
 }
 
 /// The recipients to attempt now: pending, and due unless `force` (a flush, which also

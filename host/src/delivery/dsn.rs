@@ -127,6 +127,8 @@ pub fn build(
         listener: String::new(),
         annotations: Vec::new(),
         held: false,
+        // The bounce continues the trace of the message it reports on.
+        trace: original.trace.clone(),
     };
     Some((envelope, out))
 }

@@ -89,5 +89,6 @@ pub(crate) fn test_envelope(recipients: &[&str]) -> crate::spool::Envelope {
         listener: String::new(),
         annotations: Vec::new(),
         held: false,
+        trace: None,
     }
 }

@@ -108,6 +108,8 @@ pub(crate) struct Shared {
     pub handle: QueueHandle,
     /// Delivered, deferred and bounced recipients, and queued DSNs, go to the event log.
     pub events: Events,
+    /// Recipient attempts and outcomes by domain and pool.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Connection limits by destination (a pool, a host list with its TLS policy and
     /// credentials, or a domain's MX hosts).
     pub destinations: std::sync::Mutex<HashMap<Target, Arc<Semaphore>>>,
@@ -167,6 +169,7 @@ impl QueueRunner {
             identity: LocalIdentity::default(),
             handle: QueueHandle { tx },
             events: Events::off(),
+            metrics: Arc::default(),
             destinations: Default::default(),
             pool: Default::default(),
             unsaved: Default::default(),
@@ -200,6 +203,14 @@ impl QueueRunner {
         Arc::get_mut(&mut self.shared)
             .expect("with_events is called before run")
             .events = events;
+        self
+    }
+
+    /// Counts delivery attempts and outcomes into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> QueueRunner {
+        Arc::get_mut(&mut self.shared)
+            .expect("with_metrics is called before run")
+            .metrics = metrics;
         self
     }
 
@@ -332,11 +343,12 @@ impl QueueRunner {
                         let bounce = bouncing.remove(&id);
                         tasks.spawn(async move {
                             let _permit = workers.acquire_owned().await;
-                            let span = tracing::info_span!("delivery", id = %id);
                             let next = if bounce {
+                                let span = tracing::info_span!("delivery", queue_id = %id);
                                 record::bounce_all(&shared, &id).instrument(span).await
                             } else {
-                                attempt::process(&shared, &id, force).instrument(span).await
+                                // Its span continues the message's trace (see there).
+                                attempt::process(&shared, &id, force).await
                             };
                             (id, next)
                         });

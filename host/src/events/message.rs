@@ -200,6 +200,7 @@ mod tests {
             listener: "mx".into(),
             annotations: vec![],
             held: false,
+            trace: None,
         }
     }
 

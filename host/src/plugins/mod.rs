@@ -87,6 +87,8 @@ pub struct PluginHostOptions {
     pub events: Arc<dyn EventSink>,
     /// Largest body a plugin may set with `replace-body`.
     pub max_message_size: usize,
+    /// Where hook calls, verdicts, failures and latencies are counted.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Default for PluginHostOptions {
@@ -103,6 +105,7 @@ impl Default for PluginHostOptions {
             dns_timeout: Duration::from_secs(2),
             events: Arc::new(TracingEvents),
             max_message_size: 64 << 20,
+            metrics: Arc::default(),
         }
     }
 }
@@ -133,6 +136,8 @@ pub(crate) struct PluginMeta {
     /// The lists this plugin may read or write (declarations naming it).
     pub lists: Vec<ListConfig>,
     pub stats: metrics::Stats,
+    /// The Prometheus side of `stats`, plus call latency.
+    pub instruments: crate::metrics::PluginInstruments,
 }
 
 pub(crate) struct LoadedPlugin {
@@ -214,6 +219,7 @@ impl PluginHost {
                     .cloned()
                     .collect(),
                 stats: metrics::Stats::default(),
+                instruments: opts.metrics.plugin(&config.display_name()),
             });
             let hooks =
                 chain::probe(&host, &pre, &meta)

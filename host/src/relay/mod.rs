@@ -123,6 +123,7 @@ struct PluginCapabilities {
     /// The running `[[plugins]]`, for the admin API.
     plugin_configs: Arc<RwLock<Vec<PluginConfig>>>,
     events: Events,
+    metrics: Arc<Metrics>,
 }
 
 impl PluginCapabilities {
@@ -135,6 +136,7 @@ impl PluginCapabilities {
             backend: self.backend.clone(),
             dns: Some(self.dns.clone()),
             events: Arc::new(self.events.clone()),
+            metrics: self.metrics.clone(),
             ..plugin_options(config)
         };
         PluginHost::load(&config.plugins, opts).await.map(Some)
@@ -242,14 +244,17 @@ impl Relay {
         }
         let authenticator = Arc::new(Authenticator::new(resolver.hickory().clone()));
         let auth_guard = AuthGuard::new(&config.limits);
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::with_max_domains(
+            config.telemetry.metrics_max_domains,
+        ));
         let stats = Arc::new(crate::admin::Stats::new());
         let (events, event_log) = EventLog::open(&config.events)?;
-        let events = if config.admin.is_enabled() {
-            events.with_taps(vec![stats.clone() as Arc<dyn crate::events::EventTap>])
-        } else {
-            events
-        };
+        let mut taps = vec![metrics.tap()];
+        if config.admin.is_enabled() {
+            taps.push(stats.clone() as Arc<dyn crate::events::EventTap>);
+        }
+        let events = events.with_taps(taps);
+        metrics.watch(spool.clone(), events.clone(), backend.clone());
         let admin = crate::admin::Admin::bind(&config.admin).await?;
         let capabilities = PluginCapabilities {
             backend,
@@ -257,6 +262,7 @@ impl Relay {
             lists: Arc::new(RwLock::new(config.lists.clone())),
             plugin_configs: Arc::new(RwLock::new(config.plugins.clone())),
             events: events.clone(),
+            metrics: metrics.clone(),
         };
         let chain = capabilities.load(config).await?;
         let tracking = Tracking::bind(config, capabilities.backend.clone(), events.clone()).await?;
@@ -267,7 +273,8 @@ impl Relay {
         };
         let runner = QueueRunner::new(&config.delivery, spool.clone(), resolver)?
             .with_router(Arc::new(router))
-            .with_events(events.clone());
+            .with_events(events.clone())
+            .with_metrics(metrics.clone());
         // Stores go through the runner's store, which wakes delivery for each new message.
         let store: Arc<dyn MessageStore> = Arc::new(runner.store());
         let mut listeners = Vec::new();
@@ -307,7 +314,8 @@ impl Relay {
         let limits = ConnectionLimits::new(
             config.limits.max_connections,
             config.limits.max_connections_per_ip,
-        );
+        )
+        .with_instruments(metrics.connections.clone());
         Ok(Relay {
             listeners,
             limits,

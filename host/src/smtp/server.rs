@@ -15,6 +15,7 @@ use tracing::{error, info, warn};
 use wasmrelay_codec::reply::{Enhanced, Reply};
 
 use super::session::{self, SessionEnv};
+use crate::metrics::ConnectionInstruments;
 
 /// The environment new sessions of a listener get. A reload swaps it; sessions in flight keep
 /// the one they started with.
@@ -63,6 +64,8 @@ pub struct ConnectionLimits {
     total: Arc<Semaphore>,
     per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
     max_per_ip: usize,
+    /// Open, accepted and refused connections, for the metrics.
+    instruments: ConnectionInstruments,
 }
 
 /// Held by a session for its lifetime; releases both caps on drop.
@@ -70,10 +73,12 @@ struct ConnectionGuard {
     _permit: OwnedSemaphorePermit,
     ip: IpAddr,
     per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    instruments: ConnectionInstruments,
 }
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
+        self.instruments.closed();
         let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(n) = map.get_mut(&self.ip) {
             *n -= 1;
@@ -90,11 +95,19 @@ impl ConnectionLimits {
             total: Arc::new(Semaphore::new(max_total)),
             per_ip: Default::default(),
             max_per_ip,
+            instruments: ConnectionInstruments::default(),
         }
+    }
+
+    /// Counts connections into `instruments` (the relay's metrics).
+    pub fn with_instruments(mut self, instruments: ConnectionInstruments) -> Self {
+        self.instruments = instruments;
+        self
     }
 
     fn admit(&self, ip: IpAddr) -> Result<ConnectionGuard, Reply> {
         let permit = self.total.clone().try_acquire_owned().map_err(|_| {
+            self.instruments.refused(false);
             Reply::new(
                 421,
                 Enhanced(4, 3, 2),
@@ -105,6 +118,7 @@ impl ConnectionLimits {
         let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
         let n = map.entry(ip).or_insert(0);
         if *n >= self.max_per_ip {
+            self.instruments.refused(true);
             return Err(Reply::new(
                 421,
                 Enhanced(4, 7, 0),
@@ -112,10 +126,12 @@ impl ConnectionLimits {
             ));
         }
         *n += 1;
+        self.instruments.opened();
         Ok(ConnectionGuard {
             _permit: permit,
             ip,
             per_ip: self.per_ip.clone(),
+            instruments: self.instruments.clone(),
         })
     }
 }

@@ -129,4 +129,8 @@ pub struct Envelope {
     /// Held by an operator (`queue hold`): not attempted until released.
     #[serde(default)]
     pub held: bool,
+    /// The W3C `traceparent` of the transaction that received it, when traces are exported:
+    /// delivery spans continue that trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }

@@ -266,6 +266,13 @@ impl Spool {
         }
     }
 
+    /// Messages queued now and the arrival (Unix seconds) of the oldest, for the metrics.
+    pub fn depth(&self) -> (usize, Option<u64>) {
+        let index = self.inner.shared.index();
+        let oldest = index.values().map(|e| e.envelope.received_at).min();
+        (index.len(), oldest)
+    }
+
     /// Writes message and envelope durably (one record); returns once they are fdatasynced.
     ///
     /// A mapped message is written straight from its mapping. If the caller stops waiting

@@ -29,6 +29,7 @@ pub(super) fn envelope(id: MessageId, rcpts: &[&str]) -> Envelope {
         listener: String::new(),
         annotations: Vec::new(),
         held: false,
+        trace: None,
     }
 }
 

@@ -275,4 +275,8 @@ pub trait StateBackend: Send + Sync + 'static {
     ) -> BoxFuture<'a, StateResult<bool>>;
     /// Every live member of a list, sorted, for operators (`wasmrelay list show`).
     fn list_members<'a>(&'a self, list: &'a str) -> BoxFuture<'a, StateResult<Vec<ListMember>>>;
+    /// The Redis backend's call and circuit counters, for the metrics; `None` elsewhere.
+    fn redis_metrics(&self) -> Option<redis::RedisMetrics> {
+        None
+    }
 }

@@ -1,8 +1,9 @@
 //! Running the chain: lazy instances, per-call budgets, failure handling and `on_error`.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use tracing::Instrument;
 use wasmtime::component::Resource;
 use wasmtime::{Store, UpdateDeadline};
 
@@ -288,6 +289,8 @@ struct Chain {
     slots: Vec<Option<Slot>>,
     /// The plugin (by index) whose verdict ended the last run, and the hook.
     decided: Option<(usize, Hook)>,
+    /// The `plugin` span of the last call, until [`Chain::count`] records its verdict.
+    span: tracing::Span,
 }
 
 impl Chain {
@@ -297,6 +300,7 @@ impl Chain {
             host,
             slots,
             decided: None,
+            span: tracing::Span::none(),
         }
     }
 
@@ -305,9 +309,12 @@ impl Chain {
             .map(|(i, hook)| (self.host.plugins[i].meta.name.as_str(), hook))
     }
 
-    /// Counts how a call of plugin `i` ended.
-    fn count(&self, i: usize, hook: Hook, kind: VerdictKind) {
-        self.host.plugins[i].meta.stats.verdict(hook, kind);
+    /// Counts how a call of plugin `i` ended, and ends the call's span with its verdict.
+    fn count(&mut self, i: usize, hook: Hook, kind: VerdictKind) {
+        let meta = &self.host.plugins[i].meta;
+        meta.stats.verdict(hook, kind);
+        meta.instruments.verdict(hook, kind);
+        std::mem::replace(&mut self.span, tracing::Span::none()).record("verdict", kind.name());
     }
 
     fn handles(&self, i: usize, hook: Hook) -> bool {
@@ -331,6 +338,14 @@ impl Chain {
         let warm = self.slots[i]
             .take()
             .or_else(|| plugin.pool.as_ref().and_then(Pool::take));
+        let span = tracing::debug_span!(
+            "plugin",
+            plugin = %meta.name,
+            hook = hook.name(),
+            verdict = tracing::field::Empty,
+            duration_us = tracing::field::Empty,
+        );
+        let started = Instant::now();
         let result = async {
             let mut slot = match warm {
                 Some(slot) => slot,
@@ -339,7 +354,15 @@ impl Chain {
             let answer = call_slot(&mut slot, meta.limits.wall, scope, subject, call).await?;
             Ok((slot, answer))
         }
+        .instrument(span.clone())
         .await;
+        let took = started.elapsed();
+        meta.instruments.latency(hook, took);
+        span.record(
+            "duration_us",
+            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+        );
+        self.span = span;
         match result {
             Ok((slot, answer)) => {
                 self.slots[i] = Some(slot);
@@ -354,6 +377,7 @@ impl Chain {
     fn failed(&self, i: usize, hook: Hook, kind: FailureKind) -> FailureKind {
         let meta = &self.host.plugins[i].meta;
         meta.stats.failure(&kind);
+        meta.instruments.failure(hook, &kind);
         tracing::warn!(plugin = %meta.name, %hook, error = %kind, on_error = ?meta.on_error, "plugin failed; instance discarded");
         kind
     }

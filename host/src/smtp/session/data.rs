@@ -282,6 +282,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             listener: self.ctx.listener.clone(),
             annotations: txn.annotations.clone(),
             held: false,
+            trace: crate::telemetry::traceparent(id.as_str()),
         }
     }
 

@@ -69,6 +69,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             recipients: Vec::new(),
             annotations,
             chunks: None,
+            span: tracing::Span::current(),
         });
         self.ok(Reply::new(250, Enhanced(2, 1, 0), "Sender OK"))
     }

@@ -105,6 +105,8 @@ pub struct Transaction {
     pub annotations: Vec<(String, String)>,
     /// Bytes of a BDAT transfer in progress.
     pub(crate) chunks: Option<data::ChunkState>,
+    /// The `transaction` span: MAIL, RCPT and DATA run in it; it ends with the transaction.
+    pub(crate) span: tracing::Span,
 }
 
 /// What a command handler tells the loop.
@@ -280,10 +282,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 mechanism,
                 initial_response,
             } => Box::pin(self.auth(&mechanism, initial_response)).await,
-            Command::Mail { from, params } => Box::pin(self.mail(from, params)).await,
-            Command::Rcpt { to, params } => Box::pin(self.rcpt(to, params)).await,
-            Command::Data => Box::pin(self.data()).await,
-            Command::Bdat { size, last } => Box::pin(self.bdat(size, last)).await,
+            Command::Mail { from, params } => {
+                let span = tracing::debug_span!("transaction", queue_id = tracing::field::Empty);
+                Box::pin(self.mail(from, params).instrument(span)).await
+            }
+            Command::Rcpt { to, params } => {
+                let span = self.txn_span();
+                Box::pin(self.rcpt(to, params).instrument(span)).await
+            }
+            Command::Data => {
+                let span = self.txn_span();
+                Box::pin(self.data().instrument(span)).await
+            }
+            Command::Bdat { size, last } => {
+                let span = self.txn_span();
+                Box::pin(self.bdat(size, last).instrument(span)).await
+            }
             Command::Rset => {
                 self.txn = None;
                 self.ok(Reply::new(250, Enhanced(2, 0, 0), "OK"))
@@ -311,6 +325,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH",
             )),
         }
+    }
+
+    /// The span of the transaction in progress, if any.
+    fn txn_span(&self) -> tracing::Span {
+        self.txn
+            .as_ref()
+            .map_or_else(tracing::Span::none, |t| t.span.clone())
     }
 
     /// Queues a positive reply.

@@ -357,6 +357,10 @@ fn boxed<'a, T: Send + 'a>(
 }
 
 impl StateBackend for RedisBackend {
+    fn redis_metrics(&self) -> Option<RedisMetrics> {
+        Some(self.metrics())
+    }
+
     fn rate_limit<'a>(
         &'a self,
         key: &'a str,
