@@ -6,6 +6,7 @@
 
 pub mod delivery;
 pub mod events;
+pub mod feedback;
 pub mod lists;
 pub mod log;
 pub mod plugins;
@@ -13,6 +14,7 @@ pub mod pools;
 pub mod server;
 pub mod state;
 pub mod tracking;
+pub mod webhooks;
 
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
@@ -90,6 +92,10 @@ pub struct Config {
     pub state: state::StateConfig,
     /// The relay's own log on stderr: text or JSON lines, and the level.
     pub log: log::LogConfig,
+    /// Returned mail: asynchronous bounces and complaints, and suppression.
+    pub feedback: feedback::FeedbackConfig,
+    /// Signed HTTP POSTs of events, from a durable outbox.
+    pub webhooks: Vec<webhooks::WebhookConfig>,
 }
 
 impl Default for Config {
@@ -109,6 +115,8 @@ impl Default for Config {
             tracking: tracking::TrackingConfig::default(),
             state: state::StateConfig::default(),
             log: log::LogConfig::default(),
+            feedback: feedback::FeedbackConfig::default(),
+            webhooks: Vec::new(),
         }
     }
 }
@@ -169,6 +177,7 @@ impl Config {
         }
         self.plugin_runtime.resolve_paths(base);
         self.events.resolve_paths(base);
+        self.webhooks.iter_mut().for_each(|w| w.resolve_paths(base));
     }
 
     /// Valid settings that weaken security; `check-config` prints them, `serve` logs them.
@@ -202,6 +211,9 @@ impl Config {
             .validate("tracking", &self.plugins, &self.lists, &mut errors);
         self.state.validate("state", &mut errors);
         self.log.validate("log", &mut errors);
+        self.feedback
+            .validate("feedback", &self.relay, &self.lists, &mut errors);
+        webhooks::validate(&self.webhooks, &mut errors);
         errors
     }
 }

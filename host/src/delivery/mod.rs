@@ -36,7 +36,7 @@ pub mod retry;
 pub mod route;
 pub mod runner;
 mod send;
-mod tls;
+pub(crate) mod tls;
 
 use attempt::next_due_ms;
 pub use dkim::{keygen, DkimSigners};

@@ -58,6 +58,10 @@ pub enum StartError {
     Events(#[from] EventLogError),
     #[error(transparent)]
     Tracking(#[from] TrackingError),
+    #[error(transparent)]
+    Webhooks(#[from] crate::webhooks::WebhookError),
+    #[error(transparent)]
+    Feedback(#[from] crate::feedback::FeedbackError),
 }
 
 /// A relay with its sockets bound and its spool recovered, ready to serve.
@@ -203,6 +207,14 @@ impl Relay {
         let auth_guard = AuthGuard::new(&config.limits);
         let metrics = Arc::new(Metrics::new());
         let (events, event_log) = EventLog::open(&config.events)?;
+        // Webhook senders stop with the runtime; their outboxes keep what is unsent.
+        let hooks = crate::webhooks::start(
+            &config.webhooks,
+            &config.spool.dir,
+            CancellationToken::new(),
+        )?;
+        let (events, feedback) =
+            crate::feedback::attach(config, events.with_taps(hooks), &backend)?;
         let capabilities = PluginCapabilities {
             backend,
             dns: Arc::new(resolver.hickory().clone()),
@@ -221,6 +233,7 @@ impl Relay {
             .with_events(events.clone());
         // Stores go through the runner's store, which wakes delivery for each new message.
         let store: Arc<dyn MessageStore> = Arc::new(runner.store());
+        let store = crate::feedback::wrap(store, feedback);
         let mut listeners = Vec::new();
         for (index, env) in session_envs(
             config,
