@@ -163,31 +163,41 @@ impl Feedback {
                 }
             }
             Report::Arf { arf, original } => {
-                let mut candidates = arf.recipients.clone();
-                candidates.extend(original.recipients.iter().cloned());
-                candidates.dedup();
-                for rcpt in candidates {
-                    let Some(queue_id) = self.ours(&original, &rcpt) else {
-                        continue;
-                    };
-                    self.events.emit(
-                        Event::new("complaint")
-                            .queue_id(queue_id)
-                            .recipient(rcpt.as_str())
-                            .field("feedback_type", arf.feedback_type.as_str())
-                            .field("user_agent", arf.user_agent.as_str())
-                            .field("report_id", id.to_string()),
-                    );
-                    if arf.feedback_type != "not-spam" {
-                        self.suppress(SuppressOn::Complaint, &rcpt).await;
+                // The report's Original-Rcpt-To names the complainer; failing that, the
+                // original's own recipients, if exactly one of them got it from us (a
+                // complaint about a copy sent to several must not suppress the wrong one).
+                let named = arf
+                    .recipients
+                    .iter()
+                    .find_map(|r| Some((r, self.ours(&original, r)?)));
+                let found = named.or_else(|| {
+                    let mut ours = original
+                        .recipients
+                        .iter()
+                        .filter_map(|r| Some((r, self.ours(&original, r)?)));
+                    let first = ours.next();
+                    if ours.next().is_some() {
+                        tracing::warn!(%id, "feedback: complaint names no recipient and the original went to several; ignored");
+                        return None;
                     }
-                    acted += 1;
-                    // One complaint is about one recipient's copy.
-                    break;
-                }
-                if acted == 0 {
+                    first
+                });
+                let Some((rcpt, queue_id)) = found else {
                     tracing::warn!(%id, "feedback: complaint about no delivery of ours; ignored");
+                    return 0;
+                };
+                self.events.emit(
+                    Event::new("complaint")
+                        .queue_id(queue_id)
+                        .recipient(rcpt.as_str())
+                        .field("feedback_type", arf.feedback_type.as_str())
+                        .field("user_agent", arf.user_agent.as_str())
+                        .field("report_id", id.to_string()),
+                );
+                if arf.feedback_type != "not-spam" {
+                    self.suppress(SuppressOn::Complaint, rcpt).await;
                 }
+                acted += 1;
             }
         }
         acted
@@ -266,5 +276,82 @@ impl MessageStore for FeedbackStore {
             others.recipients = rest;
             self.inner.store(&others, message).await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::journal::LockMode;
+    use crate::state::InProcessBackend;
+
+    const QID: &str = "0K3ZQ7W8X0000ABCDEFGH";
+
+    /// An ARF report about a copy of `QID` sent `to` (the original's `To:`), naming
+    /// `rcpt_to` in `Original-Rcpt-To` if given.
+    fn arf(kind: &str, to: &str, rcpt_to: Option<&str>) -> String {
+        let named = rcpt_to.map_or(String::new(), |r| format!("Original-Rcpt-To: {r}\r\n"));
+        format!(
+            "Content-Type: multipart/report; report-type=feedback-report; boundary=b\r\n\r\n\
+             --b\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: {kind}\r\n{named}\r\n\
+             --b\r\nContent-Type: text/rfc822-headers\r\n\r\n\
+             Received: from c ([127.0.0.1])\r\n\tby relay.test (wasmrelay) with ESMTP id {QID};\r\n\tdate\r\n\
+             To: {to}\r\nSubject: hi\r\n\r\n--b--\r\n"
+        )
+    }
+
+    #[tokio::test]
+    async fn complaints_suppress_only_a_recipient_they_identify() {
+        let dir = tempfile::tempdir().unwrap();
+        let (backend, _) = InProcessBackend::open(dir.path(), LockMode::Try).unwrap();
+        let backend: Arc<dyn StateBackend> = Arc::new(backend);
+        let index = Arc::new(
+            SentIndex::open(
+                &dir.path().join("fb"),
+                std::time::Duration::from_secs(3600),
+                100,
+            )
+            .unwrap(),
+        );
+        for r in ["a@x.test", "b@x.test", "c@x.test"] {
+            index.record(QID, r);
+        }
+        let config = FeedbackConfig {
+            bounce_address: "bounces@example.com".into(),
+            ..FeedbackConfig::default()
+        };
+        let fb = Feedback::new(config, index, backend.clone(), 100, Events::off());
+        let id = MessageId("R1".into());
+        let members = || async {
+            let list = backend.list_members("suppression").await.unwrap();
+            list.into_iter().map(|m| m.member).collect::<Vec<_>>()
+        };
+        // Sent to two of ours, no Original-Rcpt-To: which one complained is unknown.
+        assert_eq!(
+            fb.process(&id, arf("abuse", "a@x.test, b@x.test", None).as_bytes())
+                .await,
+            0
+        );
+        // Named: that one, even among several.
+        let named = arf("abuse", "a@x.test, b@x.test", Some("<B@x.test>"));
+        assert_eq!(fb.process(&id, named.as_bytes()).await, 1);
+        // Only one of ours on the copy: that one.
+        assert_eq!(
+            fb.process(&id, arf("abuse", "c@x.test, z@y.test", None).as_bytes())
+                .await,
+            1
+        );
+        // "not spam" is reported, not suppressed; a recipient we never sent to is ignored.
+        assert_eq!(
+            fb.process(&id, arf("not-spam", "a@x.test", None).as_bytes())
+                .await,
+            1
+        );
+        assert_eq!(
+            fb.process(&id, arf("abuse", "z@y.test", None).as_bytes())
+                .await,
+            0
+        );
+        assert_eq!(members().await, ["b@x.test", "c@x.test"]);
     }
 }

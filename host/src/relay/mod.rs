@@ -79,6 +79,8 @@ pub struct Relay {
     tracking: Option<Tracking>,
     /// Every Prometheus metric of this relay.
     pub metrics: Arc<Metrics>,
+    /// The webhooks' senders and outboxes, flushed at the end of a shutdown.
+    webhooks: crate::webhooks::Webhooks,
 }
 
 /// Swaps the session environment of every listener: new sessions see the new config,
@@ -207,12 +209,7 @@ impl Relay {
         let auth_guard = AuthGuard::new(&config.limits);
         let metrics = Arc::new(Metrics::new());
         let (events, event_log) = EventLog::open(&config.events)?;
-        // Webhook senders stop with the runtime; their outboxes keep what is unsent.
-        let hooks = crate::webhooks::start(
-            &config.webhooks,
-            &config.spool.dir,
-            CancellationToken::new(),
-        )?;
+        let (hooks, webhooks) = crate::webhooks::start(&config.webhooks, &config.spool.dir)?;
         let (events, feedback) =
             crate::feedback::attach(config, events.with_taps(hooks), &backend)?;
         let capabilities = PluginCapabilities {
@@ -282,6 +279,7 @@ impl Relay {
             event_log,
             tracking,
             metrics,
+            webhooks,
         })
     }
 
@@ -320,6 +318,7 @@ impl Relay {
         if let Some(tracking) = tracking {
             let _ = tracking.await;
         }
+        self.webhooks.close().await;
         if let Some(log) = self.event_log {
             log.close().await;
         }

@@ -40,6 +40,8 @@ const MAX_BATCH_BYTES: usize = 4 << 20;
 /// First and longest wait between failed attempts.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const LONGEST_RETRY: Duration = Duration::from_secs(300);
+/// How long a shutdown waits for the outboxes to take the last events.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why the webhooks cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -86,14 +88,40 @@ impl EventTap for WebhookTap {
     }
 }
 
+/// The running webhooks, for the end of a shutdown.
+#[derive(Default)]
+pub struct Webhooks {
+    writers: Vec<std::sync::mpsc::SyncSender<Msg>>,
+    stop: CancellationToken,
+}
+
+impl Webhooks {
+    /// Stops the senders and waits until every event queued so far is in its outbox (at
+    /// most [`CLOSE_TIMEOUT`]), so a stopping relay loses none.
+    pub async fn close(self) {
+        self.stop.cancel();
+        let flushed = async {
+            for tx in &self.writers {
+                let (done, wait) = tokio::sync::oneshot::channel();
+                if tx.send(Msg::Flush(done)).is_ok() {
+                    let _ = wait.await;
+                }
+            }
+        };
+        if tokio::time::timeout(CLOSE_TIMEOUT, flushed).await.is_err() {
+            tracing::warn!("webhook outboxes: not flushed in time; the last events may be lost");
+        }
+    }
+}
+
 /// Opens every webhook's outbox under `<spool_dir>/webhooks/` and starts its sender; returns
-/// the taps to give [`crate::events::Events::with_taps`].
+/// the taps to give [`crate::events::Events::with_taps`], and the handle that closes them.
 pub fn start(
     configs: &[WebhookConfig],
     spool_dir: &Path,
-    shutdown: CancellationToken,
-) -> Result<Vec<Arc<dyn EventTap>>, WebhookError> {
+) -> Result<(Vec<Arc<dyn EventTap>>, Webhooks), WebhookError> {
     let mut taps: Vec<Arc<dyn EventTap>> = Vec::new();
+    let mut webhooks = Webhooks::default();
     for (index, config) in configs.iter().enumerate() {
         let dir = spool_dir.join("webhooks").join(config.outbox_name());
         let outbox = Outbox::open(&dir).map_err(|source| WebhookError::Outbox {
@@ -104,6 +132,7 @@ pub fn start(
         let config_err = |message| WebhookError::Config { index, message };
         let secret = config.secret().map_err(config_err)?;
         let endpoint = Endpoint::parse(&config.url).map_err(config_err)?;
+        webhooks.writers.push(outbox.tx.clone());
         taps.push(Arc::new(WebhookTap {
             config: config.clone(),
             tx: outbox.tx.clone(),
@@ -116,9 +145,9 @@ pub fn start(
             outbox,
             given_up: AtomicU64::new(0),
         };
-        tokio::spawn(sender.run(shutdown.clone()));
+        tokio::spawn(sender.run(webhooks.stop.clone()));
     }
-    Ok(taps)
+    Ok((taps, webhooks))
 }
 
 struct Sender {
@@ -309,6 +338,55 @@ mod tests {
             sign(&[0xaa; 131], "", b""),
             "52114a3692879cc26e44e957093b88e8deb4e89f279a73c30554f0da4e4756d5"
         );
+    }
+
+    #[tokio::test]
+    async fn events_past_their_retry_age_are_given_up_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(dir.path()).unwrap();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        let old = b"1000 {\"id\":\"old\"}\n".to_vec();
+        let fresh = format!("{now} {{\"id\":\"fresh\"}}\n").into_bytes();
+        outbox.tx.send(Msg::Append(old.clone())).unwrap();
+        outbox.tx.send(Msg::Append(fresh)).unwrap();
+        // Nothing listens on a port just freed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = WebhookConfig {
+            url: format!("http://127.0.0.1:{port}/"),
+            max_retry_age: Duration::from_secs(60),
+            batch_wait: Duration::ZERO,
+            ..WebhookConfig::default()
+        };
+        let sender = Sender {
+            endpoint: Endpoint::parse(&config.url).unwrap(),
+            config,
+            secret: b"0123456789abcdef".to_vec(),
+            outbox,
+            given_up: AtomicU64::new(0),
+        };
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(sender.run(stop.clone()));
+        let cursor = dir.path().join("cursor");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::fs::read_to_string(&cursor).ok() != Some(old.len().to_string()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the old event was not given up"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop.cancel();
+        task.await.unwrap();
+        // The fresh event is still owed.
+        let left = std::fs::read(dir.path().join("outbox")).unwrap();
+        assert!(left.ends_with(b"{\"id\":\"fresh\"}\n"));
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub(crate) enum Msg {
     Append(Vec<u8>),
     /// The receiver has everything before this offset; answered with the new cursor.
     Ack(u64, oneshot::Sender<u64>),
+    /// Answered once everything appended before it is fsynced.
+    Flush(oneshot::Sender<()>),
 }
 
 /// The sender's side of an open outbox.
@@ -162,11 +164,13 @@ impl Writer {
         let mut buf = Vec::new();
         while let Ok(first) = rx.recv() {
             let mut acks = Vec::new();
+            let mut flushes = Vec::new();
             let mut next = Some(first);
             while let Some(msg) = next {
                 match msg {
                     Msg::Append(line) => buf.extend_from_slice(&line),
                     Msg::Ack(offset, done) => acks.push((offset, done)),
+                    Msg::Flush(done) => flushes.push(done),
                 }
                 next = if buf.len() < (1 << 20) {
                     rx.try_recv().ok()
@@ -189,6 +193,9 @@ impl Writer {
                     tracing::error!(error = %e, "webhook outbox: cannot record the cursor");
                 }
                 let _ = done.send(self.cursor);
+            }
+            for done in flushes {
+                let _ = done.send(());
             }
         }
     }
