@@ -25,6 +25,8 @@ pub mod sent;
 
 use std::sync::Arc;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use wasmrelay_codec::reply::Enhanced;
 
 pub use classify::{classify, classify_reply, BounceClass};
@@ -51,6 +53,7 @@ pub fn attach(
     config: &Config,
     events: Events,
     backend: &Arc<dyn StateBackend>,
+    metrics: &crate::metrics::Metrics,
 ) -> Result<(Events, Option<Arc<Feedback>>), FeedbackError> {
     let c = &config.feedback;
     if !c.is_enabled() {
@@ -75,6 +78,11 @@ pub fn attach(
         backend.clone(),
         max_members,
         events.clone(),
+    );
+    metrics.register(
+        "feedback_reports",
+        "Mail to the bounce address, by kind (dsn, complaint, other) and result (matched, ignored)",
+        feedback.reports.clone(),
     );
     Ok((events, Some(Arc::new(feedback))))
 }
@@ -101,6 +109,8 @@ pub struct Feedback {
     /// `max_members` of the suppression list.
     max_members: u64,
     events: Events,
+    /// `wasmrelay_feedback_reports_total{kind, result}`.
+    reports: Family<Vec<(&'static str, &'static str)>, Counter>,
 }
 
 impl Feedback {
@@ -117,16 +127,34 @@ impl Feedback {
             backend,
             max_members,
             events,
+            reports: Family::default(),
         }
     }
 
     /// Reads `message` (received as `id`) as a report and acts on what it says about our
     /// deliveries. Returns how many recipients it acted on.
     pub async fn process(&self, id: &MessageId, message: &[u8]) -> usize {
-        let Some(report) = report::parse(message) else {
-            tracing::info!(%id, "feedback: not a DSN or ARF report; ignored");
-            return 0;
+        let report = report::parse(message);
+        let kind = match &report {
+            Some(Report::Dsn { .. }) => "dsn",
+            Some(Report::Arf { .. }) => "complaint",
+            None => "other",
         };
+        let acted = match report {
+            Some(report) => self.act(id, report).await,
+            None => {
+                tracing::info!(%id, "feedback: not a DSN or ARF report; ignored");
+                0
+            }
+        };
+        let result = if acted > 0 { "matched" } else { "ignored" };
+        self.reports
+            .get_or_create(&vec![("kind", kind), ("result", result)])
+            .inc();
+        acted
+    }
+
+    async fn act(&self, id: &MessageId, report: Report) -> usize {
         let mut acted = 0;
         match report {
             Report::Dsn { failed, original } => {
@@ -353,5 +381,14 @@ mod tests {
             0
         );
         assert_eq!(members().await, ["b@x.test", "c@x.test"]);
+        let metrics = crate::metrics::Metrics::new();
+        metrics.register("feedback_reports", "reports", fb.reports.clone());
+        let text = metrics.encode();
+        for line in [
+            "wasmrelay_feedback_reports_total{kind=\"complaint\",result=\"ignored\"} 2",
+            "wasmrelay_feedback_reports_total{kind=\"complaint\",result=\"matched\"} 3",
+        ] {
+            assert!(text.contains(line), "{text}");
+        }
     }
 }

@@ -209,9 +209,10 @@ impl Relay {
         let auth_guard = AuthGuard::new(&config.limits);
         let metrics = Arc::new(Metrics::new());
         let (events, event_log) = EventLog::open(&config.events)?;
-        let (hooks, webhooks) = crate::webhooks::start(&config.webhooks, &config.spool.dir)?;
+        let (hooks, webhooks) =
+            crate::webhooks::start(&config.webhooks, &config.spool.dir, &metrics)?;
         let (events, feedback) =
-            crate::feedback::attach(config, events.with_taps(hooks), &backend)?;
+            crate::feedback::attach(config, events.with_taps(hooks), &backend, &metrics)?;
         let capabilities = PluginCapabilities {
             backend,
             dns: Arc::new(resolver.hickory().clone()),

@@ -26,6 +26,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
@@ -56,12 +58,59 @@ pub enum WebhookError {
     Config { index: usize, message: String },
 }
 
+/// Labels of the webhook counters: `webhook` (the outbox name), and `result` for POSTs.
+type Labels = Vec<(&'static str, String)>;
+
+/// The webhooks' Prometheus counters, labelled by webhook.
+#[derive(Clone, Default)]
+pub struct WebhookMetrics {
+    /// `wasmrelay_webhook_posts_total{webhook, result}`: `ok`, `refused` (non-2xx), `failed`.
+    posts: Family<Labels, Counter>,
+    /// `wasmrelay_webhook_events_given_up_total{webhook}`: past `max_retry_age`.
+    given_up: Family<Labels, Counter>,
+    /// `wasmrelay_webhook_events_dropped_total{webhook}`: the outbox's writer was behind.
+    dropped: Family<Labels, Counter>,
+}
+
+impl WebhookMetrics {
+    pub fn register(&self, metrics: &crate::metrics::Metrics) {
+        metrics.register(
+            "webhook_posts",
+            "Webhook POSTs by result",
+            self.posts.clone(),
+        );
+        metrics.register(
+            "webhook_events_given_up",
+            "Webhook events given up after max_retry_age",
+            self.given_up.clone(),
+        );
+        metrics.register(
+            "webhook_events_dropped",
+            "Webhook events dropped because the outbox writer was behind",
+            self.dropped.clone(),
+        );
+    }
+
+    fn webhook(name: &str) -> Labels {
+        vec![("webhook", name.to_string())]
+    }
+
+    fn post(&self, name: &str, result: &'static str) {
+        let labels = vec![
+            ("webhook", name.to_string()),
+            ("result", result.to_string()),
+        ];
+        self.posts.get_or_create(&labels).inc();
+    }
+}
+
 /// One webhook's tap: filters, stamps and queues events for its outbox.
 pub struct WebhookTap {
     config: WebhookConfig,
     tx: std::sync::mpsc::SyncSender<Msg>,
     /// Events dropped because the outbox's writer was behind.
     dropped: AtomicU64,
+    metrics: WebhookMetrics,
 }
 
 impl EventTap for WebhookTap {
@@ -80,6 +129,11 @@ impl EventTap for WebhookTap {
         let mut line = format!("{ms} {{\"id\":\"{id}\",").into_bytes();
         line.extend_from_slice(&json[1..]);
         if self.tx.try_send(Msg::Append(line)).is_err() {
+            let name = self.config.outbox_name();
+            self.metrics
+                .dropped
+                .get_or_create(&WebhookMetrics::webhook(&name))
+                .inc();
             let n = self.dropped.fetch_add(1, Relaxed) + 1;
             if n.is_power_of_two() {
                 tracing::warn!(webhook = %self.config.outbox_name(), dropped = n, "webhook outbox behind; events dropped");
@@ -119,9 +173,14 @@ impl Webhooks {
 pub fn start(
     configs: &[WebhookConfig],
     spool_dir: &Path,
+    metrics: &crate::metrics::Metrics,
 ) -> Result<(Vec<Arc<dyn EventTap>>, Webhooks), WebhookError> {
     let mut taps: Vec<Arc<dyn EventTap>> = Vec::new();
     let mut webhooks = Webhooks::default();
+    let counters = WebhookMetrics::default();
+    if !configs.is_empty() {
+        counters.register(metrics);
+    }
     for (index, config) in configs.iter().enumerate() {
         let dir = spool_dir.join("webhooks").join(config.outbox_name());
         let outbox = Outbox::open(&dir).map_err(|source| WebhookError::Outbox {
@@ -137,6 +196,7 @@ pub fn start(
             config: config.clone(),
             tx: outbox.tx.clone(),
             dropped: AtomicU64::new(0),
+            metrics: counters.clone(),
         }));
         let sender = Sender {
             config: config.clone(),
@@ -144,6 +204,7 @@ pub fn start(
             secret,
             outbox,
             given_up: AtomicU64::new(0),
+            metrics: counters.clone(),
         };
         tokio::spawn(sender.run(webhooks.stop.clone()));
     }
@@ -157,6 +218,7 @@ struct Sender {
     outbox: Outbox,
     /// Events given up after `max_retry_age`, since start.
     given_up: AtomicU64,
+    metrics: WebhookMetrics,
 }
 
 impl Sender {
@@ -200,15 +262,18 @@ impl Sender {
             let batch = Batch::of(&lines);
             match self.send(&batch.body).await {
                 Ok(status) if (200..300).contains(&status) => {
+                    self.metrics.post(&name, "ok");
                     tracing::debug!(webhook = %name, events = lines.len(), status, "webhook batch delivered");
                     cursor = self.outbox.ack(end).await;
                     failures = 0;
                     continue;
                 }
                 Ok(status) => {
+                    self.metrics.post(&name, "refused");
                     tracing::warn!(webhook = %name, events = lines.len(), status, "webhook receiver refused the batch; will retry")
                 }
                 Err(e) => {
+                    self.metrics.post(&name, "failed");
                     tracing::warn!(webhook = %name, events = lines.len(), error = %e, "webhook POST failed; will retry")
                 }
             }
@@ -217,6 +282,11 @@ impl Sender {
             if too_old > 0 {
                 let offset = cursor + lines[..too_old].iter().map(|l| l.len() as u64).sum::<u64>();
                 let total = self.given_up.fetch_add(too_old as u64, Relaxed) + too_old as u64;
+                let labels = WebhookMetrics::webhook(&name);
+                self.metrics
+                    .given_up
+                    .get_or_create(&labels)
+                    .inc_by(too_old as u64);
                 tracing::error!(webhook = %name, events = too_old, given_up_total = total,
                     "webhook events older than max_retry_age given up");
                 cursor = self.outbox.ack(offset).await;
@@ -370,7 +440,10 @@ mod tests {
             secret: b"0123456789abcdef".to_vec(),
             outbox,
             given_up: AtomicU64::new(0),
+            metrics: WebhookMetrics::default(),
         };
+        let metrics = crate::metrics::Metrics::new();
+        sender.metrics.register(&metrics);
         let stop = CancellationToken::new();
         let task = tokio::spawn(sender.run(stop.clone()));
         let cursor = dir.path().join("cursor");
@@ -387,6 +460,16 @@ mod tests {
         // The fresh event is still owed.
         let left = std::fs::read(dir.path().join("outbox")).unwrap();
         assert!(left.ends_with(b"{\"id\":\"fresh\"}\n"));
+        let text = metrics.encode();
+        assert!(
+            text.contains("wasmrelay_webhook_events_given_up_total{webhook=\"url-")
+                && text.contains("} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wasmrelay_webhook_posts_total{webhook=\"url-"),
+            "{text}"
+        );
     }
 
     #[test]
