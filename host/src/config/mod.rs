@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod delivery;
 pub mod events;
+pub mod feedback;
 pub mod lists;
 pub mod log;
 pub mod plugins;
@@ -15,6 +16,7 @@ pub mod server;
 pub mod state;
 pub mod telemetry;
 pub mod tracking;
+pub mod webhooks;
 
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
@@ -96,6 +98,10 @@ pub struct Config {
     pub admin: admin::AdminConfig,
     /// OpenTelemetry traces (OTLP) and the bound on metric series.
     pub telemetry: telemetry::TelemetryConfig,
+    /// Returned mail: asynchronous bounces and complaints, and suppression.
+    pub feedback: feedback::FeedbackConfig,
+    /// Signed HTTP POSTs of events, from a durable outbox.
+    pub webhooks: Vec<webhooks::WebhookConfig>,
 }
 
 impl Default for Config {
@@ -117,6 +123,8 @@ impl Default for Config {
             log: log::LogConfig::default(),
             admin: admin::AdminConfig::default(),
             telemetry: telemetry::TelemetryConfig::default(),
+            feedback: feedback::FeedbackConfig::default(),
+            webhooks: Vec::new(),
         }
     }
 }
@@ -178,6 +186,7 @@ impl Config {
         self.plugin_runtime.resolve_paths(base);
         self.events.resolve_paths(base);
         self.admin.resolve_paths(base);
+        self.webhooks.iter_mut().for_each(|w| w.resolve_paths(base));
     }
 
     /// Valid settings that weaken security; `check-config` prints them, `serve` logs them.
@@ -213,6 +222,9 @@ impl Config {
         self.log.validate("log", &mut errors);
         self.admin.validate("admin", &mut errors);
         self.telemetry.validate("telemetry", &mut errors);
+        self.feedback
+            .validate("feedback", &self.relay, &self.lists, &mut errors);
+        webhooks::validate(&self.webhooks, &mut errors);
         errors
     }
 }

@@ -38,7 +38,7 @@ pub mod retry;
 pub mod route;
 pub mod runner;
 mod send;
-mod tls;
+pub(crate) mod tls;
 
 pub use admin_ops::{QueueOp, QueueOpError};
 use attempt::next_due_ms;

@@ -87,6 +87,11 @@ impl Failure {
         self.status.0 == 5
     }
 
+    /// Hard or soft, by status and words (see [`crate::feedback::classify`]).
+    pub fn class(&self) -> crate::feedback::BounceClass {
+        crate::feedback::classify(self.status, &self.reason.to_string())
+    }
+
     /// The failure as a reply, for the `delivery-result` hook: the remote's or the plugin's
     /// own, or one made of our status and words (451 or 550 by class).
     pub fn reply(&self) -> Reply {

@@ -167,6 +167,7 @@ fn failure_event(name: &'static str, id: &MessageId, rcpt: &Recipient, f: &Failu
         .field("status", f.status.to_string())
         .field("reply", f.reason.to_string())
         .field_opt("remote", f.remote.as_deref().map(Value::from))
+        .field("class", f.class().as_str())
 }
 
 #[cfg(test)]
@@ -312,7 +313,7 @@ mod tests {
             without_time(&got[0]),
             serde_json::json!({"event": "deferred", "queue_id": "q1",
                 "recipient": "x@example.com", "status": "4.3.0",
-                "reply": f.reason.to_string(), "remote": "sink.test", "attempts": 1,
+                "reply": f.reason.to_string(), "remote": "sink.test", "class": "soft", "attempts": 1,
                 "retry_at": "2026-11-22T09:15:00.000Z"})
         );
         assert_eq!(
@@ -325,7 +326,7 @@ mod tests {
             without_time(&got[2]),
             serde_json::json!({"event": "bounced", "queue_id": "q1",
                 "recipient": "y@example.com", "status": "5.0.0",
-                "reply": "bounced by the relay operator"})
+                "reply": "bounced by the relay operator", "class": "hard"})
         );
     }
 

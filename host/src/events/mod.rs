@@ -21,8 +21,9 @@
 //! | `queued` | a message entered the queue: received, or a DSN the relay wrote | `from`, `recipients`, `size`, `dsn_for` (the bounced message's id) |
 //! | `rejected` | a sender, recipient or message refused, at any stage | `stage`, `code`, `status`, `reply`, `client_ip`, `listener`, `from` |
 //! | `delivered` | one recipient accepted by the next hop | `remote`, `reply`, `attempts` (this one included) |
-//! | `deferred` | one recipient's attempt failed temporarily | `status`, `reply`, `remote`, `attempts` (failed so far), `retry_at` |
-//! | `bounced` | one recipient failed for good (5xx, expiry, `queue bounce`); a DSN follows unless NOTIFY or a null sender says otherwise | `status`, `reply`, `remote` |
+//! | `deferred` | one recipient's attempt failed temporarily | `status`, `reply`, `remote`, `class`, `attempts` (failed so far), `retry_at` |
+//! | `bounced` | one recipient failed for good (5xx, expiry, `queue bounce`); a DSN follows unless NOTIFY or a null sender says otherwise. Also a DSN returned later to `[feedback]`'s address (`async: true`, about the original `queue_id`) | `status`, `reply`, `remote`, `class` (`hard`/`soft`, see `crate::feedback::classify`), `async`, `report_id` |
+//! | `complaint` | an ARF report about a delivery of ours came back to `[feedback]`'s address | `feedback_type`, `user_agent`, `report_id` |
 //! | `held` | the route hook held recipients (again at each retry while it holds them) | `reason`, `domain` |
 //! | `dropped` | the route hook discarded recipients | `reason`, `domain` |
 //! | `plugin` | a plugin called `emit` | `name`, `fields` (the plugin's, as an object of strings) |

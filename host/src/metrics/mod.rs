@@ -128,6 +128,18 @@ impl Metrics {
         }
     }
 
+    /// Registers `metric` as `wasmrelay_NAME`: each area makes its instruments where it
+    /// counts and registers them here.
+    pub fn register(
+        &self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        registry.register(name, help, metric);
+    }
+
     /// The text exposition format (OpenMetrics), as `/metrics` serves it.
     pub fn encode(&self) -> String {
         let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());

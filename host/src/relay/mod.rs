@@ -62,6 +62,10 @@ pub enum StartError {
     Tracking(#[from] TrackingError),
     #[error(transparent)]
     Admin(#[from] crate::admin::AdminError),
+    #[error(transparent)]
+    Webhooks(#[from] crate::webhooks::WebhookError),
+    #[error(transparent)]
+    Feedback(#[from] crate::feedback::FeedbackError),
 }
 
 /// Why a reload from the config file was refused.
@@ -93,6 +97,8 @@ pub struct Relay {
     stats: Arc<crate::admin::Stats>,
     /// The file reloads re-read (see [`Relay::with_config_file`]).
     config_path: Option<PathBuf>,
+    /// The webhooks' senders and outboxes, flushed at the end of a shutdown.
+    webhooks: crate::webhooks::Webhooks,
 }
 
 /// Swaps the session environment of every listener: new sessions see the new config,
@@ -253,7 +259,11 @@ impl Relay {
         if config.admin.is_enabled() {
             taps.push(stats.clone() as Arc<dyn crate::events::EventTap>);
         }
-        let events = events.with_taps(taps);
+        let (hooks, webhooks) =
+            crate::webhooks::start(&config.webhooks, &config.spool.dir, &metrics)?;
+        taps.extend(hooks);
+        let (events, feedback) =
+            crate::feedback::attach(config, events.with_taps(taps), &backend, &metrics)?;
         metrics.watch(spool.clone(), events.clone(), backend.clone());
         let admin = crate::admin::Admin::bind(&config.admin).await?;
         let capabilities = PluginCapabilities {
@@ -277,6 +287,7 @@ impl Relay {
             .with_metrics(metrics.clone());
         // Stores go through the runner's store, which wakes delivery for each new message.
         let store: Arc<dyn MessageStore> = Arc::new(runner.store());
+        let store = crate::feedback::wrap(store, feedback);
         let mut listeners = Vec::new();
         for (index, env) in session_envs(
             config,
@@ -329,6 +340,7 @@ impl Relay {
             admin,
             stats,
             config_path: None,
+            webhooks,
         })
     }
 
@@ -391,6 +403,7 @@ impl Relay {
         if let Some(admin) = admin {
             let _ = admin.await;
         }
+        self.webhooks.close().await;
         if let Some(log) = self.event_log {
             log.close().await;
         }
