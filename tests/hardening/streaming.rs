@@ -5,7 +5,8 @@
 //! files (spill files, then the spool) whose mapped pages are page cache, reported apart
 //! (`VmRSS` counts them too). Every message then gets its `250` and reaches the next hop
 //! byte for byte (a SHA-256 of each body, taken by the client as it sends and by the next hop
-//! as it receives).
+//! as it receives). A large message edited on its way (our `Authentication-Results:`, a
+//! plugin's header edits, the long-line repair) arrives with every edit and its content whole.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -15,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmrelay_test_support::wait_for;
+use wasmrelay_test_support::{test_plugin, wait_for, Downstream, RawSink};
 
 use super::*;
 
@@ -321,4 +322,87 @@ fn fifty_large_messages_in_flight_keep_the_relay_small() {
     });
     assert_eq!(read_arrived(), sent, "bodies changed on the way");
     eprintln!("transfer took {:?}", started.elapsed());
+}
+
+/// Prints the longest line of the message file in argv[1], then its decoded HTML.
+const READ_HTML: &str = r#"
+import sys, email, email.policy
+raw = open(sys.argv[1], "rb").read()
+msg = email.message_from_bytes(raw, policy=email.policy.default)
+print(max(len(l) for l in raw.split(b"\r\n")))
+print(msg.get_body(("html",)).get_content().rstrip("\r\n"))
+"#;
+
+#[test]
+fn a_large_message_takes_every_edit_on_its_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let next_hop = RawSink::start();
+    let plugin = format!(
+        "[[plugins]]\npath = {:?}\nname = \"policy\"\non_error = \"tempfail\"\n",
+        test_plugin("policy").display().to_string()
+    );
+    let relay = Relay::start(
+        dir.path(),
+        &config(
+            "127.0.0.1:0",
+            &format!(
+                "[relay]\nlocal_domains = [\"x.test\"]\n{}{plugin}",
+                route(&["*"], "127.0.0.1", next_hop.port())
+            ),
+        )
+        .replace(
+            "allow_plaintext_auth = true",
+            "allow_plaintext_auth = true\ncheck_auth = \"all\"",
+        ),
+    );
+    // From outside `relay_networks` to a local domain, so the forged results go. 1.5 MB of
+    // HTML, one line of it far over 998 octets: well past the spill threshold.
+    let row = "<tr><td>caf\u{e9}</td><td>0123456789</td></tr>\r\n";
+    let html = format!(
+        "<html><body><table>\r\n{}</table><p>{}</p></body></html>",
+        row.repeat(30_000),
+        "<b>minified</b>".repeat(500)
+    );
+    let message = format!(
+        "From: app@shop.test\r\nTo: user@x.test\r\nSubject: large\r\nX-Remove-Me: yes\r\n\
+         Authentication-Results: relay.test; spf=pass (forged)\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\
+         {html}\r\n"
+    );
+    assert!(message.len() > 1_000_000);
+    send(
+        relay.addr(),
+        &Mail {
+            from: "app@shop.test",
+            to: &["user@x.test"],
+            message: &message,
+            ..Mail::default()
+        },
+    );
+    let arrived = next_hop.wait_for(1, WAIT);
+    let data = &arrived[0].data;
+    let head_end = data.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&data[..head_end]);
+    assert!(head.starts_with("X-Seen-By: policy\r\n"), "{head}");
+    assert!(head.contains("\r\nX-Policy: checked"), "{head}");
+    assert!(!head.contains("X-Remove-Me"), "{head}");
+    assert_eq!(
+        head.matches("Authentication-Results: relay.test").count(),
+        1,
+        "ours replaces the forged one: {head}"
+    );
+    assert!(!head.contains("(forged)"), "{head}");
+    let file = dir.path().join("arrived.eml");
+    std::fs::write(&file, data).unwrap();
+    let out = python(READ_HTML, &[file.to_str().unwrap()]);
+    assert_success("python email", &out);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let (longest, decoded) = stdout.split_once('\n').unwrap();
+    assert!(longest.parse::<usize>().unwrap() <= 998, "{longest}");
+    assert_eq!(
+        decoded.trim_end().replace("\r\n", "\n"),
+        html.replace("\r\n", "\n")
+    );
+    let incoming = relay.spool_dir().join("incoming");
+    assert_eq!(std::fs::read_dir(&incoming).unwrap().count(), 0);
 }
