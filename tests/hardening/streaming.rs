@@ -324,15 +324,6 @@ fn fifty_large_messages_in_flight_keep_the_relay_small() {
     eprintln!("transfer took {:?}", started.elapsed());
 }
 
-/// Prints the longest line of the message file in argv[1], then its decoded HTML.
-const READ_HTML: &str = r#"
-import sys, email, email.policy
-raw = open(sys.argv[1], "rb").read()
-msg = email.message_from_bytes(raw, policy=email.policy.default)
-print(max(len(l) for l in raw.split(b"\r\n")))
-print(msg.get_body(("html",)).get_content().rstrip("\r\n"))
-"#;
-
 #[test]
 fn a_large_message_takes_every_edit_on_its_way() {
     let dir = tempfile::tempdir().unwrap();
@@ -370,17 +361,7 @@ fn a_large_message_takes_every_edit_on_its_way() {
          {html}\r\n"
     );
     assert!(message.len() > 1_000_000);
-    send(
-        relay.addr(),
-        &Mail {
-            from: "app@shop.test",
-            to: &["user@x.test"],
-            message: &message,
-            ..Mail::default()
-        },
-    );
-    let arrived = next_hop.wait_for(1, WAIT);
-    let data = &arrived[0].data;
+    let data = &super::long_lines::send_to_next_hop(&relay, &next_hop, &message);
     let head_end = data.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
     let head = String::from_utf8_lossy(&data[..head_end]);
     assert!(head.starts_with("X-Seen-By: policy\r\n"), "{head}");
@@ -392,17 +373,7 @@ fn a_large_message_takes_every_edit_on_its_way() {
         "ours replaces the forged one: {head}"
     );
     assert!(!head.contains("(forged)"), "{head}");
-    let file = dir.path().join("arrived.eml");
-    std::fs::write(&file, data).unwrap();
-    let out = python(READ_HTML, &[file.to_str().unwrap()]);
-    assert_success("python email", &out);
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let (longest, decoded) = stdout.split_once('\n').unwrap();
-    assert!(longest.parse::<usize>().unwrap() <= 998, "{longest}");
-    assert_eq!(
-        decoded.trim_end().replace("\r\n", "\n"),
-        html.replace("\r\n", "\n")
-    );
+    super::long_lines::assert_html_within_998(dir.path(), data, &html);
     let incoming = relay.spool_dir().join("incoming");
     assert_eq!(std::fs::read_dir(&incoming).unwrap().count(), 0);
 }
