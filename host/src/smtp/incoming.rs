@@ -149,13 +149,23 @@ impl Spill {
         }
         static REWRITES: AtomicU64 = AtomicU64::new(1);
         let n = REWRITES.fetch_add(1, Ordering::Relaxed);
-        let mut buffer = self.named_buffer(format!("{}.{n}", id.as_str()));
-        for piece in pieces {
-            buffer.spill_write(piece);
+        let write = || {
+            let mut buffer = self.named_buffer(format!("{}.{n}", id.as_str()));
+            for piece in pieces {
+                buffer.spill_write(piece);
+            }
+            buffer.len = len as u64;
+            buffer.header.found = true;
+            buffer.finish()
+        };
+        // Megabytes of file writes: other sessions' tasks move to another worker meanwhile.
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_thread {
+            tokio::task::block_in_place(write)
+        } else {
+            write()
         }
-        buffer.len = len as u64;
-        buffer.header.found = true;
-        buffer.finish()
     }
 }
 
@@ -264,6 +274,7 @@ impl IncomingBuffer {
     fn try_spill_write(&mut self, bytes: &[u8]) -> Result<(), IncomingError> {
         if self.file.is_none() {
             let (file, path) = self.create()?;
+            tracing::debug!(path = %path.display(), "message moves to a spill file");
             self.file = Some((BufWriter::with_capacity(WRITE_BUFFER, file), path));
             let memory = std::mem::take(&mut self.memory);
             self.write_file(&memory)?;
