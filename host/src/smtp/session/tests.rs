@@ -465,6 +465,30 @@ async fn large_messages_go_through_a_spill_file() {
     assert_eq!(left, 0, "spill files are gone once stored");
 }
 
+/// Header edits are made in memory, so the header section has a cap; the session stays in
+/// sync and takes the next message.
+#[tokio::test]
+async fn a_header_section_over_the_cap_is_refused() {
+    let mut c = start(Options::default()).ehlo().await;
+    c.cmd("MAIL FROM:<a@example.org>", "250").await;
+    c.cmd("RCPT TO:<b@example.com>", "250").await;
+    c.cmd("DATA", "354").await;
+    let field = format!("X-Filler: {}\r\n", "f".repeat(900));
+    for _ in 0..(crate::smtp::incoming::MAX_HEADER / field.len() + 1) {
+        c.send(field.as_bytes()).await;
+    }
+    c.send(b"\r\nbody\r\n").await;
+    c.cmd(".", "552 5.3.4").await;
+    c.cmd("MAIL FROM:<a@example.org>", "250").await;
+    c.cmd("RCPT TO:<b@example.com>", "250").await;
+    c.cmd("DATA", "354").await;
+    c.send(format!("{field}\r\nbody\r\n").as_bytes()).await;
+    c.cmd(".", "250 2.0.0").await;
+    assert_eq!(c.messages().len(), 1);
+    let left = std::fs::read_dir(c.store.incoming.path()).unwrap().count();
+    assert_eq!(left, 0);
+}
+
 #[tokio::test]
 async fn bdat_chunks() {
     let mut c = start(Options::default()).ehlo().await;
