@@ -15,6 +15,36 @@ print(max(len(l) for l in raw.split(b"\r\n")))
 print(msg.get_body(("html",)).get_content().rstrip("\r\n"))
 "#;
 
+/// Sends `message` from app@shop.test to user@x.test and returns it as `next_hop` got it.
+pub fn send_to_next_hop(relay: &Relay, next_hop: &RawSink, message: &str) -> Vec<u8> {
+    send(
+        relay.addr(),
+        &Mail {
+            from: "app@shop.test",
+            to: &["user@x.test"],
+            message,
+            ..Mail::default()
+        },
+    );
+    next_hop.wait_for(1, WAIT).remove(0).data
+}
+
+/// Checks that `message` (written to a file in `dir`) has no line over 998 octets and that
+/// Python's `email` decodes its HTML part to `html` (line ends aside).
+pub fn assert_html_within_998(dir: &std::path::Path, message: &[u8], html: &str) {
+    let file = dir.join("arrived.eml");
+    std::fs::write(&file, message).unwrap();
+    let out = python(READ_HTML, &[file.to_str().unwrap()]);
+    assert_success("python email", &out);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let (longest, decoded) = stdout.split_once('\n').unwrap();
+    assert!(longest.parse::<usize>().unwrap() <= 998, "{longest}");
+    assert_eq!(
+        decoded.trim_end().replace("\r\n", "\n"),
+        html.replace("\r\n", "\n")
+    );
+}
+
 #[test]
 fn minified_html_is_reencoded_on_the_way_through() {
     let dir = tempfile::tempdir().unwrap();
@@ -31,24 +61,8 @@ fn minified_html_is_reencoded_on_the_way_through() {
         "From: app@shop.test\r\nTo: user@x.test\r\nSubject: receipt\r\nMIME-Version: 1.0\r\n\
          Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{html}\r\n"
     );
-    send(
-        relay.addr(),
-        &Mail {
-            from: "app@shop.test",
-            to: &["user@x.test"],
-            message: &message,
-            ..Mail::default()
-        },
-    );
-    let arrived = next_hop.wait_for(1, WAIT);
-    let file = dir.path().join("arrived.eml");
-    std::fs::write(&file, &arrived[0].data).unwrap();
-    let out = python(READ_HTML, &[file.to_str().unwrap()]);
-    assert_success("python email", &out);
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let (longest, decoded) = stdout.split_once('\n').unwrap();
-    assert!(longest.parse::<usize>().unwrap() <= 998, "{longest}");
-    assert_eq!(decoded.trim_end(), html);
+    let arrived = send_to_next_hop(&relay, &next_hop, &message);
+    assert_html_within_998(dir.path(), &arrived, &html);
 }
 
 #[test]

@@ -11,6 +11,8 @@
 //! - `slow_clients`: a client that never reads; command floods; SIGTERM with stuck sessions.
 //! - `spool_full`: a spool on a tmpfs that fills up.
 //! - `idle`: memory per idle connection (2,000 sessions after EHLO), under 50 KiB each.
+//! - `streaming`: 50 sessions each in the middle of a 25 MB message; the relay's own memory
+//!   stays bounded.
 //! - `edges`: IPv6 literals, ORCPT, a next hop's reply that splits a UTF-8 character, modes
 //!   of the spool and control socket.
 //!
@@ -26,6 +28,7 @@ mod loops;
 mod slow_clients;
 mod smarthost_tls;
 mod spool_full;
+mod streaming;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -5,43 +5,87 @@
 /// terminating `.CRLF` is appended (after a CRLF if the message did not end with one).
 pub fn encode_data(message: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 8);
-    let mut at_line_start = true;
-    let mut i = 0;
-    while i < message.len() {
-        let b = message[i];
-        match b {
-            b'\r' => {
-                out.extend_from_slice(b"\r\n");
-                // CRLF is one break; a lone CR is one too.
-                if message.get(i + 1) == Some(&b'\n') {
-                    i += 1;
-                }
-                at_line_start = true;
+    let mut encoder = DataEncoder::new();
+    encoder.encode(message, &mut out);
+    encoder.finish(&mut out);
+    out
+}
+
+/// [`encode_data`] a piece at a time, for a message sent in blocks (a signature field, then
+/// the spooled bytes): the output is the same however the message is split.
+#[derive(Debug, Clone)]
+pub struct DataEncoder {
+    at_line_start: bool,
+    /// The last piece ended with a CR, whose LF (if the next piece starts with one) is part
+    /// of the same line break.
+    after_cr: bool,
+}
+
+impl Default for DataEncoder {
+    fn default() -> Self {
+        DataEncoder::new()
+    }
+}
+
+impl DataEncoder {
+    pub fn new() -> Self {
+        DataEncoder {
+            at_line_start: true,
+            after_cr: false,
+        }
+    }
+
+    /// Appends the wire form of the next `piece` of the message to `out`.
+    pub fn encode(&mut self, piece: &[u8], out: &mut Vec<u8>) {
+        if piece.is_empty() {
+            return;
+        }
+        let mut i = 0;
+        if std::mem::take(&mut self.after_cr) && piece[0] == b'\n' {
+            i = 1;
+        }
+        while i < piece.len() {
+            if self.at_line_start && piece[i] == b'.' {
+                out.push(b'.');
             }
-            b'\n' => {
-                out.extend_from_slice(b"\r\n");
-                at_line_start = true;
-            }
-            _ => {
-                if at_line_start && b == b'.' {
-                    out.push(b'.');
+            match memchr::memchr2(b'\r', b'\n', &piece[i..]) {
+                None => {
+                    out.extend_from_slice(&piece[i..]);
+                    self.at_line_start = false;
+                    return;
                 }
-                out.push(b);
-                at_line_start = false;
+                Some(k) => {
+                    out.extend_from_slice(&piece[i..i + k]);
+                    out.extend_from_slice(b"\r\n");
+                    self.at_line_start = true;
+                    let cr = piece[i + k] == b'\r';
+                    i += k + 1;
+                    // CRLF is one break; a lone CR is one too.
+                    if cr {
+                        match piece.get(i) {
+                            None => self.after_cr = true,
+                            Some(b'\n') => i += 1,
+                            Some(_) => {}
+                        }
+                    }
+                }
             }
         }
-        i += 1;
     }
-    if !at_line_start {
-        out.extend_from_slice(b"\r\n");
+
+    /// Ends the message: a CRLF if its last line had none, then `.CRLF`. Ready for the next.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if !self.at_line_start {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+        *self = DataEncoder::new();
     }
-    out.extend_from_slice(b".\r\n");
-    out
 }
 
 /// Whether the message has any byte outside 7-bit ASCII.
 pub fn is_eight_bit(message: &[u8]) -> bool {
-    message.iter().any(|&b| b >= 0x80)
+    !message.is_ascii()
 }
 
 #[cfg(test)]
@@ -70,6 +114,23 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(input)
             );
+        }
+    }
+
+    #[test]
+    fn any_split_encodes_like_the_whole() {
+        let input = b"a\r\n.b\r\r\n\n.\r.x\r\n..\ry\n\r.z";
+        let whole = encode_data(input);
+        for cut in 0..=input.len() {
+            for cut2 in cut..=input.len() {
+                let mut encoder = DataEncoder::new();
+                let mut out = Vec::new();
+                for piece in [&input[..cut], &input[cut..cut2], &input[cut2..]] {
+                    encoder.encode(piece, &mut out);
+                }
+                encoder.finish(&mut out);
+                assert_eq!(out, whole, "split at {cut} and {cut2}");
+            }
         }
     }
 

@@ -7,7 +7,21 @@ use bytes::{Buf, BytesMut};
 use crate::reply::{Enhanced, Reply};
 
 mod encode;
-pub use encode::{encode_data, is_eight_bit};
+pub use encode::{encode_data, is_eight_bit, DataEncoder};
+
+/// Where the DATA reader and the BDAT checker put message content as they read it: a `Vec`
+/// for a message kept in memory, or the relay's incoming buffer, which moves a large message
+/// to a file. Infallible by design, so the codec stays free of I/O: a sink that can fail keeps
+/// its first error and reports it when the message ends.
+pub trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
 
 /// Why a message body was refused. The reader keeps consuming to the terminator after an error,
 /// so the session stays in sync and answers only once, after the final dot.
@@ -80,7 +94,7 @@ impl Body {
 
     /// Text inside a line (no CR or LF). On a limit breach, the octets that still fit are kept,
     /// so `out` ends at the same octet however the input was split.
-    fn text(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+    fn text(&mut self, bytes: &[u8], out: &mut impl Sink) {
         if self.error.is_some() || bytes.is_empty() {
             return;
         }
@@ -94,19 +108,19 @@ impl Body {
         self.append(bytes, out);
     }
 
-    fn append(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+    fn append(&mut self, bytes: &[u8], out: &mut impl Sink) {
         let room = self.limits.max_size - self.size;
         if bytes.len() as u64 > room {
-            out.extend_from_slice(&bytes[..room as usize]);
+            out.put(&bytes[..room as usize]);
             self.size = self.limits.max_size;
             self.fail(DataError::TooBig(self.limits.max_size));
             return;
         }
         self.size += bytes.len() as u64;
-        out.extend_from_slice(bytes);
+        out.put(bytes);
     }
 
-    fn end_line(&mut self, out: &mut Vec<u8>) {
+    fn end_line(&mut self, out: &mut impl Sink) {
         self.line_len = 0;
         if self.error.is_none() {
             self.append(b"\r\n", out);
@@ -114,7 +128,7 @@ impl Body {
     }
 
     /// A CR not followed by LF, or an LF not preceded by CR.
-    fn bare_line_end(&mut self, out: &mut Vec<u8>) {
+    fn bare_line_end(&mut self, out: &mut impl Sink) {
         if self.limits.normalize {
             self.end_line(out);
         } else {
@@ -177,7 +191,11 @@ impl DataReader {
     /// while the terminator has not been seen; `Some(result)` once it has, with any bytes after
     /// the terminator left in `buf` (pipelined commands). After the first error nothing more is
     /// appended: `out` then holds the message up to the offending octet, however it was split.
-    pub fn feed(&mut self, buf: &mut BytesMut, out: &mut Vec<u8>) -> Option<Result<(), DataError>> {
+    pub fn feed(
+        &mut self,
+        buf: &mut BytesMut,
+        out: &mut impl Sink,
+    ) -> Option<Result<(), DataError>> {
         use DataState::*;
         let data: &[u8] = buf;
         let body = &mut self.body;
@@ -275,7 +293,7 @@ impl ChunkChecker {
     }
 
     /// Appends `chunk` to `out` (normalized if allowed) or records the first error.
-    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+    pub fn push(&mut self, chunk: &[u8], out: &mut impl Sink) {
         let mut i = 0;
         if std::mem::take(&mut self.pending_cr) {
             match chunk.first() {
@@ -309,7 +327,7 @@ impl ChunkChecker {
     }
 
     /// Called after the `LAST` chunk: the first error seen, if any. Resets for the next message.
-    pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), DataError> {
+    pub fn finish(&mut self, out: &mut impl Sink) -> Result<(), DataError> {
         if std::mem::take(&mut self.pending_cr) {
             self.body.bare_line_end(out);
         }

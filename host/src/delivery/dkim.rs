@@ -66,6 +66,22 @@ impl DkimSigners {
         message: &[u8],
         mail_from: Option<&str>,
     ) -> Result<Option<Vec<u8>>, DkimError> {
+        Ok(self.signature(message, mail_from)?.map(|header| {
+            let mut out = Vec::with_capacity(header.len() + message.len());
+            out.extend_from_slice(header.as_bytes());
+            out.extend_from_slice(message);
+            out
+        }))
+    }
+
+    /// The `DKIM-Signature:` field (with its CRLF) to put in front of `message`, or `None`
+    /// when no key covers its sending domain. The message itself is only read, so a large
+    /// one is signed without a copy.
+    pub fn signature(
+        &self,
+        message: &[u8],
+        mail_from: Option<&str>,
+    ) -> Result<Option<String>, DkimError> {
         if self.signers.is_empty() {
             return Ok(None);
         }
@@ -84,11 +100,7 @@ impl DkimSigners {
         let signature = signer
             .sign(message)
             .map_err(|e| DkimError::Sign(e.to_string()))?;
-        let header = signature.to_header();
-        let mut out = Vec::with_capacity(header.len() + message.len());
-        out.extend_from_slice(header.as_bytes());
-        out.extend_from_slice(message);
-        Ok(Some(out))
+        Ok(Some(signature.to_header()))
     }
 }
 

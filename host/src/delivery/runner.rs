@@ -28,6 +28,7 @@ use super::resolve::MxResolver;
 use super::route::Router;
 use crate::config::delivery::DeliveryConfig;
 use crate::events::Events;
+use crate::smtp::incoming::Spill;
 use crate::smtp::session::{MessageStore, StoreFuture};
 use crate::spool::{Envelope, MessageBytes, MessageId, Spool};
 
@@ -93,6 +94,10 @@ impl MessageStore for WakingStore {
             self.handle.wake(envelope.id.clone());
             Ok(())
         })
+    }
+
+    fn spill(&self) -> Spill {
+        MessageStore::spill(&self.spool)
     }
 }
 

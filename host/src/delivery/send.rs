@@ -54,15 +54,17 @@ pub(crate) async fn deliver(
         match content.render(shared, env, i).await {
             Rendered::Unchanged => together.push(i),
             Rendered::Refused(f) => out.push((i, Outcome::failed(f))),
-            Rendered::Edited(copy) => match send(shared, target, &hops, env, &[i], &copy).await {
-                Ok(outcomes) => out.extend([i].into_iter().zip(outcomes)),
-                // No hop took the transaction: the others would fare no better now, and
-                // trying each in turn would cost every hop's timeouts once per recipient.
-                Err(f) => {
-                    out.extend(all(&mut [i].into_iter().chain(rest).chain(together), &f));
-                    return out;
+            Rendered::Edited(copy) => {
+                match send(shared, target, &hops, env, &[i], (b"", &copy)).await {
+                    Ok(outcomes) => out.extend([i].into_iter().zip(outcomes)),
+                    // No hop took the transaction: the others would fare no better now, and
+                    // trying each in turn would cost every hop's timeouts once per recipient.
+                    Err(f) => {
+                        out.extend(all(&mut [i].into_iter().chain(rest).chain(together), &f));
+                        return out;
+                    }
                 }
-            },
+            }
         }
     }
     if !together.is_empty() {
@@ -120,7 +122,8 @@ fn smart_hop(h: &SmartHostConfig, base: &ClientOptions) -> Hop {
     }
 }
 
-/// Runs one transaction of `message` for recipients `idx` on the first hop that takes it:
+/// Runs one transaction of `message` (a signature field, then the message proper) for
+/// recipients `idx` on the first hop that takes it:
 /// one outcome per recipient, in order. `Err` when no hop ran the transaction: what the
 /// most telling hop said.
 async fn send(
@@ -129,7 +132,7 @@ async fn send(
     hops: &[Hop],
     env: &Envelope,
     idx: &[usize],
-    message: &[u8],
+    (prefix, message): (&[u8], &[u8]),
 ) -> Result<Vec<Outcome>, Failure> {
     let recipients: Vec<TxRecipient<'_>> = idx
         .iter()
@@ -145,6 +148,7 @@ async fn send(
     let tx = Transaction {
         mail_from: env.mail_from.as_deref().unwrap_or(""),
         recipients,
+        prefix,
         message,
         eight_bit: env.eight_bit || is_eight_bit(message),
         smtputf8: env.smtputf8,

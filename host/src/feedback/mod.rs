@@ -35,6 +35,7 @@ pub use sent::SentIndex;
 use crate::config::feedback::{FeedbackConfig, SuppressOn};
 use crate::config::Config;
 use crate::events::{Event, Events};
+use crate::smtp::incoming::Spill;
 use crate::smtp::session::{MessageStore, StoreFuture};
 use crate::spool::{Envelope, MessageBytes, MessageId};
 use crate::state::StateBackend;
@@ -279,6 +280,10 @@ pub struct FeedbackStore {
 impl MessageStore for FeedbackStore {
     fn new_id(&self) -> MessageId {
         self.inner.new_id()
+    }
+
+    fn spill(&self) -> Spill {
+        self.inner.spill()
     }
 
     fn store<'a>(&'a self, envelope: &'a Envelope, message: MessageBytes) -> StoreFuture<'a> {

@@ -15,6 +15,7 @@ use wasmtime::component::Resource;
 use super::bindings::wasmrelay::plugin::types::{self as wit, HostMessage};
 use super::mime::MimeCache;
 use super::state::StoreState;
+use crate::spool::MessageBytes;
 
 /// Largest body chunk one `read-body` call returns.
 const MAX_READ: usize = 1 << 20;
@@ -56,12 +57,31 @@ impl Field {
     }
 }
 
+/// The message as the host handed it over: a buffer of its own (given back as is when nobody
+/// edits it), or the host's shared bytes (possibly a mapped file, never copied whole).
+#[derive(Debug, Clone)]
+enum Original {
+    Owned(Arc<Vec<u8>>),
+    Shared(MessageBytes),
+}
+
+impl std::ops::Deref for Original {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Original::Owned(bytes) => bytes,
+            Original::Shared(bytes) => bytes,
+        }
+    }
+}
+
 /// A message as plugins see it. Cloning is cheap: the original bytes and a replaced body are
 /// shared, only the field list is copied.
 #[derive(Debug, Clone)]
 pub struct MessageRes {
     fields: Vec<Field>,
-    original: Arc<Vec<u8>>,
+    original: Original,
     body_start: usize,
     new_body: Option<Arc<Vec<u8>>>,
     /// Whether `append-body` may continue the body (set by `replace-body`).
@@ -75,6 +95,15 @@ pub struct MessageRes {
 impl MessageRes {
     /// Parses the header section (up to the first empty line) of a CRLF message.
     pub(crate) fn parse(bytes: Vec<u8>, max_body: usize) -> MessageRes {
+        MessageRes::parse_original(Original::Owned(Arc::new(bytes)), max_body)
+    }
+
+    /// [`MessageRes::parse`] of bytes the host keeps sharing: the body is read in place.
+    pub(crate) fn parse_shared(bytes: MessageBytes, max_body: usize) -> MessageRes {
+        MessageRes::parse_original(Original::Shared(bytes), max_body)
+    }
+
+    fn parse_original(bytes: Original, max_body: usize) -> MessageRes {
         let mut fields: Vec<Field> = Vec::new();
         let (fields_end, body_start) =
             header_end(&bytes).map_or((bytes.len(), bytes.len()), |end| (end.fields, end.body));
@@ -103,7 +132,7 @@ impl MessageRes {
         }
         MessageRes {
             fields,
-            original: Arc::new(bytes),
+            original: bytes,
             body_start,
             new_body: None,
             body_open: false,
@@ -114,7 +143,7 @@ impl MessageRes {
     }
 
     /// The current body (after the empty line).
-    pub(super) fn body(&self) -> &[u8] {
+    pub(crate) fn body(&self) -> &[u8] {
         match &self.new_body {
             Some(b) => b,
             None => &self.original[self.body_start..],
@@ -243,16 +272,26 @@ impl MessageRes {
     /// The message bytes after every edit (headers, blank line, body).
     pub(crate) fn into_bytes(self) -> Vec<u8> {
         if !self.edited {
-            return Arc::try_unwrap(self.original).unwrap_or_else(|a| (*a).clone());
+            return match self.original {
+                Original::Owned(bytes) => Arc::try_unwrap(bytes).unwrap_or_else(|a| (*a).clone()),
+                Original::Shared(bytes) => bytes.to_vec(),
+            };
         }
-        let body = self.body();
-        let mut out = Vec::with_capacity(body.len() + self.fields.len() * 64 + 2);
+        let mut out = self.head();
+        out.extend_from_slice(self.body());
+        out
+    }
+
+    /// The header section after every edit, with the empty line that ends it: what goes in
+    /// front of [`MessageRes::body`] in the edited message.
+    pub(crate) fn head(&self) -> Vec<u8> {
+        let len: usize = self.fields.iter().map(|f| f.raw.len() + 2).sum();
+        let mut out = Vec::with_capacity(len + 2);
         for f in &self.fields {
             out.extend_from_slice(&f.raw);
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(body);
         out
     }
 

@@ -44,6 +44,8 @@ pub enum StartError {
     },
     #[error("spool: {0}")]
     Spool(#[from] SpoolError),
+    #[error("spool: incoming directory in {dir}: {source}")]
+    Incoming { dir: String, source: std::io::Error },
     #[error("listeners: {0} (listener changes need a restart)")]
     ListenersChanged(String),
     #[error("delivery.resolver: {0}")]
@@ -234,6 +236,12 @@ impl Relay {
             corrupt = report.corrupt,
             "spool open"
         );
+        crate::smtp::incoming::prepare(&config.spool.dir).map_err(|source| {
+            StartError::Incoming {
+                dir: config.spool.dir.display().to_string(),
+                source,
+            }
+        })?;
         let resolver = MxResolver::from_config(&config.delivery.resolver)
             .map_err(|e| StartError::Resolver(e.to_string()))?;
         let (backend, lists) =

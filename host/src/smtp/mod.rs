@@ -3,6 +3,7 @@
 //! is the `wasmrelay_codec` crate, which does no I/O.
 
 pub mod auth_guard;
+pub mod incoming;
 pub mod server;
 pub mod session;
 pub mod stream;

@@ -64,6 +64,7 @@ fn tx<'a>(rcpts: &'a [&'a str], message: &'a [u8]) -> Transaction<'a> {
                 orcpt: None,
             })
             .collect(),
+        prefix: b"",
         message,
         eight_bit: false,
         smtputf8: false,

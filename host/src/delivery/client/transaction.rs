@@ -1,7 +1,7 @@
 //! One mail transaction on an open session: MAIL, RCPT, DATA (pipelined when offered),
 //! with the per-recipient outcome of every reply.
 
-use wasmrelay_codec::data::encode_data;
+use wasmrelay_codec::data::DataEncoder;
 use wasmrelay_codec::reply::{Enhanced, Reply};
 use wasmrelay_codec::xtext;
 
@@ -22,7 +22,10 @@ pub struct Transaction<'a> {
     /// Envelope sender; empty for the null sender `<>`.
     pub mail_from: &'a str,
     pub recipients: Vec<TxRecipient<'a>>,
-    /// The message as spooled (and signed); encoded for the wire while sending.
+    /// Sent right before `message`: a `DKIM-Signature:` field, or nothing.
+    pub prefix: &'a [u8],
+    /// The message as spooled; encoded for the wire block by block while sending, so a large
+    /// message is never copied whole.
     pub message: &'a [u8],
     pub eight_bit: bool,
     pub smtputf8: bool,
@@ -30,7 +33,15 @@ pub struct Transaction<'a> {
     pub envid: Option<&'a str>,
 }
 
+/// How much of the message is encoded and written at a time.
+const DATA_BLOCK: usize = 64 * 1024;
+
 impl Transaction<'_> {
+    /// The message size as RFC 1870 counts it (before dot-stuffing), for SIZE.
+    fn size(&self) -> usize {
+        self.prefix.len() + self.message.len()
+    }
+
     /// RFC 6531: the envelope carries non-ASCII addresses, or the client asked for SMTPUTF8.
     fn needs_smtputf8(&self) -> bool {
         self.smtputf8
@@ -49,8 +60,7 @@ impl SmtpClient {
         if let Some(f) = self.precheck(tx) {
             return Ok(all(f));
         }
-        let data = encode_data(tx.message);
-        let mail = self.mail_command(tx, data.len());
+        let mail = self.mail_command(tx, tx.size());
         let rcpts: Vec<String> = tx.recipients.iter().map(|r| self.rcpt_command(r)).collect();
 
         let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
@@ -107,10 +117,18 @@ impl SmtpClient {
             }
         }
 
-        for block in data.chunks(64 * 1024) {
-            self.write_timed(block, self.timeouts.data_block, "message data")
+        let mut encoder = DataEncoder::new();
+        let mut block = Vec::with_capacity(DATA_BLOCK + DATA_BLOCK / 8);
+        for piece in std::iter::once(tx.prefix).chain(tx.message.chunks(DATA_BLOCK)) {
+            block.clear();
+            encoder.encode(piece, &mut block);
+            self.write_timed(&block, self.timeouts.data_block, "message data")
                 .await?;
         }
+        block.clear();
+        encoder.finish(&mut block);
+        self.write_timed(&block, self.timeouts.data_block, "message data")
+            .await?;
         self.flush(self.timeouts.data_block).await?;
         let done = self
             .read_reply(self.timeouts.data_final, "end of data")
@@ -125,12 +143,12 @@ impl SmtpClient {
             ..Failure::local(status, why)
         };
         if let Some(limit) = self.caps.size.filter(|&l| l > 0) {
-            if tx.message.len() as u64 > limit {
+            if tx.size() as u64 > limit {
                 return Some(local(
                     Enhanced(5, 3, 4),
                     format!(
                         "message size {} exceeds the server's limit {limit}",
-                        tx.message.len()
+                        tx.size()
                     ),
                 ));
             }
@@ -158,10 +176,10 @@ impl SmtpClient {
         None
     }
 
-    fn mail_command(&self, tx: &Transaction<'_>, encoded_len: usize) -> String {
+    fn mail_command(&self, tx: &Transaction<'_>, size: usize) -> String {
         let mut cmd = format!("MAIL FROM:<{}>", tx.mail_from);
         if self.caps.size.is_some() {
-            cmd.push_str(&format!(" SIZE={encoded_len}"));
+            cmd.push_str(&format!(" SIZE={size}"));
         }
         if tx.eight_bit && self.caps.eight_bit_mime {
             cmd.push_str(" BODY=8BITMIME");

@@ -19,6 +19,7 @@ use crate::plugins::types::{
     ConnectionInfo, EnvelopeInfo, Hook, RecipientInfo, TransactionInfo, Verdict,
 };
 use crate::plugins::{PluginHost, PluginMeta};
+use crate::spool::MessageBytes;
 
 mod delivery;
 mod pool;
@@ -572,8 +573,36 @@ impl SessionPlugins {
         if !self.chain.host.handles(Hook::Data) {
             return Verdict::Continue;
         }
-        let ctx = ContextData::new(conn, Some(tx));
         let current = MessageRes::parse(std::mem::take(message), self.chain.host.max_message);
+        let (verdict, current) = self.edit_data(conn, tx, current).await;
+        *message = current.into_bytes();
+        verdict
+    }
+
+    /// [`SessionPlugins::data`] for a message the host keeps (a large one is a mapped file):
+    /// plugins read it in place, and the edited message, if any plugin changed it, comes
+    /// back for the host to write out.
+    pub async fn data_shared(
+        &mut self,
+        conn: &ConnectionInfo,
+        tx: &mut TransactionInfo,
+        message: &MessageBytes,
+    ) -> (Verdict, Option<MessageRes>) {
+        if !self.chain.host.handles(Hook::Data) {
+            return (Verdict::Continue, None);
+        }
+        let current = MessageRes::parse_shared(message.clone(), self.chain.host.max_message);
+        let (verdict, current) = self.edit_data(conn, tx, current).await;
+        (verdict, current.is_edited().then_some(current))
+    }
+
+    async fn edit_data(
+        &mut self,
+        conn: &ConnectionInfo,
+        tx: &mut TransactionInfo,
+        current: MessageRes,
+    ) -> (Verdict, MessageRes) {
+        let ctx = ContextData::new(conn, Some(tx));
         let (verdict, current) = self
             .chain
             .edit_chain(Hook::Data, Subject::Session(&ctx), current, Call::Data)
@@ -581,9 +610,8 @@ impl SessionPlugins {
         if current.is_edited() {
             tracing::debug!("plugins edited the message");
         }
-        *message = current.into_bytes();
         tx.annotations = ctx.annotations();
-        verdict
+        (verdict, current)
     }
 
     /// The message is durable under `queue_id`. Informational.

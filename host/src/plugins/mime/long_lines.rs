@@ -5,6 +5,8 @@
 //! base64 is re-wrapped. What cannot be re-encoded (a header field, a multipart preamble, a
 //! `message/*` part) leaves the message unrepairable, and it is refused as before.
 
+use std::borrow::Cow;
+
 use wasmrelay_codec::message::header_end;
 
 use super::decode::transfer_decoded;
@@ -26,13 +28,39 @@ pub(crate) enum Unrepairable {
 
 /// Whether a line of `bytes` (without its line break) is longer than [`MAX_LINE`].
 pub(crate) fn has_long_line(bytes: &[u8]) -> bool {
-    bytes
-        .split(|&b| b == b'\n')
-        .any(|line| line.strip_suffix(b"\r").unwrap_or(line).len() > MAX_LINE)
+    pieces_have_long_line(&[bytes])
 }
 
-/// The message with every part that has a long line re-encoded (see the module comment).
-pub(crate) fn repair(message: &[u8]) -> Result<Vec<u8>, Unrepairable> {
+/// [`has_long_line`] of the concatenation of `pieces`, with lines that span pieces.
+fn pieces_have_long_line(pieces: &[&[u8]]) -> bool {
+    // Octets of the current line so far (a final CR included), and its last octet.
+    let (mut len, mut last) = (0usize, 0u8);
+    let too_long = |len: usize, last: u8| len - usize::from(len > 0 && last == b'\r') > MAX_LINE;
+    for piece in pieces {
+        let mut rest = *piece;
+        while let Some(nl) = memchr::memchr(b'\n', rest) {
+            if nl > 0 {
+                last = rest[nl - 1];
+            }
+            if too_long(len + nl, last) {
+                return true;
+            }
+            (len, last) = (0, 0);
+            rest = &rest[nl + 1..];
+        }
+        if let Some(&b) = rest.last() {
+            len += rest.len();
+            last = b;
+        }
+    }
+    too_long(len, last)
+}
+
+/// The message with every part that has a long line re-encoded (see the module comment), as
+/// its pieces in order: what stays as it was is borrowed from `message` (a large, mapped
+/// message is written out again without a heap copy of it); only the re-encoded parts and the
+/// header fields that name their encoding are new.
+pub(crate) fn repair(message: &[u8]) -> Result<Vec<Cow<'_, [u8]>>, Unrepairable> {
     let (fields_end, body_start) =
         header_end(message).map_or((message.len(), message.len()), |h| (h.fields, h.body));
     if has_long_line(&message[..body_start]) {
@@ -44,21 +72,24 @@ pub(crate) fn repair(message: &[u8]) -> Result<Vec<u8>, Unrepairable> {
         MimeHeader::parse(header::fields(top_fields), "text/plain"),
         body,
     );
-    // Leaves to re-encode, last first, so that earlier offsets stay valid while splicing.
+    // Leaves to re-encode, in order, so that the pieces between them are what is kept.
     let mut edits: Vec<(usize, &Node)> = tree
         .nodes
         .iter()
         .enumerate()
         .filter(|(_, n)| !n.container && has_long_line(n.content(body)))
         .collect();
-    edits.sort_by_key(|(_, n)| std::cmp::Reverse(n.header));
-    let mut new_body = body.to_vec();
-    let mut new_top: Option<Vec<u8>> = None;
+    edits.sort_by_key(|(_, n)| n.header);
+    let mut head = Cow::Borrowed(&message[..body_start]);
+    let mut pieces = Vec::with_capacity(edits.len() * 4 + 2);
+    let mut at = 0;
     for (id, node) in edits {
         let Some((encoding, content)) = reencode(node, body) else {
             return Err(Unrepairable::Structure);
         };
-        new_body.splice(node.content..node.end, content);
+        if node.header < at || node.content > node.end {
+            return Err(Unrepairable::Structure);
+        }
         if id == 0 {
             let mut fields = with_encoding(header::fields(top_fields), encoding);
             if !header::fields(top_fields)
@@ -66,29 +97,29 @@ pub(crate) fn repair(message: &[u8]) -> Result<Vec<u8>, Unrepairable> {
             {
                 fields.extend_from_slice(b"MIME-Version: 1.0\r\n");
             }
-            new_top = Some(fields);
+            fields.extend_from_slice(b"\r\n");
+            head = Cow::Owned(fields);
         } else {
             // The part's fields end with the empty line; the rewrite keeps it.
             let fields_block = &body[node.header..node.content];
             let fields_end = header_end(fields_block).map_or(fields_block.len(), |h| h.fields);
             let mut fields = with_encoding(header::fields(&fields_block[..fields_end]), encoding);
             fields.extend_from_slice(b"\r\n");
-            new_body.splice(node.header..node.content, fields);
+            pieces.push(Cow::Borrowed(&body[at..node.header]));
+            pieces.push(Cow::Owned(fields));
+            at = node.content;
         }
+        pieces.push(Cow::Borrowed(&body[at..node.content]));
+        pieces.push(Cow::Owned(content));
+        at = node.end;
     }
-    let mut out = Vec::with_capacity(message.len() + new_body.len() / 8);
-    match new_top {
-        Some(fields) => {
-            out.extend_from_slice(&fields);
-            out.extend_from_slice(b"\r\n");
-        }
-        None => out.extend_from_slice(&message[..body_start]),
-    }
-    out.extend_from_slice(&new_body);
-    if has_long_line(&out) {
+    pieces.push(Cow::Borrowed(&body[at..]));
+    pieces.insert(0, head);
+    let slices: Vec<&[u8]> = pieces.iter().map(|p| &p[..]).collect();
+    if pieces_have_long_line(&slices) {
         return Err(Unrepairable::Structure);
     }
-    Ok(out)
+    Ok(pieces)
 }
 
 /// The part's content in a transfer encoding whose lines fit, and that encoding's name; none
@@ -151,6 +182,10 @@ fn with_encoding<'a>(fields: impl Iterator<Item = &'a [u8]>, encoding: &str) -> 
 mod tests {
     use super::*;
 
+    fn repair(message: &[u8]) -> Result<Vec<u8>, Unrepairable> {
+        Ok(super::repair(message)?.concat())
+    }
+
     fn long(n: usize) -> String {
         "<td>é</td>".repeat(n / 10 + 1)
     }
@@ -207,6 +242,24 @@ mod tests {
             1
         );
         assert_eq!(payloads(&out), payloads(message.as_bytes()));
+    }
+
+    #[test]
+    fn long_lines_are_found_across_pieces() {
+        let line = vec![b'x'; MAX_LINE];
+        let cases: Vec<(Vec<&[u8]>, bool)> = vec![
+            (vec![&line, b"\r\n"], false),
+            (vec![&line[..500], &line[500..], b"\r", b"\n"], false),
+            (vec![&line[..500], &line[500..], b"y\r\n"], true),
+            (vec![&line, b"y"], true),
+            (vec![&line, b"\r"], false),
+            (vec![b"a\r\n", &line, b"\nb"], false),
+            (vec![b"", &line, b"", b"z"], true),
+        ];
+        for (pieces, want) in cases {
+            assert_eq!(pieces_have_long_line(&pieces), want);
+            assert_eq!(has_long_line(&pieces.concat()), want);
+        }
     }
 
     #[test]

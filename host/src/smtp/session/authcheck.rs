@@ -5,6 +5,7 @@
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info};
 use wasmrelay_codec::command::ReversePath;
+use wasmrelay_codec::message::header_end;
 use wasmrelay_codec::reply::{Enhanced, Reply};
 
 use super::{Flow, Session, Transaction};
@@ -12,6 +13,7 @@ use crate::config::server::AuthCheck;
 use crate::msgauth::header::{field_len, remove_ours, render};
 use crate::msgauth::CheckInput;
 use crate::plugins::AuthResult;
+use crate::spool::{MessageBytes, MessageId};
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// Whether this listener checks this transaction (never an authenticated one).
@@ -38,18 +40,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// Whether checked or not, a message from a client outside `relay_networks` loses any
     /// `Authentication-Results` claiming our hostname: only we write those (RFC 8601 §5).
     /// `relay_networks` clients keep theirs, since a content filter of ours may re-inject
-    /// what we already checked.
+    /// what we already checked. The header section is edited in memory and the message
+    /// written out again behind it only when it changes.
     pub(super) async fn authenticate_message(
         &mut self,
+        id: &MessageId,
         txn: &Transaction,
-        message: &mut Vec<u8>,
+        message: &mut MessageBytes,
     ) -> Result<Vec<AuthResult>, Flow> {
         let check = self.checks_auth(txn);
         if !check && self.ctx.trusted_network {
             return Ok(Vec::new());
         }
         let received = field_len(message);
-        let hostname = self.env.hostname.as_str();
+        let hostname = self.env.hostname.clone();
         let outcome = match (&self.env.authenticator, check) {
             (Some(auth), true) => {
                 let helo = self.ctx.helo.as_deref().unwrap_or("");
@@ -61,7 +65,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     ip: self.ctx.peer.ip().to_canonical(),
                     helo,
                     mail_from: &mail_from,
-                    hostname,
+                    hostname: &hostname,
                     message: &message[received..],
                 };
                 let budget = self.env.limits.auth_check_timeout;
@@ -69,21 +73,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             _ => None,
         };
-        let removed = remove_ours(message, received, hostname);
-        if removed > 0 {
-            info!(
-                removed,
-                "removed Authentication-Results claiming to be ours"
-            );
-        }
-        let Some(outcome) = outcome else {
-            return Ok(Vec::new());
-        };
-        let field = render(hostname, &outcome.findings);
-        debug!(results = %field.trim_end(), "authentication results");
-        message.splice(0..0, field.into_bytes());
         if let Some(domain) = outcome
-            .dmarc_reject
+            .as_ref()
+            .and_then(|o| o.dmarc_reject.as_ref())
             .filter(|_| self.env.listener.dmarc_reject)
         {
             info!(domain = %domain, "message refused: DMARC policy reject");
@@ -99,6 +91,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 format!("Message fails the DMARC policy of {domain}, which asks to reject it"),
             )));
         }
-        Ok(outcome.findings.iter().map(|f| f.to_plugin()).collect())
+        // The header section is capped at reception, so this copy is small.
+        let body = header_end(message).map_or(message.len(), |h| h.body);
+        let mut head = message[..body].to_vec();
+        let removed = remove_ours(&mut head, received, &hostname);
+        if removed > 0 {
+            info!(
+                removed,
+                "removed Authentication-Results claiming to be ours"
+            );
+        }
+        if let Some(outcome) = &outcome {
+            let field = render(&hostname, &outcome.findings);
+            debug!(results = %field.trim_end(), "authentication results");
+            head.splice(0..0, field.into_bytes());
+        }
+        if removed > 0 || outcome.is_some() {
+            *message = self.rewrite(id, txn, &[&head, &message[body..]])?;
+        }
+        Ok(outcome
+            .map(|o| o.findings.iter().map(|f| f.to_plugin()).collect())
+            .unwrap_or_default())
     }
 }

@@ -1,10 +1,12 @@
 //! DATA and BDAT: read the message, add our `Received:` header, spool it, and answer `250`
-//! only once it is on disk.
+//! only once it is on disk. The content goes into an [`IncomingBuffer`], which keeps a large
+//! message in a file of its own as it arrives; every step after the end of data reads it in
+//! place and writes an edited message out the same way (see [`crate::smtp::incoming`]).
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{info, warn};
 use wasmrelay_codec::command::{BodyType, DsnReturn, ReversePath};
-use wasmrelay_codec::data::{ChunkChecker, DataError, DataLimits, DataReader};
+use wasmrelay_codec::data::{ChunkChecker, DataError, DataLimits, DataReader, Sink};
 use wasmrelay_codec::reply::{Enhanced, Reply};
 
 use super::rejected::Refused;
@@ -12,14 +14,15 @@ use super::{Flow, Session, Transaction};
 use crate::config::LongLines;
 use crate::plugins::mime::long_lines;
 use crate::plugins::Hook;
-use crate::spool::{unix_now, ClientInfo, Envelope, MessageId, Recipient};
+use crate::smtp::incoming::{self, IncomingBuffer};
+use crate::spool::{unix_now, ClientInfo, Envelope, MessageBytes, MessageId, Recipient};
 
 /// A BDAT transfer in progress.
 #[derive(Debug)]
 pub(crate) struct ChunkState {
     checker: ChunkChecker,
     id: MessageId,
-    message: Vec<u8>,
+    message: IncomingBuffer,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -95,15 +98,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     /// A fresh id and the message buffer, which starts with our `Received:` header so the
     /// body is read straight in behind it and never copied.
-    fn start_message(&self) -> (MessageId, Vec<u8>) {
+    fn start_message(&self) -> (MessageId, IncomingBuffer) {
         let id = self.env.store.new_id();
-        let received = match &self.txn {
-            Some(txn) => self.received_header(&id, txn),
-            None => String::new(),
-        };
-        let mut message = Vec::with_capacity(received.len() + 8192);
-        message.extend_from_slice(received.as_bytes());
+        let mut message = self.env.store.spill().buffer(&id);
+        if let Some(txn) = &self.txn {
+            message.put(self.received_header(&id, txn).as_bytes());
+        }
         (id, message)
+    }
+
+    /// The answer when our own storage failed the message: `452`, recorded as a rejection.
+    pub(super) fn no_storage(
+        &mut self,
+        id: &MessageId,
+        txn: &Transaction,
+        error: &dyn std::fmt::Display,
+    ) -> Flow {
+        warn!(error = %error, "spool write failed; message not accepted");
+        let reply = incoming::no_storage_reply();
+        self.rejected(Hook::Data, Refused::Message(id, txn), &reply, false);
+        self.ok(reply)
+    }
+
+    /// `pieces` as the new content of message `id`: in memory, or a new spill file.
+    pub(super) fn rewrite(
+        &mut self,
+        id: &MessageId,
+        txn: &Transaction,
+        pieces: &[&[u8]],
+    ) -> Result<MessageBytes, Flow> {
+        self.env
+            .store
+            .spill()
+            .assemble(id, pieces)
+            .map_err(|e| self.no_storage(id, txn, &e))
     }
 
     pub(super) async fn bdat(&mut self, size: u64, last: bool) -> Flow {
@@ -159,7 +187,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     async fn finish_message(
         &mut self,
         id: MessageId,
-        mut message: Vec<u8>,
+        message: IncomingBuffer,
         result: Result<(), DataError>,
     ) -> Flow {
         let Some(mut txn) = self.txn.take() else {
@@ -169,6 +197,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             info!(error = %e, "message refused");
             return self.refuse(Hook::Data, Refused::Message(&id, &txn), e.reply());
         }
+        let mut message = match message.finish() {
+            Ok(message) => message,
+            Err(e) if e.is_local() => return self.no_storage(&id, &txn, &e),
+            Err(e) => {
+                info!(error = %e, "message refused");
+                return self.refuse(Hook::Data, Refused::Message(&id, &txn), e.reply());
+            }
+        };
         // Ours is the first field of `message`, so this counts the hop to us too.
         let hops = super::hops::received_count(&message);
         if hops > self.env.limits.max_hops {
@@ -179,17 +215,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 format!("Too many hops ({hops} Received: fields): mail loop?"),
             ));
         }
-        let auth_results = match self.authenticate_message(&txn, &mut message).await {
+        let auth_results = match self.authenticate_message(&id, &txn, &mut message).await {
             Ok(results) => results,
             Err(flow) => return flow,
         };
         // After the checks, which must see what the sender signed.
         if self.env.listener.long_lines == LongLines::Encode && long_lines::has_long_line(&message)
         {
-            match long_lines::repair(&message) {
-                Ok(repaired) if repaired.len() as u64 <= self.env.limits.max_message_size => {
-                    info!(id = %id, "lines over 998 octets re-encoded");
-                    message = repaired;
+            let repaired = match long_lines::repair(&message) {
+                Ok(pieces)
+                    if pieces.iter().map(|p| p.len() as u64).sum::<u64>()
+                        <= self.env.limits.max_message_size =>
+                {
+                    let pieces: Vec<&[u8]> = pieces.iter().map(|p| &p[..]).collect();
+                    match self.rewrite(&id, &txn, &pieces) {
+                        Ok(repaired) => repaired,
+                        Err(flow) => return flow,
+                    }
                 }
                 Ok(_) => {
                     let e = DataError::TooBig(self.env.limits.max_message_size);
@@ -200,7 +242,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     let reply = Reply::new(550, Enhanced(5, 6, 0), format!("Message refused: {e}"));
                     return self.refuse(Hook::Data, Refused::Message(&id, &txn), reply);
                 }
-            }
+            };
+            info!(id = %id, "lines over 998 octets re-encoded");
+            message = repaired;
         }
         if let Some(flow) = self
             .hook_data(&id, &mut txn, &mut message, auth_results)
@@ -213,7 +257,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             size: message.len() as u64,
             ..self.envelope(&id, &txn)
         };
-        match self.env.store.store(&envelope, message.into()).await {
+        match self.env.store.store(&envelope, message).await {
             Ok(()) => {
                 info!(
                     target: crate::logging::MAIL,
@@ -236,16 +280,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     format!("OK: queued as {id}"),
                 ))
             }
-            Err(e) => {
-                warn!(error = %e, "spool write failed; message not accepted");
-                let reply = Reply::new(
-                    452,
-                    Enhanced(4, 3, 1),
-                    "Insufficient system storage, try again later",
-                );
-                self.rejected(Hook::Data, Refused::Message(&id, &txn), &reply, false);
-                self.ok(reply)
-            }
+            Err(e) => self.no_storage(&id, &txn, &e),
         }
     }
 

@@ -10,7 +10,7 @@ use super::rejected::Refused;
 use super::{Flow, Session, Transaction};
 use crate::config::ListenerRole;
 use crate::plugins::{AuthResult, ConnectionInfo, Hook, TlsInfo, TransactionInfo, Verdict};
-use crate::spool::MessageId;
+use crate::spool::{MessageBytes, MessageId};
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// Whether any plugin of this session's chain handles `hook`: the facts are only built
@@ -144,13 +144,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.apply(Hook::Rcpt, Refused::Recipient(&rcpt), verdict)
     }
 
-    /// After the final dot, before the message is spooled; edits land in `message`,
-    /// annotations in `txn`. `auth_results` are what the host checked of this message.
+    /// After the final dot, before the message is spooled; edits land in `message` (written
+    /// out as a new spill file when large), annotations in `txn`. `auth_results` are what the
+    /// host checked of this message.
     pub(super) async fn hook_data(
         &mut self,
         id: &MessageId,
         txn: &mut Transaction,
-        message: &mut Vec<u8>,
+        message: &mut MessageBytes,
         auth_results: Vec<AuthResult>,
     ) -> Option<Flow> {
         if !self.wants(Hook::Data) {
@@ -160,9 +161,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let mut tx = transaction_info(txn, Some(message.len() as u64));
         tx.auth_results = auth_results;
         tx.message_id = Some(id.to_string());
-        let verdict = self.plugins.as_mut()?.data(&info, &mut tx, message).await;
+        let plugins = self.plugins.as_mut()?;
+        let (verdict, edited) = plugins.data_shared(&info, &mut tx, message).await;
         txn.annotations = tx.annotations;
-        self.apply(Hook::Data, Refused::Message(id, txn), verdict)
+        if let Some(flow) = self.apply(Hook::Data, Refused::Message(id, txn), verdict) {
+            return Some(flow);
+        }
+        let edited = edited?;
+        match self.rewrite(id, txn, &[&edited.head(), edited.body()]) {
+            Ok(bytes) => *message = bytes,
+            Err(flow) => return Some(flow),
+        }
+        None
     }
 
     /// The message is durable; informational.

@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::smtp::incoming::{Spill, INCOMING_DIR, SPILL_THRESHOLD};
 use crate::spool::{Envelope, MessageBytes, MessageId, Spool, SpoolError};
 
 pub type StoreFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SpoolError>> + Send + 'a>>;
@@ -12,6 +13,11 @@ pub type StoreFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SpoolError>> +
 pub trait MessageStore: Send + Sync + 'static {
     fn new_id(&self) -> MessageId;
     fn store<'a>(&'a self, envelope: &'a Envelope, message: MessageBytes) -> StoreFuture<'a>;
+
+    /// Where a message goes while it arrives: a store with a directory of its own moves
+    /// large ones to files there ([`Spill::to_dir`]); [`Spill::memory`] keeps them whole in
+    /// memory, for stores that only serve tests and tools.
+    fn spill(&self) -> Spill;
 }
 
 impl MessageStore for Spool {
@@ -21,5 +27,9 @@ impl MessageStore for Spool {
 
     fn store<'a>(&'a self, envelope: &'a Envelope, message: MessageBytes) -> StoreFuture<'a> {
         Box::pin(Spool::store(self, envelope, message))
+    }
+
+    fn spill(&self) -> Spill {
+        Spill::to_dir(self.dir().join(INCOMING_DIR), SPILL_THRESHOLD)
     }
 }

@@ -14,11 +14,29 @@ use super::*;
 use crate::config::{ListenerConfig, UserConfig};
 use crate::spool::{Envelope, SpoolError};
 
-#[derive(Default)]
+/// Keeps what it stores; messages over [`SPILL_AT`] octets (with our `Received:`, every one
+/// but the tiniest) arrive through a spill file in a directory of its own.
 struct MemStore {
     messages: Mutex<Vec<(Envelope, Vec<u8>)>>,
     next: AtomicU64,
     fail: AtomicBool,
+    incoming: tempfile::TempDir,
+    /// Messages that reached `store` mapped from a spill file.
+    mapped: AtomicU64,
+}
+
+const SPILL_AT: usize = 300;
+
+impl Default for MemStore {
+    fn default() -> Self {
+        MemStore {
+            messages: Mutex::default(),
+            next: AtomicU64::new(0),
+            fail: AtomicBool::new(false),
+            incoming: tempfile::tempdir().unwrap(),
+            mapped: AtomicU64::new(0),
+        }
+    }
 }
 
 impl MessageStore for MemStore {
@@ -38,12 +56,19 @@ impl MessageStore for MemStore {
                     source: std::io::Error::other("disk full"),
                 });
             }
+            if message.is_mapped() {
+                self.mapped.fetch_add(1, Ordering::Relaxed);
+            }
             self.messages
                 .lock()
                 .unwrap()
                 .push((envelope.clone(), message.to_vec()));
             Ok(())
         })
+    }
+
+    fn spill(&self) -> crate::smtp::incoming::Spill {
+        crate::smtp::incoming::Spill::to_dir(self.incoming.path().to_path_buf(), SPILL_AT)
     }
 }
 
@@ -403,6 +428,65 @@ async fn pipelined_transaction_in_one_write() {
     assert!(c.reply().await.starts_with("250 2.0.0"));
     assert!(c.reply().await.starts_with("221"));
     assert_eq!(c.messages()[0].0.recipients.len(), 1);
+}
+
+/// A message over the threshold, by DATA and by BDAT: stored mapped from its spill file and
+/// byte for byte what was sent; no spill file is left behind.
+#[tokio::test]
+async fn large_messages_go_through_a_spill_file() {
+    let mut c = start(Options::default()).ehlo().await;
+    let body: Vec<u8> = (0..200)
+        .flat_map(|i| format!("line {i} of a message that spills\r\n").into_bytes())
+        .collect();
+    let message = [&b"Subject: big\r\n\r\n"[..], &body].concat();
+    c.cmd("MAIL FROM:<a@example.org>", "250").await;
+    c.cmd("RCPT TO:<b@example.com>", "250").await;
+    c.cmd("DATA", "354").await;
+    c.send(&message).await;
+    c.cmd(".", "250 2.0.0").await;
+    c.cmd("MAIL FROM:<a@example.org>", "250").await;
+    c.cmd("RCPT TO:<b@example.com>", "250").await;
+    let (first, last) = message.split_at(1000);
+    c.send(format!("BDAT {}\r\n", first.len()).as_bytes()).await;
+    c.send(first).await;
+    assert!(c.reply().await.starts_with("250"));
+    c.send(format!("BDAT {} LAST\r\n", last.len()).as_bytes())
+        .await;
+    c.send(last).await;
+    assert!(c.reply().await.starts_with("250 2.0.0 OK: queued"));
+    let messages = c.messages();
+    assert_eq!(messages.len(), 2);
+    for (_, stored) in &messages {
+        assert!(stored.starts_with(b"Received: "));
+        assert!(stored.ends_with(&message), "stored as sent");
+    }
+    assert_eq!(c.store.mapped.load(Ordering::Relaxed), 2);
+    let left = std::fs::read_dir(c.store.incoming.path()).unwrap().count();
+    assert_eq!(left, 0, "spill files are gone once stored");
+}
+
+/// Header edits are made in memory, so the header section has a cap; the session stays in
+/// sync and takes the next message.
+#[tokio::test]
+async fn a_header_section_over_the_cap_is_refused() {
+    let mut c = start(Options::default()).ehlo().await;
+    c.cmd("MAIL FROM:<a@example.org>", "250").await;
+    c.cmd("RCPT TO:<b@example.com>", "250").await;
+    c.cmd("DATA", "354").await;
+    let field = format!("X-Filler: {}\r\n", "f".repeat(900));
+    for _ in 0..(crate::smtp::incoming::MAX_HEADER / field.len() + 1) {
+        c.send(field.as_bytes()).await;
+    }
+    c.send(b"\r\nbody\r\n").await;
+    c.cmd(".", "552 5.3.4").await;
+    c.cmd("MAIL FROM:<a@example.org>", "250").await;
+    c.cmd("RCPT TO:<b@example.com>", "250").await;
+    c.cmd("DATA", "354").await;
+    c.send(format!("{field}\r\nbody\r\n").as_bytes()).await;
+    c.cmd(".", "250 2.0.0").await;
+    assert_eq!(c.messages().len(), 1);
+    let left = std::fs::read_dir(c.store.incoming.path()).unwrap().count();
+    assert_eq!(left, 0);
 }
 
 #[tokio::test]
