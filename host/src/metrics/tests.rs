@@ -161,7 +161,7 @@ async fn every_family_parses_with_the_values_fed_to_it() {
     assert_eq!(v("wasmrelay_queue_messages", &[]), 1.0);
     let age = v("wasmrelay_queue_oldest_age_seconds", &[]);
     assert!((100.0..200.0).contains(&age), "{age}");
-    assert!(v("wasmrelay_spool_file_syncs_total", &[]) >= 2.0);
+    assert!(v("wasmrelay_spool_file_syncs_total", &[]) >= 1.0);
     assert!(v("wasmrelay_spool_commit_batches_total", &[]) >= 1.0);
     assert!(v("wasmrelay_spool_commit_operations_total", &[]) >= 1.0);
     assert_eq!(v("wasmrelay_events_lost_total", &[]), 0.0);
