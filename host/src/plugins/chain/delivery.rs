@@ -19,12 +19,17 @@ use crate::plugins::PluginHost;
 /// The chain for one delivery batch: `route` and `delivery-result`, with their own instances.
 pub struct DeliveryPlugins {
     chain: Chain,
+    /// Set (to the message's length) once a copy of the batch's message concerned none of
+    /// the plugins that handle `recipient-copy` (their `wants` ruled it out): the batch is
+    /// one message, so the other recipients' copies skip the chain without parsing it.
+    copies_unwanted: Option<usize>,
 }
 
 impl DeliveryPlugins {
     pub(crate) fn new(host: Arc<PluginHost>) -> Self {
         DeliveryPlugins {
             chain: Chain::new(host),
+            copies_unwanted: None,
         }
     }
 
@@ -114,16 +119,21 @@ impl DeliveryPlugins {
         rcpt: RecipientInfo,
         message: &mut Vec<u8>,
     ) -> (Verdict, bool) {
-        if !self.handles(Hook::RecipientCopy) {
+        let unwanted = self.copies_unwanted == Some(message.len());
+        if !self.handles(Hook::RecipientCopy) || unwanted {
             return (Verdict::Continue, false);
         }
         let rcpt = Arc::new(rcpt);
-        let current = MessageRes::parse(std::mem::take(message), self.chain.host.max_message);
+        let (len, max) = (message.len(), self.chain.host.max_message);
+        let current = MessageRes::parse(std::mem::take(message), max);
         let call = |m| Call::RecipientCopy(rcpt.clone(), m);
-        let (verdict, current) = self
+        let (verdict, current, called) = self
             .chain
             .edit_chain(Hook::RecipientCopy, Subject::Delivery(env), current, call)
             .await;
+        if !called {
+            self.copies_unwanted = Some(len);
+        }
         let edited = current.is_edited();
         *message = current.into_bytes();
         (verdict, edited)
