@@ -285,8 +285,9 @@ async fn measure(subject: &Subject, r: &Rounds) -> Row {
     drop(live);
     let message_fresh = samples(r.messages, || session(&host, &c, &msg)).await;
 
-    // Resident memory per live instance: sessions that each hold one, after a first round
-    // has warmed the allocator's slots.
+    // Resident memory per live instance: sessions that each hold one, on slots of the
+    // pooling allocator that no instance used before (a reused slot keeps its pages
+    // resident, so a second round would show nothing).
     let open = |n: usize| {
         let host = host.clone();
         let (c, msg) = (c.clone(), msg.clone());
@@ -300,7 +301,6 @@ async fn measure(subject: &Subject, r: &Rounds) -> Row {
             all
         }
     };
-    drop(open(r.live).await);
     let before = rss_bytes();
     let sessions = open(r.live).await;
     let after = rss_bytes();
