@@ -134,8 +134,6 @@ pub(crate) fn load_component(
     let wasm = config
         .read_component()
         .map_err(|e| PluginLoadError::Read(path.clone(), e))?;
-    let wants =
-        Wants::of_component(&wasm).map_err(|why| PluginLoadError::Interface(path.clone(), why))?;
     let compile_err = |e: wasmtime::Error| PluginLoadError::Compile(path.clone(), format!("{e:#}"));
     let (component, outcome) = match cache_dir {
         None => (
@@ -163,6 +161,8 @@ pub(crate) fn load_component(
     };
     check_world(engine, &component)
         .map_err(|why| PluginLoadError::Interface(path.to_path_buf(), why))?;
+    let wants =
+        Wants::of_component(&wasm).map_err(|why| PluginLoadError::Interface(path.clone(), why))?;
     Ok((component, outcome, wants))
 }
 

@@ -35,7 +35,11 @@ pub(crate) struct Wants {
 
 impl Wants {
     /// Reads the declaration of the component `wasm`; an error says what is wrong with it.
+    /// Text (WAT) declares nothing: whether it is a component at all is the compiler's call.
     pub(crate) fn of_component(wasm: &[u8]) -> Result<Wants, String> {
+        if !wasm.starts_with(b"\0asm") {
+            return Ok(Wants::default());
+        }
         let mut text = Vec::new();
         collect(wasm, 0, &mut text)?;
         let text = std::str::from_utf8(&text)
@@ -216,7 +220,8 @@ mod tests {
         let mut truncated = component(&[module(&[custom(SECTION, b"data: text/html")])]);
         truncated.truncate(truncated.len() - 3);
         assert!(Wants::of_component(&truncated).is_err());
-        assert!(Wants::of_component(b"not wasm").is_err());
+        assert_eq!(Wants::of_component(b"(component)"), Ok(Wants::default()));
+        assert!(Wants::of_component(b"\0asm\x0d\0").is_err());
         let mut huge_size = b"\0asm\x0d\0\x01\0\x01".to_vec();
         huge_size.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
         assert!(Wants::of_component(&huge_size).is_err());
