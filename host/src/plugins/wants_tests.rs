@@ -65,7 +65,8 @@ async fn the_tracker_is_not_instantiated_for_mail_without_html() {
         "neither instantiated nor called"
     );
 
-    let mut batch = host.delivery();
+    // The same batch with another message (as `wasmrelay plugin test` does): the cached
+    // answer was for the text message only.
     let mut message = HTML.as_bytes().to_vec();
     let (verdict, edited) = batch
         .recipient_copy(&env, rcpt("a@example.com"), &mut message)
