@@ -6,7 +6,12 @@
 //! reuses the dev build (dependencies are optimized there already).
 //! Targets: instantiate from the pool ≤ 10 µs, a hook call returning `continue` ≤ 1 µs,
 //! ≤ 2 MiB resident per live instance. The `part:` entries price the host-side pieces of a
-//! call and an instantiation, to tell them from wasmtime's own cost.
+//! call and an instantiation, to tell them from wasmtime's own cost. The `recipient copy`
+//! entries price a delivery batch's copy with the bundled tracker: for a text message its
+//! `wants` declaration (HTML only) spares the instance and the call. Per-language figures
+//! are the `languages` bench.
+
+mod common;
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -16,15 +21,11 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use wasmrelay::config::plugins::PluginConfig;
 use wasmrelay::plugins::test_plugins::component;
 use wasmrelay::plugins::{
-    bench_instantiate, ConnectionInfo, PluginHost, PluginHostOptions, TransactionInfo, Verdict,
+    bench_instantiate, ConnectionInfo, EnvelopeInfo, PluginHost, PluginHostOptions, RecipientInfo,
+    TransactionInfo, Verdict,
 };
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use common::{rss_bytes, runtime};
 
 fn host(rt: &tokio::runtime::Runtime, max_instances: u32) -> Arc<PluginHost> {
     let config = PluginConfig {
@@ -44,17 +45,6 @@ fn conn() -> ConnectionInfo {
         "192.0.2.1:40000".parse().unwrap(),
         "127.0.0.1:25".parse().unwrap(),
     )
-}
-
-/// Resident set size of this process, from /proc.
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
 }
 
 fn plugins(c: &mut Criterion) {
@@ -137,7 +127,7 @@ criterion_group! {
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
     targets = plugins
 }
-criterion_main!(benches, extra);
+criterion_main!(benches, extra, copies);
 
 fn parts(c: &mut Criterion) {
     c.bench_function("part: WasiCtx build", |b| {
@@ -167,4 +157,70 @@ criterion_group! {
     name = extra;
     config = Criterion::default().measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500));
     targets = parts
+}
+
+/// One delivery batch's recipient copy of `message` with the bundled tracker.
+fn copy_bench(c: &mut Criterion, name: &str, message: &[u8], edited: bool) {
+    let rt = runtime();
+    let config: PluginConfig = toml::from_str(
+        r#"
+builtin = "tracker"
+config = { secret = "bench-secret-not-for-production-0123456789", base_url = "https://t.example.com/" }
+"#,
+    )
+    .unwrap();
+    let host = rt
+        .block_on(PluginHost::load(&[config], PluginHostOptions::default()))
+        .unwrap();
+    let env = Arc::new(EnvelopeInfo {
+        queue_id: "bench0001".into(),
+        mail_from: "news@example.org".into(),
+        attempt: 1,
+        ..EnvelopeInfo::default()
+    });
+    let rcpt = RecipientInfo {
+        address: "b@example.com".into(),
+        ..RecipientInfo::default()
+    };
+    c.bench_function(name, |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut batch = host.delivery();
+                let mut copy = message.to_vec();
+                let (_, changed) = batch.recipient_copy(&env, rcpt.clone(), &mut copy).await;
+                assert_eq!(changed, edited);
+                black_box(copy)
+            })
+        })
+    });
+}
+
+fn recipient_copies(c: &mut Criterion) {
+    let mut text = b"From: news@example.org\r\nSubject: figures\r\n\r\n".to_vec();
+    let mut html = b"From: news@example.org\r\nSubject: figures\r\nMIME-Version: 1.0\r\n\
+        Content-Type: text/html; charset=utf-8\r\n\r\n<html><body>"
+        .to_vec();
+    while text.len() < 2048 {
+        text.extend_from_slice(b"Figures at https://example.org/q3 as agreed last week.\r\n");
+        html.extend_from_slice(b"<p>Figures at <a href=\"https://example.org/q3\">q3</a>.</p>\r\n");
+    }
+    html.extend_from_slice(b"</body></html>\r\n");
+    copy_bench(
+        c,
+        "recipient copy, tracker, 2 KB text (skipped by wants)",
+        &text,
+        false,
+    );
+    copy_bench(
+        c,
+        "recipient copy, tracker, 2 KB HTML (fresh instance + call)",
+        &html,
+        true,
+    );
+}
+
+criterion_group! {
+    name = copies;
+    config = Criterion::default().measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500));
+    targets = recipient_copies
 }

@@ -3,13 +3,15 @@
 //! relay binary and driven by real SMTP clients: greylisting (Python) refuses then accepts after
 //! its delay, the content policy (JavaScript) tags and rejects by decoded content, the sender
 //! allowlist (C) refuses an unlisted domain, and a Python exception gets the plugin's
-//! `on_error` while the relay keeps serving. A missing toolchain fails the build step with its
-//! name: `.ci/run` installs them all.
+//! `on_error` while the relay keeps serving. A restart loads the compiled Python component from
+//! the compile cache instead of compiling it again. A missing toolchain fails the build step
+//! with its name: `.ci/run` installs them all.
 //!
 //! Run: `cargo test -p wasmrelay --test polyglot`
 
 mod allowlist;
 mod build;
+mod compile_cache;
 mod content_policy;
 mod greylisting;
 mod python_instances;

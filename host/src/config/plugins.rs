@@ -117,8 +117,9 @@ pub enum OnError {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PluginRuntimeConfig {
-    /// Where compiled components are cached (keyed by content hash and engine); empty
-    /// disables the cache and compiles at every start.
+    /// Where compiled components are cached (keyed by content hash and engine); empty: the
+    /// user's cache directory (`$XDG_CACHE_HOME/wasmrelay/plugins` or
+    /// `~/.cache/wasmrelay/plugins`), or no cache when neither is set.
     pub cache_dir: PathBuf,
     /// Epoch tick: the granularity of `limits.cpu`.
     #[serde(with = "humantime_serde")]

@@ -13,6 +13,7 @@ use wasmtime::component::Component;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::error::PluginLoadError;
+use super::wants::Wants;
 use super::PluginConfig;
 
 /// The interface every plugin exports, without its version.
@@ -98,6 +99,20 @@ pub enum CacheOutcome {
     Disabled,
 }
 
+/// The compile cache when the config names none: `$XDG_CACHE_HOME/wasmrelay/plugins`, else
+/// `$HOME/.cache/wasmrelay/plugins` (relative values are ignored, as the XDG spec says);
+/// `None` without either.
+pub(crate) fn user_cache_dir(
+    xdg_cache_home: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Option<PathBuf> {
+    let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    let base = xdg_cache_home
+        .and_then(absolute)
+        .or_else(|| home.and_then(absolute).map(|h| h.join(".cache")))?;
+    Some(base.join("wasmrelay").join("plugins"))
+}
+
 /// Where a compiled component lives: content hash + engine compatibility hash, so a new
 /// wasmtime or different engine settings never load stale code.
 fn cache_path(engine: &Engine, dir: &Path, wasm: &[u8]) -> PathBuf {
@@ -108,12 +123,13 @@ fn cache_path(engine: &Engine, dir: &Path, wasm: &[u8]) -> PathBuf {
     dir.join(format!("{hex}-{:016x}.cwasm", h.finish()))
 }
 
-/// Compiles the plugin's component (or loads it from `cache_dir`).
+/// Compiles the plugin's component (or loads it from `cache_dir`), with what it declares it
+/// wants to see.
 pub(crate) fn load_component(
     engine: &Engine,
     config: &PluginConfig,
     cache_dir: Option<&Path>,
-) -> Result<(Component, CacheOutcome), PluginLoadError> {
+) -> Result<(Component, CacheOutcome, Wants), PluginLoadError> {
     let path = config.origin();
     let wasm = config
         .read_component()
@@ -145,7 +161,9 @@ pub(crate) fn load_component(
     };
     check_world(engine, &component)
         .map_err(|why| PluginLoadError::Interface(path.to_path_buf(), why))?;
-    Ok((component, outcome))
+    let wants =
+        Wants::of_component(&wasm).map_err(|why| PluginLoadError::Interface(path.clone(), why))?;
+    Ok((component, outcome, wants))
 }
 
 fn write_atomically(dir: &Path, dest: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -196,4 +214,28 @@ fn check_world(engine: &Engine, component: &Component) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_cache_follows_xdg() {
+        let os = |s: &str| Some(std::ffi::OsString::from(s));
+        assert_eq!(
+            user_cache_dir(os("/var/cache/x"), os("/home/u")),
+            Some(PathBuf::from("/var/cache/x/wasmrelay/plugins"))
+        );
+        assert_eq!(
+            user_cache_dir(None, os("/home/u")),
+            Some(PathBuf::from("/home/u/.cache/wasmrelay/plugins"))
+        );
+        assert_eq!(
+            user_cache_dir(os("relative"), os("/home/u")),
+            Some(PathBuf::from("/home/u/.cache/wasmrelay/plugins"))
+        );
+        assert_eq!(user_cache_dir(None, os("")), None);
+        assert_eq!(user_cache_dir(None, None), None);
+    }
 }

@@ -14,6 +14,9 @@
 //! - `state`: the store data, budgets and the `host` capability imports; [`caps`] the
 //!   shared-state backend, `context` and `message` the two resources.
 //! - [`transcript`]: `wasmrelay plugin test`, a scripted session against one plugin.
+//! - `wants`: a plugin's declaration (a custom section) that its `data` or `recipient-copy`
+//!   hook only concerns messages with a part of some content type; the chain skips it (and
+//!   does not instantiate it) for the others.
 //!
 //! Limits per hook call: CPU (epoch ticks), wall time (`tokio::time::timeout`), memory
 //! (store limiter under the pool's ceiling), capability calls, and caps on every value that
@@ -36,6 +39,7 @@ mod state;
 pub mod test_plugins;
 pub mod transcript;
 mod types;
+mod wants;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -111,11 +115,17 @@ impl Default for PluginHostOptions {
 }
 
 impl PluginHostOptions {
-    /// Options from `[plugin_runtime]`, with the in-process backend and no resolver.
+    /// Options from `[plugin_runtime]`, with the in-process backend and no resolver. Without
+    /// a `cache_dir` the compile cache lives in the user's cache directory, so a restart
+    /// loads compiled code instead of compiling again (seconds for a Python component).
     pub fn from_config(runtime: &PluginRuntimeConfig) -> Self {
+        let cache_dir = if runtime.cache_dir.as_os_str().is_empty() {
+            engine::user_cache_dir(std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME"))
+        } else {
+            Some(runtime.cache_dir.clone())
+        };
         PluginHostOptions {
-            cache_dir: (!runtime.cache_dir.as_os_str().is_empty())
-                .then(|| runtime.cache_dir.clone()),
+            cache_dir,
             epoch_tick: runtime.epoch_tick.max(Duration::from_millis(1)),
             max_instances: runtime.max_instances,
             ..PluginHostOptions::default()
@@ -145,6 +155,8 @@ pub(crate) struct LoadedPlugin {
     pub pre: PluginPre<StoreState>,
     /// Bit set of the hooks the plugin handles (`Hook::bit`).
     pub hooks: u16,
+    /// Which messages its message hooks are called for (`wants`).
+    pub wants: wants::Wants,
     /// Warm instances, for `instances = "pooled"`.
     pub pool: Option<chain::Pool>,
 }
@@ -196,7 +208,7 @@ impl PluginHost {
             cache: Vec::new(),
         };
         for config in configs {
-            let (component, outcome) =
+            let (component, outcome, wants) =
                 engine::load_component(&host.engine, config, opts.cache_dir.as_deref())?;
             let refuse =
                 |e: wasmtime::Error| PluginLoadError::Interface(config.origin(), format!("{e:#}"));
@@ -228,12 +240,13 @@ impl PluginHost {
                         name: meta.name.clone(),
                         message: e.to_string(),
                     })?;
-            tracing::info!(plugin = %meta.name, ?outcome, hooks = ?hook_names(hooks), "plugin loaded");
+            tracing::info!(plugin = %meta.name, ?outcome, hooks = ?hook_names(hooks), ?wants, "plugin loaded");
             let pool = config.pool_capacity().map(chain::Pool::new);
             host.plugins.push(LoadedPlugin {
                 meta,
                 pre,
                 hooks,
+                wants,
                 pool,
             });
             host.cache.push(outcome);
@@ -308,3 +321,5 @@ mod pool_tests;
 mod tests;
 #[cfg(test)]
 mod verdict_tests;
+#[cfg(test)]
+mod wants_tests;

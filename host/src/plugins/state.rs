@@ -1,4 +1,4 @@
-//! Per-store state: the deny-all WASI context, the resource table, the per-hook budgets
+//! Per-store state: the deny-all WASI context (built on first use), the resource table, the per-hook budgets
 //! (CPU ticks, capability calls, memory) and the `host` capability imports.
 
 use std::sync::Arc;
@@ -47,7 +47,10 @@ pub(crate) struct Capabilities {
 /// The data of one plugin instance's `Store`.
 pub struct StoreState {
     pub(crate) table: ResourceTable,
-    wasi: WasiCtx,
+    /// Built the first time the plugin calls into WASI: a Rust plugin that never prints or
+    /// reads the clock never pays for it (its random-number generators are seeded from the
+    /// OS, the costliest part of a fresh instance's host-side setup).
+    wasi: Option<WasiCtx>,
     pub(crate) meta: Arc<PluginMeta>,
     caps: Arc<Capabilities>,
     memory_limit: usize,
@@ -71,11 +74,9 @@ pub(crate) struct CallScope {
 
 impl StoreState {
     pub(crate) fn new(meta: Arc<PluginMeta>, caps: Arc<Capabilities>) -> StoreState {
-        // Deny-all: no preopens, environment, arguments or network; stdio is closed/discarded.
-        let wasi = WasiCtx::builder().build();
         StoreState {
             table: ResourceTable::new(),
-            wasi,
+            wasi: None,
             memory_limit: (meta.limits.memory_mb as usize) << 20,
             meta,
             caps,
@@ -187,7 +188,9 @@ impl StoreState {
 impl WasiView for StoreState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
-            ctx: &mut self.wasi,
+            // Deny-all: no preopens, environment, arguments or network; stdio is
+            // closed/discarded.
+            ctx: self.wasi.get_or_insert_with(|| WasiCtx::builder().build()),
             table: &mut self.table,
         }
     }

@@ -25,6 +25,13 @@ struct Tracker {
     config: Config,
 }
 
+/// Tells the host to call `recipient-copy` only for messages with an HTML part (section
+/// `wasmrelay:wants`, docs/plugins.md#cost-per-language): mail without one is never tracked,
+/// so the host neither instantiates this plugin nor hands it the message for it.
+#[used]
+#[link_section = "wasmrelay:wants"]
+static WANTS: [u8; 26] = *b"recipient-copy: text/html\n";
+
 impl Plugin for Tracker {
     const HOOKS: &'static [Hook] = &[Hook::RecipientCopy];
 

@@ -58,6 +58,14 @@ fn tree(m: &mut MessageRes) -> Arc<Tree> {
     tree
 }
 
+/// The content types of the message's leaf parts (lower case), for the `wants` declarations
+/// check; `None` when the tree stopped at its part limit and cannot tell.
+pub(crate) fn leaf_types(m: &mut MessageRes) -> Option<Vec<String>> {
+    let tree = tree(m);
+    let leaves = tree.nodes.iter().filter(|n| !n.container);
+    (!tree.truncated).then(|| leaves.map(|n| n.info.content_type.clone()).collect())
+}
+
 /// The leaf part `id`, or why there is none.
 fn leaf(tree: &Tree, id: u32) -> Result<&Node, wit::PartError> {
     let node = tree

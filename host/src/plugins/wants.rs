@@ -1,0 +1,240 @@
+//! What a plugin declares it wants to see, read from its component at load so the host can
+//! skip calls (and the instance and message they would need) that cannot concern it.
+//!
+//! A plugin declares it in a custom section named [`SECTION`] (in the component or in any
+//! core module inside it, where a Rust `#[link_section]` static lands), one line per hook:
+//!
+//! ```text
+//! recipient-copy: text/html
+//! data: text/html, text/calendar
+//! ```
+//!
+//! meaning "call this hook only for messages with at least one part of one of these
+//! content types". Only the message hooks (`data`, `recipient-copy`) take a declaration; a
+//! component without the section is called as always. The WIT stays as it is: a section is
+//! invisible to older hosts, which call the hook for every message, as they must.
+
+use super::types::Hook;
+
+/// The custom section's name.
+pub const SECTION: &str = "wasmrelay:wants";
+
+/// Longest declaration read (all sections together) and most content types per hook.
+const MAX_DECLARATION: usize = 4 * 1024;
+const MAX_TYPES: usize = 16;
+/// Components nest; a declaration is never deeper than this.
+const MAX_DEPTH: usize = 4;
+
+/// Per message hook: `None` (every message) or the content types of which a message must
+/// have a part for the hook to be called.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Wants {
+    data: Option<Vec<String>>,
+    recipient_copy: Option<Vec<String>>,
+}
+
+impl Wants {
+    /// Reads the declaration of the component `wasm`; an error says what is wrong with it.
+    /// Text (WAT) declares nothing: whether it is a component at all is the compiler's call.
+    pub(crate) fn of_component(wasm: &[u8]) -> Result<Wants, String> {
+        if !wasm.starts_with(b"\0asm") {
+            return Ok(Wants::default());
+        }
+        let mut text = Vec::new();
+        collect(wasm, 0, &mut text)?;
+        let text = std::str::from_utf8(&text)
+            .map_err(|_| format!("custom section {SECTION:?} is not UTF-8"))?;
+        Wants::parse(text)
+    }
+
+    fn parse(text: &str) -> Result<Wants, String> {
+        let mut wants = Wants::default();
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let Some((hook, types)) = line.split_once(':') else {
+                return Err(format!("{SECTION}: {line:?} is not `hook: type, ...`"));
+            };
+            let types: Vec<String> = types
+                .split(',')
+                .map(|t| t.trim().to_ascii_lowercase())
+                .filter(|t| !t.is_empty())
+                .collect();
+            let valid = |t: &String| {
+                t.split_once('/').is_some_and(|(a, b)| {
+                    let token = |s: &str| {
+                        !s.is_empty()
+                            && s.bytes()
+                                .all(|c| c.is_ascii_alphanumeric() || b"-+.".contains(&c))
+                    };
+                    token(a) && token(b)
+                })
+            };
+            if types.is_empty() || types.len() > MAX_TYPES || !types.iter().all(valid) {
+                return Err(format!(
+                    "{SECTION}: {line:?} needs 1..={MAX_TYPES} content types like text/html"
+                ));
+            }
+            let slot = match hook.trim() {
+                "data" => &mut wants.data,
+                "recipient-copy" => &mut wants.recipient_copy,
+                other => {
+                    return Err(format!(
+                    "{SECTION}: hook {other:?} takes no declaration (only data and recipient-copy)"
+                ))
+                }
+            };
+            slot.get_or_insert_with(Vec::new).extend(types);
+        }
+        Ok(wants)
+    }
+
+    /// The content types `hook` is limited to, if the plugin declared any.
+    pub(crate) fn types(&self, hook: Hook) -> Option<&[String]> {
+        match hook {
+            Hook::Data => self.data.as_deref(),
+            Hook::RecipientCopy => self.recipient_copy.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a message whose leaf parts have `part_types` (lower case) concerns a hook limited
+/// to `wanted`.
+pub(crate) fn concerns(wanted: &[String], part_types: &[String]) -> bool {
+    part_types.iter().any(|t| wanted.contains(t))
+}
+
+/// A LEB128 `u32` at `*pos`.
+fn leb(bytes: &[u8], pos: &mut usize) -> Result<usize, String> {
+    let mut value: u64 = 0;
+    for shift in (0..35).step_by(7) {
+        let b = *bytes.get(*pos).ok_or("truncated component")?;
+        *pos += 1;
+        value |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return usize::try_from(value).map_err(|_| "section too large".to_string());
+        }
+    }
+    Err("malformed LEB128 in component".into())
+}
+
+/// Appends the payload of every [`SECTION`] in the component or core module `bin` (and in
+/// the modules and components nested in it) to `out`.
+fn collect(bin: &[u8], depth: usize, out: &mut Vec<u8>) -> Result<(), String> {
+    if bin.len() < 8 || &bin[..4] != b"\0asm" {
+        return Err("not a WebAssembly binary".into());
+    }
+    // Core modules are layer 0; components layer 1 (bytes 6..8 of the header).
+    let component = bin[6..8] == [1, 0];
+    let mut pos = 8;
+    while pos < bin.len() {
+        let id = bin[pos];
+        pos += 1;
+        let size = leb(bin, &mut pos)?;
+        let end = pos.checked_add(size).filter(|&e| e <= bin.len());
+        let payload = &bin[pos..end.ok_or("section runs past the end of the component")?];
+        pos += size;
+        match id {
+            0 => {
+                let mut at = 0;
+                let len = leb(payload, &mut at)?;
+                let name = payload.get(at..at + len).ok_or("truncated section name")?;
+                if name == SECTION.as_bytes() {
+                    out.extend_from_slice(&payload[at + len..]);
+                    out.push(b'\n');
+                    if out.len() > MAX_DECLARATION {
+                        return Err(format!(
+                            "custom section {SECTION:?} over {MAX_DECLARATION} bytes"
+                        ));
+                    }
+                }
+            }
+            // A nested core module (1) or component (4).
+            1 | 4 if component && depth < MAX_DEPTH => collect(payload, depth + 1, out)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn custom(name: &str, data: &[u8]) -> Vec<u8> {
+        let mut payload = vec![name.len() as u8];
+        payload.extend_from_slice(name.as_bytes());
+        payload.extend_from_slice(data);
+        let mut s = vec![0, payload.len() as u8];
+        s.extend(payload);
+        s
+    }
+
+    fn module(sections: &[Vec<u8>]) -> Vec<u8> {
+        let mut m = b"\0asm\x01\0\0\0".to_vec();
+        sections.iter().for_each(|s| m.extend_from_slice(s));
+        m
+    }
+
+    fn component(modules: &[Vec<u8>]) -> Vec<u8> {
+        let mut c = b"\0asm\x0d\0\x01\0".to_vec();
+        for m in modules {
+            c.push(1);
+            c.push(m.len() as u8);
+            c.extend_from_slice(m);
+        }
+        c
+    }
+
+    #[test]
+    fn a_declaration_in_a_nested_module_is_found() {
+        let core = module(&[
+            custom("producers", b"x"),
+            custom(SECTION, b"recipient-copy: text/HTML\n"),
+        ]);
+        let wants = Wants::of_component(&component(&[module(&[]), core])).unwrap();
+        assert_eq!(
+            wants.types(Hook::RecipientCopy),
+            Some(&["text/html".to_string()][..])
+        );
+        assert_eq!(wants.types(Hook::Data), None);
+    }
+
+    #[test]
+    fn no_section_wants_everything() {
+        let wants = Wants::of_component(&component(&[module(&[custom("name", b"")])])).unwrap();
+        assert_eq!(wants, Wants::default());
+    }
+
+    #[test]
+    fn bad_declarations_and_binaries_are_refused() {
+        for bad in [
+            "recipient-copy text/html",
+            "rcpt: text/html",
+            "data: html",
+            "data: ",
+            "data: text/html; charset=utf-8",
+        ] {
+            let c = component(&[module(&[custom(SECTION, bad.as_bytes())])]);
+            assert!(Wants::of_component(&c).is_err(), "{bad}");
+        }
+        let mut truncated = component(&[module(&[custom(SECTION, b"data: text/html")])]);
+        truncated.truncate(truncated.len() - 3);
+        assert!(Wants::of_component(&truncated).is_err());
+        assert_eq!(Wants::of_component(b"(component)"), Ok(Wants::default()));
+        assert!(Wants::of_component(b"\0asm\x0d\0").is_err());
+        let mut huge_size = b"\0asm\x0d\0\x01\0\x01".to_vec();
+        huge_size.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+        assert!(Wants::of_component(&huge_size).is_err());
+    }
+
+    #[test]
+    fn a_message_concerns_a_hook_when_a_part_type_matches() {
+        let wanted = vec!["text/html".to_string()];
+        assert!(concerns(
+            &wanted,
+            &["text/plain".into(), "text/html".into()]
+        ));
+        assert!(!concerns(&wanted, &["text/plain".into()]));
+        assert!(!concerns(&wanted, &[]));
+    }
+}

@@ -1,0 +1,78 @@
+//! `wants` declarations in the chain: the bundled tracker declares `recipient-copy:
+//! text/html`, so a copy of mail without HTML neither instantiates nor calls it, while HTML
+//! mail is tracked as before.
+
+use super::tests::load;
+use super::*;
+
+fn tracker() -> PluginConfig {
+    let text = r#"
+builtin = "tracker"
+config = { secret = "a-test-secret-that-is-long-enough-0123456789", base_url = "https://t.example.com/" }
+"#;
+    toml::from_str(text).unwrap()
+}
+
+fn envelope() -> Arc<EnvelopeInfo> {
+    Arc::new(EnvelopeInfo {
+        queue_id: "q1".into(),
+        mail_from: "news@example.org".into(),
+        attempt: 1,
+        ..EnvelopeInfo::default()
+    })
+}
+
+fn rcpt(address: &str) -> RecipientInfo {
+    RecipientInfo {
+        address: address.into(),
+        ..RecipientInfo::default()
+    }
+}
+
+const TEXT: &str = "From: news@example.org\r\nSubject: hi\r\n\r\nSee https://example.org/a\r\n";
+
+const HTML: &str = "From: news@example.org\r\nSubject: hi\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/alternative; boundary=\"b\"\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nSee https://example.org/a\r\n\
+--b\r\nContent-Type: text/html\r\n\r\n<html><body><a href=\"https://example.org/a\">a</a></body></html>\r\n\
+--b--\r\n";
+
+#[tokio::test]
+async fn the_tracker_is_not_instantiated_for_mail_without_html() {
+    let host = load(&[tracker()]).await;
+    assert_eq!(
+        host.plugins[0].wants.types(Hook::RecipientCopy),
+        Some(&["text/html".to_string()][..]),
+        "the bundled tracker declares what it wants"
+    );
+    let probe = host.metrics()[0].instantiations;
+    let env = envelope();
+    let mut batch = host.delivery();
+    for to in ["a@example.com", "b@example.com"] {
+        let mut message = TEXT.as_bytes().to_vec();
+        let (verdict, edited) = batch.recipient_copy(&env, rcpt(to), &mut message).await;
+        assert_eq!((verdict, edited), (Verdict::Continue, false));
+        assert_eq!(
+            message,
+            TEXT.as_bytes(),
+            "the copy is the message as spooled"
+        );
+    }
+    let m = &host.metrics()[0];
+    assert_eq!(
+        (m.instantiations - probe, m.calls),
+        (0, 0),
+        "neither instantiated nor called"
+    );
+
+    // The same batch with another message (as `wasmrelay plugin test` does): the cached
+    // answer was for the text message only.
+    let mut message = HTML.as_bytes().to_vec();
+    let (verdict, edited) = batch
+        .recipient_copy(&env, rcpt("a@example.com"), &mut message)
+        .await;
+    assert_eq!((verdict, edited), (Verdict::Continue, true));
+    let copy = String::from_utf8(message).unwrap();
+    assert!(copy.contains("https://t.example.com/"), "{copy}");
+    assert_eq!(host.metrics()[0].calls, 1);
+}
