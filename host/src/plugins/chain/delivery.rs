@@ -180,7 +180,10 @@ mod tests {
 
     #[test]
     fn fingerprints_tell_messages_of_one_length_apart() {
-        let (a, b) = (b"Subject: x\r\n\r\nbody 1\r\n", b"Subject: x\r\n\r\nbody 2\r\n");
+        let (a, b) = (
+            b"Subject: x\r\n\r\nbody 1\r\n",
+            b"Subject: x\r\n\r\nbody 2\r\n",
+        );
         assert_eq!(fingerprint(a), fingerprint(a));
         assert_ne!(fingerprint(a), fingerprint(b));
         assert_ne!(fingerprint(b"ab"), fingerprint(b"ba"));
