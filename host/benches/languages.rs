@@ -5,6 +5,8 @@
 //! `cargo test -p wasmrelay --test polyglot` builds into `target/polyglot/`; a missing one is
 //! reported with that command and skipped. The Rust row is the bundled `rate-limit` with one
 //! per-recipient rule (a rate-limit capability call per `rcpt`, like greylisting's kv calls).
+//! The JavaScript starter (one string check at `mail-from`) shows what the JavaScript runtime
+//! itself costs per call, beside the content policy's own work.
 //!
 //! Per language: component size; load time with an empty compile cache (compile, write the
 //! cache, one instantiation + `init` to probe it) and with the cache filled (what a restart
@@ -69,6 +71,12 @@ fn subjects() -> Vec<Subject> {
             source: Source::Built("content-policy.wasm"),
             config: r#"config = { reject_phrases = ["wire the money today"], spam_subject_words = ["lottery"] }"#,
             hook: HookCall::Data,
+        },
+        Subject {
+            language: "JavaScript (starter: one string check)",
+            source: Source::Built("js-starter.wasm"),
+            config: "config = {}",
+            hook: HookCall::MailFrom,
         },
         Subject {
             language: "C (allowlist)",

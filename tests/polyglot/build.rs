@@ -107,34 +107,46 @@ pub fn python_probe() -> PathBuf {
 pub fn content_policy() -> PathBuf {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     once(&BUILT, || {
-        let tool = examples().join("node_modules/.bin/componentize-js");
-        if !tool.is_file() {
-            return Err(format!(
-                "toolchain missing: no {}; run `npm ci` in examples/plugins (.ci/run does)",
-                tool.display()
-            ));
-        }
-        let dir = examples().join("content-policy-js");
-        let out = out_dir().join("content-policy.wasm");
-        run(
-            "componentize-js for content-policy-js",
-            Command::new(tool)
-                .current_dir(&dir)
-                .arg("--wit")
-                .arg(wit())
-                .args([
-                    "--world-name",
-                    "plugin",
-                    "--disable",
-                    "http",
-                    "fetch-event",
-                    "--out",
-                ])
-                .arg(&out)
-                .arg("policy.js"),
-        )?;
-        Ok(out)
+        javascript("content-policy-js", "policy.js", "content-policy.wasm")
     })
+}
+
+/// examples/plugins/js-starter, the folder a JavaScript author copies.
+pub fn js_starter() -> PathBuf {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    once(&BUILT, || {
+        javascript("js-starter", "plugin.js", "js-starter.wasm")
+    })
+}
+
+/// `componentize-js` on `source` in examples/plugins/`dir`, into the output folder as `out_name`.
+fn javascript(dir: &str, source: &str, out_name: &str) -> Result<PathBuf, String> {
+    let tool = examples().join("node_modules/.bin/componentize-js");
+    if !tool.is_file() {
+        return Err(format!(
+            "toolchain missing: no {}; run `npm ci` in examples/plugins (.ci/run does)",
+            tool.display()
+        ));
+    }
+    let out = out_dir().join(out_name);
+    run(
+        &format!("componentize-js for {dir}"),
+        Command::new(tool)
+            .current_dir(examples().join(dir))
+            .arg("--wit")
+            .arg(wit())
+            .args([
+                "--world-name",
+                "plugin",
+                "--disable",
+                "http",
+                "fetch-event",
+                "--out",
+            ])
+            .arg(&out)
+            .arg(source),
+    )?;
+    Ok(out)
 }
 
 /// examples/plugins/allowlist-c, with its Makefile (wit-bindgen c, clang, wasm-tools and the

@@ -2,10 +2,10 @@
 //! (componentize-py, componentize-js, wit-bindgen c + clang + wasm-tools), loaded into the real
 //! relay binary and driven by real SMTP clients: greylisting (Python) refuses then accepts after
 //! its delay, the content policy (JavaScript) tags and rejects by decoded content, the sender
-//! allowlist (C) refuses an unlisted domain, and a Python exception gets the plugin's
-//! `on_error` while the relay keeps serving. A restart loads the compiled Python component from
-//! the compile cache instead of compiling it again. A missing toolchain fails the build step
-//! with its name: `.ci/run` installs them all.
+//! allowlist (C) refuses an unlisted domain, the JavaScript starter works as copied, and a
+//! Python exception gets the plugin's `on_error` while the relay keeps serving. A restart loads
+//! the compiled Python component from the compile cache instead of compiling it again. A
+//! missing toolchain fails the build step with its name: `.ci/run` installs them all.
 //!
 //! Run: `cargo test -p wasmrelay --test polyglot`
 
@@ -15,6 +15,7 @@ mod compile_cache;
 mod content_policy;
 mod greylisting;
 mod python_instances;
+mod starters;
 
 use std::net::SocketAddr;
 use std::path::Path;

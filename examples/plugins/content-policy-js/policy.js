@@ -29,8 +29,42 @@ const DEFAULTS = {
 
 let settings = null;
 
+// Lower case, every run of white space one space: for the configured phrases and the subject,
+// which are short. Long texts are not rewritten: see `containsPhrase`.
 function normalize(text) {
   return text.toLowerCase().replace(/\s+/g, " ");
+}
+
+// Every character JavaScript's `\s` matches.
+const WHITE_SPACE = new Set(
+  " \t\n\v\f\r\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff",
+);
+
+// Whether `text` (lower case) holds the words of `phrase` (normalized) in order, separated by
+// runs of white space. The engine's regular expressions and string functions written in JS
+// run interpreted inside Wasm (a `/\s+/g` replace over a 2 KB message cost about 400 µs);
+// `indexOf` and `startsWith` are native, so the text is searched for the first word and only
+// its occurrences are looked at one character at a time.
+function containsPhrase(text, phrase) {
+  const words = phrase.split(" ");
+  for (let at = text.indexOf(words[0]); at >= 0; at = text.indexOf(words[0], at + 1)) {
+    let i = at + words[0].length;
+    let k = 1;
+    for (; k < words.length; k++) {
+      const gap = i;
+      while (i < text.length && WHITE_SPACE.has(text[i])) {
+        i++;
+      }
+      if (i === gap || !text.startsWith(words[k], i)) {
+        break;
+      }
+      i += words[k].length;
+    }
+    if (k === words.length) {
+      return true;
+    }
+  }
+  return false;
 }
 
 function stringList(value, key) {
@@ -125,7 +159,7 @@ function scannedTexts(msg) {
     }
     texts.push(text);
   }
-  return texts.map(normalize);
+  return texts.map((text) => text.toLowerCase());
 }
 
 const CONTINUE = { tag: "continue" };
@@ -142,7 +176,7 @@ export const hooks = {
   data(ctx, msg) {
     const texts = scannedTexts(msg);
     for (const phrase of settings.rejectPhrases) {
-      if (texts.some((text) => text.includes(phrase))) {
+      if (texts.some((text) => containsPhrase(text, phrase))) {
         log("info", `refused: the message contains a refused phrase (session ${ctx.sessionId()})`);
         return {
           tag: "reject",
