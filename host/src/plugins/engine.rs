@@ -135,6 +135,13 @@ pub(crate) fn load_component(
         .read_component()
         .map_err(|e| PluginLoadError::Read(path.clone(), e))?;
     let compile_err = |e: wasmtime::Error| PluginLoadError::Compile(path.clone(), format!("{e:#}"));
+    let cache_dir = cache_dir.filter(|dir| match trusted_cache_dir(dir) {
+        Ok(()) => true,
+        Err(why) => {
+            tracing::warn!(dir = %dir.display(), "plugin compile cache not used: {why}");
+            false
+        }
+    });
     let (component, outcome) = match cache_dir {
         None => (
             Component::new(engine, &wasm).map_err(compile_err)?,
@@ -142,13 +149,14 @@ pub(crate) fn load_component(
         ),
         Some(dir) => {
             let cached = cache_path(engine, dir, &wasm);
-            // SAFETY: the cache directory belongs to the relay and only ever holds artifacts
-            // it serialized itself, keyed by the engine's compatibility hash.
+            // SAFETY: the cache directory belongs to the relay's user, nobody else can write
+            // it (checked above), and it only ever holds artifacts the relay serialized
+            // itself, keyed by the engine's compatibility hash.
             match unsafe { Component::deserialize_file(engine, &cached) } {
                 Ok(c) => (c, CacheOutcome::Hit),
                 Err(_) => {
                     let bytes = engine.precompile_component(&wasm).map_err(compile_err)?;
-                    if let Err(e) = write_atomically(dir, &cached, &bytes) {
+                    if let Err(e) = write_atomically(&cached, &bytes) {
                         tracing::warn!(path = %cached.display(), error = %e, "cannot write plugin cache");
                     }
                     // SAFETY: `bytes` was produced just now by this engine.
@@ -166,10 +174,46 @@ pub(crate) fn load_component(
     Ok((component, outcome, wants))
 }
 
-fn write_atomically(dir: &Path, dest: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
+/// Compiled code is native code run inside the relay: a cache directory is used only when it
+/// belongs to this process's user and neither its group nor others may write to it. A
+/// missing one is created `0700`.
+fn trusted_cache_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("cannot create it: {e}"))?;
+    let meta = std::fs::metadata(dir).map_err(|e| e.to_string())?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(format!(
+            "owned by uid {}, not by the relay's uid {me}",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "mode {:o} lets others write to it (chmod go-w)",
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+fn write_atomically(dest: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = dest.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(bytes)?;
+    drop(file);
     std::fs::rename(&tmp, dest)
 }
 

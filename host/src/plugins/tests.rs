@@ -411,6 +411,45 @@ fn unknown_major_is_refused() {
 }
 
 #[tokio::test]
+async fn a_cache_directory_others_can_write_is_not_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let options = PluginHostOptions {
+        cache_dir: Some(cache.clone()),
+        ..opts()
+    };
+    let host = PluginHost::load(&[plugin("noop", "")], options)
+        .await
+        .unwrap();
+    assert_eq!(host.cache_outcomes(), [CacheOutcome::Disabled]);
+    assert_eq!(
+        std::fs::read_dir(&cache).unwrap().count(),
+        0,
+        "nothing written"
+    );
+
+    // A missing directory is created for the relay alone, and then used.
+    let fresh = dir.path().join("new/cache");
+    let options = PluginHostOptions {
+        cache_dir: Some(fresh.clone()),
+        ..opts()
+    };
+    let host = PluginHost::load(&[plugin("noop", "")], options)
+        .await
+        .unwrap();
+    assert_eq!(host.cache_outcomes(), [CacheOutcome::Miss]);
+    let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+    for entry in std::fs::read_dir(&fresh).unwrap() {
+        let mode = entry.unwrap().metadata().unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+#[tokio::test]
 async fn compiled_components_are_cached() {
     let dir = tempfile::tempdir().unwrap();
     let with_cache = || PluginHostOptions {
