@@ -120,8 +120,11 @@ impl DeliveryPlugins {
         rcpt: RecipientInfo,
         message: &mut Vec<u8>,
     ) -> (Verdict, bool) {
-        let print = fingerprint(message);
-        let unwanted = self.copies_unwanted == Some(print);
+        // Hashed only once some plugin's `wants` ruled a message out: without a chain for
+        // this hook, or before any such answer, copies cost nothing extra.
+        let unwanted = self
+            .copies_unwanted
+            .is_some_and(|print| print == fingerprint(message));
         if !self.handles(Hook::RecipientCopy) || unwanted {
             return (Verdict::Continue, false);
         }
@@ -133,11 +136,12 @@ impl DeliveryPlugins {
             .chain
             .edit_chain(Hook::RecipientCopy, Subject::Delivery(env), current, call)
             .await;
-        if !called {
-            self.copies_unwanted = Some(print);
-        }
         let edited = current.is_edited();
         *message = current.into_bytes();
+        if !called {
+            // No plugin was called, so `message` is the copy as it came in.
+            self.copies_unwanted = Some(fingerprint(message));
+        }
         (verdict, edited)
     }
 
