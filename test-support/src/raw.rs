@@ -69,6 +69,16 @@ impl Raw {
     }
 }
 
+/// The reply to `RCPT TO:<rcpt>` in a fresh transaction from `sender`, on a new connection.
+pub fn rcpt_reply(addr: SocketAddr, sender: &str, rcpt: &str) -> String {
+    let mut c = Raw::connect(addr);
+    c.cmd("EHLO client.test", "250");
+    c.cmd(&format!("MAIL FROM:<{sender}>"), "250");
+    let reply = c.cmd(&format!("RCPT TO:<{rcpt}>"), "");
+    c.cmd("QUIT", "221");
+    reply.trim_end().to_string()
+}
+
 /// The queue id from a `250 ... queued as ID` reply.
 pub fn queued_id(reply: &str) -> String {
     reply

@@ -8,25 +8,16 @@
 mod reports;
 mod webhooks;
 
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use wasmrelay::feedback::{classify, classify_reply, BounceClass};
 use wasmrelay_codec::reply::Enhanced;
+use wasmrelay_test_support::event_log;
 
 /// Generous: the machine running the tests may be busy.
 const WAIT: Duration = Duration::from_secs(60);
-
-/// Every line of the event log at `path`.
-fn events(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
-        .collect()
-}
 
 /// The first event with every `(key, value)` of `want`.
 fn find<'a>(log: &'a [Value], want: &[(&str, &str)]) -> Option<&'a Value> {

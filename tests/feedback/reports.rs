@@ -4,7 +4,7 @@ use std::process::Command;
 
 use wasmrelay_test_support::relay::loopback_config;
 use wasmrelay_test_support::{
-    assert_success, binary, smtplib_send, wait_for, Aiosmtpd, Downstream, Raw, Relay,
+    assert_success, binary, rcpt_reply, smtplib_send, wait_for, Aiosmtpd, Downstream, Relay,
 };
 
 use super::*;
@@ -69,16 +69,6 @@ fn headers_of(message: &str) -> String {
     message.split("\r\n\r\n").next().unwrap().to_string() + "\r\n"
 }
 
-/// The reply to `RCPT TO:<rcpt>` in a fresh transaction.
-fn rcpt_reply(addr: std::net::SocketAddr, rcpt: &str) -> String {
-    let mut c = Raw::connect(addr);
-    c.cmd("EHLO client.test", "250");
-    c.cmd("MAIL FROM:<news@example.com>", "250");
-    let reply = c.cmd(&format!("RCPT TO:<{rcpt}>"), "");
-    c.cmd("QUIT", "221");
-    reply.trim_end().to_string()
-}
-
 fn suppressed(relay: &Relay) -> String {
     let out = Command::new(binary())
         .args(["list", "--config"])
@@ -110,7 +100,7 @@ fn dsns_and_complaints_about_our_mail_suppress_and_forgeries_do_nothing() {
     let original = sink.wait_subject("news", WAIT);
     let mut queue_id = String::new();
     wait_for("deliveries and the bounce in the event log", WAIT, || {
-        let log = events(&log);
+        let log = event_log(&log);
         let ok = ["alice@example.net", "carol@example.org"]
             .iter()
             .all(|r| find(&log, &[("event", "delivered"), ("recipient", r)]).is_some());
@@ -127,7 +117,7 @@ fn dsns_and_complaints_about_our_mail_suppress_and_forgeries_do_nothing() {
         .is_some()
     });
     // A synchronous bounce carries its class too.
-    let all = events(&log);
+    let all = event_log(&log);
     let sync = find(
         &all,
         &[("event", "bounced"), ("recipient", "gone@example.net")],
@@ -194,7 +184,7 @@ fn dsns_and_complaints_about_our_mail_suppress_and_forgeries_do_nothing() {
         "the async bounces and the complaint in the event log",
         WAIT,
         || {
-            log_now = events(&log);
+            log_now = event_log(&log);
             let soft = log_now.iter().any(|e| {
                 e["event"] == "bounced"
                     && e["recipient"] == "carol@example.org"
@@ -244,9 +234,12 @@ fn dsns_and_complaints_about_our_mail_suppress_and_forgeries_do_nothing() {
     );
     // ... so the router plugin refuses them from now on.
     for rcpt in ["alice@example.net", "Carol@Example.org"] {
-        assert!(rcpt_reply(addr, rcpt).starts_with("550 5.7.1"), "{rcpt}");
+        assert!(
+            rcpt_reply(addr, "news@example.com", rcpt).starts_with("550 5.7.1"),
+            "{rcpt}"
+        );
     }
-    assert!(rcpt_reply(addr, "dave@example.net").starts_with("250"));
+    assert!(rcpt_reply(addr, "news@example.com", "dave@example.net").starts_with("250"));
     // The reports were consumed, never queued: once the queue is empty (the DSN about
     // gone@ delivered), the downstream has the newsletter and that DSN, no report.
     wait_for("an empty queue", WAIT, || relay.queue_is_empty());

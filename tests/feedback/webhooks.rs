@@ -111,7 +111,7 @@ timeout = "5s"
     wait_for("six events in the outbox", WAIT, || {
         outbox_lines(&spool) == 6
     });
-    let log = events(&dir.path().join("events.jsonl"));
+    let log = event_log(&dir.path().join("events.jsonl"));
     let expected: BTreeSet<(String, String)> = log
         .iter()
         .filter(|e| e["event"] == "delivered")
@@ -134,7 +134,7 @@ timeout = "5s"
     let _receiver = Receiver::start(port.port(), &out);
     let mut got = Vec::new();
     wait_for("every event at the receiver", WAIT, || {
-        got = events(&out);
+        got = event_log(&out);
         let ids: BTreeSet<&str> = got
             .iter()
             .filter_map(|r| r["event"]["id"].as_str())
@@ -170,7 +170,7 @@ timeout = "5s"
     wait_for("an empty outbox", WAIT, || outbox_lines(&spool) == 0);
     send(relay.addr(), 9);
     wait_for("the new message's events", WAIT, || {
-        events(&out)
+        event_log(&out)
             .iter()
             .filter(|r| {
                 r["event"]["recipient"]

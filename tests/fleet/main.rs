@@ -14,7 +14,9 @@ use std::path::Path;
 use std::process::Output;
 
 use wasmrelay_test_support::relay::loopback_config;
-use wasmrelay_test_support::{binary, test_plugin, Downstream, Raw, RedisServer, Relay};
+use wasmrelay_test_support::{
+    binary, rcpt_reply, test_plugin, Downstream, Raw, RedisServer, Relay,
+};
 
 /// The `[state]` section of every relay of a fleet on `redis`.
 fn state_section(redis: &RedisServer) -> String {
@@ -66,16 +68,6 @@ fn mail_from(addr: SocketAddr, sender: &str) -> String {
     let mut c = Raw::connect(addr);
     c.cmd("EHLO client.test", "250");
     let reply = c.cmd(&format!("MAIL FROM:<{sender}>"), "");
-    c.cmd("QUIT", "221");
-    reply.trim_end().to_string()
-}
-
-/// The reply to `RCPT TO:<rcpt>` in a fresh transaction from `sender`.
-fn rcpt_reply(addr: SocketAddr, sender: &str, rcpt: &str) -> String {
-    let mut c = Raw::connect(addr);
-    c.cmd("EHLO client.test", "250");
-    c.cmd(&format!("MAIL FROM:<{sender}>"), "250");
-    let reply = c.cmd(&format!("RCPT TO:<{rcpt}>"), "");
     c.cmd("QUIT", "221");
     reply.trim_end().to_string()
 }

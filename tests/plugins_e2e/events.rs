@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use wasmrelay_test_support::{queued_id, wait_for};
+use wasmrelay_test_support::{event_log, queued_id, wait_for};
 
 use super::*;
 
@@ -18,14 +18,6 @@ fn extra() -> String {
         "{}\n[events]\npath = \"events.jsonl\"\nmax_size = \"1MB\"\n\n[limits]\nmax_message_size = 100000\n",
         plugin("policy", "policy", "tempfail", "")
     )
-}
-
-fn events(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
-        .collect()
 }
 
 /// Index of the first event that has every `(key, value)` of `want`.
@@ -65,7 +57,7 @@ fn the_event_log_tells_a_message_life() {
     let id = queued_id(&c.cmd("Subject: events\r\n\r\nthe life of a message\r\n.", "250"));
     c.cmd("QUIT", "221");
 
-    let has = |want: &[(&str, &str)]| find(&events(&log_path), want).is_some();
+    let has = |want: &[(&str, &str)]| find(&event_log(&log_path), want).is_some();
     wait_for(
         "every outcome in the event log",
         Duration::from_secs(30),
@@ -79,7 +71,7 @@ fn the_event_log_tells_a_message_life() {
         },
     );
     assert!(relay.terminate().success());
-    let log = events(&log_path);
+    let log = event_log(&log_path);
     let show = || {
         log.iter()
             .map(|e| e.to_string())

@@ -16,8 +16,8 @@ use std::time::Duration;
 use serde_json::Value;
 use wasmrelay_test_support::relay::loopback_config;
 use wasmrelay_test_support::{
-    assert_success, binary, python, smtplib_send, test_plugin, wait_for, Downstream, Raw, Relay,
-    ReservedPort, WasmrelaySink,
+    assert_success, binary, event_log, python, rcpt_reply, smtplib_send, test_plugin, wait_for,
+    Downstream, Relay, ReservedPort, WasmrelaySink,
 };
 use wasmrelay_tracking_token::{Key, Kind};
 
@@ -153,22 +153,10 @@ fn list_show(dir: &Path) -> String {
 }
 
 fn events(dir: &Path, name: &str) -> Vec<Value> {
-    std::fs::read_to_string(dir.join("events.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+    event_log(&dir.join("events.jsonl"))
+        .into_iter()
         .filter(|e| e["event"] == name)
         .collect()
-}
-
-/// The reply to `RCPT TO:<rcpt>` in a fresh transaction.
-fn rcpt_reply(addr: SocketAddr, rcpt: &str) -> String {
-    let mut c = Raw::connect(addr);
-    c.cmd("EHLO client.test", "250");
-    c.cmd("MAIL FROM:<news@example.com>", "250");
-    let reply = c.cmd(&format!("RCPT TO:<{rcpt}>"), "");
-    c.cmd("QUIT", "221");
-    reply.trim_end().to_string()
 }
 
 fn token_of(url: &str) -> &str {
@@ -300,7 +288,7 @@ fn newsletter_tracking_and_one_click_unsubscribe() {
         list_show(dir).starts_with("0 member"),
         "a GET unsubscribes no one"
     );
-    assert!(rcpt_reply(relay.addr(), "alice@example.org").starts_with("250 "));
+    assert!(rcpt_reply(relay.addr(), "news@example.com", "alice@example.org").starts_with("250 "));
     let posted = curl(&["--data", "List-Unsubscribe=One-Click", &unsub], &body);
     assert!(posted.starts_with("200 text/html"), "{posted}");
     assert_eq!(
@@ -309,10 +297,10 @@ fn newsletter_tracking_and_one_click_unsubscribe() {
     );
     // The next message to alice is refused at RCPT; bob still gets mail.
     assert_eq!(
-        rcpt_reply(relay.addr(), "alice@example.org"),
+        rcpt_reply(relay.addr(), "news@example.com", "alice@example.org"),
         "550 5.7.1 recipient unsubscribed"
     );
-    assert!(rcpt_reply(relay.addr(), "bob@example.org").starts_with("250 "));
+    assert!(rcpt_reply(relay.addr(), "news@example.com", "bob@example.org").starts_with("250 "));
 
     // The event log has each event, with queue id, recipient, link and time.
     wait_for("the unsubscribe event", WAIT, || {

@@ -2,6 +2,8 @@
 
 use std::net::SocketAddr;
 
+use wasmrelay_test_support::rcpt_reply;
+
 use super::*;
 
 const LISTS: &str = r#"
@@ -23,16 +25,6 @@ fn plugins() -> String {
 fn send(addr: SocketAddr, sender: &str, rcpt: &str, headers: &str) {
     let msg = format!("From: {sender}\r\nTo: {rcpt}\r\n{headers}Subject: test\r\n\r\nhello\r\n");
     assert_eq!(smtplib_send(addr, sender, &[rcpt], &msg), "[]");
-}
-
-/// The reply to `RCPT TO:<rcpt>` in a fresh transaction.
-fn rcpt_reply(addr: SocketAddr, rcpt: &str) -> String {
-    let mut c = Raw::connect(addr);
-    c.cmd("EHLO client.test", "250");
-    c.cmd("MAIL FROM:<carol@example.org>", "250");
-    let reply = c.cmd(&format!("RCPT TO:<{rcpt}>"), "");
-    c.cmd("QUIT", "221");
-    reply.trim_end().to_string()
 }
 
 const REFUSED: &str = "550 5.7.1 recipient unsubscribed";
@@ -58,8 +50,11 @@ fn a_list_written_by_one_plugin_is_read_by_another_and_kept() {
         "X-Unsubscribe: yes\r\n",
     );
     // ... and list-reader refuses mail to it from then on, in other sessions.
-    assert_eq!(rcpt_reply(relay.addr(), "alice@example.org"), REFUSED);
-    assert!(rcpt_reply(relay.addr(), "bob@example.org").starts_with("250 "));
+    assert_eq!(
+        rcpt_reply(relay.addr(), "carol@example.org", "alice@example.org"),
+        REFUSED
+    );
+    assert!(rcpt_reply(relay.addr(), "carol@example.org", "bob@example.org").starts_with("250 "));
 
     // Operators see it through the running relay.
     let (out, err) = list_ok(dir, &["show", "suppression"]);
@@ -71,7 +66,10 @@ fn a_list_written_by_one_plugin_is_read_by_another_and_kept() {
         &["add", "suppression", "dave@example.net", "--ttl", "30d"],
     );
     assert_eq!(out, "added dave@example.net to suppression\n");
-    assert_eq!(rcpt_reply(relay.addr(), "dave@example.net"), REFUSED);
+    assert_eq!(
+        rcpt_reply(relay.addr(), "carol@example.org", "dave@example.net"),
+        REFUSED
+    );
     // Removing one lets the next RCPT through, and the mail reaches the downstream.
     let (out, _) = list_ok(dir, &["remove", "suppression", "alice@example.org"]);
     assert_eq!(out, "removed alice@example.org from suppression\n");
@@ -96,8 +94,11 @@ fn a_list_written_by_one_plugin_is_read_by_another_and_kept() {
     // The list survives a restart, TTL included.
     stop(relay);
     let relay = start_relay(dir, &sink, &plugins());
-    assert_eq!(rcpt_reply(relay.addr(), "dave@example.net"), REFUSED);
-    assert!(rcpt_reply(relay.addr(), "alice@example.org").starts_with("250 "));
+    assert_eq!(
+        rcpt_reply(relay.addr(), "carol@example.org", "dave@example.net"),
+        REFUSED
+    );
+    assert!(rcpt_reply(relay.addr(), "carol@example.org", "alice@example.org").starts_with("250 "));
     let (out, _) = list_ok(dir, &["show", "suppression"]);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
@@ -117,7 +118,13 @@ fn a_list_written_by_one_plugin_is_read_by_another_and_kept() {
         "{out}"
     );
     let relay = start_relay(dir, &sink, &plugins());
-    assert_eq!(rcpt_reply(relay.addr(), "erin@example.net"), REFUSED);
-    assert_eq!(rcpt_reply(relay.addr(), "dave@example.net"), REFUSED);
+    assert_eq!(
+        rcpt_reply(relay.addr(), "carol@example.org", "erin@example.net"),
+        REFUSED
+    );
+    assert_eq!(
+        rcpt_reply(relay.addr(), "carol@example.org", "dave@example.net"),
+        REFUSED
+    );
     stop(relay);
 }
