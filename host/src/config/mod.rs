@@ -207,6 +207,7 @@ impl Config {
         server::validate_relay(&self.relay, &mut errors);
         server::validate_limits(&self.limits, &mut errors);
         server::validate_users(&self.users, &mut errors);
+        server::validate_spool(&self.spool, &mut errors);
         self.delivery.validate("delivery", &mut errors);
         for (i, p) in self.plugins.iter().enumerate() {
             p.validate(&format!("plugins[{i}]"), &mut errors);
@@ -348,6 +349,16 @@ mod tests {
         assert_eq!(config.limits.data_block_timeout, Duration::from_millis(500));
         assert_eq!(config.limits.tls_handshake_timeout, Duration::from_secs(30));
         assert_eq!(config.plugin_runtime.epoch_tick, Duration::from_millis(5));
+        assert_eq!(
+            config.spool.commit_delay,
+            crate::spool::DEFAULT_COMMIT_DELAY
+        );
+        let off = Config::parse(
+            &format!("{LISTENER}[spool]\ncommit_delay = \"0s\"\n"),
+            Path::new("/nonexistent"),
+        )
+        .unwrap();
+        assert_eq!(off.spool.commit_delay, Duration::ZERO);
     }
 
     #[test]
@@ -384,13 +395,15 @@ mod tests {
             "{LISTENER}[limits]\ncommand_timeout = \"0s\"\n\
              tls_handshake_timeout = \"500000000000000000s\"\n\
              [[plugins]]\npath = \"/nonexistent/a.wasm\"\nlimits = {{ cpu = \"11m\" }}\n\
-             [plugin_runtime]\nepoch_tick = \"100us\"\n"
+             [plugin_runtime]\nepoch_tick = \"100us\"\n\
+             [spool]\ncommit_delay = \"1s\"\n"
         ));
         assert_eq!(
             e,
             [
                 "limits.command_timeout: must be between 1ms and 1year",
                 "limits.tls_handshake_timeout: must be between 1ms and 1year",
+                "spool.commit_delay: must be between 0s and 50ms",
                 "plugins[0].path: no such file: /nonexistent/a.wasm",
                 "plugins[0].limits.cpu: must be between 1ms and 10m",
                 "plugin_runtime.epoch_tick: must be between 1ms and 1s",

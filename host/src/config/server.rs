@@ -253,14 +253,31 @@ pub struct UserConfig {
 pub struct SpoolConfig {
     /// Directory holding queued messages; relative paths are against the config file.
     pub dir: PathBuf,
+    /// How long an fdatasync may wait for messages other sessions are still receiving, so
+    /// that one covers them all. Paid only while others are sending; `0s` turns it off.
+    #[serde(with = "humantime_serde")]
+    pub commit_delay: Duration,
 }
 
 impl Default for SpoolConfig {
     fn default() -> Self {
         SpoolConfig {
             dir: PathBuf::from("spool"),
+            commit_delay: crate::spool::DEFAULT_COMMIT_DELAY,
         }
     }
+}
+
+/// Longest `[spool] commit_delay`: past this a `250` waits noticeably for nothing.
+const MAX_COMMIT_DELAY: Duration = Duration::from_millis(50);
+
+pub(super) fn validate_spool(spool: &SpoolConfig, errors: &mut Vec<ConfigError>) {
+    super::check_duration(
+        errors,
+        "spool.commit_delay",
+        spool.commit_delay,
+        Duration::ZERO..=MAX_COMMIT_DELAY,
+    );
 }
 
 pub(super) fn resolve_listener_paths(

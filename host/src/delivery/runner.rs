@@ -30,7 +30,7 @@ use crate::config::delivery::DeliveryConfig;
 use crate::events::Events;
 use crate::smtp::incoming::Spill;
 use crate::smtp::session::{MessageStore, StoreFuture};
-use crate::spool::{Envelope, MessageBytes, MessageId, Spool};
+use crate::spool::{Arrival, Envelope, MessageBytes, MessageId, Spool};
 
 /// Why the runner could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +98,10 @@ impl MessageStore for WakingStore {
 
     fn spill(&self) -> Spill {
         MessageStore::spill(&self.spool)
+    }
+
+    fn announce(&self) -> Arrival {
+        self.spool.announce()
     }
 }
 

@@ -37,7 +37,7 @@ use crate::config::Config;
 use crate::events::{Event, Events};
 use crate::smtp::incoming::Spill;
 use crate::smtp::session::{MessageStore, StoreFuture};
-use crate::spool::{Envelope, MessageBytes, MessageId};
+use crate::spool::{Arrival, Envelope, MessageBytes, MessageId};
 use crate::state::StateBackend;
 use report::{Original, Report};
 
@@ -284,6 +284,10 @@ impl MessageStore for FeedbackStore {
 
     fn spill(&self) -> Spill {
         self.inner.spill()
+    }
+
+    fn announce(&self) -> Arrival {
+        self.inner.announce()
     }
 
     fn store<'a>(&'a self, envelope: &'a Envelope, message: MessageBytes) -> StoreFuture<'a> {

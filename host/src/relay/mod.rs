@@ -22,7 +22,7 @@ use crate::smtp::auth_guard::AuthGuard;
 use crate::smtp::server::{self, ConnectionLimits, Listener, SharedEnv};
 use crate::smtp::session::{MessageStore, SessionEnv, Users};
 use crate::smtp::tls;
-use crate::spool::{Spool, SpoolError};
+use crate::spool::{Spool, SpoolError, SpoolOptions};
 use crate::state::journal::LockMode;
 use crate::state::{self, StateBackend};
 use crate::tracking::{Tracking, TrackingError};
@@ -228,7 +228,11 @@ impl Reloader {
 
 impl Relay {
     pub async fn start(config: &Config) -> Result<Relay, StartError> {
-        let (spool, report) = Spool::open(&config.spool.dir).await?;
+        let options = SpoolOptions {
+            commit_delay: config.spool.commit_delay,
+            ..SpoolOptions::default()
+        };
+        let (spool, report) = Spool::open_with(&config.spool.dir, options).await?;
         info!(
             dir = %config.spool.dir.display(),
             recovered = report.recovered,

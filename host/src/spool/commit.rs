@@ -1,9 +1,9 @@
 //! The committer: one thread owns the active segment. It drains every queued op, appends
 //! them, runs ONE fdatasync for the batch when it holds a store (or a sync request), updates
 //! the index and only then answers every waiter. While one batch is in its fdatasync the
-//! next one accumulates, so the batch size follows the load by itself; an optional commit
-//! delay ([`SpoolOptions::commit_delay`]) waits a little longer while other stores are known
-//! to be on their way.
+//! next one accumulates, so the batch size follows the load by itself. The commit delay
+//! ([`SpoolOptions::commit_delay`]) lets a batch wait a little longer, but only while other
+//! messages are announced ([`super::Arrival`]): a lone client never waits for it.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -22,6 +22,8 @@ use super::{Envelope, MessageBytes, MessageId, SpoolError, SpoolOptions};
 
 /// Upper bound on one batch, so a flood cannot delay the first waiter indefinitely.
 const MAX_BATCH: usize = 4096;
+/// How often a waiting batch looks whether the messages it waits for are still arriving.
+const GATHER_POLL: std::time::Duration = std::time::Duration::from_micros(100);
 /// Messages up to this size are written together with their record head in one call.
 const COALESCE_MAX: usize = 64 * 1024;
 
@@ -47,6 +49,8 @@ pub(crate) struct Shared {
     pub readers: Readers,
     /// Stores handed to the committer and not answered yet.
     pub in_flight: AtomicI64,
+    /// Messages being received whose store has not been handed over yet (live [`super::Arrival`]s).
+    pub arriving: AtomicI64,
     /// Held by a test to make the committer wait before it takes a batch.
     #[cfg(test)]
     pub gate: std::sync::Mutex<()>,
@@ -169,28 +173,31 @@ impl Committer {
         tracing::debug!(dir = %self.shared.dir.display(), "spool committer stopped");
     }
 
-    /// The commit delay: while stores that are not in this batch are in flight, wait up to
-    /// `commit_delay` for them, so that they share this batch's fdatasync.
+    /// The commit delay: a batch holding a store waits, up to `commit_delay`, while other
+    /// messages are still arriving, so that their stores share its fdatasync. It stops as
+    /// soon as none is announced any more; with nobody else sending it does not wait at all.
     fn gather(&self, rx: &mpsc::Receiver<Op>, batch: &mut Vec<Op>) {
-        if self.opts.commit_delay.is_zero() {
-            return;
-        }
-        let stores = |b: &[Op]| b.iter().filter(|op| matches!(op, Op::Store { .. })).count();
-        let mut have = stores(batch) as u64;
-        if have == 0 {
+        if self.opts.commit_delay.is_zero()
+            || !batch.iter().any(|op| matches!(op, Op::Store { .. }))
+        {
             return;
         }
         let deadline = Instant::now() + self.opts.commit_delay;
-        while batch.len() < MAX_BATCH && self.shared.in_flight.load(Ordering::Acquire) > have as i64
-        {
+        while batch.len() < MAX_BATCH && self.shared.arriving.load(Ordering::Acquire) > 0 {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 break;
             };
-            match rx.recv_timeout(left) {
-                Ok(op) => {
-                    have += u64::from(matches!(op, Op::Store { .. }));
-                    batch.push(op);
-                }
+            // An announced message may end without a store (refused, client gone), which
+            // sends nothing: look at the count again every so often.
+            match rx.recv_timeout(left.min(GATHER_POLL)) {
+                Ok(op) => batch.push(op),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
                 Err(_) => break,
             }
         }

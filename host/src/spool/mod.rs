@@ -168,9 +168,10 @@ pub struct SpoolStats {
 pub struct SpoolOptions {
     /// Size past which the active segment is sealed and a new one started.
     pub segment_size: u64,
-    /// How long a batch holding a store may wait for other stores known to be in flight, so
-    /// that they share its fdatasync. Zero (the default) commits what is queued at once:
-    /// concurrent stores still share an fdatasync, since they queue up while one runs.
+    /// How long a batch holding a store may wait for messages still arriving in other
+    /// sessions (announced with [`Spool::announce`]), so that they share its fdatasync. Zero
+    /// commits what is queued at once: concurrent stores still share an fdatasync, since
+    /// they queue up while one runs, but on a fast disk few do.
     pub commit_delay: Duration,
     /// Longest time an appended update or removal waits for an fdatasync when no store
     /// comes to carry it.
@@ -181,8 +182,42 @@ impl Default for SpoolOptions {
     fn default() -> Self {
         SpoolOptions {
             segment_size: 64 << 20,
-            commit_delay: Duration::ZERO,
+            commit_delay: DEFAULT_COMMIT_DELAY,
             sync_interval: Duration::from_millis(50),
+        }
+    }
+}
+
+/// The default [`SpoolOptions::commit_delay`]; `[spool] commit_delay` in the config.
+pub const DEFAULT_COMMIT_DELAY: Duration = Duration::from_millis(1);
+
+/// A message on its way to [`Spool::store`]: while one is alive, a batch may wait for it
+/// (up to the commit delay) instead of running its fdatasync without it. Drop it right before
+/// the store, or when the message will not be stored after all.
+#[must_use = "a message counts as arriving only while its Arrival lives"]
+pub struct Arrival(Option<Arc<Shared>>);
+
+impl Arrival {
+    /// An arrival no batch waits for (stores without a commit delay).
+    pub fn none() -> Arrival {
+        Arrival(None)
+    }
+}
+
+impl std::fmt::Debug for Arrival {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Arrival"
+        } else {
+            "Arrival(none)"
+        })
+    }
+}
+
+impl Drop for Arrival {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.take() {
+            shared.arriving.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
@@ -271,6 +306,13 @@ impl Spool {
         let index = self.inner.shared.index();
         let oldest = index.values().map(|e| e.envelope.received_at).min();
         (index.len(), oldest)
+    }
+
+    /// Announces a message that is being received and will likely be stored soon.
+    pub fn announce(&self) -> Arrival {
+        let shared = &self.inner.shared;
+        shared.arriving.fetch_add(1, Ordering::AcqRel);
+        Arrival(Some(shared.clone()))
     }
 
     /// Writes message and envelope durably (one record); returns once they are fdatasynced.

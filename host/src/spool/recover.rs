@@ -52,6 +52,7 @@ pub(crate) fn open(
         stats: Stats::default(),
         readers: Readers::new(log),
         in_flight: AtomicI64::new(0),
+        arriving: AtomicI64::new(0),
         #[cfg(test)]
         gate: std::sync::Mutex::new(()),
     });

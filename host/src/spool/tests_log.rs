@@ -350,3 +350,102 @@ async fn damage_before_the_end_of_the_last_segment_is_damage_not_a_torn_tail() {
     let (_, report) = Spool::open(dir.path()).await.unwrap();
     assert_eq!((report.recovered, report.corrupt), (2, 0));
 }
+
+fn with_commit_delay(delay: Duration) -> SpoolOptions {
+    SpoolOptions {
+        commit_delay: delay,
+        ..SpoolOptions::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_waits_for_an_announced_message_and_shares_its_fdatasync() {
+    let dir = tempfile::tempdir().unwrap();
+    // Long enough that only the announcement ending can explain an early commit.
+    let (spool, _) = Spool::open_with(dir.path(), with_commit_delay(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let arriving = spool.announce();
+    let first = {
+        let spool = spool.clone();
+        tokio::spawn(async move { store_one(&spool, &["a@example.com"], 1).await })
+    };
+    let shared = spool.inner.shared.clone();
+    until("the first store queued", || {
+        shared.in_flight.load(Ordering::Acquire) == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !first.is_finished(),
+        "the batch must wait for the announced message"
+    );
+    // The announced message's store joins the queue before its Arrival ends.
+    let second = {
+        let spool = spool.clone();
+        tokio::spawn(async move { store_one(&spool, &["b@example.com"], 2).await })
+    };
+    until("the second store queued", || {
+        shared.in_flight.load(Ordering::Acquire) == 2
+    })
+    .await;
+    drop(arriving);
+    first.await.unwrap();
+    second.await.unwrap();
+    let s = spool.stats();
+    assert_eq!(
+        (s.stored, s.file_syncs, s.commits, s.max_commit),
+        (2, 1, 1, 2),
+        "{s:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_announcement_no_wait_and_an_announcement_without_a_store_stops_the_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open_with(dir.path(), with_commit_delay(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    // Alone: committed at once (a 60 s delay would time the test out).
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        store_one(&spool, &["a@example.com"], 1),
+    )
+    .await
+    .expect("a lone store does not wait for the commit delay");
+    // A message announced and then refused never sends a store; the waiting batch sees the
+    // count drop and commits without it.
+    let refused = spool.announce();
+    let waiting = {
+        let spool = spool.clone();
+        tokio::spawn(async move { store_one(&spool, &["b@example.com"], 2).await })
+    };
+    let shared = spool.inner.shared.clone();
+    until("the store queued", || {
+        shared.in_flight.load(Ordering::Acquire) == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiting.is_finished());
+    drop(refused);
+    tokio::time::timeout(Duration::from_secs(20), waiting)
+        .await
+        .expect("the wait ends with the announcement")
+        .unwrap();
+    assert_eq!(spool.stats().stored, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_commit_delay_bounds_the_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let delay = Duration::from_millis(300);
+    let (spool, _) = Spool::open_with(dir.path(), with_commit_delay(delay))
+        .await
+        .unwrap();
+    // A client that announced a message and then stalls mid-DATA holds nobody past the delay.
+    let _stalled = spool.announce();
+    let started = Instant::now();
+    store_one(&spool, &["a@example.com"], 1).await;
+    assert!(started.elapsed() >= delay, "{:?}", started.elapsed());
+    assert_eq!(spool.stats().file_syncs, 1);
+}

@@ -15,7 +15,7 @@ use crate::config::LongLines;
 use crate::plugins::mime::long_lines;
 use crate::plugins::Hook;
 use crate::smtp::incoming::{self, IncomingBuffer};
-use crate::spool::{unix_now, ClientInfo, Envelope, MessageBytes, MessageId, Recipient};
+use crate::spool::{unix_now, Arrival, ClientInfo, Envelope, MessageBytes, MessageId, Recipient};
 
 /// A BDAT transfer in progress.
 #[derive(Debug)]
@@ -23,6 +23,7 @@ pub(crate) struct ChunkState {
     checker: ChunkChecker,
     id: MessageId,
     message: IncomingBuffer,
+    arrival: Arrival,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -66,6 +67,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             "Start mail input; end with <CRLF>.<CRLF>",
         ));
         let mut reader = DataReader::new(self.data_limits());
+        let arrival = self.env.store.announce();
         let (id, mut message) = self.start_message();
         let result = loop {
             if let Some(result) = reader.feed(self.io.buffer(), &mut message) {
@@ -75,7 +77,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 return Flow::Close;
             }
         };
-        self.finish_message(id, message, result).await
+        self.finish_message(id, message, result, arrival).await
     }
 
     /// Reads the next block of message content under the DATA block timeout. `false` ends the
@@ -142,11 +144,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             None => match self.txn.as_mut().and_then(|t| t.chunks.take()) {
                 Some(state) => Some(state),
                 None => {
+                    let arrival = self.env.store.announce();
                     let (id, message) = self.start_message();
                     Some(ChunkState {
                         checker: ChunkChecker::new(self.data_limits()),
                         id,
                         message,
+                        arrival,
                     })
                 }
             },
@@ -180,7 +184,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             ));
         }
         let result = state.checker.finish(&mut state.message);
-        self.finish_message(state.id, state.message, result).await
+        self.finish_message(state.id, state.message, result, state.arrival)
+            .await
     }
 
     /// Ends the transaction either way; stores the message if it was read cleanly.
@@ -189,6 +194,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         id: MessageId,
         message: IncomingBuffer,
         result: Result<(), DataError>,
+        arrival: Arrival,
     ) -> Flow {
         let Some(mut txn) = self.txn.take() else {
             return self.fail(Reply::new(503, Enhanced(5, 5, 1), "No transaction"));
@@ -257,6 +263,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             size: message.len() as u64,
             ..self.envelope(&id, &txn)
         };
+        // Handed over: a batch waiting for this message now finds its store in the queue.
+        drop(arrival);
         match self.env.store.store(&envelope, message).await {
             Ok(()) => {
                 info!(

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::smtp::incoming::{Spill, INCOMING_DIR, SPILL_THRESHOLD};
-use crate::spool::{Envelope, MessageBytes, MessageId, Spool, SpoolError};
+use crate::spool::{Arrival, Envelope, MessageBytes, MessageId, Spool, SpoolError};
 
 pub type StoreFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SpoolError>> + Send + 'a>>;
 
@@ -18,6 +18,12 @@ pub trait MessageStore: Send + Sync + 'static {
     /// large ones to files there ([`Spill::to_dir`]); [`Spill::memory`] keeps them whole in
     /// memory, for stores that only serve tests and tools.
     fn spill(&self) -> Spill;
+
+    /// Says a message is being received (from DATA or the first BDAT until it is stored or
+    /// refused), so that a spool with a commit delay may let other stores wait for it.
+    fn announce(&self) -> Arrival {
+        Arrival::none()
+    }
 }
 
 impl MessageStore for Spool {
@@ -31,5 +37,9 @@ impl MessageStore for Spool {
 
     fn spill(&self) -> Spill {
         Spill::to_dir(self.dir().join(INCOMING_DIR), SPILL_THRESHOLD)
+    }
+
+    fn announce(&self) -> Arrival {
+        Spool::announce(self)
     }
 }
