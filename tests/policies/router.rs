@@ -370,7 +370,7 @@ data (42 bytes, edited) -> continue
 route example.com -> continue (relay routing)
 route elsewhere.example -> hold (no routing rule matches this message)
 closed -> done
-done: 35 hooks, 2 refusals, 0 plugin errors, 4 instances
+done: 35 hooks, 2 refusals, 0 plugin errors, 3 instances
 ";
 
 #[test]

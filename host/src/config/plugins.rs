@@ -8,7 +8,8 @@
 //! [[plugins]]
 //! builtin = "rate-limit"          # or: path = "plugins/my-policy.wasm"
 //! on_error = "tempfail"
-//! instances = "pooled"            # warm instances reused across sessions (default "fresh")
+//! instances = "pooled"            # warm instances reused across sessions (default: "pooled"
+//!                                 # for a builtin, "fresh" for a path)
 //! limits = { cpu = "20ms", wall = "500ms", memory_mb = 16 }
 //! config = { per_ip = "30/min" }
 //! ```
@@ -41,20 +42,21 @@ pub struct PluginConfig {
     /// it, e.g. `zen.spamhaus.org`); empty refuses every lookup, so a plugin cannot send
     /// data out in query names.
     pub dns_zones: Vec<String>,
-    /// How instances are made: `fresh` (default) or `pooled` (see [`InstancePolicy`]).
-    pub instances: InstancePolicy,
-    /// Under `pooled`: how many idle warm instances are kept (default 8). A busy relay
-    /// makes more as needed and drops those that find the pool full when released.
+    /// How instances are made: `fresh` or `pooled` (see [`InstancePolicy`]); unset, a
+    /// bundled plugin is `pooled` and a plugin from a file `fresh` ([`Self::instance_policy`]).
+    pub instances: Option<InstancePolicy>,
+    /// Under `pooled`: how many idle warm instances are kept (default 8; 32 for a bundled
+    /// plugin). A busy relay makes more as needed and drops those that find the pool full
+    /// when released.
     pub pool_size: Option<u32>,
 }
 
 /// Instance policy of one plugin. The state-reset contract is in docs/plugins.md#instances.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum InstancePolicy {
     /// A new instance (and `init`) for every SMTP session and delivery batch: nothing a
     /// plugin keeps in memory survives the session.
-    #[default]
     Fresh,
     /// Warm instances reused across sessions, one session at a time: memory (what `init`
     /// built, caches) survives; budgets and resource handles are per call. An instance
@@ -64,6 +66,9 @@ pub enum InstancePolicy {
 
 /// Idle instances kept per `pooled` plugin unless `pool_size` says otherwise.
 pub const DEFAULT_POOL_SIZE: u32 = 8;
+/// The same for a bundled plugin: an idle one holds about 50 KiB, not an interpreter's MiBs,
+/// so the pool can cover a busy relay's concurrent sessions.
+pub const DEFAULT_BUNDLED_POOL_SIZE: u32 = 32;
 const MAX_POOL_SIZE: u32 = 1_000;
 
 /// Limits applied to every hook call of one plugin.
@@ -284,7 +289,7 @@ impl PluginConfig {
                 "must be at least 1",
             ));
         }
-        match (self.instances, self.pool_size) {
+        match (self.instance_policy(), self.pool_size) {
             (InstancePolicy::Fresh, Some(_)) => errors.push(ConfigError::new(
                 format!("{key}.pool_size"),
                 "applies only with instances = \"pooled\"",
@@ -299,10 +304,25 @@ impl PluginConfig {
         }
     }
 
+    /// `instances`, or the default: the bundled plugins keep no session's facts in memory
+    /// between sessions (each resets what it keeps at the session's first hook), so they
+    /// are pooled; a plugin from a file is fresh unless it says it is safe to pool.
+    pub fn instance_policy(&self) -> InstancePolicy {
+        match (self.instances, &self.builtin) {
+            (Some(policy), _) => policy,
+            (None, Some(_)) => InstancePolicy::Pooled,
+            (None, None) => InstancePolicy::Fresh,
+        }
+    }
+
     /// Idle instances to keep: `None` under `fresh`.
     pub fn pool_capacity(&self) -> Option<usize> {
-        (self.instances == InstancePolicy::Pooled)
-            .then(|| self.pool_size.unwrap_or(DEFAULT_POOL_SIZE) as usize)
+        let default = match self.builtin {
+            Some(_) => DEFAULT_BUNDLED_POOL_SIZE,
+            None => DEFAULT_POOL_SIZE,
+        };
+        (self.instance_policy() == InstancePolicy::Pooled)
+            .then(|| self.pool_size.unwrap_or(default) as usize)
     }
 }
 
@@ -364,9 +384,20 @@ mod tests {
     fn instance_policy_and_pool_size() {
         let p: PluginConfig = toml::from_str("path = \"x\"").unwrap();
         assert_eq!(
-            (p.instances, p.pool_capacity()),
+            (p.instance_policy(), p.pool_capacity()),
             (InstancePolicy::Fresh, None)
         );
+        let p: PluginConfig = toml::from_str("builtin = \"rate-limit\"").unwrap();
+        assert_eq!(
+            (p.instance_policy(), p.pool_capacity()),
+            (
+                InstancePolicy::Pooled,
+                Some(DEFAULT_BUNDLED_POOL_SIZE as usize)
+            )
+        );
+        let p: PluginConfig =
+            toml::from_str("builtin = \"rate-limit\"\ninstances = \"fresh\"").unwrap();
+        assert_eq!(p.pool_capacity(), None);
         let p: PluginConfig = toml::from_str("instances = \"pooled\"").unwrap();
         assert_eq!(p.pool_capacity(), Some(DEFAULT_POOL_SIZE as usize));
         assert!(toml::from_str::<PluginConfig>("instances = \"shared\"").is_err());

@@ -22,7 +22,7 @@ async fn sessions_reuse_one_warm_instance_and_fresh_ones_do_not() {
     for (instances, made) in [("pooled", 1), ("fresh", 3)] {
         let mut config = pooled("noop", "");
         if instances == "fresh" {
-            config.instances = InstancePolicy::Fresh;
+            config.instances = Some(InstancePolicy::Fresh);
             config.pool_size = None;
         }
         let host = load(&[config]).await;
@@ -124,4 +124,45 @@ async fn an_abandoned_call_is_never_reused() {
         0,
         "the interrupted instance is gone"
     );
+}
+
+#[tokio::test]
+async fn an_instance_lost_mid_session_is_replaced_fresh_not_from_the_pool() {
+    let host = load(&[pooled("trap", "")]).await;
+    let c = conn("192.0.2.1");
+    // One warm instance waits in the pool.
+    let mut earlier = host.session();
+    earlier
+        .rcpt(&c, &mut tx("a@example.org"), "good@example.org")
+        .await;
+    drop(earlier);
+    assert_eq!(host.idle_instances(0), 1);
+    let mut s = host.session();
+    // The session's first hook takes the warm one, which then traps.
+    assert_eq!(
+        s.rcpt(&c, &mut tx("a@example.org"), "bad@example.org")
+            .await,
+        Verdict::plugin_tempfail()
+    );
+    let before = instantiations(&host);
+    // The pool is empty now, so refill it from another session first: the replacement must
+    // still be a new instance, whose memory holds nothing of another session.
+    let mut other = host.session();
+    other
+        .rcpt(&c, &mut tx("a@example.org"), "good@example.org")
+        .await;
+    drop(other);
+    assert_eq!(host.idle_instances(0), 1);
+    let made = instantiations(&host) - before;
+    assert_eq!(
+        s.rcpt(&c, &mut tx("a@example.org"), "good@example.org")
+            .await,
+        Verdict::Continue
+    );
+    assert_eq!(
+        instantiations(&host) - before,
+        made + 1,
+        "the replacement was instantiated"
+    );
+    assert_eq!(host.idle_instances(0), 1, "and the pooled one stayed idle");
 }

@@ -214,6 +214,7 @@ pub async fn run_script(
         delivery: None,
         summary: TranscriptSummary::default(),
         sessions: 0,
+        left_open: Vec::new(),
     };
     let mut n = 0;
     while n < lines.len() {
@@ -323,6 +324,9 @@ struct Run {
     delivery: Option<DeliveryPlugins>,
     summary: TranscriptSummary,
     sessions: usize,
+    /// Sessions a later `connect` left open: they keep their instances, as open connections
+    /// do in the relay, so a pooled instance is never handed to two sessions at once.
+    left_open: Vec<SessionPlugins>,
 }
 
 impl Run {
@@ -410,7 +414,9 @@ impl Run {
                 );
                 self.tx = TransactionInfo::default();
                 self.message = None;
-                self.session = Some(self.host.session());
+                if let Some(open) = self.session.replace(self.host.session()) {
+                    self.left_open.push(open);
+                }
                 let conn = self.conn.clone();
                 let v = self.session().connect(&conn).await;
                 self.record(&format!("connect {ip}"), &v, out)

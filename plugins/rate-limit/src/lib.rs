@@ -36,9 +36,9 @@ struct RateLimit {
     user_for_messages: bool,
     user_for_recipients: bool,
     sender_for_recipients: bool,
-    /// The client's address, once asked.
-    ip: Option<IpAddr>,
-    /// Concurrency counters this connection incremented, to decrement at `closed`.
+    /// Concurrency counters this connection incremented, to decrement at `closed`. The only
+    /// session fact kept in memory: a pooled instance serves one session at a time, from its
+    /// first hook to `closed` (docs/plugins.md#instances).
     held: Vec<String>,
 }
 
@@ -64,7 +64,6 @@ impl Plugin for RateLimit {
                 r.uses(KeyPart::Sender) || r.uses(KeyPart::SenderDomain)
             }),
             config,
-            ip: None,
             held: Vec::new(),
         })
     }
@@ -87,10 +86,13 @@ impl Plugin for RateLimit {
     }
 
     fn connect(&mut self, ctx: &Context) -> Verdict {
+        // Counts an earlier session left without its `closed` are that session's, and it is
+        // over: give them back rather than carry them into this one.
+        self.release();
         if self.config.connect.is_empty() {
             return Verdict::Continue;
         }
-        let ip = self.ip(ctx);
+        let ip = client_ip(ctx);
         if self.config.exempt.network(ip) {
             return Verdict::Continue;
         }
@@ -152,19 +154,19 @@ impl Plugin for RateLimit {
     }
 }
 
-impl RateLimit {
-    fn ip(&mut self, ctx: &Context) -> IpAddr {
-        *self.ip.get_or_insert_with(|| {
-            ctx.remote_ip()
-                .parse()
-                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
-        })
-    }
+/// The client's address, asked at each hook: a pooled instance serves other sessions after
+/// this one, so a cached address would be another client's.
+fn client_ip(ctx: &Context) -> IpAddr {
+    ctx.remote_ip()
+        .parse()
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
 
+impl RateLimit {
     /// The client and, when the stage's rules need it, the authenticated user (lower-cased);
     /// `None` when either is exempt from every rule.
     fn client(&mut self, ctx: &Context, wants_user: bool) -> Option<(IpAddr, Option<String>)> {
-        let ip = self.ip(ctx);
+        let ip = client_ip(ctx);
         let user = wants_user
             .then(|| ctx.auth_user())
             .flatten()

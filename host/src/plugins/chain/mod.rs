@@ -288,6 +288,10 @@ async fn call_slot(
 struct Chain {
     host: Arc<PluginHost>,
     slots: Vec<Option<Slot>>,
+    /// Which plugins already had an instance in this session or batch: one lost to a failure
+    /// is replaced by a fresh instance, never by a pooled one, whose memory would hold another
+    /// session's facts where this session's were.
+    had_instance: Vec<bool>,
     /// The plugin (by index) whose verdict ended the last run, and the hook.
     decided: Option<(usize, Hook)>,
     /// The `plugin` span of the last call, until [`Chain::count`] records its verdict.
@@ -297,9 +301,11 @@ struct Chain {
 impl Chain {
     fn new(host: Arc<PluginHost>) -> Chain {
         let slots = host.plugins.iter().map(|_| None).collect();
+        let had_instance = vec![false; host.plugins.len()];
         Chain {
             host,
             slots,
+            had_instance,
             decided: None,
             span: tracing::Span::none(),
         }
@@ -336,9 +342,12 @@ impl Chain {
         let scope = scope(hook, subject, &call);
         // The instance is out of its slot while it runs: if this future is dropped midway
         // (the client went away), the instance goes with it and is never reused.
-        let warm = self.slots[i]
-            .take()
-            .or_else(|| plugin.pool.as_ref().and_then(Pool::take));
+        let first = !std::mem::replace(&mut self.had_instance[i], true);
+        let warm = self.slots[i].take().or_else(|| {
+            first
+                .then(|| plugin.pool.as_ref().and_then(Pool::take))
+                .flatten()
+        });
         let span = tracing::debug_span!(
             "plugin",
             plugin = %meta.name,
