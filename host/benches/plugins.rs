@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use wasmrelay::config::plugins::PluginConfig;
+use wasmrelay::config::plugins::{InstancePolicy, PluginConfig};
 use wasmrelay::plugins::test_plugins::component;
 use wasmrelay::plugins::{
     bench_instantiate, ConnectionInfo, EnvelopeInfo, PluginHost, PluginHostOptions, RecipientInfo,
@@ -28,8 +28,17 @@ use wasmrelay::plugins::{
 use common::{rss_bytes, runtime};
 
 fn host(rt: &tokio::runtime::Runtime, max_instances: u32) -> Arc<PluginHost> {
+    host_with(rt, max_instances, None)
+}
+
+fn host_with(
+    rt: &tokio::runtime::Runtime,
+    max_instances: u32,
+    instances: Option<InstancePolicy>,
+) -> Arc<PluginHost> {
     let config = PluginConfig {
         path: component("noop"),
+        instances,
         ..PluginConfig::default()
     };
     let opts = PluginHostOptions {
@@ -69,6 +78,22 @@ fn plugins(c: &mut Criterion) {
                 let start = Instant::now();
                 for _ in 0..iters {
                     let mut s = host.session();
+                    black_box(s.rcpt(&conn, &mut tx, "b@example.org").await);
+                }
+                start.elapsed()
+            })
+        })
+    });
+    // What a session pays under `instances = "pooled"` (the bundled plugins' default): its
+    // first hook takes a warm instance instead of instantiating and running `init`.
+    let pooled = host_with(&rt, 1_100, Some(InstancePolicy::Pooled));
+    c.bench_function("new session, first hook on a pooled instance", |b| {
+        let mut tx = tx.clone();
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let mut s = pooled.session();
                     black_box(s.rcpt(&conn, &mut tx, "b@example.org").await);
                 }
                 start.elapsed()

@@ -91,16 +91,20 @@ impl StoreState {
     }
 
     /// Refills the budgets for one hook call and says what it is about.
-    pub(crate) fn arm_call(&mut self, scope: CallScope) {
+    pub(crate) fn arm_call(&mut self, scope: CallScope, deadline: Instant) {
         self.scope = scope;
-        self.arm();
+        self.arm_until(deadline);
     }
 
     /// Refills the budgets for one hook call (or an instantiation).
     pub(crate) fn arm(&mut self) {
+        self.arm_until(Instant::now() + self.meta.limits.wall);
+    }
+
+    fn arm_until(&mut self, deadline: Instant) {
         self.calls_left = self.meta.limits.capability_calls;
         self.cpu_left = self.meta.cpu_ticks;
-        self.deadline = Some(Instant::now() + self.meta.limits.wall);
+        self.deadline = Some(deadline);
     }
 
     /// Counts one capability call; traps once the hook's budget is spent.

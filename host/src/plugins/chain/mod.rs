@@ -1,7 +1,6 @@
 //! Running the chain: lazy instances, per-call budgets, failure handling and `on_error`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 use wasmtime::component::Resource;
@@ -202,16 +201,16 @@ fn scope(hook: Hook, subject: Subject<'_>, call: &Call<'_>) -> CallScope {
     }
 }
 
-/// Calls one hook on a live instance.
+/// Calls one hook on a live instance, to end by `deadline` (its wall-time limit).
 async fn call_slot(
     slot: &mut Slot,
-    wall: Duration,
+    deadline: tokio::time::Instant,
     scope: CallScope,
     subject: Subject<'_>,
     call: Call<'_>,
 ) -> Result<Answer, FailureKind> {
     let Slot { store, plugin } = slot;
-    store.data_mut().arm_call(scope);
+    store.data_mut().arm_call(scope, deadline);
     store.set_epoch_deadline(1);
     let hooks = plugin.wasmrelay_plugin_hooks();
     let fut = async {
@@ -277,7 +276,7 @@ async fn call_slot(
         }
         wasmtime::Result::Ok(answer)
     };
-    match tokio::time::timeout(wall, fut).await {
+    match tokio::time::timeout_at(deadline, fut).await {
         Err(_) => Err(FailureKind::WallTime),
         Ok(Err(e)) => Err(classify(e, store.data())),
         Ok(Ok(a)) => Ok(a),
@@ -355,17 +354,25 @@ impl Chain {
             verdict = tracing::field::Empty,
             duration_us = tracing::field::Empty,
         );
-        let started = Instant::now();
+        // One clock read for the call's wall-time deadline, its budgets and its latency.
+        let started = tokio::time::Instant::now();
         // Both futures are boxed: wasmtime's instantiation and call futures are kilobytes,
         // and nested unboxed in every caller's state they were copied at each await of each
         // hook (a fifth of a `continue` call's time went to memmove).
         let result = async {
+            let fresh = warm.is_none();
             let mut slot = match warm {
                 Some(slot) => slot,
                 None => Box::pin(instantiate(&host, &plugin.pre, meta)).await?,
             };
-            let wall = meta.limits.wall;
-            let answer = Box::pin(call_slot(&mut slot, wall, scope, subject, call)).await?;
+            // An instantiation has a wall-time limit of its own; the call's starts after it.
+            let begins = if fresh {
+                tokio::time::Instant::now()
+            } else {
+                started
+            };
+            let deadline = begins + meta.limits.wall;
+            let answer = Box::pin(call_slot(&mut slot, deadline, scope, subject, call)).await?;
             Ok((slot, answer))
         }
         .instrument(span.clone())
