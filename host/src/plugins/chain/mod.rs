@@ -228,43 +228,48 @@ async fn call_slot(
         let ctx = || Resource::<ContextRes>::new_borrow(ctx_rep.as_ref().expect("context").rep());
         let env = || Resource::<EnvelopeRes>::new_borrow(env_rep.as_ref().expect("envelope").rep());
         let answer = match call {
-            Call::Connect => Answer::Verdict(hooks.call_connect(&mut *store, ctx()).await?),
-            Call::Helo => Answer::Verdict(hooks.call_helo(&mut *store, ctx()).await?),
-            Call::Auth(user) => Answer::Verdict(hooks.call_auth(&mut *store, ctx(), user).await?),
-            Call::MailFrom(s) => {
-                Answer::Verdict(hooks.call_mail_from(&mut *store, ctx(), s).await?)
+            Call::Connect => {
+                Answer::Verdict(Box::pin(hooks.call_connect(&mut *store, ctx())).await?)
             }
-            Call::Rcpt(r) => Answer::Verdict(hooks.call_rcpt(&mut *store, ctx(), r).await?),
+            Call::Helo => Answer::Verdict(Box::pin(hooks.call_helo(&mut *store, ctx())).await?),
+            Call::Auth(user) => {
+                Answer::Verdict(Box::pin(hooks.call_auth(&mut *store, ctx(), user)).await?)
+            }
+            Call::MailFrom(s) => {
+                Answer::Verdict(Box::pin(hooks.call_mail_from(&mut *store, ctx(), s)).await?)
+            }
+            Call::Rcpt(r) => {
+                Answer::Verdict(Box::pin(hooks.call_rcpt(&mut *store, ctx(), r)).await?)
+            }
             Call::Queued(id) => {
-                hooks.call_queued(&mut *store, ctx(), id).await?;
+                Box::pin(hooks.call_queued(&mut *store, ctx(), id)).await?;
                 Answer::Unit
             }
             Call::Closed => {
-                hooks.call_closed(&mut *store, ctx()).await?;
+                Box::pin(hooks.call_closed(&mut *store, ctx())).await?;
                 Answer::Unit
             }
             Call::Data(msg) => {
                 let m = store.data_mut().table.push(msg)?;
                 let m_borrow = Resource::<MessageRes>::new_borrow(m.rep());
-                let v = hooks.call_data(&mut *store, ctx(), m_borrow).await?;
+                let v = Box::pin(hooks.call_data(&mut *store, ctx(), m_borrow)).await?;
                 Answer::Edited(v, store.data_mut().table.delete(m)?)
             }
             Call::Route(domain, rcpts) => {
-                Answer::Route(hooks.call_route(&mut *store, env(), domain, rcpts).await?)
+                Answer::Route(Box::pin(hooks.call_route(&mut *store, env(), domain, rcpts)).await?)
             }
             Call::RecipientCopy(rcpt, msg) => {
                 let r = store.data_mut().table.push(RecipientRes(rcpt))?;
                 let m = store.data_mut().table.push(msg)?;
                 let r_borrow = Resource::<RecipientRes>::new_borrow(r.rep());
                 let m_borrow = Resource::<MessageRes>::new_borrow(m.rep());
-                let v = hooks
-                    .call_recipient_copy(&mut *store, env(), r_borrow, m_borrow)
+                let v = Box::pin(hooks.call_recipient_copy(&mut *store, env(), r_borrow, m_borrow))
                     .await?;
                 store.data_mut().table.delete(r)?;
                 Answer::Edited(v, store.data_mut().table.delete(m)?)
             }
             Call::Report(rep) => {
-                hooks.call_delivery_result(&mut *store, env(), rep).await?;
+                Box::pin(hooks.call_delivery_result(&mut *store, env(), rep)).await?;
                 Answer::Unit
             }
         };
@@ -356,9 +361,10 @@ impl Chain {
         );
         // One clock read for the call's wall-time deadline, its budgets and its latency.
         let started = tokio::time::Instant::now();
-        // Both futures are boxed: wasmtime's instantiation and call futures are kilobytes,
-        // and nested unboxed in every caller's state they were copied at each await of each
-        // hook (a fifth of a `continue` call's time went to memmove).
+        // wasmtime's instantiation and call futures are boxed where they are made: they are
+        // kilobytes, and nested unboxed in every caller's state they were copied at each
+        // await of each hook (a fifth of a `continue` call's time went to memmove); boxed
+        // further out, they were still copied once per level on the way in.
         let result = async {
             let fresh = warm.is_none();
             let mut slot = match warm {
@@ -372,7 +378,7 @@ impl Chain {
                 started
             };
             let deadline = begins + meta.limits.wall;
-            let answer = Box::pin(call_slot(&mut slot, deadline, scope, subject, call)).await?;
+            let answer = call_slot(&mut slot, deadline, scope, subject, call).await?;
             Ok((slot, answer))
         }
         .instrument(span.clone())
