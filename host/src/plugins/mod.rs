@@ -287,6 +287,15 @@ impl PluginHost {
         &self.cache
     }
 
+    /// Drops the idle warm instances of every `pooled` plugin; returns how many.
+    pub(crate) fn drop_idle_instances(&self) -> usize {
+        self.plugins
+            .iter()
+            .filter_map(|p| p.pool.as_ref())
+            .map(chain::Pool::clear)
+            .sum()
+    }
+
     /// Idle warm instances of the plugin at `index` (0 unless it is `pooled`).
     pub fn idle_instances(&self, index: usize) -> usize {
         let pool = self.plugins.get(index).and_then(|p| p.pool.as_ref());

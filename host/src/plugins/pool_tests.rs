@@ -166,3 +166,33 @@ async fn an_instance_lost_mid_session_is_replaced_fresh_not_from_the_pool() {
     );
     assert_eq!(host.idle_instances(0), 1, "and the pooled one stayed idle");
 }
+
+#[tokio::test]
+async fn idle_pooled_instances_give_way_when_the_engine_pool_is_full() {
+    // Room for two instances in all: the pooled plugin's two idle ones take both.
+    let opts = PluginHostOptions {
+        max_instances: 2,
+        epoch_tick: Duration::from_millis(1),
+        ..PluginHostOptions::default()
+    };
+    let configs = [pooled("noop", ""), plugin("trap", "")];
+    let host = PluginHost::load(&configs, opts).await.unwrap();
+    let c = conn("192.0.2.1");
+    let (mut a, mut b) = (host.session(), host.session());
+    for s in [&mut a, &mut b] {
+        assert_eq!(
+            s.mail_from(&c, &mut tx("a@example.org")).await,
+            Verdict::Continue
+        );
+    }
+    drop((a, b));
+    assert_eq!(host.idle_instances(0), 2);
+    // The fresh plugin (the second one; `good@` passes both) needs a slot: the idle pooled
+    // instances are dropped for it rather than the session refused.
+    let mut s = host.session();
+    assert_eq!(
+        s.rcpt(&c, &mut tx("a@example.org"), "good@example.org")
+            .await,
+        Verdict::Continue
+    );
+}

@@ -109,6 +109,30 @@ async fn instantiate(
     pre: &PluginPre<StoreState>,
     meta: &Arc<PluginMeta>,
 ) -> Result<Slot, FailureKind> {
+    match instantiate_once(host, pre, meta).await {
+        // Idle instances of `pooled` plugins hold slots of the engine's instance pool: a
+        // session that needs one must not be refused for the sake of a warm spare.
+        Err((kind, true)) => match host.drop_idle_instances() {
+            0 => Err(kind),
+            dropped => {
+                tracing::warn!(plugin = %meta.name, dropped,
+                    "plugin instance pool full: idle pooled instances dropped to make room \
+                     (raise [plugin_runtime] max_instances)");
+                instantiate_once(host, pre, meta)
+                    .await
+                    .map_err(|(kind, _)| kind)
+            }
+        },
+        other => other.map_err(|(kind, _)| kind),
+    }
+}
+
+/// One attempt in a new store; the flag says the engine's instance pool was full.
+async fn instantiate_once(
+    host: &PluginHost,
+    pre: &PluginPre<StoreState>,
+    meta: &Arc<PluginMeta>,
+) -> Result<Slot, (FailureKind, bool)> {
     let mut store = new_store(host, meta);
     store.data_mut().arm();
     store.set_epoch_deadline(1);
@@ -124,15 +148,25 @@ async fn instantiate(
     .await;
     meta.stats.instantiated();
     match result {
-        Err(_) => Err(FailureKind::WallTime),
-        Ok(Err(e)) => Err(match classify(e, store.data()) {
-            FailureKind::Trap(t) => FailureKind::Instantiate(t),
-            other => other,
-        }),
-        Ok(Ok((_, Err(msg)))) => Err(FailureKind::Instantiate(format!(
-            "init refused its config: {}",
-            msg.chars().take(300).collect::<String>()
-        ))),
+        Err(_) => Err((FailureKind::WallTime, false)),
+        Ok(Err(e)) => {
+            let e: wasmtime::Error = e;
+            let pool_full = e
+                .chain()
+                .any(|cause| cause.is::<wasmtime::PoolConcurrencyLimitError>());
+            let kind = match classify(e, store.data()) {
+                FailureKind::Trap(t) => FailureKind::Instantiate(t),
+                other => other,
+            };
+            Err((kind, pool_full))
+        }
+        Ok(Ok((_, Err(msg)))) => Err((
+            FailureKind::Instantiate(format!(
+                "init refused its config: {}",
+                msg.chars().take(300).collect::<String>()
+            )),
+            false,
+        )),
         Ok(Ok((plugin, Ok(())))) => Ok(Slot { store, plugin }),
     }
 }

@@ -38,6 +38,12 @@ impl Pool {
         }
     }
 
+    /// Drops every idle instance, giving their slots back to the engine; returns how many.
+    pub(crate) fn clear(&self) -> usize {
+        let idle = std::mem::take(&mut *self.lock());
+        idle.len()
+    }
+
     /// Idle instances now.
     pub(crate) fn idle(&self) -> usize {
         self.lock().len()
