@@ -384,8 +384,11 @@ host, port, pixel = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 def raw(data, timeout=10):
     s = socket.create_connection((host, port), timeout=timeout)
     try:
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
+        try:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # answered and closed before the request was all sent: the answer is queued
         return s.recv(100).split(b"\r\n")[0]
     except (ConnectionResetError, socket.timeout):
         return b"closed"
