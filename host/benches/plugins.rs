@@ -71,35 +71,31 @@ fn plugins(c: &mut Criterion) {
     c.bench_function("instantiate from pool + init", |b| {
         b.iter(|| rt.block_on(async { assert!(bench_instantiate(&host, 0, true).await) }))
     });
-    c.bench_function("new session, first hook (instantiate + init + call)", |b| {
-        let mut tx = tx.clone();
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let mut s = host.session();
-                    black_box(s.rcpt(&conn, &mut tx, "b@example.org").await);
-                }
-                start.elapsed()
+    // Each iteration is a new session whose first hook is a `rcpt`.
+    let first_hook = |c: &mut Criterion, name: &str, host: &Arc<PluginHost>| {
+        c.bench_function(name, |b| {
+            let mut tx = tx.clone();
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let mut s = host.session();
+                        black_box(s.rcpt(&conn, &mut tx, "b@example.org").await);
+                    }
+                    start.elapsed()
+                })
             })
-        })
-    });
+        });
+    };
+    first_hook(
+        c,
+        "new session, first hook (instantiate + init + call)",
+        &host,
+    );
     // What a session pays under `instances = "pooled"` (the bundled plugins' default): its
     // first hook takes a warm instance instead of instantiating and running `init`.
     let pooled = host_with(&rt, 1_100, Some(InstancePolicy::Pooled));
-    c.bench_function("new session, first hook on a pooled instance", |b| {
-        let mut tx = tx.clone();
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let mut s = pooled.session();
-                    black_box(s.rcpt(&conn, &mut tx, "b@example.org").await);
-                }
-                start.elapsed()
-            })
-        })
-    });
+    first_hook(c, "new session, first hook on a pooled instance", &pooled);
     c.bench_function("hook call returning continue (live instance)", |b| {
         let mut s = host.session();
         let mut tx = tx.clone();

@@ -109,6 +109,16 @@ pub(crate) struct Committer {
 /// Pending index changes of the batch being appended; applied once it is durable.
 type Overlay = HashMap<MessageId, Option<Entry>>;
 
+/// Adds whatever is queued now to `batch`, up to [`MAX_BATCH`].
+fn drain(rx: &mpsc::Receiver<Op>, batch: &mut Vec<Op>) {
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(op) => batch.push(op),
+            Err(_) => break,
+        }
+    }
+}
+
 pub(crate) fn spawn(
     committer: Committer,
 ) -> Result<(mpsc::Sender<Op>, std::thread::JoinHandle<()>), SpoolError> {
@@ -155,12 +165,7 @@ impl Committer {
             #[cfg(test)]
             let gate = self.shared.gate.lock().unwrap_or_else(|e| e.into_inner());
             let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(op) => batch.push(op),
-                    Err(_) => break,
-                }
-            }
+            drain(&rx, &mut batch);
             self.gather(&rx, &mut batch);
             #[cfg(test)]
             drop(gate);
@@ -195,12 +200,7 @@ impl Committer {
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
-        }
+        drain(rx, batch);
     }
 
     fn commit(&mut self, batch: Vec<Op>) {
