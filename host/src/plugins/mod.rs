@@ -329,6 +329,8 @@ mod pool_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod transcript_tests;
+#[cfg(test)]
 mod verdict_tests;
 #[cfg(test)]
 mod wants_tests;
