@@ -4,7 +4,7 @@
 //! [`export_plugin!`] turns a type into a component, [`host`] wraps the capabilities the relay
 //! grants, [`Address`] parses envelope addresses, and `mime` adds text-part helpers to
 //! [`Message`]. The interface itself is
-//! `wit/plugin.wit` (`wasmrelay:plugin@0.2.0`); its generated bindings stay private.
+//! `wit/plugin.wit` (`wasmrelay:plugin@0.2.1`); its generated bindings stay private.
 //!
 //! ```no_run
 //! use wasmrelay_plugin_sdk::{export_plugin, Context, Hook, Plugin, Verdict};
@@ -62,8 +62,10 @@ pub mod __private {
 
 /// A wasmrelay plugin. One value lives per instance: the relay creates an instance per SMTP
 /// session (and per delivery batch), calls [`Plugin::init`] once, then the hooks listed in
-/// [`Plugin::HOOKS`] in stage order. State kept in `self` therefore lasts one session; use
-/// [`host::kv_set`] or [`host::counter_add`] for state shared across sessions and relays.
+/// [`Plugin::HOOKS`] in stage order. State kept in `self` therefore lasts one session at
+/// most (a `pooled` instance keeps it into later sessions: docs/plugins.md#instances); use
+/// [`Context::set_session_value`] for what a session needs kept, and [`host::kv_set`] or
+/// [`host::counter_add`] for state shared across sessions and relays.
 pub trait Plugin: Sized + 'static {
     /// The hooks this plugin implements; the relay never calls the others, so listing only
     /// what you override keeps sessions fast.

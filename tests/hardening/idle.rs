@@ -1,6 +1,7 @@
-//! Idle connections: sessions that said EHLO (plain, or again after STARTTLS) and now wait
-//! cost the relay under 50 KiB of anonymous memory each (RssAnon of `wasmrelay serve`, read
-//! from /proc before and after). An idle client is the cheapest attack there is, and a busy MX
+//! Idle connections: sessions that said EHLO (plain, or again after STARTTLS, or through a
+//! chain of bundled plugins that counts every connection) and now wait cost the relay under
+//! 50 KiB of anonymous memory each (RssAnon of `wasmrelay serve`, read from /proc before and
+//! after). An idle client is the cheapest attack there is, and a busy MX
 //! holds thousands of them.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -42,13 +43,55 @@ fn idle_sessions_after_starttls_cost_under_50_kib_each() {
     check_idle_memory(&relay, || idle_tls_session(addr, &client));
 }
 
+/// The bundled plugins with rules at every session stage, `rate-limit` counting each open
+/// connection at `connect` (until `closed`). A plugin instance is about 50 KiB: an idle
+/// session may not hold one.
+#[test]
+fn idle_sessions_through_the_bundled_plugins_cost_under_50_kib_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(relay) = relay_with(
+        dir.path(),
+        "",
+        r#"
+[[plugins]]
+builtin = "rate-limit"
+[plugins.config]
+rules = [
+    { name = "flood", count = "connections", key = "ip", rate = "100000/s" },
+    { name = "open", count = "concurrent", key = "ip", max = 100000 },
+    { name = "per-sender", count = "messages", key = "sender", rate = "10000/s" },
+]
+
+[[plugins]]
+builtin = "filter"
+[[plugins.config.rules]]
+name = "executables"
+attachment_extensions = ["exe"]
+
+[[plugins]]
+builtin = "router"
+[plugins.config]
+classify = [{ header = "X-Stream" }]
+"#,
+    ) else {
+        return;
+    };
+    let addr = relay.addr();
+    check_idle_memory(&relay, || idle_session(addr));
+}
+
 /// A relay that admits `CONNECTIONS` and more from loopback, with `listener` added to its
 /// listener's table; `None` (the test skips) when this process cannot hold that many
 /// connections open.
 fn relay(dir: &Path, listener: &str) -> Option<Relay> {
-    // Our end of each connection is a descriptor here (for both tests at once: they run in
-    // parallel), and the relay (our child) inherits the limit for its end.
-    let needed = 2 * CONNECTIONS as u64 + 512;
+    relay_with(dir, listener, "")
+}
+
+/// [`relay`] with `tables` added to the config's top level (plugins).
+fn relay_with(dir: &Path, listener: &str, tables: &str) -> Option<Relay> {
+    // Our end of each connection is a descriptor here (for the three tests at once: they run
+    // in parallel), and the relay (our child) inherits the limit for its end.
+    let needed = 3 * CONNECTIONS as u64 + 512;
     if let Err(why) = raise_open_files(needed) {
         eprintln!("skipped: {CONNECTIONS} idle connections need {needed} open files: {why}");
         return None;
@@ -61,7 +104,7 @@ fn relay(dir: &Path, listener: &str) -> Option<Relay> {
         text.contains(listener),
         "no listener table to add to:\n{text}"
     );
-    Some(Relay::start(dir, &text))
+    Some(Relay::start(dir, &format!("{text}\n{tables}")))
 }
 
 /// Opens `CONNECTIONS` sessions with `open` and checks the relay's RssAnon grew by less than

@@ -17,7 +17,7 @@ const MAX_ANNOTATION_VALUE: usize = 1024;
 /// What `context` methods answer from.
 #[derive(Debug, Default)]
 pub struct ContextData {
-    pub(crate) conn: Option<ConnectionInfo>,
+    pub(crate) conn: Option<Arc<ConnectionInfo>>,
     pub(crate) tx: TransactionInfo,
     /// Whether a transaction is open (annotations can only be set inside one).
     in_transaction: bool,
@@ -25,14 +25,34 @@ pub struct ContextData {
 }
 
 impl ContextData {
-    pub(crate) fn new(conn: &ConnectionInfo, tx: Option<&TransactionInfo>) -> Arc<ContextData> {
-        let tx = tx.cloned().unwrap_or_default();
+    /// The snapshot for one chain run. It owns the transaction until
+    /// [`ContextData::into_transaction`] gives it back: a hook costs no copy of the
+    /// recipients, however many there are.
+    pub(crate) fn new(conn: Arc<ConnectionInfo>, mut tx: TransactionInfo) -> Arc<ContextData> {
         Arc::new(ContextData {
-            conn: Some(conn.clone()),
+            conn: Some(conn),
             in_transaction: tx.mail_from.is_some(),
-            annotations: Mutex::new(tx.annotations.clone()),
+            annotations: Mutex::new(std::mem::take(&mut tx.annotations)),
             tx,
         })
+    }
+
+    /// The transaction after the chain ran, with the annotations plugins set. The run's
+    /// calls are over, so nothing else holds the snapshot and it is taken apart, not copied.
+    pub(crate) fn into_transaction(this: Arc<ContextData>) -> TransactionInfo {
+        match Arc::try_unwrap(this) {
+            Ok(c) => TransactionInfo {
+                annotations: c
+                    .annotations
+                    .into_inner()
+                    .unwrap_or_else(|p| p.into_inner()),
+                ..c.tx
+            },
+            Err(shared) => TransactionInfo {
+                annotations: shared.annotations(),
+                ..shared.tx.clone()
+            },
+        }
     }
 
     /// The annotations after the chain ran (the transaction's, plus what plugins set).
@@ -66,18 +86,27 @@ impl ContextData {
     }
 }
 
-/// The resource a plugin holds a borrow of during one hook call.
-pub struct ContextRes(pub(crate) Arc<ContextData>);
+/// Largest value a plugin may keep for a session (`set-session-value`).
+pub(crate) const MAX_SESSION_VALUE: usize = 4 * 1024;
+
+/// The resource a plugin holds a borrow of during one hook call: the chain run's shared
+/// snapshot, and the calling plugin's own session value. The value travels in and out with
+/// the resource, so what a call sets is kept only when the call returns normally (a store
+/// that failed is dropped with its table, and with what the call set).
+pub struct ContextRes {
+    pub(crate) data: Arc<ContextData>,
+    pub(crate) session_value: Option<Vec<u8>>,
+}
 
 impl StoreState {
     fn context(&mut self, r: &Resource<ContextRes>) -> wasmtime::Result<Arc<ContextData>> {
         self.charge()?;
-        Ok(self.table.get(r)?.0.clone())
+        Ok(self.table.get(r)?.data.clone())
     }
 }
 
 fn conn<T: Default>(c: &ContextData, f: impl FnOnce(&ConnectionInfo) -> T) -> T {
-    c.conn.as_ref().map(f).unwrap_or_default()
+    c.conn.as_deref().map(f).unwrap_or_default()
 }
 
 impl HostContext for StoreState {
@@ -183,6 +212,28 @@ impl HostContext for StoreState {
         Ok(self.context(&r)?.set_annotation(&name, &value))
     }
 
+    fn session_value(&mut self, r: Resource<ContextRes>) -> wasmtime::Result<Option<Vec<u8>>> {
+        self.charge()?;
+        Ok(self.table.get(&r)?.session_value.clone())
+    }
+
+    fn set_session_value(
+        &mut self,
+        r: Resource<ContextRes>,
+        value: Option<Vec<u8>>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        self.charge()?;
+        let res = self.table.get_mut(&r)?;
+        if let Some(v) = value.as_ref().filter(|v| v.len() > MAX_SESSION_VALUE) {
+            return Ok(Err(format!(
+                "session value of {} bytes (max {MAX_SESSION_VALUE})",
+                v.len()
+            )));
+        }
+        res.session_value = value;
+        Ok(Ok(()))
+    }
+
     fn drop(&mut self, r: Resource<ContextRes>) -> wasmtime::Result<()> {
         self.table.delete(r)?;
         Ok(())
@@ -204,7 +255,7 @@ mod tests {
             annotations: vec![("stream".into(), "bulk".into())],
             ..TransactionInfo::default()
         };
-        ContextData::new(&conn, Some(&tx))
+        ContextData::new(Arc::new(conn), tx)
     }
 
     #[test]
@@ -228,6 +279,22 @@ mod tests {
         }
         assert!(c.set_annotation("one-too-many", "v").is_err());
         assert_eq!(c.annotations().len(), MAX_ANNOTATIONS);
+    }
+
+    #[test]
+    fn the_transaction_comes_back_with_the_annotations_set() {
+        let c = ctx(true);
+        c.set_annotation("stream", "newsletter").unwrap();
+        let tx = ContextData::into_transaction(c);
+        assert_eq!(tx.annotations, [("stream".into(), "newsletter".into())]);
+        assert_eq!(tx.mail_from.as_deref(), Some(""));
+        // A snapshot still shared is copied, with the same result.
+        let c = ctx(true);
+        let other = c.clone();
+        c.set_annotation("x", "1").unwrap();
+        let tx = ContextData::into_transaction(c);
+        assert_eq!(tx.annotations.len(), 2);
+        assert_eq!(other.annotations().len(), 2);
     }
 
     #[test]

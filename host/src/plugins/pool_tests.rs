@@ -13,7 +13,7 @@ fn pooled(name: &str, extra: &str) -> PluginConfig {
     )
 }
 
-fn instantiations(host: &PluginHost) -> u64 {
+pub(super) fn instantiations(host: &PluginHost) -> u64 {
     host.metrics()[0].instantiations
 }
 

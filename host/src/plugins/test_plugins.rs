@@ -59,6 +59,8 @@ const PLUGINS: &[&str] = &[
     "auth_echo",
     "mime_rewrite",
     "tracker_lite",
+    "session_value",
+    "frozen_0_2_0",
 ];
 
 /// Newest modification time of the files under `dir` (recursively, skipping `target`).

@@ -13,6 +13,11 @@
 //! content types". Only the message hooks (`data`, `recipient-copy`) take a declaration; a
 //! component without the section is called as always. The WIT stays as it is: a section is
 //! invisible to older hosts, which call the hook for every message, as they must.
+//!
+//! One more line, `session-memory: none`, says the plugin keeps nothing of a session in its
+//! own memory between hooks (what it needs, it keeps with `context.set-session-value`): a
+//! `pooled` instance of it then goes back to the pool after every call instead of staying
+//! with its session until the end. `session-memory: kept` is the default.
 
 use super::types::Hook;
 
@@ -31,6 +36,8 @@ const MAX_DEPTH: usize = 4;
 pub(crate) struct Wants {
     data: Option<Vec<String>>,
     recipient_copy: Option<Vec<String>>,
+    /// `session-memory: none`: an instance holds nothing of a session between calls.
+    no_session_memory: bool,
 }
 
 impl Wants {
@@ -53,6 +60,18 @@ impl Wants {
             let Some((hook, types)) = line.split_once(':') else {
                 return Err(format!("{SECTION}: {line:?} is not `hook: type, ...`"));
             };
+            if hook.trim() == "session-memory" {
+                wants.no_session_memory = match types.trim() {
+                    "none" => true,
+                    "kept" => false,
+                    _ => {
+                        return Err(format!(
+                            "{SECTION}: {line:?}: session-memory is `none` or `kept`"
+                        ))
+                    }
+                };
+                continue;
+            }
             let types: Vec<String> = types
                 .split(',')
                 .map(|t| t.trim().to_ascii_lowercase())
@@ -85,6 +104,12 @@ impl Wants {
             slot.get_or_insert_with(Vec::new).extend(types);
         }
         Ok(wants)
+    }
+
+    /// Whether an instance of this plugin may serve any session at any call: it declared
+    /// `session-memory: none`.
+    pub(crate) fn call_scoped(&self) -> bool {
+        self.no_session_memory
     }
 
     /// The content types `hook` is limited to, if the plugin declared any.
@@ -197,6 +222,24 @@ mod tests {
             Some(&["text/html".to_string()][..])
         );
         assert_eq!(wants.types(Hook::Data), None);
+    }
+
+    #[test]
+    fn session_memory_is_declared_none_or_kept() {
+        let wants = |text: &str| {
+            Wants::of_component(&component(&[module(&[custom(SECTION, text.as_bytes())])]))
+        };
+        assert!(wants("session-memory: none\n").unwrap().call_scoped());
+        let both = wants("recipient-copy: text/html\nsession-memory: none").unwrap();
+        assert!(both.call_scoped());
+        assert_eq!(
+            both.types(Hook::RecipientCopy),
+            Some(&["text/html".to_string()][..])
+        );
+        assert!(!wants("session-memory: kept").unwrap().call_scoped());
+        assert!(!Wants::default().call_scoped());
+        let e = wants("session-memory: some").unwrap_err();
+        assert!(e.contains("`none` or `kept`"), "{e}");
     }
 
     #[test]

@@ -13,8 +13,14 @@
 //! - `data`: `messages` rules charge the message, once per transaction; transactions that
 //!   never reach the end of DATA do not count.
 //! - `closed`: the concurrency counts of `connect` are given back.
+//!
+//! The plugin keeps nothing of a session in its own memory: the counts `connect` took are
+//! kept by the host as the session value (`context.set-session-value`), and the plugin says
+//! so in its `wasmrelay:wants` section, so its pooled instance goes back to the pool after
+//! every call and an idle connection holds none.
 
 mod config;
+mod held;
 mod keys;
 mod limits;
 mod net;
@@ -36,11 +42,12 @@ struct RateLimit {
     user_for_messages: bool,
     user_for_recipients: bool,
     sender_for_recipients: bool,
-    /// Concurrency counters this connection incremented, to decrement at `closed`. The only
-    /// session fact kept in memory: a pooled instance serves one session at a time, from its
-    /// first hook to `closed` (docs/plugins.md#instances).
-    held: Vec<String>,
 }
+
+/// An instance holds nothing of a session between calls (docs/plugins.md#instances).
+#[used]
+#[link_section = "wasmrelay:wants"]
+static WANTS: [u8; 21] = *b"session-memory: none\n";
 
 impl Plugin for RateLimit {
     const HOOKS: &'static [Hook] = &[
@@ -64,7 +71,6 @@ impl Plugin for RateLimit {
                 r.uses(KeyPart::Sender) || r.uses(KeyPart::SenderDomain)
             }),
             config,
-            held: Vec::new(),
         })
     }
 
@@ -86,9 +92,6 @@ impl Plugin for RateLimit {
     }
 
     fn connect(&mut self, ctx: &Context) -> Verdict {
-        // Counts an earlier session left without its `closed` are that session's, and it is
-        // over: give them back rather than carry them into this one.
-        self.release();
         if self.config.connect.is_empty() {
             return Verdict::Continue;
         }
@@ -102,14 +105,24 @@ impl Plugin for RateLimit {
             sender: None,
             recipient: None,
         };
-        if let Err(refusal) = self.count_concurrent(&facts) {
-            self.release();
+        let mut held = Vec::new();
+        let counted = self.count_concurrent(&facts, &mut held);
+        let decided = counted.and_then(|()| {
+            let checks = self.checks(&self.config.connect, &facts);
+            limits::admit(&checks, 1)
+        });
+        if let Err(refusal) = decided {
+            self.release(held);
             return self.refuse(Stage::Connect, &refusal);
         }
-        let checks = self.checks(&self.config.connect, &facts);
-        if let Err(refusal) = limits::admit(&checks, 1) {
-            self.release();
-            return self.refuse(Stage::Connect, &refusal);
+        if !held.is_empty() {
+            if let Err(e) = ctx.set_session_value(Some(&held::encode(&held))) {
+                // Kept nowhere, the counts could never be given back: give them back now.
+                host::warn(&format!(
+                    "rate-limit: cannot keep the connection counts: {e}"
+                ));
+                self.release(held);
+            }
         }
         Verdict::Continue
     }
@@ -149,8 +162,10 @@ impl Plugin for RateLimit {
         self.messages(ctx, sender, limits::admit)
     }
 
-    fn closed(&mut self, _ctx: &Context) {
-        self.release();
+    fn closed(&mut self, ctx: &Context) {
+        if let Some(value) = ctx.session_value() {
+            self.release(held::decode(&value));
+        }
     }
 }
 
@@ -259,7 +274,7 @@ impl RateLimit {
     /// `concurrent_expiry`: a connection adds to the current epoch's key and the count is
     /// that key plus the previous epoch's, so a count whose `closed` never came (a crashed
     /// relay) is gone after at most two epochs and a decrement never meets a reset counter.
-    fn count_concurrent(&mut self, facts: &Facts<'_>) -> Result<(), Refusal> {
+    fn count_concurrent(&self, facts: &Facts<'_>, held: &mut Vec<String>) -> Result<(), Refusal> {
         let expiry = self.config.concurrent_expiry;
         let expiry_ms = expiry.as_millis().max(1) as u64;
         let epoch = host::now_ms() / expiry_ms;
@@ -278,7 +293,7 @@ impl RateLimit {
             let fail = |e| limits::failed::<()>(i, rule.on_state_error, &e);
             let total = match host::counter_add(&now_key, 1, expiry.saturating_mul(2)) {
                 Ok(n) => {
-                    self.held.push(now_key);
+                    held.push(now_key);
                     n
                 }
                 Err(e) => {
@@ -303,10 +318,10 @@ impl RateLimit {
         Ok(())
     }
 
-    /// Gives back the concurrency counts this connection holds.
-    fn release(&mut self) {
+    /// Gives back the concurrency counts of `held`.
+    fn release(&self, held: Vec<String>) {
         let window = self.config.concurrent_expiry.saturating_mul(2);
-        for key in self.held.drain(..) {
+        for key in held {
             if let Err(e) = host::counter_add(&key, -1, window) {
                 host::warn(&format!(
                     "rate-limit: cannot release a connection count: {e:?}"

@@ -28,6 +28,12 @@ struct Router {
     policy: Policy,
 }
 
+/// Nothing but the config lives in an instance, so it may serve any session at any call: the
+/// host gives a pooled instance back after every call (docs/plugins.md#instances).
+#[used]
+#[link_section = "wasmrelay:wants"]
+static WANTS: [u8; 21] = *b"session-memory: none\n";
+
 impl Plugin for Router {
     const HOOKS: &'static [Hook] = &[Hook::Rcpt, Hook::Data, Hook::Route];
 

@@ -27,10 +27,11 @@ struct Tracker {
 
 /// Tells the host to call `recipient-copy` only for messages with an HTML part (section
 /// `wasmrelay:wants`, docs/plugins.md#cost-per-language): mail without one is never tracked,
-/// so the host neither instantiates this plugin nor hands it the message for it.
+/// so the host neither instantiates this plugin nor hands it the message for it. And that
+/// an instance keeps only the config, so a pooled one goes back after every call.
 #[used]
 #[link_section = "wasmrelay:wants"]
-static WANTS: [u8; 26] = *b"recipient-copy: text/html\n";
+static WANTS: [u8; 47] = *b"recipient-copy: text/html\nsession-memory: none\n";
 
 impl Plugin for Tracker {
     const HOOKS: &'static [Hook] = &[Hook::RecipientCopy];

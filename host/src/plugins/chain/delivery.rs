@@ -86,6 +86,7 @@ impl DeliveryPlugins {
                     self.route_on_error(i)
                 }
             };
+            self.chain.settle(i);
             if decision != RouteDecision::Continue {
                 self.chain.decided = Some((i, Hook::Route));
                 return decision;

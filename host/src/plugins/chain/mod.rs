@@ -88,14 +88,17 @@ fn scope(hook: Hook, subject: Subject<'_>, call: &Call<'_>) -> CallScope {
     }
 }
 
-/// Calls one hook on a live instance, to end by `deadline` (its wall-time limit).
+/// Calls one hook on a live instance, to end by `deadline` (its wall-time limit). A session
+/// hook's context carries the plugin's `session_value` in, and the value the call left comes
+/// back with the answer.
 async fn call_slot(
     slot: &mut Slot,
     deadline: tokio::time::Instant,
     scope: CallScope,
     subject: Subject<'_>,
+    session_value: Option<Vec<u8>>,
     call: Call<'_>,
-) -> Result<Answer, FailureKind> {
+) -> Result<(Answer, Option<Vec<u8>>), FailureKind> {
     let Slot { store, plugin } = slot;
     store.data_mut().arm_call(scope, deadline);
     store.set_epoch_deadline(1);
@@ -103,10 +106,13 @@ async fn call_slot(
     let fut = async {
         // The subject resource lives in the store's table for the call only.
         let (ctx_rep, env_rep) = match subject {
-            Subject::Session(c) => (
-                Some(store.data_mut().table.push(ContextRes(c.clone()))?),
-                None,
-            ),
+            Subject::Session(c) => {
+                let res = ContextRes {
+                    data: c.clone(),
+                    session_value,
+                };
+                (Some(store.data_mut().table.push(res)?), None)
+            }
             Subject::Delivery(e) => (
                 None,
                 Some(store.data_mut().table.push(EnvelopeRes(e.clone()))?),
@@ -160,13 +166,14 @@ async fn call_slot(
                 Answer::Unit
             }
         };
-        if let Some(c) = ctx_rep {
-            store.data_mut().table.delete(c)?;
-        }
+        let kept = match ctx_rep {
+            Some(c) => store.data_mut().table.delete(c)?.session_value,
+            None => None,
+        };
         if let Some(e) = env_rep {
             store.data_mut().table.delete(e)?;
         }
-        wasmtime::Result::Ok(answer)
+        wasmtime::Result::Ok((answer, kept))
     };
     match tokio::time::timeout_at(deadline, fut).await {
         Err(_) => Err(FailureKind::WallTime),
@@ -183,6 +190,8 @@ struct Chain {
     /// is replaced by a fresh instance, never by a pooled one, whose memory would hold another
     /// session's facts where this session's were.
     had_instance: Vec<bool>,
+    /// Each plugin's session value (`context.set-session-value`), kept between its calls.
+    session_values: Vec<Option<Vec<u8>>>,
     /// The plugin (by index) whose verdict ended the last run, and the hook.
     decided: Option<(usize, Hook)>,
     /// The `plugin` span of the last call, until [`Chain::count`] records its verdict.
@@ -193,10 +202,12 @@ impl Chain {
     fn new(host: Arc<PluginHost>) -> Chain {
         let slots = host.plugins.iter().map(|_| None).collect();
         let had_instance = vec![false; host.plugins.len()];
+        let session_values = vec![None; host.plugins.len()];
         Chain {
             host,
             slots,
             had_instance,
+            session_values,
             decided: None,
             span: tracing::Span::none(),
         }
@@ -233,11 +244,18 @@ impl Chain {
         let scope = scope(hook, subject, &call);
         // The instance is out of its slot while it runs: if this future is dropped midway
         // (the client went away), the instance goes with it and is never reused.
+        // A plugin that keeps no session memory may take any pooled instance at any call.
         let first = !std::mem::replace(&mut self.had_instance[i], true);
         let warm = match self.slots[i].take() {
             Some(slot) => Some(slot),
-            None if first => plugin.pool.as_ref().and_then(Pool::take),
+            None if first || plugin.wants.call_scoped() => {
+                plugin.pool.as_ref().and_then(Pool::take)
+            }
             None => None,
+        };
+        let session_value = match subject {
+            Subject::Session(_) => self.session_values[i].clone(),
+            Subject::Delivery(_) => None,
         };
         let span = tracing::debug_span!(
             "plugin",
@@ -265,7 +283,8 @@ impl Chain {
                 started
             };
             let deadline = begins + meta.limits.wall;
-            let answer = call_slot(&mut slot, deadline, scope, subject, call).await?;
+            let answer =
+                call_slot(&mut slot, deadline, scope, subject, session_value, call).await?;
             Ok((slot, answer))
         }
         .instrument(span.clone())
@@ -278,12 +297,29 @@ impl Chain {
         );
         self.span = span;
         match result {
-            Ok((slot, answer)) => {
+            Ok((slot, (answer, kept))) => {
                 self.slots[i] = Some(slot);
+                if let Subject::Session(_) = subject {
+                    self.session_values[i] = kept;
+                }
                 meta.stats.call();
                 Ok(answer)
             }
             Err(kind) => Err(self.failed(i, hook, kind)),
+        }
+    }
+
+    /// Ends plugin `i`'s call once its answer was checked: a `pooled` plugin that declared
+    /// `session-memory: none` gives its instance back to the pool now rather than at the end
+    /// of the session, so an idle session holds no instance of it. An instance dropped for
+    /// its answer is already gone.
+    fn settle(&mut self, i: usize) {
+        let plugin = &self.host.plugins[i];
+        if !plugin.wants.call_scoped() {
+            return;
+        }
+        if let (Some(pool), Some(slot)) = (&plugin.pool, self.slots[i].take()) {
+            pool.give(slot);
         }
     }
 
@@ -323,6 +359,7 @@ impl Chain {
             }
             Err(_) => self.on_error(i),
         };
+        self.settle(i);
         if verdict.is_final() {
             self.decided = Some((i, hook));
         }
@@ -416,6 +453,7 @@ impl Chain {
                     Err(_) => VerdictKind::Error,
                 };
                 self.count(i, hook, kind);
+                self.settle(i);
             }
         }
     }
@@ -434,15 +472,19 @@ impl Drop for Chain {
 
 /// One SMTP session's view of the chain. Created cheaply by [`PluginHost::session`]; each
 /// plugin gets an instance the first time one of its hooks runs, reused by every later hook
-/// of the session, and replaced after a failure.
+/// of the session, and replaced after a failure. A pooled plugin without session memory
+/// (`session-memory: none`) takes one from its pool at each hook and gives it back after.
 pub struct SessionPlugins {
     chain: Chain,
+    /// The connection facts of the last chain run (see [`SessionPlugins::shared`]).
+    conn: Option<Arc<ConnectionInfo>>,
 }
 
 impl SessionPlugins {
     pub(crate) fn new(host: Arc<PluginHost>) -> Self {
         SessionPlugins {
             chain: Chain::new(host),
+            conn: None,
         }
     }
 
@@ -459,17 +501,17 @@ impl SessionPlugins {
 
     /// A client connected.
     pub async fn connect(&mut self, conn: &ConnectionInfo) -> Verdict {
-        self.run(Hook::Connect, conn, None, Call::Connect).await
+        self.run(Hook::Connect, conn, Call::Connect).await
     }
 
     /// HELO/EHLO (`conn.helo` set).
     pub async fn helo(&mut self, conn: &ConnectionInfo) -> Verdict {
-        self.run(Hook::Helo, conn, None, Call::Helo).await
+        self.run(Hook::Helo, conn, Call::Helo).await
     }
 
     /// AUTH succeeded as `user`.
     pub async fn auth(&mut self, conn: &ConnectionInfo, user: &str) -> Verdict {
-        self.run(Hook::Auth, conn, None, Call::Auth(user)).await
+        self.run(Hook::Auth, conn, Call::Auth(user)).await
     }
 
     /// MAIL FROM; `tx.mail_from` holds the reverse path. Annotations plugins set land in
@@ -531,7 +573,7 @@ impl SessionPlugins {
         tx: &mut TransactionInfo,
         current: MessageRes,
     ) -> (Verdict, MessageRes) {
-        let ctx = ContextData::new(conn, Some(tx));
+        let ctx = ContextData::new(self.shared(conn), std::mem::take(tx));
         let (verdict, current, _) = self
             .chain
             .edit_chain(Hook::Data, Subject::Session(&ctx), current, Call::Data)
@@ -539,14 +581,14 @@ impl SessionPlugins {
         if current.is_edited() {
             tracing::debug!("plugins edited the message");
         }
-        tx.annotations = ctx.annotations();
+        *tx = ContextData::into_transaction(ctx);
         (verdict, current)
     }
 
     /// The message is durable under `queue_id`. Informational.
     pub async fn queued(&mut self, conn: &ConnectionInfo, tx: &TransactionInfo, queue_id: &str) {
         if self.chain.host.handles(Hook::Queued) {
-            let ctx = ContextData::new(conn, Some(tx));
+            let ctx = ContextData::new(self.shared(conn), tx.clone());
             let call = Call::Queued(queue_id);
             self.chain
                 .notify_all(Hook::Queued, Subject::Session(&ctx), call)
@@ -557,24 +599,29 @@ impl SessionPlugins {
     /// The connection closed. Informational.
     pub async fn closed(&mut self, conn: &ConnectionInfo) {
         if self.chain.host.handles(Hook::Closed) {
-            let ctx = ContextData::new(conn, None);
+            let ctx = ContextData::new(self.shared(conn), TransactionInfo::default());
             self.chain
                 .notify_all(Hook::Closed, Subject::Session(&ctx), Call::Closed)
                 .await;
         }
     }
 
-    async fn run(
-        &mut self,
-        hook: Hook,
-        conn: &ConnectionInfo,
-        tx: Option<&TransactionInfo>,
-        call: Call<'_>,
-    ) -> Verdict {
+    /// The connection facts for a chain run, shared with the runs before it while they do
+    /// not change (most hooks of a session see the same ones): comparing them costs less
+    /// than copying their strings for every hook.
+    fn shared(&mut self, conn: &ConnectionInfo) -> Arc<ConnectionInfo> {
+        match &self.conn {
+            Some(last) if **last == *conn => last.clone(),
+            _ => self.conn.insert(Arc::new(conn.clone())).clone(),
+        }
+    }
+
+    /// A session hook (no transaction yet) through the chain.
+    async fn run(&mut self, hook: Hook, conn: &ConnectionInfo, call: Call<'_>) -> Verdict {
         if !self.chain.host.handles(hook) {
             return Verdict::Continue;
         }
-        let ctx = ContextData::new(conn, tx);
+        let ctx = ContextData::new(self.shared(conn), TransactionInfo::default());
         self.chain.verdict_chain(hook, &ctx, call).await
     }
 
@@ -589,9 +636,9 @@ impl SessionPlugins {
         if !self.chain.host.handles(hook) {
             return Verdict::Continue;
         }
-        let ctx = ContextData::new(conn, Some(tx));
+        let ctx = ContextData::new(self.shared(conn), std::mem::take(tx));
         let verdict = self.chain.verdict_chain(hook, &ctx, call).await;
-        tx.annotations = ctx.annotations();
+        *tx = ContextData::into_transaction(ctx);
         verdict
     }
 }

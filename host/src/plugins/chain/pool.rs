@@ -6,7 +6,8 @@
 //! and the resource handles (`context`, `message`, `envelope`, `recipient`), which live in
 //! the store's table for one call only. An instance goes back to the pool only when its
 //! session released it with every call returned normally: one that trapped, ran out of a
-//! budget, returned nonsense or whose call was abandoned midway is dropped, alone.
+//! budget, returned nonsense or whose call was abandoned midway is dropped, alone. A plugin
+//! that declared `session-memory: none` releases its instance after each call instead.
 
 use std::sync::Mutex;
 
