@@ -18,7 +18,10 @@ impl Plugin for AuthEcho {
         for r in results {
             msg.add_header(
                 "X-Auth-Echo",
-                &format!("{}={} domain={} detail={}", r.method, r.result, r.domain, r.detail),
+                &format!(
+                    "{}={} domain={} detail={}",
+                    r.method, r.result, r.domain, r.detail
+                ),
             );
         }
         Verdict::Continue

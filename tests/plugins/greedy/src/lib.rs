@@ -11,6 +11,7 @@
 //! - `rate`: a zero rate (`invalid`), then u32::MAX everything (`ok`);
 //! - `dns`: a name outside its `dns_zones` (`denied`);
 //! - `annotations`: 1,000 of them (`32/1000` set).
+//!
 //! Other recipients get `continue`.
 use std::time::Duration;
 
@@ -79,13 +80,21 @@ impl Plugin for Greedy {
         let key = host::kv_set(&"k".repeat(300), b"v", None);
         out.push(format!("kvkey={}", kind(&key)));
 
-        let q = [quota(u64::MAX, u64::MAX), quota(u64::MAX, u64::MAX), quota(1, 0)];
+        let q = [
+            quota(u64::MAX, u64::MAX),
+            quota(u64::MAX, u64::MAX),
+            quota(1, 0),
+        ];
         out.push(format!("quota={}", q.join(",")));
         let zero = host::rate_limit("r", 0, Duration::from_secs(1), 1, 1);
         let max = host::rate_limit("r", u32::MAX, Duration::MAX, u32::MAX, u32::MAX);
         out.push(format!("rate={},{}", kind(&zero), kind(&max)));
 
-        let dns = match host::dns_lookup("exfiltrate.evil.test", RecordType::Txt, Duration::from_millis(100)) {
+        let dns = match host::dns_lookup(
+            "exfiltrate.evil.test",
+            RecordType::Txt,
+            Duration::from_millis(100),
+        ) {
             Err(DnsError::Denied) => "denied",
             Ok(_) => "answered",
             Err(_) => "failed",

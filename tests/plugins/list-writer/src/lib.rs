@@ -14,7 +14,10 @@ impl Plugin for ListWriter {
 
     fn data(&mut self, ctx: &Context, msg: &Message) -> Verdict {
         let unsubscribe = msg.header("x-unsubscribe");
-        if !unsubscribe.iter().any(|v| v.trim().eq_ignore_ascii_case("yes")) {
+        if !unsubscribe
+            .iter()
+            .any(|v| v.trim().eq_ignore_ascii_case("yes"))
+        {
             return Verdict::Continue;
         }
         let sender = host::list_address(&ctx.mail_from().unwrap_or_default());

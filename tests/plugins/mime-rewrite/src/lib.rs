@@ -24,7 +24,11 @@ impl Plugin for MimeRewrite {
                 .then(|| text.replace("href=\"http", &format!("href=\"{TRACK}http")))
         });
         let plain = msg.rewrite_text_parts("plain", |_, text| {
-            let sep = if text.is_empty() || text.ends_with('\n') { "" } else { "\r\n" };
+            let sep = if text.is_empty() || text.ends_with('\n') {
+                ""
+            } else {
+                "\r\n"
+            };
             Some(format!("{text}{sep}Tracked by wasmrelay.\r\n"))
         });
         match (html, plain) {

@@ -68,7 +68,11 @@ impl Plugin for Policy {
             let name = format!("{}.bl.test", reversed.join("."));
             match host::dns_lookup(&name, RecordType::A, Duration::from_millis(500)) {
                 Ok(answers) if !answers.is_empty() => {
-                    return Verdict::reject(554, "5.7.1", format!("{ip} listed in bl.test ({})", answers[0]));
+                    return Verdict::reject(
+                        554,
+                        "5.7.1",
+                        format!("{ip} listed in bl.test ({})", answers[0]),
+                    );
                 }
                 Ok(_) | Err(DnsError::NotFound) => {}
                 Err(e) => host::warn(&format!("bl.test lookup failed: {e:?}")),
@@ -86,7 +90,11 @@ impl Plugin for Policy {
             return Verdict::tempfail(451, "4.3.0", "rate state unavailable");
         };
         if !d.allowed {
-            return Verdict::tempfail(451, "4.7.1", format!("slow down, retry in {} ms", d.retry_after_ms));
+            return Verdict::tempfail(
+                451,
+                "4.7.1",
+                format!("slow down, retry in {} ms", d.retry_after_ms),
+            );
         }
         Verdict::Continue
     }
@@ -101,7 +109,11 @@ impl Plugin for Policy {
     }
 
     fn data(&mut self, ctx: &Context, msg: &Message) -> Verdict {
-        host::info(&format!("data from {} for {} recipients", ctx.remote_ip(), ctx.recipients().len()));
+        host::info(&format!(
+            "data from {} for {} recipients",
+            ctx.remote_ip(),
+            ctx.recipients().len()
+        ));
         msg.add_header("X-Policy", "checked");
         msg.prepend_header("X-Seen-By", "policy");
         msg.remove_header("X-Remove-Me");
@@ -130,7 +142,11 @@ impl Plugin for Policy {
 
     fn delivery_result(&mut self, _env: &Envelope, report: &DeliveryReport) {
         let key = format!("results:{:?}", report.status);
-        let n = host::kv_get(&key).ok().flatten().map(|v| v.len()).unwrap_or(0);
+        let n = host::kv_get(&key)
+            .ok()
+            .flatten()
+            .map(|v| v.len())
+            .unwrap_or(0);
         let _ = host::kv_set(&key, &vec![b'x'; n + 1], None);
     }
 }

@@ -11,7 +11,10 @@ struct Quota {
 /// `"limit":N` in flat JSON; enough for a test plugin without serde.
 fn json_u64(json: &str, key: &str) -> Option<u64> {
     let start = json.find(&format!("\"{key}\":"))? + key.len() + 3;
-    let digits: String = json[start..].chars().take_while(char::is_ascii_digit).collect();
+    let digits: String = json[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     digits.parse().ok()
 }
 
@@ -25,7 +28,9 @@ impl Plugin for Quota {
     }
 
     fn mail_from(&mut self, ctx: &Context, sender: &str) -> Verdict {
-        let user = ctx.auth_user().unwrap_or_else(|| host::list_address(sender));
+        let user = ctx
+            .auth_user()
+            .unwrap_or_else(|| host::list_address(sender));
         match host::quota_add(&format!("user:{user}"), 1, self.limit, QuotaWindow::Day) {
             Ok(d) if d.allowed => Verdict::Continue,
             Ok(d) => Verdict::tempfail(
