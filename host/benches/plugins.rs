@@ -10,6 +10,11 @@
 //! entries price a delivery batch's copy with the bundled tracker: for a text message its
 //! `wants` declaration (HTML only) spares the instance and the call. Per-language figures
 //! are the `languages` bench.
+//!
+//! `BENCH_MAX_INSTANCES` sizes the instance pool (default 1,100). Each slot reserves address
+//! space, more than valgrind has: to count instructions per call, which a busy machine does
+//! not disturb, run the binary under callgrind with `BENCH_MAX_INSTANCES=4` and a filter,
+//! e.g. `--bench continue --profile-time 3` (BENCHMARKS.md, "Instructions").
 
 mod common;
 
@@ -48,6 +53,14 @@ fn host_with(
     rt.block_on(PluginHost::load(&[config], opts)).unwrap()
 }
 
+/// The instance pool's size: `BENCH_MAX_INSTANCES` (see above), else `default`.
+fn max_instances(default: u32) -> u32 {
+    std::env::var("BENCH_MAX_INSTANCES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn conn() -> ConnectionInfo {
     ConnectionInfo::new(
         "bench",
@@ -58,7 +71,8 @@ fn conn() -> ConnectionInfo {
 
 fn plugins(c: &mut Criterion) {
     let rt = runtime();
-    let host = host(&rt, 1_100);
+    let max = max_instances(1_100);
+    let host = host(&rt, max);
     let conn = conn();
     let tx = TransactionInfo {
         mail_from: Some("a@example.org".into()),
@@ -94,7 +108,7 @@ fn plugins(c: &mut Criterion) {
     );
     // What a session pays under `instances = "pooled"` (the bundled plugins' default): its
     // first hook takes a warm instance instead of instantiating and running `init`.
-    let pooled = host_with(&rt, 1_100, Some(InstancePolicy::Pooled));
+    let pooled = host_with(&rt, max, Some(InstancePolicy::Pooled));
     first_hook(c, "new session, first hook on a pooled instance", &pooled);
     c.bench_function("hook call returning continue (live instance)", |b| {
         let mut s = host.session();
@@ -190,9 +204,12 @@ config = { secret = "bench-secret-not-for-production-0123456789", base_url = "ht
 "#,
     )
     .unwrap();
-    let host = rt
-        .block_on(PluginHost::load(&[config], PluginHostOptions::default()))
-        .unwrap();
+    let defaults = PluginHostOptions::default();
+    let opts = PluginHostOptions {
+        max_instances: max_instances(defaults.max_instances),
+        ..defaults
+    };
+    let host = rt.block_on(PluginHost::load(&[config], opts)).unwrap();
     let env = Arc::new(EnvelopeInfo {
         queue_id: "bench0001".into(),
         mail_from: "news@example.org".into(),

@@ -65,7 +65,6 @@ pub use types::{
     RecipientInfo, RouteDecision, TlsInfo, TlsPolicy, TransactionInfo, Verdict,
 };
 
-use bindings::PluginPre;
 use state::{Capabilities, StoreState};
 
 /// Runtime settings shared by every plugin of a host.
@@ -152,7 +151,7 @@ pub(crate) struct PluginMeta {
 
 pub(crate) struct LoadedPlugin {
     pub meta: Arc<PluginMeta>,
-    pub pre: PluginPre<StoreState>,
+    pub pre: chain::Linked,
     /// Bit set of the hooks the plugin handles (`Hook::bit`).
     pub hooks: u16,
     /// Which messages its message hooks are called for (`wants`).
@@ -213,7 +212,8 @@ impl PluginHost {
             let refuse =
                 |e: wasmtime::Error| PluginLoadError::Interface(config.origin(), format!("{e:#}"));
             let pre = linker.instantiate_pre(&component).map_err(refuse)?;
-            let pre = PluginPre::new(pre).map_err(refuse)?;
+            let pre = chain::Linked::new(pre)
+                .map_err(|why| PluginLoadError::Interface(config.origin(), why))?;
             let meta = Arc::new(PluginMeta {
                 name: config.display_name(),
                 config_json: config.config_json(),

@@ -61,6 +61,8 @@ const PLUGINS: &[&str] = &[
     "tracker_lite",
     "session_value",
     "frozen_0_2_0",
+    "wrong_signature",
+    "facts_echo",
 ];
 
 /// Newest modification time of the files under `dir` (recursively, skipping `target`).

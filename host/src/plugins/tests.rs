@@ -410,6 +410,18 @@ fn unknown_major_is_refused() {
     );
 }
 
+/// Hooks are type-checked once per plugin, on the load-time probe's instance, and later
+/// instances are called without a check of their own: a plugin whose exports have the right
+/// names but the wrong types must never get past that first check.
+#[test]
+fn exports_with_the_wrong_types_are_refused_at_load() {
+    let e = load_error("wrong-signature");
+    assert!(
+        e.contains("plugin wrong-signature") && e.contains("type-checking export `init`"),
+        "{e}"
+    );
+}
+
 #[tokio::test]
 async fn a_cache_directory_others_can_write_is_not_used() {
     use std::os::unix::fs::PermissionsExt;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use wasmtime::{Store, UpdateDeadline};
 
+use super::exports::Linked;
 use super::Slot;
-use crate::plugins::bindings::PluginPre;
 use crate::plugins::error::FailureKind;
 use crate::plugins::state::StoreState;
 use crate::plugins::types::Hook;
@@ -56,7 +56,7 @@ pub(super) fn classify(e: wasmtime::Error, s: &StoreState) -> FailureKind {
 
 pub(super) async fn instantiate(
     host: &PluginHost,
-    pre: &PluginPre<StoreState>,
+    pre: &Linked,
     meta: &Arc<PluginMeta>,
 ) -> Result<Slot, FailureKind> {
     match instantiate_once(host, pre, meta).await {
@@ -80,7 +80,7 @@ pub(super) async fn instantiate(
 /// One attempt in a new store; the flag says the engine's instance pool was full.
 async fn instantiate_once(
     host: &PluginHost,
-    pre: &PluginPre<StoreState>,
+    pre: &Linked,
     meta: &Arc<PluginMeta>,
 ) -> Result<Slot, (FailureKind, bool)> {
     let mut store = new_store(host, meta);
@@ -88,12 +88,9 @@ async fn instantiate_once(
     store.set_epoch_deadline(1);
     let wall = meta.limits.wall;
     let result = tokio::time::timeout(wall, async {
-        let plugin = pre.instantiate_async(&mut store).await?;
-        let init = plugin
-            .wasmrelay_plugin_hooks()
-            .call_init(&mut store, &meta.config_json)
-            .await?;
-        wasmtime::Result::Ok((plugin, init))
+        let exports = pre.instantiate(&mut store).await?;
+        let (init,) = exports.init(&mut store, &meta.config_json).await?;
+        wasmtime::Result::Ok((exports, init))
     })
     .await;
     meta.stats.instantiated();
@@ -117,7 +114,7 @@ async fn instantiate_once(
             )),
             false,
         )),
-        Ok(Ok((plugin, Ok(())))) => Ok(Slot { store, plugin }),
+        Ok(Ok((exports, Ok(())))) => Ok(Slot { store, exports }),
     }
 }
 
@@ -133,29 +130,24 @@ pub async fn bench_instantiate(host: &Arc<PluginHost>, index: usize, init: bool)
     let mut store = new_store(host, &plugin.meta);
     store.data_mut().arm();
     store.set_epoch_deadline(1);
-    plugin.pre.instantiate_async(&mut store).await.is_ok()
+    plugin.pre.instantiate(&mut store).await.is_ok()
 }
 
 /// Load-time check of one plugin: instantiate, `init`, ask `hooks()`.
 pub(crate) async fn probe(
     host: &PluginHost,
-    pre: &PluginPre<StoreState>,
+    pre: &Linked,
     meta: &Arc<PluginMeta>,
 ) -> Result<u16, FailureKind> {
     let mut slot = instantiate(host, pre, meta).await?;
     slot.store.data_mut().arm();
     slot.store.set_epoch_deadline(1);
-    let Slot { store, plugin } = &mut slot;
+    let Slot { store, exports } = &mut slot;
     let wall = meta.limits.wall;
-    let hooks = match tokio::time::timeout(
-        wall,
-        plugin.wasmrelay_plugin_hooks().call_hooks(&mut *store),
-    )
-    .await
-    {
+    let hooks = match tokio::time::timeout(wall, exports.hooks(store)).await {
         Err(_) => return Err(FailureKind::WallTime),
         Ok(Err(e)) => return Err(classify(e, store.data())),
-        Ok(Ok(h)) => h,
+        Ok(Ok((h,))) => h,
     };
     if hooks.len() > 64 {
         let why = format!("hooks() listed {} hooks", hooks.len());

@@ -7,7 +7,7 @@ use wasmtime::component::Resource;
 use wasmtime::Store;
 
 use crate::config::plugins::OnError;
-use crate::plugins::bindings::{self, wasmrelay::plugin::types as wit, Plugin};
+use crate::plugins::bindings::{self, wasmrelay::plugin::types as wit};
 use crate::plugins::context::{ContextData, ContextRes};
 use crate::plugins::envelope::{EnvelopeRes, RecipientRes};
 use crate::plugins::error::FailureKind;
@@ -21,9 +21,12 @@ use crate::plugins::{mime, wants, PluginHost};
 use crate::spool::MessageBytes;
 
 mod delivery;
+mod exports;
 mod instantiate;
 mod pool;
 pub use delivery::DeliveryPlugins;
+use exports::Exports;
+pub(crate) use exports::Linked;
 #[cfg(feature = "test-util")]
 #[doc(hidden)]
 pub use instantiate::bench_instantiate;
@@ -31,10 +34,10 @@ pub(crate) use instantiate::probe;
 use instantiate::{classify, instantiate};
 pub(crate) use pool::Pool;
 
-/// One live instance: its store and the handles to its exports.
+/// One live instance: its store and its hooks.
 pub(crate) struct Slot {
     store: Store<StoreState>,
-    plugin: Plugin,
+    exports: Exports,
 }
 
 /// A hook invocation with its arguments. Session hooks get the `context` of the chain run;
@@ -99,10 +102,12 @@ async fn call_slot(
     session_value: Option<Vec<u8>>,
     call: Call<'_>,
 ) -> Result<(Answer, Option<Vec<u8>>), FailureKind> {
-    let Slot { store, plugin } = slot;
+    let Slot {
+        store,
+        exports: hooks,
+    } = slot;
     store.data_mut().arm_call(scope, deadline);
     store.set_epoch_deadline(1);
-    let hooks = plugin.wasmrelay_plugin_hooks();
     let fut = async {
         // The subject resource lives in the store's table for the call only.
         let (ctx_rep, env_rep) = match subject {
@@ -121,48 +126,41 @@ async fn call_slot(
         let ctx = || Resource::<ContextRes>::new_borrow(ctx_rep.as_ref().expect("context").rep());
         let env = || Resource::<EnvelopeRes>::new_borrow(env_rep.as_ref().expect("envelope").rep());
         let answer = match call {
-            Call::Connect => {
-                Answer::Verdict(Box::pin(hooks.call_connect(&mut *store, ctx())).await?)
-            }
-            Call::Helo => Answer::Verdict(Box::pin(hooks.call_helo(&mut *store, ctx())).await?),
-            Call::Auth(user) => {
-                Answer::Verdict(Box::pin(hooks.call_auth(&mut *store, ctx(), user)).await?)
-            }
+            Call::Connect => Answer::Verdict(Box::pin(hooks.connect(store, ctx())).await?.0),
+            Call::Helo => Answer::Verdict(Box::pin(hooks.helo(store, ctx())).await?.0),
+            Call::Auth(user) => Answer::Verdict(Box::pin(hooks.auth(store, ctx(), user)).await?.0),
             Call::MailFrom(s) => {
-                Answer::Verdict(Box::pin(hooks.call_mail_from(&mut *store, ctx(), s)).await?)
+                Answer::Verdict(Box::pin(hooks.mail_from(store, ctx(), s)).await?.0)
             }
-            Call::Rcpt(r) => {
-                Answer::Verdict(Box::pin(hooks.call_rcpt(&mut *store, ctx(), r)).await?)
-            }
+            Call::Rcpt(r) => Answer::Verdict(Box::pin(hooks.rcpt(store, ctx(), r)).await?.0),
             Call::Queued(id) => {
-                Box::pin(hooks.call_queued(&mut *store, ctx(), id)).await?;
+                Box::pin(hooks.queued(store, ctx(), id)).await?;
                 Answer::Unit
             }
             Call::Closed => {
-                Box::pin(hooks.call_closed(&mut *store, ctx())).await?;
+                Box::pin(hooks.closed(store, ctx())).await?;
                 Answer::Unit
             }
             Call::Data(msg) => {
                 let m = store.data_mut().table.push(msg)?;
                 let m_borrow = Resource::<MessageRes>::new_borrow(m.rep());
-                let v = Box::pin(hooks.call_data(&mut *store, ctx(), m_borrow)).await?;
+                let (v,) = Box::pin(hooks.data(store, ctx(), m_borrow)).await?;
                 Answer::Edited(v, store.data_mut().table.delete(m)?)
             }
             Call::Route(domain, rcpts) => {
-                Answer::Route(Box::pin(hooks.call_route(&mut *store, env(), domain, rcpts)).await?)
+                Answer::Route(Box::pin(hooks.route(store, env(), domain, rcpts)).await?.0)
             }
             Call::RecipientCopy(rcpt, msg) => {
                 let r = store.data_mut().table.push(RecipientRes(rcpt))?;
                 let m = store.data_mut().table.push(msg)?;
                 let r_borrow = Resource::<RecipientRes>::new_borrow(r.rep());
                 let m_borrow = Resource::<MessageRes>::new_borrow(m.rep());
-                let v = Box::pin(hooks.call_recipient_copy(&mut *store, env(), r_borrow, m_borrow))
-                    .await?;
+                let (v,) = Box::pin(hooks.recipient_copy(store, env(), r_borrow, m_borrow)).await?;
                 store.data_mut().table.delete(r)?;
                 Answer::Edited(v, store.data_mut().table.delete(m)?)
             }
             Call::Report(rep) => {
-                Box::pin(hooks.call_delivery_result(&mut *store, env(), rep)).await?;
+                Box::pin(hooks.delivery_result(store, env(), rep)).await?;
                 Answer::Unit
             }
         };

@@ -2,6 +2,8 @@
 //! chain, and turns its verdict into what the session does next: `None` to go on with the
 //! session's own answer, `Some(flow)` once the plugin's reply is queued.
 
+use std::sync::Arc;
+
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::info;
 use wasmrelay_codec::command::{Address, BodyType, DsnReturn, MailParams, ReversePath};
@@ -21,9 +23,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .is_some_and(|p| p.host().handles(hook))
     }
 
-    fn connection_info(&self) -> ConnectionInfo {
-        let tls = self.ctx.tls.as_ref().map(|t| {
-            let (protocol, cipher) = t.split_once(' ').unwrap_or((t.as_str(), ""));
+    /// The connection facts plugins see, built again only when HELO, TLS or AUTH changed
+    /// them since the last hook (building them is a dozen small allocations; a session runs
+    /// several hooks per message with the same facts).
+    fn connection_info(&mut self) -> Arc<ConnectionInfo> {
+        match &self.shown_facts {
+            Some(info) if self.still_current(info) => info.clone(),
+            _ => self
+                .shown_facts
+                .insert(Arc::new(self.build_connection_info()))
+                .clone(),
+        }
+    }
+
+    /// Whether `info` still says what the connection is. Of what
+    /// [`Session::build_connection_info`] reads, only HELO, TLS and the AUTH user change during
+    /// a session (and with AUTH, whether it may relay); the rest is fixed at connect.
+    fn still_current(&self, info: &ConnectionInfo) -> bool {
+        let tls = match (&info.tls, &self.ctx.tls) {
+            (None, None) => true,
+            (Some(shown), Some(now)) => {
+                split_tls(now) == (shown.protocol.as_str(), shown.cipher.as_str())
+            }
+            _ => false,
+        };
+        tls && info.helo == self.ctx.helo && info.auth_user == self.ctx.auth_user
+    }
+
+    fn build_connection_info(&self) -> ConnectionInfo {
+        let tls = self.ctx.tls.as_deref().map(|t| {
+            let (protocol, cipher) = split_tls(t);
             TlsInfo {
                 protocol: protocol.to_string(),
                 cipher: cipher.to_string(),
@@ -198,6 +227,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             plugins.closed(&info).await;
         }
     }
+}
+
+/// The session's TLS description ("protocol cipher") as plugins see it.
+fn split_tls(tls: &str) -> (&str, &str) {
+    tls.split_once(' ').unwrap_or((tls, ""))
 }
 
 /// MAIL FROM parameters as plugins see them: keyword upper-cased, value or `""`.

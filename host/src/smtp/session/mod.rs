@@ -34,7 +34,7 @@ pub use self::store::{MessageStore, StoreFuture};
 use crate::config::{LimitsConfig, ListenerConfig, ListenerRole, RelayConfig};
 use crate::events::Events;
 use crate::msgauth::Authenticator;
-use crate::plugins::{PluginHost, SessionPlugins};
+use crate::plugins::{ConnectionInfo, PluginHost, SessionPlugins};
 use crate::spool::Origin;
 
 /// Everything a session needs that outlives it, shared by all sessions of a listener.
@@ -155,6 +155,7 @@ pub async fn run<S>(
             io: Io::new(stream, env.limits.command_timeout),
             lines,
             plugins,
+            shown_facts: None,
             ctx,
             txn: None,
             env,
@@ -173,6 +174,8 @@ struct Session<S> {
     lines: LineReader,
     /// This session's plugin instances; it keeps its chain across a reload.
     plugins: Option<SessionPlugins>,
+    /// The connection facts plugins last saw (`hooks.rs`), reused while they hold.
+    shown_facts: Option<Arc<ConnectionInfo>>,
     ctx: ConnectionContext,
     txn: Option<Transaction>,
     env: Arc<SessionEnv>,

@@ -79,6 +79,7 @@ struct Options {
     users: Vec<UserConfig>,
     peer: SocketAddr,
     events: crate::events::Events,
+    plugins: Option<Arc<crate::plugins::PluginHost>>,
 }
 
 impl Default for Options {
@@ -105,6 +106,7 @@ impl Default for Options {
             users: vec![],
             peer: "192.0.2.10:40000".parse().unwrap(),
             events: Default::default(),
+            plugins: None,
         }
     }
 }
@@ -130,7 +132,7 @@ fn start(opts: Options) -> Client {
         limits: opts.limits,
         tls: None,
         store: store.clone(),
-        plugins: None,
+        plugins: opts.plugins,
         authenticator: None,
         events: opts.events,
     });
@@ -718,6 +720,9 @@ async fn starttls_discards_pipelined_plaintext_and_requires_new_ehlo() {
 
 #[path = "rejected_tests.rs"]
 mod rejected_tests;
+
+#[path = "facts_tests.rs"]
+mod facts_tests;
 
 #[tokio::test]
 async fn long_lines_are_reencoded_or_refused_as_the_listener_says() {
