@@ -64,12 +64,41 @@ pub struct StoreState {
     scope: CallScope,
 }
 
-/// The hook being run and the message and recipient it is about.
-#[derive(Debug, Clone, Default)]
+/// The hook being run and the message and recipient it is about. Set for every call and
+/// read only when the plugin emits an event, so it keeps its strings' buffers between calls
+/// rather than allocating two strings per call.
+#[derive(Debug, Default)]
 pub(crate) struct CallScope {
-    pub hook: Option<Hook>,
-    pub queue_id: Option<String>,
-    pub recipient: Option<String>,
+    hook: Option<Hook>,
+    queue_id: ReusedText,
+    recipient: ReusedText,
+}
+
+/// A call's scope as the chain knows it, borrowed for [`StoreState::arm_call`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Scope<'a> {
+    pub hook: Hook,
+    pub queue_id: Option<&'a str>,
+    pub recipient: Option<&'a str>,
+}
+
+/// An optional string whose buffer outlives its value.
+#[derive(Debug, Default)]
+struct ReusedText {
+    text: String,
+    present: bool,
+}
+
+impl ReusedText {
+    fn set(&mut self, value: Option<&str>) {
+        self.text.clear();
+        self.present = value.is_some();
+        self.text.push_str(value.unwrap_or_default());
+    }
+
+    fn get(&self) -> Option<&str> {
+        self.present.then_some(self.text.as_str())
+    }
 }
 
 impl StoreState {
@@ -91,8 +120,10 @@ impl StoreState {
     }
 
     /// Refills the budgets for one hook call and says what it is about.
-    pub(crate) fn arm_call(&mut self, scope: CallScope, deadline: Instant) {
-        self.scope = scope;
+    pub(crate) fn arm_call(&mut self, scope: Scope<'_>, deadline: Instant) {
+        self.scope.hook = Some(scope.hook);
+        self.scope.queue_id.set(scope.queue_id);
+        self.scope.recipient.set(scope.recipient);
         self.arm_until(deadline);
     }
 
@@ -285,8 +316,8 @@ impl wit::Host for StoreState {
         self.caps.events.emit(PluginEvent {
             plugin: &self.meta.name,
             hook: self.scope.hook,
-            queue_id: self.scope.queue_id.as_deref(),
-            recipient: self.scope.recipient.as_deref(),
+            queue_id: self.scope.queue_id.get(),
+            recipient: self.scope.recipient.get(),
             name: cut(&name, MAX_EVENT_NAME),
             fields: &fields,
         });

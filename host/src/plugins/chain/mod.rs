@@ -13,7 +13,7 @@ use crate::plugins::envelope::{EnvelopeRes, RecipientRes};
 use crate::plugins::error::FailureKind;
 use crate::plugins::message::MessageRes;
 use crate::plugins::metrics::VerdictKind;
-use crate::plugins::state::{CallScope, StoreState};
+use crate::plugins::state::{Scope, StoreState};
 use crate::plugins::types::{
     ConnectionInfo, EnvelopeInfo, Hook, RecipientInfo, TransactionInfo, Verdict,
 };
@@ -74,18 +74,18 @@ enum Answer {
 
 /// What a call is about, for the events a plugin emits during it: the message (its queue id,
 /// or at `data` the id it will be queued under) and the recipient at hand.
-fn scope(hook: Hook, subject: Subject<'_>, call: &Call<'_>) -> CallScope {
+fn scope<'a>(hook: Hook, subject: Subject<'a>, call: &'a Call<'_>) -> Scope<'a> {
     let queue_id = match subject {
-        Subject::Session(c) => c.tx.queue_id.clone().or_else(|| c.tx.message_id.clone()),
-        Subject::Delivery(e) => Some(e.queue_id.clone()),
+        Subject::Session(c) => c.tx.queue_id.as_deref().or(c.tx.message_id.as_deref()),
+        Subject::Delivery(e) => Some(e.queue_id.as_str()),
     };
     let recipient = match call {
-        Call::Rcpt(r) => Some(r.to_string()),
-        Call::RecipientCopy(r, _) => Some(r.address.clone()),
+        Call::Rcpt(r) => Some(*r),
+        Call::RecipientCopy(r, _) => Some(r.address.as_str()),
         _ => None,
     };
-    CallScope {
-        hook: Some(hook),
+    Scope {
+        hook,
         queue_id,
         recipient,
     }
@@ -97,7 +97,7 @@ fn scope(hook: Hook, subject: Subject<'_>, call: &Call<'_>) -> CallScope {
 async fn call_slot(
     slot: &mut Slot,
     deadline: tokio::time::Instant,
-    scope: CallScope,
+    hook: Hook,
     subject: Subject<'_>,
     session_value: Option<Vec<u8>>,
     call: Call<'_>,
@@ -106,7 +106,9 @@ async fn call_slot(
         store,
         exports: hooks,
     } = slot;
-    store.data_mut().arm_call(scope, deadline);
+    store
+        .data_mut()
+        .arm_call(scope(hook, subject, &call), deadline);
     store.set_epoch_deadline(1);
     let fut = async {
         // The subject resource lives in the store's table for the call only.
@@ -239,7 +241,6 @@ impl Chain {
         let host = self.host.clone();
         let plugin = &host.plugins[i];
         let meta = &plugin.meta;
-        let scope = scope(hook, subject, &call);
         // The instance is out of its slot while it runs: if this future is dropped midway
         // (the client went away), the instance goes with it and is never reused.
         // A plugin that keeps no session memory may take any pooled instance at any call.
@@ -281,8 +282,7 @@ impl Chain {
                 started
             };
             let deadline = begins + meta.limits.wall;
-            let answer =
-                call_slot(&mut slot, deadline, scope, subject, session_value, call).await?;
+            let answer = call_slot(&mut slot, deadline, hook, subject, session_value, call).await?;
             Ok((slot, answer))
         }
         .instrument(span.clone())
