@@ -1,5 +1,5 @@
 //! The connection facts plugins see are built once and reused from hook to hook: they must
-//! still change the moment a greeting or AUTH changes the connection.
+//! still change the moment a greeting, STARTTLS or AUTH changes the connection.
 
 use super::*;
 use crate::config::plugins::PluginConfig;
@@ -63,4 +63,60 @@ async fn plugins_see_helo_and_auth_as_they_change() {
         seen(&mut c, "alice@example.org").await,
         "helo=third.test tls=none auth=alice trusted=yes"
     );
+}
+
+/// Reads until a reply's last line (`NNN ` after a line break) has arrived.
+async fn reply<R: tokio::io::AsyncRead + Unpin>(stream: &mut R) -> String {
+    let mut text = String::new();
+    let mut buf = [0u8; 4096];
+    while !text
+        .lines()
+        .last()
+        .is_some_and(|l| l.as_bytes().get(3) == Some(&b' ') && text.ends_with("\r\n"))
+    {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "connection closed after {text:?}");
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    text
+}
+
+/// The same greeting before and after STARTTLS: only TLS tells the two sets of facts apart.
+#[tokio::test]
+async fn plugins_see_tls_once_it_is_up() {
+    let (acceptor, client_config) = tls_pair();
+    let store = Arc::new(MemStore::default());
+    let mut client = start_tls(acceptor, store, Some(facts_echo().await));
+    assert!(reply(&mut client).await.starts_with("220 "));
+    say(&mut client, "EHLO client.test").await;
+    say(&mut client, "MAIL FROM:<a@example.org>").await;
+    let plain = say(&mut client, "RCPT TO:<user@example.com>").await;
+    assert_eq!(
+        plain,
+        "550 5.7.1 helo=client.test tls=none auth=none trusted=no\r\n"
+    );
+    assert!(say(&mut client, "STARTTLS").await.starts_with("220 "));
+    let connector = tokio_rustls::TlsConnector::from(client_config);
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, client).await.unwrap();
+    say(&mut tls, "EHLO client.test").await;
+    say(&mut tls, "MAIL FROM:<a@example.org>").await;
+    let secured = say(&mut tls, "RCPT TO:<user@example.com>").await;
+    assert!(
+        secured.starts_with("550 5.7.1 helo=client.test tls=TLS")
+            && secured.ends_with(" auth=none trusted=no\r\n"),
+        "{secured}"
+    );
+}
+
+/// Sends one command line over a plain or TLS stream and reads its reply.
+async fn say<S>(stream: &mut S, line: &str) -> String
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    stream
+        .write_all(format!("{line}\r\n").as_bytes())
+        .await
+        .unwrap();
+    reply(stream).await
 }

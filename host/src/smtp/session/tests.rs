@@ -648,12 +648,14 @@ fn tls_pair() -> (TlsAcceptor, Arc<rustls::ClientConfig>) {
     (acceptor, Arc::new(client))
 }
 
-#[tokio::test]
-async fn starttls_discards_pipelined_plaintext_and_requires_new_ehlo() {
-    let (acceptor, client_config) = tls_pair();
-    let store = Arc::new(MemStore::default());
-    let mut opts = Options::default();
-    opts.listener.role = ListenerRole::Relay;
+/// A session on a relay listener that offers STARTTLS, with the default options otherwise;
+/// the client's end of the stream.
+fn start_tls(
+    acceptor: TlsAcceptor,
+    store: Arc<MemStore>,
+    plugins: Option<Arc<crate::plugins::PluginHost>>,
+) -> DuplexStream {
+    let opts = Options::default();
     let env = Arc::new(SessionEnv {
         hostname: "mx.test".into(),
         listener: opts.listener,
@@ -661,8 +663,8 @@ async fn starttls_discards_pipelined_plaintext_and_requires_new_ehlo() {
         limits: opts.limits,
         users: Users::default(),
         tls: Some(acceptor),
-        store: store.clone(),
-        plugins: None,
+        store,
+        plugins,
         authenticator: None,
         events: Default::default(),
     });
@@ -674,6 +676,14 @@ async fn starttls_discards_pipelined_plaintext_and_requires_new_ehlo() {
         env,
         CancellationToken::new(),
     ));
+    client
+}
+
+#[tokio::test]
+async fn starttls_discards_pipelined_plaintext_and_requires_new_ehlo() {
+    let (acceptor, client_config) = tls_pair();
+    let store = Arc::new(MemStore::default());
+    let client = start_tls(acceptor, store.clone(), None);
     let mut c = Client {
         stream: client,
         store,
