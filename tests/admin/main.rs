@@ -13,7 +13,6 @@ mod api;
 mod dashboard;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -166,7 +165,7 @@ print(json.dumps({"status": status, "content_type": ctype, "body": text}))
     }
 }
 
-/// The repository's `target/` directory.
+/// Cargo's target directory (`CARGO_TARGET_DIR` when set, else the repository's `target/`).
 fn target_dir() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target")
+    wasmrelay::plugins::test_plugins::target_dir()
 }
