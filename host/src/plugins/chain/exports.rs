@@ -36,7 +36,7 @@ macro_rules! hook_exports {
         fn check(
             store: &mut Store<StoreState>,
             instance: &Instance,
-            indices: &[ComponentExportIndex; COUNT],
+            indices: &[ComponentExportIndex],
         ) -> wasmtime::Result<()> {
             $(
                 instance
@@ -89,8 +89,6 @@ hook_exports! {
         -> ();
 }
 
-const COUNT: usize = NAMES.len();
-
 /// A plugin linked against the host's imports, ready to instantiate.
 pub(crate) struct Linked {
     pub(crate) pre: InstancePre<StoreState>,
@@ -115,7 +113,8 @@ impl Linked {
 
 /// Where a plugin's hooks are in its component, found once at load.
 pub(crate) struct ExportIndices {
-    indices: [ComponentExportIndex; COUNT],
+    /// One per name in [`NAMES`], in that order.
+    indices: Box<[ComponentExportIndex]>,
     /// Set once an instance passed [`check`]; later instances skip it.
     checked: AtomicBool,
 }
@@ -128,16 +127,14 @@ impl ExportIndices {
         let instance = component
             .get_export_index(None, &interface)
             .ok_or_else(|| format!("no exported instance named `{interface}`"))?;
-        let mut indices = Vec::with_capacity(COUNT);
-        for name in NAMES {
-            let index = component
-                .get_export_index(Some(&instance), name)
-                .ok_or_else(|| format!("`{interface}` does not export `{name}`"))?;
-            indices.push(index);
-        }
-        let indices = indices
-            .try_into()
-            .unwrap_or_else(|_| unreachable!("one index per name"));
+        let indices = NAMES
+            .iter()
+            .map(|name| {
+                component
+                    .get_export_index(Some(&instance), name)
+                    .ok_or_else(|| format!("`{interface}` does not export `{name}`"))
+            })
+            .collect::<Result<_, _>>()?;
         Ok(ExportIndices {
             indices,
             checked: AtomicBool::new(false),
@@ -155,17 +152,16 @@ impl ExportIndices {
             check(store, &instance, &self.indices)?;
             self.checked.store(true, Ordering::Release);
         }
-        let mut funcs = Vec::with_capacity(COUNT);
-        for (index, name) in self.indices.iter().zip(NAMES) {
-            let func = instance
-                .get_func(&mut *store, index)
-                .ok_or_else(|| wasmtime::format_err!("export `{name}` is not a function"))?;
-            funcs.push(func);
-        }
-        let funcs = funcs
-            .into_boxed_slice()
-            .try_into()
-            .unwrap_or_else(|_| unreachable!("one function per index"));
+        let funcs = self
+            .indices
+            .iter()
+            .zip(NAMES)
+            .map(|(index, name)| {
+                instance
+                    .get_func(&mut *store, index)
+                    .ok_or_else(|| wasmtime::format_err!("export `{name}` is not a function"))
+            })
+            .collect::<wasmtime::Result<_>>()?;
         Ok(Exports { funcs })
     }
 }
@@ -174,5 +170,6 @@ impl ExportIndices {
 /// through every hook call's futures (out of its slot or pool and back), a pointer costs
 /// less to move than thirteen functions.
 pub(crate) struct Exports {
-    funcs: Box<[Func; COUNT]>,
+    /// One per name in [`NAMES`], in that order.
+    funcs: Box<[Func]>,
 }
