@@ -1,6 +1,7 @@
 //! The connection facts plugins see are built once and reused from hook to hook: they must
 //! still change the moment a greeting, STARTTLS or AUTH changes the connection.
 
+use super::tls_tests::{start_tls, tls_pair};
 use super::*;
 use crate::config::plugins::PluginConfig;
 use crate::plugins::test_plugins::component;
