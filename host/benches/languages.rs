@@ -163,14 +163,14 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples.get(samples.len() / 2).copied().unwrap_or_default()
 }
 
-fn conn() -> ConnectionInfo {
+fn conn() -> Arc<ConnectionInfo> {
     let mut c = ConnectionInfo::new(
         "bench",
         "192.0.2.1:40000".parse().unwrap(),
         "127.0.0.1:25".parse().unwrap(),
     );
     c.helo = Some("client.example.org".into());
-    c
+    Arc::new(c)
 }
 
 fn tx() -> TransactionInfo {
@@ -194,7 +194,7 @@ fn message() -> Vec<u8> {
 }
 
 /// One call of the subject's hook on the session's (live) instance.
-async fn call(s: &mut SessionPlugins, hook: HookCall, c: &ConnectionInfo, msg: &[u8]) {
+async fn call(s: &mut SessionPlugins, hook: HookCall, c: &Arc<ConnectionInfo>, msg: &[u8]) {
     let mut t = tx();
     match hook {
         HookCall::MailFrom => drop(s.mail_from(c, &mut t).await),
@@ -204,7 +204,7 @@ async fn call(s: &mut SessionPlugins, hook: HookCall, c: &ConnectionInfo, msg: &
 }
 
 /// A whole session for one message, every hook the plugin handles.
-async fn session(host: &Arc<PluginHost>, c: &ConnectionInfo, msg: &[u8]) {
+async fn session(host: &Arc<PluginHost>, c: &Arc<ConnectionInfo>, msg: &[u8]) {
     let mut s = host.session();
     let mut t = tx();
     s.connect(c).await;

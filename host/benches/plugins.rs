@@ -61,12 +61,12 @@ fn max_instances(default: u32) -> u32 {
         .unwrap_or(default)
 }
 
-fn conn() -> ConnectionInfo {
-    ConnectionInfo::new(
+fn conn() -> Arc<ConnectionInfo> {
+    Arc::new(ConnectionInfo::new(
         "bench",
         "192.0.2.1:40000".parse().unwrap(),
         "127.0.0.1:25".parse().unwrap(),
-    )
+    ))
 }
 
 fn plugins(c: &mut Criterion) {
@@ -225,7 +225,9 @@ config = { secret = "bench-secret-not-for-production-0123456789", base_url = "ht
             rt.block_on(async {
                 let mut batch = host.delivery();
                 let mut copy = message.to_vec();
-                let (_, changed) = batch.recipient_copy(&env, rcpt.clone(), &mut copy).await;
+                let (_, changed) = batch
+                    .recipient_copy(|| env.clone(), rcpt.clone(), &mut copy)
+                    .await;
                 assert_eq!(changed, edited);
                 black_box(copy)
             })

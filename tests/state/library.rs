@@ -19,9 +19,13 @@ fn plugin(name: &str, extra: &str) -> PluginConfig {
     toml::from_str(&text).unwrap()
 }
 
-fn conn() -> ConnectionInfo {
+fn conn() -> Arc<ConnectionInfo> {
     let remote: SocketAddr = "192.0.2.1:40000".parse().unwrap();
-    ConnectionInfo::new("s1", remote, "127.0.0.1:25".parse().unwrap())
+    Arc::new(ConnectionInfo::new(
+        "s1",
+        remote,
+        "127.0.0.1:25".parse().unwrap(),
+    ))
 }
 
 fn tx(from: &str) -> TransactionInfo {
@@ -57,8 +61,8 @@ async fn a_daily_quota_per_user_answers_its_reset_time_and_the_next_day_admits()
         .unwrap();
     let c = conn();
     let mut alice = conn();
-    alice.auth_user = Some("alice".into());
-    let mail = |c: &ConnectionInfo, from: &str| {
+    Arc::make_mut(&mut alice).auth_user = Some("alice".into());
+    let mail = |c: &Arc<ConnectionInfo>, from: &str| {
         let (host, c, mut t) = (host.clone(), c.clone(), tx(from));
         async move { host.session().mail_from(&c, &mut t).await }
     };

@@ -26,19 +26,30 @@ const MAX_VALUE: usize = 8 * 1024;
 const MAX_FIELDS: usize = 1_000;
 
 /// One header field as it appears on the wire, continuation lines included (without the
-/// final CRLF; folded lines joined by CRLF).
+/// final CRLF; folded lines joined by CRLF). Its name is read from `raw` when asked: most
+/// fields are never looked up, and a message's dozen names were a dozen allocations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Field {
-    name: String,
     raw: Vec<u8>,
 }
 
 impl Field {
     fn new(name: &str, value: &str) -> Field {
         Field {
-            name: name.to_string(),
             raw: format!("{name}: {value}").into_bytes(),
         }
+    }
+
+    /// The name: what comes before the first colon, trimmed (empty without a colon).
+    fn name(&self) -> &[u8] {
+        self.raw
+            .iter()
+            .position(|&b| b == b':')
+            .map_or(&[][..], |i| self.raw[..i].trim_ascii())
+    }
+
+    fn is_named(&self, name: &str) -> bool {
+        self.name().eq_ignore_ascii_case(name.as_bytes())
     }
 
     /// The value unfolded and trimmed.
@@ -123,10 +134,7 @@ impl MessageRes {
                     f.raw.extend_from_slice(b"\r\n");
                     f.raw.extend_from_slice(line);
                 }
-                _ => fields.push(Field {
-                    name: name_of(line),
-                    raw: line.to_vec(),
-                }),
+                _ => fields.push(Field { raw: line.to_vec() }),
             }
             pos = next;
         }
@@ -162,13 +170,7 @@ impl MessageRes {
 
     /// Replaces the header fields with `lines` (raw fields without their final CRLF).
     pub(super) fn set_field_lines(&mut self, lines: Vec<Vec<u8>>) {
-        self.fields = lines
-            .into_iter()
-            .map(|raw| Field {
-                name: name_of(&raw),
-                raw,
-            })
-            .collect();
+        self.fields = lines.into_iter().map(|raw| Field { raw }).collect();
         self.edited = true;
     }
 
@@ -196,16 +198,12 @@ impl MessageRes {
     pub(super) fn replace_field(&mut self, name: &str, value: &str) -> wasmtime::Result<()> {
         self.check_field(name, value, false)?;
         let new = Field::new(name, value);
-        match self
-            .fields
-            .iter()
-            .position(|f| f.name.eq_ignore_ascii_case(name))
-        {
+        match self.fields.iter().position(|f| f.is_named(name)) {
             Some(i) => {
                 self.fields[i] = new;
                 let mut seen = 0;
                 self.fields.retain(|f| {
-                    let same = f.name.eq_ignore_ascii_case(name);
+                    let same = f.is_named(name);
                     seen += same as usize;
                     !same || seen == 1
                 });
@@ -314,14 +312,6 @@ impl MessageRes {
     }
 }
 
-/// The name of a raw field: what precedes its colon, trimmed (empty without a colon).
-fn name_of(line: &[u8]) -> String {
-    line.iter()
-        .position(|&b| b == b':')
-        .map(|i| String::from_utf8_lossy(&line[..i]).trim().to_string())
-        .unwrap_or_default()
-}
-
 /// Converts bare LF to CRLF so a replaced body keeps SMTP line endings.
 fn crlf(body: Vec<u8>) -> Vec<u8> {
     let bare = body
@@ -355,7 +345,7 @@ impl HostMessage for StoreState {
         let m = self.message(&r)?;
         Ok(m.fields
             .iter()
-            .map(|f| (f.name.clone(), f.value()))
+            .map(|f| (String::from_utf8_lossy(f.name()).into_owned(), f.value()))
             .collect())
     }
 
@@ -363,7 +353,7 @@ impl HostMessage for StoreState {
         let m = self.message(&r)?;
         Ok(m.fields
             .iter()
-            .filter(|f| f.name.eq_ignore_ascii_case(&name))
+            .filter(|f| f.is_named(&name))
             .map(Field::value)
             .collect())
     }
@@ -425,7 +415,7 @@ impl HostMessage for StoreState {
     fn remove_header(&mut self, r: Resource<MessageRes>, name: String) -> wasmtime::Result<u32> {
         let m = self.message(&r)?;
         let before = m.fields.len();
-        m.fields.retain(|f| !f.name.eq_ignore_ascii_case(&name));
+        m.fields.retain(|f| !f.is_named(&name));
         let removed = before - m.fields.len();
         if removed > 0 {
             m.fields_changed(&name);
@@ -506,8 +496,22 @@ mod tests {
     #[test]
     fn parses_fields_and_body() {
         let m = MessageRes::parse(MSG.to_vec(), 1 << 20);
-        let names: Vec<&str> = m.fields.iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(names, ["From", "Subject", "X-Two", "x-two"]);
+        let names: Vec<&[u8]> = m.fields.iter().map(Field::name).collect();
+        assert_eq!(names, [&b"From"[..], b"Subject", b"X-Two", b"x-two"]);
+        assert_eq!(
+            Field {
+                raw: b" Odd :x".to_vec()
+            }
+            .name(),
+            b"Odd"
+        );
+        assert_eq!(
+            Field {
+                raw: b"no colon".to_vec()
+            }
+            .name(),
+            b""
+        );
         assert_eq!(m.fields[1].value(), "hello  world");
         assert_eq!(m.body(), b"body line\r\n");
         assert!(!m.is_edited());

@@ -7,7 +7,7 @@ use super::tests::{conn, load, plugin, tx};
 use super::*;
 
 /// What RCPT `count@...` answered: the session's hook count, as the plugin kept it.
-async fn count(s: &mut SessionPlugins, c: &ConnectionInfo, t: &mut TransactionInfo) -> String {
+async fn count(s: &mut SessionPlugins, c: &Arc<ConnectionInfo>, t: &mut TransactionInfo) -> String {
     match s.rcpt(c, t, "count@example.com").await {
         Verdict::Reject(r) => r.lines.join(" "),
         other => panic!("{other:?}"),

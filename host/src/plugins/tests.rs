@@ -29,9 +29,13 @@ pub(super) async fn load(configs: &[PluginConfig]) -> Arc<PluginHost> {
     PluginHost::load(configs, opts()).await.unwrap()
 }
 
-pub(super) fn conn(ip: &str) -> ConnectionInfo {
+pub(super) fn conn(ip: &str) -> Arc<ConnectionInfo> {
     let remote: SocketAddr = format!("{ip}:40000").parse().unwrap();
-    ConnectionInfo::new("s1", remote, "127.0.0.1:25".parse().unwrap())
+    Arc::new(ConnectionInfo::new(
+        "s1",
+        remote,
+        "127.0.0.1:25".parse().unwrap(),
+    ))
 }
 
 pub(super) fn tx(from: &str) -> TransactionInfo {

@@ -204,11 +204,11 @@ pub async fn run_script(
     let mut run = Run {
         host: host.clone(),
         session: None,
-        conn: ConnectionInfo::new(
+        conn: Arc::new(ConnectionInfo::new(
             "transcript",
             "127.0.0.1:0".parse().unwrap(),
             "127.0.0.1:25".parse().unwrap(),
-        ),
+        )),
         tx: TransactionInfo::default(),
         message: None,
         delivery: None,
@@ -316,7 +316,7 @@ fn show_route(d: &RouteDecision) -> String {
 struct Run {
     host: Arc<PluginHost>,
     session: Option<SessionPlugins>,
-    conn: ConnectionInfo,
+    conn: Arc<ConnectionInfo>,
     tx: TransactionInfo,
     /// The last message the data hook saw (after its edits), for `copy`.
     message: Option<Vec<u8>>,
@@ -407,11 +407,11 @@ impl Run {
                     .map_or(Ok(40000), str::parse)
                     .map_err(|_| "connect: bad port")?;
                 self.sessions += 1;
-                self.conn = ConnectionInfo::new(
+                self.conn = Arc::new(ConnectionInfo::new(
                     format!("transcript-{}", self.sessions),
                     (ip, port).into(),
                     "127.0.0.1:25".parse().expect("literal address"),
-                );
+                ));
                 self.tx = TransactionInfo::default();
                 self.message = None;
                 if let Some(open) = self.session.replace(self.host.session()) {
@@ -423,7 +423,7 @@ impl Run {
             }
             "tls" => {
                 let mut words = rest.split_whitespace();
-                self.conn.tls = Some(TlsInfo {
+                Arc::make_mut(&mut self.conn).tls = Some(TlsInfo {
                     protocol: words.next().unwrap_or("TLSv1.3").to_string(),
                     cipher: words
                         .next()
@@ -433,16 +433,17 @@ impl Run {
                 Ok(())
             }
             "helo" | "ehlo" => {
-                self.conn.helo = Some(rest.to_string());
+                Arc::make_mut(&mut self.conn).helo = Some(rest.to_string());
                 let conn = self.conn.clone();
                 let v = self.session().helo(&conn).await;
                 self.record(&format!("helo {rest}"), &v, out)
             }
             "auth" => {
-                self.conn.auth_user = Some(rest.to_string());
+                let conn = Arc::make_mut(&mut self.conn);
+                conn.auth_user = Some(rest.to_string());
                 // As in a real session: an authenticated client may relay.
-                self.conn.attributes.retain(|(k, _)| k != "trusted");
-                self.conn.attributes.push(("trusted".into(), "yes".into()));
+                conn.attributes.retain(|(k, _)| k != "trusted");
+                conn.attributes.push(("trusted".into(), "yes".into()));
                 let conn = self.conn.clone();
                 let v = self.session().auth(&conn, rest).await;
                 self.record(&format!("auth {rest}"), &v, out)
@@ -519,7 +520,7 @@ impl Run {
                 };
                 let (v, edited) = self
                     .delivery()
-                    .recipient_copy(&env, info, &mut message)
+                    .recipient_copy(|| env.clone(), info, &mut message)
                     .await;
                 self.record(&format!("copy <{rcpt}>"), &v, out)
                     .and_then(|()| match edited {

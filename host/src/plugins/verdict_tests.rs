@@ -45,12 +45,12 @@ async fn load(configs: &[PluginConfig], events: Arc<Captured>) -> Arc<PluginHost
     PluginHost::load(configs, opts).await.unwrap()
 }
 
-fn conn() -> ConnectionInfo {
-    ConnectionInfo::new(
+fn conn() -> Arc<ConnectionInfo> {
+    Arc::new(ConnectionInfo::new(
         "s1",
         "192.0.2.1:40000".parse().unwrap(),
         "127.0.0.1:25".parse().unwrap(),
-    )
+    ))
 }
 
 fn tx(from: &str, rcpts: &[&str]) -> TransactionInfo {

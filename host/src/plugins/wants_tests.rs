@@ -50,7 +50,9 @@ async fn the_tracker_is_not_instantiated_for_mail_without_html() {
     let mut batch = host.delivery();
     for to in ["a@example.com", "b@example.com"] {
         let mut message = TEXT.as_bytes().to_vec();
-        let (verdict, edited) = batch.recipient_copy(&env, rcpt(to), &mut message).await;
+        let unasked =
+            || -> Arc<EnvelopeInfo> { panic!("the envelope was built for a skipped copy") };
+        let (verdict, edited) = batch.recipient_copy(unasked, rcpt(to), &mut message).await;
         assert_eq!((verdict, edited), (Verdict::Continue, false));
         assert_eq!(
             message,
@@ -69,7 +71,7 @@ async fn the_tracker_is_not_instantiated_for_mail_without_html() {
     // answer was for the text message only.
     let mut message = HTML.as_bytes().to_vec();
     let (verdict, edited) = batch
-        .recipient_copy(&env, rcpt("a@example.com"), &mut message)
+        .recipient_copy(|| env.clone(), rcpt("a@example.com"), &mut message)
         .await;
     assert_eq!((verdict, edited), (Verdict::Continue, true));
     let copy = String::from_utf8(message).unwrap();

@@ -79,10 +79,10 @@ impl DeliveryHooks for PluginBatch {
 
     fn recipient_copy<'a>(&'a mut self, request: CopyRequest<'a>) -> BoxFuture<'a, Rendered> {
         Box::pin(async move {
-            let env = Arc::new(envelope_info(request.envelope, request.attempt));
+            let env = || Arc::new(envelope_info(request.envelope, request.attempt));
             let mut copy = request.message.to_vec();
             let rcpt = recipient_info(request.recipient);
-            let (verdict, edited) = self.plugins.recipient_copy(&env, rcpt, &mut copy).await;
+            let (verdict, edited) = self.plugins.recipient_copy(env, rcpt, &mut copy).await;
             match verdict {
                 Verdict::Continue | Verdict::Accept if edited => Rendered::Edited(copy),
                 Verdict::Continue | Verdict::Accept => Rendered::Unchanged,

@@ -115,9 +115,11 @@ impl DeliveryPlugins {
     /// `message` (this copy only). Returns the verdict and whether the copy differs from
     /// the spooled message; a failing plugin's edits are dropped and its `on_error` decides
     /// (tempfail defers the recipient, reject bounces it, accept sends the copy as it is).
+    /// The envelope is asked for only when some plugin is to see the copy: a copy every
+    /// plugin's `wants` rule out costs a parse of its header and MIME structure, no more.
     pub async fn recipient_copy(
         &mut self,
-        env: &Arc<EnvelopeInfo>,
+        env: impl FnOnce() -> Arc<EnvelopeInfo>,
         rcpt: RecipientInfo,
         message: &mut Vec<u8>,
     ) -> (Verdict, bool) {
@@ -129,16 +131,23 @@ impl DeliveryPlugins {
         if !self.handles(Hook::RecipientCopy) || unwanted {
             return (Verdict::Continue, false);
         }
-        let rcpt = Arc::new(rcpt);
         let max = self.chain.host.max_message;
-        let current = MessageRes::parse(std::mem::take(message), max);
-        let call = |m| Call::RecipientCopy(rcpt.clone(), m);
-        let (verdict, current, called) = self
-            .chain
-            .edit_chain(Hook::RecipientCopy, Subject::Delivery(env), current, call)
-            .await;
-        let edited = current.is_edited();
+        let mut current = MessageRes::parse(std::mem::take(message), max);
+        let mut outcome = (Verdict::Continue, false, false);
+        if self.chain.reaches_any(Hook::RecipientCopy, &mut current) {
+            let (env, rcpt) = (env(), Arc::new(rcpt));
+            let call = |m| Call::RecipientCopy(rcpt.clone(), m);
+            let (verdict, edited, called) = self
+                .chain
+                .edit_chain(Hook::RecipientCopy, Subject::Delivery(&env), current, call)
+                .await;
+            outcome = (verdict, edited.is_edited(), called);
+            current = edited;
+        } else {
+            self.chain.decided = None;
+        }
         *message = current.into_bytes();
+        let (verdict, edited, called) = outcome;
         if !called {
             // No plugin was called, so `message` is the copy as it came in.
             self.copies_unwanted = Some(fingerprint(message));

@@ -440,6 +440,22 @@ impl Chain {
         (verdict, current, called)
     }
 
+    /// Whether a plugin that handles `hook` would be called with `message`: one without
+    /// `wants` for the hook, or one whose `wants` concern the message's leaf part types (the
+    /// test [`Chain::edit_chain`] makes plugin by plugin).
+    fn reaches_any(&self, hook: Hook, message: &mut MessageRes) -> bool {
+        let mut part_types: Option<Option<Vec<String>>> = None;
+        (0..self.slots.len())
+            .filter(|&i| self.handles(i, hook))
+            .any(|i| match self.host.plugins[i].wants.types(hook) {
+                None => true,
+                Some(wanted) => part_types
+                    .get_or_insert_with(|| mime::leaf_types(message))
+                    .as_ref()
+                    .is_none_or(|t| wants::concerns(wanted, t)),
+            })
+    }
+
     /// Runs an informational hook on every plugin that handles it; failures are logged and
     /// counted, there is nothing to decide.
     async fn notify_all(&mut self, hook: Hook, subject: Subject<'_>, call: Call<'_>) {
@@ -474,15 +490,12 @@ impl Drop for Chain {
 /// (`session-memory: none`) takes one from its pool at each hook and gives it back after.
 pub struct SessionPlugins {
     chain: Chain,
-    /// The connection facts of the last chain run (see [`SessionPlugins::shared`]).
-    conn: Option<Arc<ConnectionInfo>>,
 }
 
 impl SessionPlugins {
     pub(crate) fn new(host: Arc<PluginHost>) -> Self {
         SessionPlugins {
             chain: Chain::new(host),
-            conn: None,
         }
     }
 
@@ -498,23 +511,27 @@ impl SessionPlugins {
     }
 
     /// A client connected.
-    pub async fn connect(&mut self, conn: &ConnectionInfo) -> Verdict {
+    pub async fn connect(&mut self, conn: &Arc<ConnectionInfo>) -> Verdict {
         self.run(Hook::Connect, conn, Call::Connect).await
     }
 
     /// HELO/EHLO (`conn.helo` set).
-    pub async fn helo(&mut self, conn: &ConnectionInfo) -> Verdict {
+    pub async fn helo(&mut self, conn: &Arc<ConnectionInfo>) -> Verdict {
         self.run(Hook::Helo, conn, Call::Helo).await
     }
 
     /// AUTH succeeded as `user`.
-    pub async fn auth(&mut self, conn: &ConnectionInfo, user: &str) -> Verdict {
+    pub async fn auth(&mut self, conn: &Arc<ConnectionInfo>, user: &str) -> Verdict {
         self.run(Hook::Auth, conn, Call::Auth(user)).await
     }
 
     /// MAIL FROM; `tx.mail_from` holds the reverse path. Annotations plugins set land in
     /// `tx.annotations`.
-    pub async fn mail_from(&mut self, conn: &ConnectionInfo, tx: &mut TransactionInfo) -> Verdict {
+    pub async fn mail_from(
+        &mut self,
+        conn: &Arc<ConnectionInfo>,
+        tx: &mut TransactionInfo,
+    ) -> Verdict {
         let sender = tx.mail_from.clone().unwrap_or_default();
         self.run_tx(Hook::MailFrom, conn, tx, Call::MailFrom(&sender))
             .await
@@ -523,7 +540,7 @@ impl SessionPlugins {
     /// RCPT TO; `tx.recipients` holds those accepted before this one.
     pub async fn rcpt(
         &mut self,
-        conn: &ConnectionInfo,
+        conn: &Arc<ConnectionInfo>,
         tx: &mut TransactionInfo,
         rcpt: &str,
     ) -> Verdict {
@@ -535,7 +552,7 @@ impl SessionPlugins {
     /// land in `tx.annotations`.
     pub async fn data(
         &mut self,
-        conn: &ConnectionInfo,
+        conn: &Arc<ConnectionInfo>,
         tx: &mut TransactionInfo,
         message: &mut Vec<u8>,
     ) -> Verdict {
@@ -553,7 +570,7 @@ impl SessionPlugins {
     /// back for the host to write out.
     pub async fn data_shared(
         &mut self,
-        conn: &ConnectionInfo,
+        conn: &Arc<ConnectionInfo>,
         tx: &mut TransactionInfo,
         message: &MessageBytes,
     ) -> (Verdict, Option<MessageRes>) {
@@ -567,11 +584,11 @@ impl SessionPlugins {
 
     async fn edit_data(
         &mut self,
-        conn: &ConnectionInfo,
+        conn: &Arc<ConnectionInfo>,
         tx: &mut TransactionInfo,
         current: MessageRes,
     ) -> (Verdict, MessageRes) {
-        let ctx = ContextData::new(self.shared(conn), std::mem::take(tx));
+        let ctx = ContextData::new(conn.clone(), std::mem::take(tx));
         let (verdict, current, _) = self
             .chain
             .edit_chain(Hook::Data, Subject::Session(&ctx), current, Call::Data)
@@ -584,9 +601,14 @@ impl SessionPlugins {
     }
 
     /// The message is durable under `queue_id`. Informational.
-    pub async fn queued(&mut self, conn: &ConnectionInfo, tx: &TransactionInfo, queue_id: &str) {
+    pub async fn queued(
+        &mut self,
+        conn: &Arc<ConnectionInfo>,
+        tx: &TransactionInfo,
+        queue_id: &str,
+    ) {
         if self.chain.host.handles(Hook::Queued) {
-            let ctx = ContextData::new(self.shared(conn), tx.clone());
+            let ctx = ContextData::new(conn.clone(), tx.clone());
             let call = Call::Queued(queue_id);
             self.chain
                 .notify_all(Hook::Queued, Subject::Session(&ctx), call)
@@ -595,31 +617,21 @@ impl SessionPlugins {
     }
 
     /// The connection closed. Informational.
-    pub async fn closed(&mut self, conn: &ConnectionInfo) {
+    pub async fn closed(&mut self, conn: &Arc<ConnectionInfo>) {
         if self.chain.host.handles(Hook::Closed) {
-            let ctx = ContextData::new(self.shared(conn), TransactionInfo::default());
+            let ctx = ContextData::new(conn.clone(), TransactionInfo::default());
             self.chain
                 .notify_all(Hook::Closed, Subject::Session(&ctx), Call::Closed)
                 .await;
         }
     }
 
-    /// The connection facts for a chain run, shared with the runs before it while they do
-    /// not change (most hooks of a session see the same ones): comparing them costs less
-    /// than copying their strings for every hook.
-    fn shared(&mut self, conn: &ConnectionInfo) -> Arc<ConnectionInfo> {
-        match &self.conn {
-            Some(last) if **last == *conn => last.clone(),
-            _ => self.conn.insert(Arc::new(conn.clone())).clone(),
-        }
-    }
-
     /// A session hook (no transaction yet) through the chain.
-    async fn run(&mut self, hook: Hook, conn: &ConnectionInfo, call: Call<'_>) -> Verdict {
+    async fn run(&mut self, hook: Hook, conn: &Arc<ConnectionInfo>, call: Call<'_>) -> Verdict {
         if !self.chain.host.handles(hook) {
             return Verdict::Continue;
         }
-        let ctx = ContextData::new(self.shared(conn), TransactionInfo::default());
+        let ctx = ContextData::new(conn.clone(), TransactionInfo::default());
         self.chain.verdict_chain(hook, &ctx, call).await
     }
 
@@ -627,14 +639,14 @@ impl SessionPlugins {
     async fn run_tx(
         &mut self,
         hook: Hook,
-        conn: &ConnectionInfo,
+        conn: &Arc<ConnectionInfo>,
         tx: &mut TransactionInfo,
         call: Call<'_>,
     ) -> Verdict {
         if !self.chain.host.handles(hook) {
             return Verdict::Continue;
         }
-        let ctx = ContextData::new(self.shared(conn), std::mem::take(tx));
+        let ctx = ContextData::new(conn.clone(), std::mem::take(tx));
         let verdict = self.chain.verdict_chain(hook, &ctx, call).await;
         *tx = ContextData::into_transaction(ctx);
         verdict
