@@ -133,25 +133,21 @@ impl DeliveryPlugins {
         }
         let max = self.chain.host.max_message;
         let mut current = MessageRes::parse(std::mem::take(message), max);
-        let mut outcome = (Verdict::Continue, false, false);
-        if self.chain.reaches_any(Hook::RecipientCopy, &mut current) {
-            let (env, rcpt) = (env(), Arc::new(rcpt));
-            let call = |m| Call::RecipientCopy(rcpt.clone(), m);
-            let (verdict, edited, called) = self
-                .chain
-                .edit_chain(Hook::RecipientCopy, Subject::Delivery(&env), current, call)
-                .await;
-            outcome = (verdict, edited.is_edited(), called);
-            current = edited;
-        } else {
+        if !self.chain.reaches_any(Hook::RecipientCopy, &mut current) {
+            // No plugin is to see it: the copy is the message as it came in.
             self.chain.decided = None;
-        }
-        *message = current.into_bytes();
-        let (verdict, edited, called) = outcome;
-        if !called {
-            // No plugin was called, so `message` is the copy as it came in.
+            *message = current.into_bytes();
             self.copies_unwanted = Some(fingerprint(message));
+            return (Verdict::Continue, false);
         }
+        let (env, rcpt) = (env(), Arc::new(rcpt));
+        let call = |m| Call::RecipientCopy(rcpt.clone(), m);
+        let (verdict, current) = self
+            .chain
+            .edit_chain(Hook::RecipientCopy, Subject::Delivery(&env), current, call)
+            .await;
+        let edited = current.is_edited();
+        *message = current.into_bytes();
         (verdict, edited)
     }
 

@@ -394,33 +394,24 @@ impl Chain {
     /// Runs a hook that may edit the message through the chain: each plugin sees the edits
     /// of the ones before it; a plugin that fails or returns nonsense has its edits dropped.
     /// A plugin whose `wants` declaration the message does not meet is not called (nor
-    /// instantiated). Also says whether any plugin was called.
+    /// instantiated).
     async fn edit_chain<'c>(
         &mut self,
         hook: Hook,
         subject: Subject<'_>,
         mut current: MessageRes,
         call: impl Fn(MessageRes) -> Call<'c>,
-    ) -> (Verdict, MessageRes, bool) {
+    ) -> (Verdict, MessageRes) {
         self.decided = None;
         let mut verdict = Verdict::Continue;
-        let mut called = false;
         // The current message's leaf part types, found once per version of the message and
         // only if a plugin declared what it wants; the part tree is cached with the message,
         // so a plugin that asks for the parts next does not pay for it again.
         let mut part_types: Option<Option<Vec<String>>> = None;
-        let host = self.host.clone();
         for i in 0..self.slots.len() {
-            if !self.handles(i, hook) {
+            if !self.handles(i, hook) || !self.wanted_by(i, hook, &mut current, &mut part_types) {
                 continue;
             }
-            if let Some(wanted) = host.plugins[i].wants.types(hook) {
-                let types = part_types.get_or_insert_with(|| mime::leaf_types(&mut current));
-                if types.as_ref().is_some_and(|t| !wants::concerns(wanted, t)) {
-                    continue;
-                }
-            }
-            called = true;
             let answer = match self.invoke(i, hook, subject, call(current.clone())).await {
                 Ok(Answer::Edited(v, edited)) => {
                     if bindings::verdict(v.clone()).is_ok() {
@@ -437,23 +428,34 @@ impl Chain {
                 break;
             }
         }
-        (verdict, current, called)
+        (verdict, current)
     }
 
-    /// Whether a plugin that handles `hook` would be called with `message`: one without
-    /// `wants` for the hook, or one whose `wants` concern the message's leaf part types (the
-    /// test [`Chain::edit_chain`] makes plugin by plugin).
+    /// Whether a plugin that handles `hook` would be called with `message`.
     fn reaches_any(&self, hook: Hook, message: &mut MessageRes) -> bool {
-        let mut part_types: Option<Option<Vec<String>>> = None;
+        let mut part_types = None;
         (0..self.slots.len())
             .filter(|&i| self.handles(i, hook))
-            .any(|i| match self.host.plugins[i].wants.types(hook) {
-                None => true,
-                Some(wanted) => part_types
-                    .get_or_insert_with(|| mime::leaf_types(message))
-                    .as_ref()
-                    .is_none_or(|t| wants::concerns(wanted, t)),
-            })
+            .any(|i| self.wanted_by(i, hook, message, &mut part_types))
+    }
+
+    /// Whether plugin `i` is to see `message` at `hook`: it declared no `wants` for the hook,
+    /// or they concern the message's leaf part types. `part_types` caches those types for
+    /// this version of the message (the caller resets it after an edit).
+    fn wanted_by(
+        &self,
+        i: usize,
+        hook: Hook,
+        message: &mut MessageRes,
+        part_types: &mut Option<Option<Vec<String>>>,
+    ) -> bool {
+        let Some(wanted) = self.host.plugins[i].wants.types(hook) else {
+            return true;
+        };
+        part_types
+            .get_or_insert_with(|| mime::leaf_types(message))
+            .as_ref()
+            .is_none_or(|t| wants::concerns(wanted, t))
     }
 
     /// Runs an informational hook on every plugin that handles it; failures are logged and
@@ -589,7 +591,7 @@ impl SessionPlugins {
         current: MessageRes,
     ) -> (Verdict, MessageRes) {
         let ctx = ContextData::new(conn.clone(), std::mem::take(tx));
-        let (verdict, current, _) = self
+        let (verdict, current) = self
             .chain
             .edit_chain(Hook::Data, Subject::Session(&ctx), current, Call::Data)
             .await;
