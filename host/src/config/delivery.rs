@@ -182,7 +182,7 @@ pub struct AuthConfig {
 }
 
 /// STARTTLS policy.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TlsPolicy {
     /// Never STARTTLS.

@@ -8,6 +8,7 @@ use tokio::task::JoinSet;
 use super::client::SmtpClient;
 use super::runner::Shared;
 use super::send::Hop;
+use crate::config::delivery::TlsPolicy;
 
 /// An idle connection kept for the next transaction to the same next hop.
 pub(crate) struct Idle {
@@ -19,25 +20,39 @@ pub(crate) struct Idle {
 /// address and name, same TLS policy, same certificate verification, same credentials (by
 /// digest: a key is no place for a password). A connection opened without verification never
 /// serves a route that needs it.
-pub(crate) fn pool_key(addr: SocketAddr, hop: &Hop) -> String {
-    use sha2::Digest;
-    let o = &hop.options;
-    let auth = o
-        .auth
-        .as_ref()
-        .map(|a| {
-            let digest = sha2::Sha256::digest(format!("{}\0{}", a.user, a.password));
-            format!("{:x}|plain={}", digest, a.allow_plaintext)
-        })
-        .unwrap_or_default();
-    format!(
-        "{addr}|{}|{:?}|verify={}|{auth}",
-        hop.name, o.tls, o.tls_verify
-    )
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct PoolKey {
+    addr: SocketAddr,
+    name: String,
+    tls: TlsPolicy,
+    verify: bool,
+    /// SHA-256 of user and password, and whether they may go over plaintext.
+    auth: Option<([u8; 32], bool)>,
+}
+
+impl PoolKey {
+    pub(crate) fn new(addr: SocketAddr, hop: &Hop) -> PoolKey {
+        use sha2::Digest;
+        let o = &hop.options;
+        let auth = o.auth.as_ref().map(|a| {
+            let mut digest = sha2::Sha256::new();
+            digest.update(a.user.as_bytes());
+            digest.update([0]);
+            digest.update(a.password.as_bytes());
+            (digest.finalize().into(), a.allow_plaintext)
+        });
+        PoolKey {
+            addr,
+            name: hop.name.clone(),
+            tls: o.tls,
+            verify: o.tls_verify,
+            auth,
+        }
+    }
 }
 
 /// A pooled connection to `key` that still answers RSET.
-pub(crate) async fn checkout(shared: &Shared, key: &str) -> Option<SmtpClient> {
+pub(crate) async fn checkout(shared: &Shared, key: &PoolKey) -> Option<SmtpClient> {
     loop {
         let idle = {
             let mut pool = shared.pool.lock().await;
@@ -60,7 +75,7 @@ pub(crate) async fn checkout(shared: &Shared, key: &str) -> Option<SmtpClient> {
 }
 
 /// Keeps `client` for reuse, unless it carried its share of transactions.
-pub(crate) async fn checkin(shared: &Shared, key: String, client: SmtpClient) {
+pub(crate) async fn checkin(shared: &Shared, key: PoolKey, client: SmtpClient) {
     if client.transactions() >= shared.config.max_messages_per_connection {
         tokio::spawn(client.quit());
         return;
@@ -116,7 +131,7 @@ pub(crate) async fn close_all(shared: &Shared) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::delivery::{AuthConfig, TimeoutConfig, TlsPolicy};
+    use crate::config::delivery::{AuthConfig, TimeoutConfig};
     use crate::delivery::client::ClientOptions;
 
     fn hop(tls: TlsPolicy, verify: bool, auth: Option<(&str, &str)>) -> Hop {
@@ -141,18 +156,18 @@ mod tests {
     fn keys_separate_every_way_of_opening_a_connection() {
         let addr: SocketAddr = "127.0.0.1:587".parse().unwrap();
         let keys = [
-            pool_key(addr, &hop(TlsPolicy::Opportunistic, true, None)),
-            pool_key(addr, &hop(TlsPolicy::Require, true, None)),
-            pool_key(addr, &hop(TlsPolicy::Require, false, None)),
-            pool_key(
+            PoolKey::new(addr, &hop(TlsPolicy::Opportunistic, true, None)),
+            PoolKey::new(addr, &hop(TlsPolicy::Require, true, None)),
+            PoolKey::new(addr, &hop(TlsPolicy::Require, false, None)),
+            PoolKey::new(
                 addr,
                 &hop(TlsPolicy::Require, true, Some(("u", "first-secret"))),
             ),
-            pool_key(
+            PoolKey::new(
                 addr,
                 &hop(TlsPolicy::Require, true, Some(("u", "other-secret"))),
             ),
-            pool_key(
+            PoolKey::new(
                 addr,
                 &hop(TlsPolicy::Require, true, Some(("v", "first-secret"))),
             ),
@@ -161,11 +176,12 @@ mod tests {
             for b in &keys[i + 1..] {
                 assert_ne!(a, b);
             }
-            assert!(!a.contains("secret"), "a password in a key: {a}");
+            let shown = format!("{a:?}");
+            assert!(!shown.contains("secret"), "a password in a key: {shown}");
         }
         assert_eq!(
             keys[3],
-            pool_key(
+            PoolKey::new(
                 addr,
                 &hop(TlsPolicy::Require, true, Some(("u", "first-secret")))
             )

@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use super::admin_ops::{self, OpReply, QueueOp};
 use super::attempt;
-use super::connections::{self, Idle};
+use super::connections::{self, Idle, PoolKey};
 use super::dkim::{DkimError, DkimSigners};
 use super::identity::LocalIdentity;
 use super::plan::Target;
@@ -123,7 +123,7 @@ pub(crate) struct Shared {
     /// credentials, or a domain's MX hosts).
     pub destinations: std::sync::Mutex<HashMap<Target, Arc<Semaphore>>>,
     /// Idle connections by next-hop key.
-    pub pool: Mutex<HashMap<String, Vec<Idle>>>,
+    pub pool: Mutex<HashMap<PoolKey, Vec<Idle>>>,
     /// Delivery states the spool refused to record (disk full), newest per message; the
     /// next attempt of such a message writes this first and sends nothing until it succeeds.
     pub unsaved: std::sync::Mutex<HashMap<MessageId, Envelope>>,

@@ -10,7 +10,7 @@ use wasmrelay_codec::data::is_eight_bit;
 use wasmrelay_codec::reply::Enhanced;
 
 use super::client::{ClientError, ClientOptions, SmtpClient, Transaction, TxRecipient};
-use super::connections::{checkin, checkout, pool_key};
+use super::connections::{checkin, checkout, PoolKey};
 use super::copies::Content;
 use super::plan::Target;
 use super::route::Rendered;
@@ -204,7 +204,7 @@ async fn send(
         tried_another = true;
         for ip in addrs {
             let addr = SocketAddr::new(ip, hop.port);
-            let key = pool_key(addr, hop);
+            let key = PoolKey::new(addr, hop);
             let mut client = match checkout(shared, &key).await {
                 Some(c) => c,
                 None => match SmtpClient::connect(addr, &hop.name, &hop.options).await {
