@@ -72,6 +72,14 @@ pub fn counter_get(key: &str) -> Result<i64, StateError> {
     imp::counter_get(key)
 }
 
+/// Adds one to a fixed-window counter for the rest of this session: the host takes it back
+/// when the session ends, however it ends, so a plugin counting what is open (concurrent
+/// connections) needs no `closed` hook. Returns the window's new total. Only in a session's
+/// hooks, at most 32 per plugin and session; otherwise `StateError::Denied`. Since 0.2.2.
+pub fn counter_hold(key: &str, window: Duration) -> Result<i64, StateError> {
+    imp::counter_hold(key, millis(window))
+}
+
 /// Adds `amount` to `key`'s total in the current calendar `window` (UTC) if it stays within
 /// `limit`. `quota_add(user, 1, 500, QuotaWindow::Day)` is "500 messages a day per user".
 pub fn quota_add(

@@ -374,7 +374,7 @@ fn the_transcript_runs_as_documented() {
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let expected = [
-        "plugin rate-limit handles: connect, mail-from, rcpt, data, closed",
+        "plugin rate-limit handles: connect, mail-from, rcpt, data",
         "connect 192.0.2.1 -> continue",
         "connect 192.0.2.1 -> continue",
         "connect 192.0.2.1 -> disconnect 421 4.7.0 too many concurrent connections (open: at most 2); try again later",

@@ -8,6 +8,7 @@ wasmtime::component::bindgen!({
         "wasmrelay:plugin/host.rate-limit": async | trappable,
         "wasmrelay:plugin/host.counter-add": async | trappable,
         "wasmrelay:plugin/host.counter-get": async | trappable,
+        "wasmrelay:plugin/host.counter-hold": async | trappable,
         "wasmrelay:plugin/host.quota-add": async | trappable,
         "wasmrelay:plugin/host.quota-get": async | trappable,
         "wasmrelay:plugin/host.kv-get": async | trappable,

@@ -2,7 +2,7 @@
 //! order, what to do; the first verdict other than `continue` wins.
 //!
 //! Layout:
-//! - `plugin-sdk/wit/plugin.wit` is the interface (`wasmrelay:plugin@0.2.1`); `bindings`
+//! - `plugin-sdk/wit/plugin.wit` is the interface (`wasmrelay:plugin@0.2.2`); `bindings`
 //!   generates the host side from it and validates what plugins return.
 //! - `engine`: one `Engine` (pooling allocator, copy-on-write images, epoch ticker) and the
 //!   on-disk compile cache; components are refused at load unless they export
@@ -12,7 +12,8 @@
 //!   plugins the instance comes from, and goes back to, a bounded pool of warm instances
 //!   (`chain::pool`, with the state-reset contract).
 //! - `state`: the store data, budgets and the `host` capability imports; [`caps`] the
-//!   shared-state backend, `context` and `message` the two resources.
+//!   shared-state backend, `context` and `message` the two resources; `holds` the counts a
+//!   session's plugins hold until it ends (`counter-hold`).
 //! - [`transcript`]: `wasmrelay plugin test`, a scripted session against one plugin.
 //! - `wants`: a plugin's declaration (a custom section) that its `data` or `recipient-copy`
 //!   hook only concerns messages with a part of some content type; the chain skips it (and
@@ -30,6 +31,7 @@ mod context;
 mod engine;
 mod envelope;
 mod error;
+mod holds;
 mod message;
 mod metrics;
 pub(crate) mod mime;
@@ -324,6 +326,8 @@ fn hook_names(bits: u16) -> Vec<Hook> {
         .collect()
 }
 
+#[cfg(test)]
+mod holds_tests;
 #[cfg(test)]
 mod pool_tests;
 #[cfg(test)]

@@ -13,6 +13,7 @@ use super::bindings::wasmrelay::plugin::host::{
     self as wit, DnsError, LogLevel, QuotaWindow, RecordType,
 };
 use super::caps::{DnsFailure, DnsLookup, DnsType, EventSink, PluginEvent};
+use super::holds::{self, SessionHolds};
 use super::types::Hook;
 use super::PluginMeta;
 use crate::state::{self, KvCap, StateBackend, StateError, MAX_LIST_MEMBER};
@@ -62,6 +63,10 @@ pub struct StoreState {
     deadline: Option<Instant>,
     /// What the current call is about, for the events the plugin emits.
     scope: CallScope,
+    /// The counts the current call's session holds (`counter-hold`); none outside a
+    /// session's calls, and cleared after each, so a pooled instance never reaches another
+    /// session's.
+    pub(crate) holds: Option<Arc<SessionHolds>>,
 }
 
 /// The hook being run and the message and recipient it is about. Set for every call and
@@ -116,6 +121,7 @@ impl StoreState {
             cpu_exceeded: false,
             deadline: None,
             scope: CallScope::default(),
+            holds: None,
         }
     }
 
@@ -275,6 +281,14 @@ fn cut(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// A counter's window, which must not be empty.
+fn counter_window(ms: u64) -> Result<Duration, StateError> {
+    if ms == 0 {
+        return Err(StateError::Invalid("window must be positive".into()));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
 fn ttl(ms: Option<u64>) -> Option<Duration> {
     ms.map(Duration::from_millis)
 }
@@ -360,17 +374,37 @@ impl wit::Host for StoreState {
         window_ms: u64,
     ) -> wasmtime::Result<Result<i64, wit::StateError>> {
         let key = or_state_error!(self.key(&key)?);
-        if window_ms == 0 {
-            return Ok(Err(wit::StateError::Invalid(
-                "window must be positive".into(),
-            )));
-        }
-        let window = Duration::from_millis(window_ms);
+        let window = or_state_error!(counter_window(window_ms));
         Ok(self
             .backend()
             .counter_add(&key, delta, window)
             .await
             .map_err(Into::into))
+    }
+
+    async fn counter_hold(
+        &mut self,
+        key: String,
+        window_ms: u64,
+    ) -> wasmtime::Result<Result<i64, wit::StateError>> {
+        let key = or_state_error!(self.key(&key)?);
+        let window = or_state_error!(counter_window(window_ms));
+        let Some(session) = self.holds.clone() else {
+            return Ok(Err(wit::StateError::Denied(
+                "counter-hold is only available in a session's hooks".into(),
+            )));
+        };
+        // The key starts with the plugin's name and a NUL: its holds are those keys.
+        let prefix = &key[..=self.meta.name.len()];
+        if !session.has_room(prefix) {
+            return Ok(Err(wit::StateError::Denied(format!(
+                "at most {} held counts per session",
+                holds::MAX_PER_PLUGIN
+            ))));
+        }
+        let total = or_state_error!(self.backend().counter_add(&key, 1, window).await);
+        session.add(key, window);
+        Ok(Ok(total))
     }
 
     async fn counter_get(&mut self, key: String) -> wasmtime::Result<Result<i64, wit::StateError>> {

@@ -69,7 +69,7 @@ struct RawRule {
 pub enum Count {
     /// New connections, at `connect`.
     Connections,
-    /// Open connections, +1 at `connect` and -1 at `closed`.
+    /// Open connections, +1 at `connect`, held by the host until the session ends.
     Concurrent,
     /// Messages: checked at `mail-from`, charged once at `data`.
     Messages,

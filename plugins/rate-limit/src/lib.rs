@@ -5,22 +5,21 @@
 //! GCRA rates and calendar quotas through the host without charging on a refusal; [`reply`]
 //! turns a refusal into the SMTP reply. This file maps hooks to stages:
 //!
-//! - `connect`: `concurrent` rules count the connection (+1, released at `closed`), then
-//!   `connections` rules charge it; a refusal ends the connection (421, or 554 to reject).
+//! - `connect`: `concurrent` rules count the connection (a count the host holds for the
+//!   session and gives back when it ends, `host::counter_hold`), then `connections` rules
+//!   charge it; a refusal ends the connection (421, or 554 to reject).
 //! - `mail-from`: `messages` rules are checked without charging, so a sender over its
 //!   limit is refused before it sends the message.
 //! - `rcpt`: `recipients` rules: the per-message cap, then one recipient charged.
 //! - `data`: `messages` rules charge the message, once per transaction; transactions that
 //!   never reach the end of DATA do not count.
-//! - `closed`: the concurrency counts of `connect` are given back.
 //!
-//! The plugin keeps nothing of a session in its own memory: the counts `connect` took are
-//! kept by the host as the session value (`context.set-session-value`), and the plugin says
-//! so in its `wasmrelay:wants` section, so its pooled instance goes back to the pool after
-//! every call and an idle connection holds none.
+//! The plugin keeps nothing of a session in its own memory (the host holds the connection
+//! counts and gives them back), and says so in its `wasmrelay:wants` section, so its pooled
+//! instance goes back to the pool after every call and an idle connection holds none. With
+//! no `closed` hook, a session costs one call fewer.
 
 mod config;
-mod held;
 mod keys;
 mod limits;
 mod net;
@@ -50,13 +49,7 @@ struct RateLimit {
 static WANTS: [u8; 21] = *b"session-memory: none\n";
 
 impl Plugin for RateLimit {
-    const HOOKS: &'static [Hook] = &[
-        Hook::Connect,
-        Hook::MailFrom,
-        Hook::Rcpt,
-        Hook::Data,
-        Hook::Closed,
-    ];
+    const HOOKS: &'static [Hook] = &[Hook::Connect, Hook::MailFrom, Hook::Rcpt, Hook::Data];
 
     fn init(config: &str) -> Result<Self, String> {
         let config = Config::parse(config)?;
@@ -75,12 +68,12 @@ impl Plugin for RateLimit {
     }
 
     /// Only the stages the rules count: a config without connection rules costs nothing
-    /// at connect and close.
+    /// at connect.
     fn hooks(&self) -> Vec<Hook> {
         let c = &self.config;
         let mut hooks = Vec::new();
         if !c.connect.is_empty() {
-            hooks.extend([Hook::Connect, Hook::Closed]);
+            hooks.push(Hook::Connect);
         }
         if !c.messages.is_empty() {
             hooks.extend([Hook::MailFrom, Hook::Data]);
@@ -105,26 +98,12 @@ impl Plugin for RateLimit {
             sender: None,
             recipient: None,
         };
-        let mut held = Vec::new();
-        let counted = self.count_concurrent(&facts, &mut held);
-        let decided = counted.and_then(|()| {
+        // A refused connection ends, and the host gives back what it counted.
+        let decided = self.count_concurrent(&facts).and_then(|()| {
             let checks = self.checks(&self.config.connect, &facts);
             limits::admit(&checks, 1)
         });
-        if let Err(refusal) = decided {
-            self.release(held);
-            return self.refuse(Stage::Connect, &refusal);
-        }
-        if !held.is_empty() {
-            if let Err(e) = ctx.set_session_value(Some(&held::encode(&held))) {
-                // Kept nowhere, the counts could never be given back: give them back now.
-                host::warn(&format!(
-                    "rate-limit: cannot keep the connection counts: {e}"
-                ));
-                self.release(held);
-            }
-        }
-        Verdict::Continue
+        self.verdict(Stage::Connect, decided)
     }
 
     fn mail_from(&mut self, ctx: &Context, sender: &str) -> Verdict {
@@ -160,12 +139,6 @@ impl Plugin for RateLimit {
     fn data(&mut self, ctx: &Context, _msg: &Message) -> Verdict {
         let sender = || ctx.mail_from().map(|s| list_address(&s));
         self.messages(ctx, sender, limits::admit)
-    }
-
-    fn closed(&mut self, ctx: &Context) {
-        if let Some(value) = ctx.session_value() {
-            self.release(held::decode(&value));
-        }
     }
 }
 
@@ -270,11 +243,12 @@ impl RateLimit {
         Ok(())
     }
 
-    /// Counts this connection for every `concurrent` rule. The counters live in epochs of
-    /// `concurrent_expiry`: a connection adds to the current epoch's key and the count is
-    /// that key plus the previous epoch's, so a count whose `closed` never came (a crashed
-    /// relay) is gone after at most two epochs and a decrement never meets a reset counter.
-    fn count_concurrent(&self, facts: &Facts<'_>, held: &mut Vec<String>) -> Result<(), Refusal> {
+    /// Counts this connection for every `concurrent` rule, held until the session ends. The
+    /// counters live in epochs of `concurrent_expiry`: a connection adds to the current
+    /// epoch's key and the count is that key plus the previous epoch's, so a count the host
+    /// never gave back (a crashed relay) is gone after at most two epochs, and the host's
+    /// decrement never meets a reset counter.
+    fn count_concurrent(&self, facts: &Facts<'_>) -> Result<(), Refusal> {
         let expiry = self.config.concurrent_expiry;
         let expiry_ms = expiry.as_millis().max(1) as u64;
         let epoch = host::now_ms() / expiry_ms;
@@ -291,11 +265,8 @@ impl RateLimit {
                 continue;
             };
             let fail = |e| limits::failed::<()>(i, rule.on_state_error, &e);
-            let total = match host::counter_add(&now_key, 1, expiry.saturating_mul(2)) {
-                Ok(n) => {
-                    held.push(now_key);
-                    n
-                }
+            let total = match host::counter_hold(&now_key, expiry.saturating_mul(2)) {
+                Ok(n) => n,
                 Err(e) => {
                     fail(e)?;
                     continue;
@@ -316,18 +287,6 @@ impl RateLimit {
             }
         }
         Ok(())
-    }
-
-    /// Gives back the concurrency counts of `held`.
-    fn release(&self, held: Vec<String>) {
-        let window = self.config.concurrent_expiry.saturating_mul(2);
-        for key in held {
-            if let Err(e) = host::counter_add(&key, -1, window) {
-                host::warn(&format!(
-                    "rate-limit: cannot release a connection count: {e:?}"
-                ));
-            }
-        }
     }
 
     fn verdict(&self, stage: Stage, decided: Result<(), Refusal>) -> Verdict {

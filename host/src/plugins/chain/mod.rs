@@ -11,6 +11,7 @@ use crate::plugins::bindings::{self, wasmrelay::plugin::types as wit};
 use crate::plugins::context::{ContextData, ContextRes};
 use crate::plugins::envelope::{EnvelopeRes, RecipientRes};
 use crate::plugins::error::FailureKind;
+use crate::plugins::holds::{self, SessionHolds};
 use crate::plugins::message::MessageRes;
 use crate::plugins::metrics::VerdictKind;
 use crate::plugins::state::{Scope, StoreState};
@@ -93,22 +94,23 @@ fn scope<'a>(hook: Hook, subject: Subject<'a>, call: &'a Call<'_>) -> Scope<'a> 
 
 /// Calls one hook on a live instance, to end by `deadline` (its wall-time limit). A session
 /// hook's context carries the plugin's `session_value` in, and the value the call left comes
-/// back with the answer.
+/// back with the answer; the session's held counts are reachable during the call only.
 async fn call_slot(
     slot: &mut Slot,
     deadline: tokio::time::Instant,
     hook: Hook,
     subject: Subject<'_>,
-    session_value: Option<Vec<u8>>,
+    session: (Option<Vec<u8>>, Option<&Arc<SessionHolds>>),
     call: Call<'_>,
 ) -> Result<(Answer, Option<Vec<u8>>), FailureKind> {
     let Slot {
         store,
         exports: hooks,
     } = slot;
-    store
-        .data_mut()
-        .arm_call(scope(hook, subject, &call), deadline);
+    let (session_value, holds) = session;
+    let data = store.data_mut();
+    data.arm_call(scope(hook, subject, &call), deadline);
+    data.holds = holds.cloned();
     store.set_epoch_deadline(1);
     let fut = async {
         // The subject resource lives in the store's table for the call only.
@@ -175,7 +177,9 @@ async fn call_slot(
         }
         wasmtime::Result::Ok((answer, kept))
     };
-    match tokio::time::timeout_at(deadline, fut).await {
+    let result = tokio::time::timeout_at(deadline, fut).await;
+    store.data_mut().holds = None;
+    match result {
         Err(_) => Err(FailureKind::WallTime),
         Ok(Err(e)) => Err(classify(e, store.data())),
         Ok(Ok(a)) => Ok(a),
@@ -196,6 +200,8 @@ struct Chain {
     decided: Option<(usize, Hook)>,
     /// The `plugin` span of the last call, until [`Chain::count`] records its verdict.
     span: tracing::Span,
+    /// The counts the session's plugins hold until it ends; none for a delivery batch.
+    holds: Option<Arc<SessionHolds>>,
 }
 
 impl Chain {
@@ -210,6 +216,7 @@ impl Chain {
             session_values,
             decided: None,
             span: tracing::Span::none(),
+            holds: None,
         }
     }
 
@@ -252,9 +259,9 @@ impl Chain {
             }
             None => None,
         };
-        let session_value = match subject {
-            Subject::Session(_) => self.session_values[i].clone(),
-            Subject::Delivery(_) => None,
+        let session = match subject {
+            Subject::Session(_) => (self.session_values[i].clone(), self.holds.as_ref()),
+            Subject::Delivery(_) => (None, None),
         };
         let span = tracing::debug_span!(
             "plugin",
@@ -282,7 +289,7 @@ impl Chain {
                 started
             };
             let deadline = begins + meta.limits.wall;
-            let answer = call_slot(&mut slot, deadline, hook, subject, session_value, call).await?;
+            let answer = call_slot(&mut slot, deadline, hook, subject, session, call).await?;
             Ok((slot, answer))
         }
         .instrument(span.clone())
@@ -486,6 +493,28 @@ impl Drop for Chain {
     }
 }
 
+/// A session that ends without [`SessionPlugins::closed`] (its task was dropped: the relay
+/// is shutting down, or a caller gave up on it) still gives its held counts back, from a task
+/// of its own.
+impl Drop for SessionPlugins {
+    fn drop(&mut self) {
+        let held = self.take_holds();
+        if held.is_empty() {
+            return;
+        }
+        let backend = self.chain.host.caps.backend.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move { holds::release(&*backend, held).await });
+            }
+            Err(_) => tracing::warn!(
+                counts = held.len(),
+                "a session ended outside the runtime; its held counts expire with their window"
+            ),
+        }
+    }
+}
+
 /// One SMTP session's view of the chain. Created cheaply by [`PluginHost::session`]; each
 /// plugin gets an instance the first time one of its hooks runs, reused by every later hook
 /// of the session, and replaced after a failure. A pooled plugin without session memory
@@ -496,9 +525,9 @@ pub struct SessionPlugins {
 
 impl SessionPlugins {
     pub(crate) fn new(host: Arc<PluginHost>) -> Self {
-        SessionPlugins {
-            chain: Chain::new(host),
-        }
+        let mut chain = Chain::new(host);
+        chain.holds = Some(Arc::default());
+        SessionPlugins { chain }
     }
 
     /// The host this session's chain came from (a reload does not change it).
@@ -618,7 +647,8 @@ impl SessionPlugins {
         }
     }
 
-    /// The connection closed. Informational.
+    /// The connection closed. Informational; then the counts the plugins hold are given
+    /// back.
     pub async fn closed(&mut self, conn: &Arc<ConnectionInfo>) {
         if self.chain.host.handles(Hook::Closed) {
             let ctx = ContextData::new(conn.clone(), TransactionInfo::default());
@@ -626,6 +656,21 @@ impl SessionPlugins {
                 .notify_all(Hook::Closed, Subject::Session(&ctx), Call::Closed)
                 .await;
         }
+        self.release_holds().await;
+    }
+
+    /// Gives back the counts the session's plugins hold (`counter-hold`): at the end of the
+    /// session, when no plugin has a `closed` hook to run first.
+    pub async fn release_holds(&mut self) {
+        let held = self.take_holds();
+        if !held.is_empty() {
+            holds::release(&*self.chain.host.caps.backend, held).await;
+        }
+    }
+
+    fn take_holds(&self) -> Vec<holds::Held> {
+        let holds = self.chain.holds.as_ref();
+        holds.map(|h| h.take()).unwrap_or_default()
     }
 
     /// A session hook (no transaction yet) through the chain.

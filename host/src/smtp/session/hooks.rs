@@ -217,9 +217,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    /// The connection is over, however it ended; informational.
+    /// The connection is over, however it ended; informational. The counts plugins held
+    /// for the session are given back either way.
     pub(super) async fn hook_closed(&mut self) {
         if !self.wants(Hook::Closed) {
+            if let Some(plugins) = self.plugins.as_mut() {
+                plugins.release_holds().await;
+            }
             return;
         }
         let info = self.connection_info();
