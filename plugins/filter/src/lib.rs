@@ -123,14 +123,16 @@ impl Plugin for Filter {
         })
     }
 
-    /// Only what the rules need: connect for connection rules, mail-from whenever a later
-    /// stage keeps transaction state (it starts the transaction), route for quarantine.
+    /// Only what the rules need: connect for connection rules, mail-from for sender rules
+    /// and whenever recipient rules keep transaction state (it starts the transaction),
+    /// route for quarantine. Content rules alone keep nothing between MAIL FROM and DATA,
+    /// so they cost one call per message, not two.
     fn hooks(&self) -> Vec<Hook> {
         let mut hooks = Vec::new();
         if self.at[0] {
             hooks.push(Hook::Connect);
         }
-        if self.at[1..].iter().any(|&a| a) {
+        if self.at[1] || self.at[2] {
             hooks.push(Hook::MailFrom);
         }
         if self.at[2] {
@@ -476,3 +478,28 @@ fn apply_marks(ctx: &Context, msg: &Message, marks: &[Mark]) -> Result<(), Strin
 }
 
 export_plugin!(Filter);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hooks(rules: &str) -> Vec<Hook> {
+        Filter::init(&format!(r#"{{"rules": [{rules}]}}"#))
+            .expect("a valid config")
+            .hooks()
+    }
+
+    #[test]
+    fn mail_from_is_asked_only_when_the_transaction_keeps_state() {
+        let content = r#"{"name": "exe", "attachment_extensions": ["exe"]}"#;
+        assert_eq!(hooks(content), [Hook::Data]);
+        // Recipient rules keep what they accepted for DATA: MAIL FROM starts it afresh.
+        let rcpt = r#"{"name": "r", "recipient_in": ["a@example.com"], "action": "accept"}"#;
+        assert_eq!(
+            hooks(&format!("{content}, {rcpt}")),
+            [Hook::MailFrom, Hook::Rcpt, Hook::Data]
+        );
+        let sender = r#"{"name": "s", "sender_in": ["a@example.com"]}"#;
+        assert_eq!(hooks(sender), [Hook::MailFrom]);
+    }
+}
