@@ -4,8 +4,10 @@
 //! wasm32-wasip2 first if needed). Without a release build of the dependencies at hand,
 //! `CARGO_PROFILE_DEV_OPT_LEVEL=2 cargo bench --bench plugins --profile dev -- --quick`
 //! reuses the dev build (dependencies are optimized there already).
-//! Targets: instantiate from the pool ≤ 10 µs, a hook call returning `continue` ≤ 1 µs,
-//! ≤ 2 MiB resident per live instance. The `part:` entries price the host-side pieces of a
+//! Targets: a new session's first hook (instantiate + `init` + call) ≤ 10 µs, a hook call
+//! returning `continue` ≤ 1 µs, ≤ 2 MiB resident per live instance. The first-hook entries
+//! time the session's start and its first hook; the session's end (its instance dropped
+//! and the pool slot reset, or given back to the plugin's pool) is printed beside them. The `part:` entries price the host-side pieces of a
 //! call and an instantiation, to tell them from wasmtime's own cost. The `recipient copy`
 //! entries price a delivery batch's copy with the bundled tracker: for a text message its
 //! `wants` declaration (HTML only) spares the instance and the call. Per-language figures
@@ -85,21 +87,38 @@ fn plugins(c: &mut Criterion) {
     c.bench_function("instantiate from pool + init", |b| {
         b.iter(|| rt.block_on(async { assert!(bench_instantiate(&host, 0, true).await) }))
     });
-    // Each iteration is a new session whose first hook is a `rcpt`.
+    // Each iteration is a new session whose first hook is a `rcpt`. The first entry times
+    // the session's start and that hook; the second its end (the instance dropped and its
+    // pool slot reset, or given back to the plugin's pool), which comes after the session's
+    // last reply and so is not in any client's wait.
     let first_hook = |c: &mut Criterion, name: &str, host: &Arc<PluginHost>| {
+        let mut tx = tx.clone();
+        let mut session_end = Duration::ZERO;
+        let mut sessions = 0u32;
         c.bench_function(name, |b| {
-            let mut tx = tx.clone();
             b.iter_custom(|iters| {
                 rt.block_on(async {
-                    let start = Instant::now();
+                    let mut took = Duration::ZERO;
                     for _ in 0..iters {
+                        let start = Instant::now();
                         let mut s = host.session();
                         black_box(s.rcpt(&conn, &mut tx, "b@example.org").await);
+                        let hooked = Instant::now();
+                        drop(s);
+                        took += hooked - start;
+                        session_end += hooked.elapsed();
+                        sessions += 1;
                     }
-                    start.elapsed()
+                    took
                 })
             })
         });
+        if sessions > 0 {
+            println!(
+                "{name}: the session's end after it, {:.2} µs on average ({sessions} sessions)",
+                session_end.as_secs_f64() * 1e6 / f64::from(sessions)
+            );
+        }
     };
     first_hook(
         c,
