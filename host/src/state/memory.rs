@@ -174,9 +174,9 @@ impl InProcessBackend {
 
     fn with<R>(&self, f: impl FnOnce(&mut Tables, Instant, u64) -> R) -> R {
         let mut t = self.tables.lock().unwrap_or_else(|p| p.into_inner());
-        let wall = wall_ms((self.clock)());
-        t.sweep(Instant::now(), wall);
-        f(&mut t, Instant::now(), wall)
+        let (now, wall) = (Instant::now(), wall_ms((self.clock)()));
+        t.sweep(now, wall);
+        f(&mut t, now, wall)
     }
 
     /// The GCRA step, separate so it can be tested without futures.
@@ -185,7 +185,8 @@ impl InProcessBackend {
         let limit = interval.saturating_mul(burst.max(1)).min(FAR);
         let charge = interval.saturating_mul(cost).min(FAR);
         self.with(|t, now, _| {
-            let tat = t.tat.get(key).copied().unwrap_or(now).max(now);
+            let stored = t.tat.get_mut(key);
+            let tat = stored.as_deref().copied().unwrap_or(now).max(now);
             let new_tat = later(tat, charge);
             let used = new_tat - now;
             if used > limit {
@@ -196,7 +197,15 @@ impl InProcessBackend {
                     retry_after: used - limit,
                 }
             } else {
-                t.tat.insert(key.to_string(), new_tat);
+                // A known key is charged in place (one lookup, no copy of the key); a new
+                // one is stored only if the charge moved it past now (a peek does not).
+                match stored {
+                    Some(stored) => *stored = new_tat,
+                    None if new_tat > now => {
+                        t.tat.insert(key.to_string(), new_tat);
+                    }
+                    None => {}
+                }
                 RateDecision {
                     allowed: true,
                     remaining: remaining(limit - used, interval),
