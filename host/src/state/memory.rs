@@ -198,7 +198,8 @@ impl InProcessBackend {
                 }
             } else {
                 // A known key is charged in place (one lookup, no copy of the key); a new
-                // one is stored only if the charge moved it past now (a peek does not).
+                // one is stored only if the charge moved it past now: a charge of nothing
+                // leaves it as an absent key reads.
                 match stored {
                     Some(stored) => *stored = new_tat,
                     None if new_tat > now => {

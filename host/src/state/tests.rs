@@ -40,6 +40,22 @@ async fn gcra_allows_burst_then_paces() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn gcra_charging_nothing_leaves_the_burst_whole() {
+    let b = InProcessBackend::new();
+    let minute = Duration::from_secs(60);
+    let nothing = b.rate_limit("k", 2, minute, 2, 0).await.unwrap();
+    assert!(nothing.allowed);
+    assert_eq!(nothing.remaining, 2);
+    let both = b.rate_limit("k", 2, minute, 2, 2).await.unwrap();
+    assert!(both.allowed, "the whole burst is still there");
+    assert_eq!(both.remaining, 0);
+    let again = b.rate_limit("k", 2, minute, 2, 0).await.unwrap();
+    assert!(again.allowed, "a charge of nothing always fits");
+    assert_eq!(again.remaining, 0, "and leaves a spent burst spent");
+    assert!(!b.rate_limit("k", 2, minute, 2, 1).await.unwrap().allowed);
+}
+
+#[tokio::test(start_paused = true)]
 async fn gcra_extreme_arguments_saturate_instead_of_panicking() {
     let b = InProcessBackend::new();
     let huge = Duration::from_millis(u64::MAX);
