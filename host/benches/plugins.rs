@@ -6,9 +6,9 @@
 //! reuses the dev build (dependencies are optimized there already).
 //! Targets: a new session's first hook (instantiate + `init` + call) ≤ 10 µs, a hook call
 //! returning `continue` ≤ 1 µs, ≤ 2 MiB resident per live instance. The first-hook entries
-//! time the session's start and its first hook; the session's end (its instance dropped
-//! and the pool slot reset, or given back to the plugin's pool) is printed beside them. The `part:` entries price the host-side pieces of a
-//! call and an instantiation, to tell them from wasmtime's own cost. The `recipient copy`
+//! time the session's start and its first hook, and print the session's end beside them.
+//! The `part:` entries price the host-side pieces of a call and an instantiation, to tell
+//! them from wasmtime's own cost. The `recipient copy`
 //! entries price a delivery batch's copy with the bundled tracker: for a text message its
 //! `wants` declaration (HTML only) spares the instance and the call. Per-language figures
 //! are the `languages` bench.

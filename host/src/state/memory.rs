@@ -197,15 +197,12 @@ impl InProcessBackend {
                     retry_after: used - limit,
                 }
             } else {
-                // A known key is charged in place (one lookup, no copy of the key); a new
-                // one is stored only if the charge moved it past now: a charge of nothing
-                // leaves it as an absent key reads.
+                // A known key is charged in place: one lookup, no copy of the key.
                 match stored {
                     Some(stored) => *stored = new_tat,
-                    None if new_tat > now => {
+                    None => {
                         t.tat.insert(key.to_string(), new_tat);
                     }
-                    None => {}
                 }
                 RateDecision {
                     allowed: true,
