@@ -93,16 +93,19 @@ pub(crate) const MAX_SESSION_VALUE: usize = 4 * 1024;
 /// The resource a plugin holds a borrow of during one hook call: the chain run's shared
 /// snapshot, and the calling plugin's own session value. The value travels in and out with
 /// the resource, so what a call sets is kept only when the call returns normally (a store
-/// that failed is dropped with its table, and with what the call set).
+/// that failed is dropped with its table, and with what the call set). An instance keeps
+/// one for its life, empty between calls (`data` is `None`: no guest can reach it then,
+/// a borrow ends with its call).
 pub struct ContextRes {
-    pub(crate) data: Arc<ContextData>,
+    pub(crate) data: Option<Arc<ContextData>>,
     pub(crate) session_value: Option<Vec<u8>>,
 }
 
 impl StoreState {
     fn context(&mut self, r: &Resource<ContextRes>) -> wasmtime::Result<Arc<ContextData>> {
         self.charge()?;
-        Ok(self.table.get(r)?.data.clone())
+        let data = self.table.get(r)?.data.clone();
+        data.ok_or_else(|| wasmtime::format_err!("context used outside its hook call"))
     }
 }
 

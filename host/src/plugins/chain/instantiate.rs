@@ -114,7 +114,7 @@ async fn instantiate_once(
             )),
             false,
         )),
-        Ok(Ok((exports, Ok(())))) => Ok(Slot { store, exports }),
+        Ok(Ok((exports, Ok(())))) => Ok(Slot::new(store, exports)),
     }
 }
 
@@ -142,7 +142,7 @@ pub(crate) async fn probe(
     let mut slot = instantiate(host, pre, meta).await?;
     slot.store.data_mut().arm();
     slot.store.set_epoch_deadline(1);
-    let Slot { store, exports } = &mut slot;
+    let Slot { store, exports, .. } = &mut slot;
     let wall = meta.limits.wall;
     let hooks = match tokio::time::timeout(wall, exports.hooks(store)).await {
         Err(_) => return Err(FailureKind::WallTime),

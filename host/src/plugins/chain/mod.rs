@@ -38,6 +38,55 @@ pub use session::SessionPlugins;
 pub(crate) struct Slot {
     store: Store<StoreState>,
     exports: Exports,
+    /// The store's `context` resource, made at the instance's first session hook and
+    /// refilled at each (a table entry pushed and deleted per call cost an allocation, a
+    /// free and two table walks). Between calls it holds nothing.
+    context: Option<Resource<ContextRes>>,
+}
+
+impl Slot {
+    pub(super) fn new(store: Store<StoreState>, exports: Exports) -> Slot {
+        Slot {
+            store,
+            exports,
+            context: None,
+        }
+    }
+
+    /// The `context` resource filled for one call: the chain run's snapshot and the
+    /// plugin's session value.
+    fn fill_context(
+        &mut self,
+        data: &Arc<ContextData>,
+        session_value: Option<Vec<u8>>,
+    ) -> wasmtime::Result<u32> {
+        let table = &mut self.store.data_mut().table;
+        if let Some(res) = &self.context {
+            let entry = table.get_mut(res)?;
+            entry.data = Some(data.clone());
+            entry.session_value = session_value;
+            return Ok(res.rep());
+        }
+        let res = table.push(ContextRes {
+            data: Some(data.clone()),
+            session_value,
+        })?;
+        let rep = res.rep();
+        self.context = Some(res);
+        Ok(rep)
+    }
+
+    /// Empties the `context` resource after a call, so the instance keeps nothing of the
+    /// session (a pooled one serves others next), and returns the session value the call
+    /// left.
+    fn empty_context(&mut self) -> wasmtime::Result<Option<Vec<u8>>> {
+        let Some(res) = &self.context else {
+            return Ok(None);
+        };
+        let entry = self.store.data_mut().table.get_mut(res)?;
+        entry.data = None;
+        Ok(entry.session_value.take())
+    }
 }
 
 /// A hook invocation with its arguments. Session hooks get the `context` of the chain run;
@@ -102,31 +151,27 @@ async fn call_slot(
     session: (Option<Vec<u8>>, Option<&Arc<SessionHolds>>),
     call: Call<'_>,
 ) -> Result<(Answer, Option<Vec<u8>>), FailureKind> {
-    let Slot {
-        store,
-        exports: hooks,
-    } = slot;
     let (session_value, holds) = session;
-    let data = store.data_mut();
+    let data = slot.store.data_mut();
     data.arm_call(scope(hook, subject, &call), deadline);
     data.holds = holds.cloned();
-    store.set_epoch_deadline(1);
+    slot.store.set_epoch_deadline(1);
     let fut = async {
-        // The subject resource lives in the store's table for the call only.
+        // The subject resource: the instance's own `context` entry, filled for the call; an
+        // envelope lives in the store's table for the call only.
         let (ctx_rep, env_rep) = match subject {
-            Subject::Session(c) => {
-                let res = ContextRes {
-                    data: c.clone(),
-                    session_value,
-                };
-                (Some(store.data_mut().table.push(res)?), None)
-            }
+            Subject::Session(c) => (Some(slot.fill_context(c, session_value)?), None),
             Subject::Delivery(e) => (
                 None,
-                Some(store.data_mut().table.push(EnvelopeRes(e.clone()))?),
+                Some(slot.store.data_mut().table.push(EnvelopeRes(e.clone()))?),
             ),
         };
-        let ctx = || Resource::<ContextRes>::new_borrow(ctx_rep.as_ref().expect("context").rep());
+        let Slot {
+            store,
+            exports: hooks,
+            ..
+        } = &mut *slot;
+        let ctx = || Resource::<ContextRes>::new_borrow(ctx_rep.expect("context"));
         let env = || Resource::<EnvelopeRes>::new_borrow(env_rep.as_ref().expect("envelope").rep());
         let answer = match call {
             Call::Connect => Answer::Verdict(Box::pin(hooks.connect(store, ctx())).await?.0),
@@ -167,20 +212,17 @@ async fn call_slot(
                 Answer::Unit
             }
         };
-        let kept = match ctx_rep {
-            Some(c) => store.data_mut().table.delete(c)?.session_value,
-            None => None,
-        };
         if let Some(e) = env_rep {
             store.data_mut().table.delete(e)?;
         }
+        let kept = slot.empty_context()?;
         wasmtime::Result::Ok((answer, kept))
     };
     let result = tokio::time::timeout_at(deadline, fut).await;
-    store.data_mut().holds = None;
+    slot.store.data_mut().holds = None;
     match result {
         Err(_) => Err(FailureKind::WallTime),
-        Ok(Err(e)) => Err(classify(e, store.data())),
+        Ok(Err(e)) => Err(classify(e, slot.store.data())),
         Ok(Ok(a)) => Ok(a),
     }
 }
