@@ -23,17 +23,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .is_some_and(|p| p.host().handles(hook))
     }
 
-    /// The connection facts plugins see, built again only when HELO, TLS or AUTH changed
-    /// them since the last hook (building them is a dozen small allocations; a session runs
-    /// several hooks per message with the same facts).
+    /// The connection facts plugins see, brought up to date only when HELO, TLS or AUTH
+    /// changed them since the last hook (building them is a dozen small allocations; a
+    /// session runs several hooks per message with the same facts). Stale facts no chain run
+    /// holds any more (the usual case: a run lets go of them when it ends) are updated in
+    /// place, so the EHLO after `connect` rewrites the HELO name instead of building anew.
     fn connection_info(&mut self) -> Arc<ConnectionInfo> {
-        match &self.shown_facts {
-            Some(info) if self.still_current(info) => info.clone(),
-            _ => self
-                .shown_facts
-                .insert(Arc::new(self.build_connection_info()))
-                .clone(),
-        }
+        let info = match self.shown_facts.take() {
+            Some(info) if self.still_current(&info) => info,
+            Some(mut info) => match Arc::get_mut(&mut info) {
+                Some(facts) => {
+                    self.update_connection_info(facts);
+                    info
+                }
+                None => Arc::new(self.build_connection_info()),
+            },
+            None => Arc::new(self.build_connection_info()),
+        };
+        self.shown_facts.insert(info).clone()
     }
 
     /// Whether `info` still says what the connection is. Of what
@@ -51,32 +58,48 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     fn build_connection_info(&self) -> ConnectionInfo {
-        let tls = self.ctx.tls.as_deref().map(|t| {
+        let role = match self.env.listener.role {
+            ListenerRole::Relay => "relay",
+            ListenerRole::Submission => "submission",
+            ListenerRole::Smtps => "smtps",
+        };
+        let mut info = ConnectionInfo {
+            session_id: self.ctx.id.to_string(),
+            remote: self.ctx.peer,
+            local: self.ctx.local,
+            helo: None,
+            tls: None,
+            auth_user: None,
+            listener: self.ctx.listener.clone(),
+            attributes: vec![
+                ("listener-role".into(), role.to_string()),
+                (TRUSTED.into(), String::new()),
+                (
+                    "trusted-network".into(),
+                    yes_no(self.ctx.trusted_network).into(),
+                ),
+            ],
+        };
+        self.update_connection_info(&mut info);
+        info
+    }
+
+    /// Writes what changes during a session into `info`, reusing its strings: HELO, TLS, the
+    /// AUTH user, and whether the client may relay (`trusted`, which AUTH can change).
+    fn update_connection_info(&self, info: &mut ConnectionInfo) {
+        info.helo.clone_from(&self.ctx.helo);
+        info.auth_user.clone_from(&self.ctx.auth_user);
+        info.tls = self.ctx.tls.as_deref().map(|t| {
             let (protocol, cipher) = split_tls(t);
             TlsInfo {
                 protocol: protocol.to_string(),
                 cipher: cipher.to_string(),
             }
         });
-        let role = match self.env.listener.role {
-            ListenerRole::Relay => "relay",
-            ListenerRole::Submission => "submission",
-            ListenerRole::Smtps => "smtps",
-        };
-        let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
-        ConnectionInfo {
-            session_id: self.ctx.id.to_string(),
-            remote: self.ctx.peer,
-            local: self.ctx.local,
-            helo: self.ctx.helo.clone(),
-            tls,
-            auth_user: self.ctx.auth_user.clone(),
-            listener: self.ctx.listener.clone(),
-            attributes: vec![
-                ("listener-role".into(), role.to_string()),
-                ("trusted".into(), yes_no(self.ctx.may_relay())),
-                ("trusted-network".into(), yes_no(self.ctx.trusted_network)),
-            ],
+        let trusted = yes_no(self.ctx.may_relay());
+        if let Some((_, value)) = info.attributes.iter_mut().find(|(n, _)| n == TRUSTED) {
+            value.clear();
+            value.push_str(trusted);
         }
     }
 
@@ -234,6 +257,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 }
 
 /// The session's TLS description ("protocol cipher") as plugins see it.
+/// The attribute that says whether the client may relay.
+const TRUSTED: &str = "trusted";
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
 fn split_tls(tls: &str) -> (&str, &str) {
     tls.split_once(' ').unwrap_or((tls, ""))
 }
