@@ -256,7 +256,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 }
 
-/// The session's TLS description ("protocol cipher") as plugins see it.
 /// The attribute that says whether the client may relay.
 const TRUSTED: &str = "trusted";
 
@@ -268,6 +267,7 @@ fn yes_no(b: bool) -> &'static str {
     }
 }
 
+/// The session's TLS description ("protocol cipher") as plugins see it.
 fn split_tls(tls: &str) -> (&str, &str) {
     tls.split_once(' ').unwrap_or((tls, ""))
 }
