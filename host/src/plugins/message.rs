@@ -7,6 +7,7 @@
 //! ends an appendable one). Header edits that touch the message's own MIME fields drop the
 //! cached part tree too.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use wasmrelay_codec::message::header_end;
@@ -26,46 +27,76 @@ const MAX_VALUE: usize = 8 * 1024;
 const MAX_FIELDS: usize = 1_000;
 
 /// One header field as it appears on the wire, continuation lines included (without the
-/// final CRLF; folded lines joined by CRLF). Its name is read from `raw` when asked: most
-/// fields are never looked up, and a message's dozen names were a dozen allocations.
+/// final CRLF; folded lines joined by CRLF): a span of the original message until a plugin
+/// writes it. Every data plugin is called with its own copy of the field list (its edits are
+/// dropped if it fails), and a copied field used to be an allocation per field per plugin.
+/// Its name is read from the bytes when asked: most fields are never looked up.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Field {
-    raw: Vec<u8>,
+enum Field {
+    Original(Range<usize>),
+    Written(Vec<u8>),
 }
 
 impl Field {
     fn new(name: &str, value: &str) -> Field {
-        Field {
-            raw: format!("{name}: {value}").into_bytes(),
+        Field::Written(format!("{name}: {value}").into_bytes())
+    }
+
+    /// The field's bytes; `original` is the message it was parsed from.
+    fn raw<'a>(&'a self, original: &'a [u8]) -> &'a [u8] {
+        match self {
+            Field::Original(span) => &original[span.clone()],
+            Field::Written(raw) => raw,
         }
     }
 
-    /// The name: what comes before the first colon, trimmed (empty without a colon).
-    fn name(&self) -> &[u8] {
-        self.raw
-            .iter()
-            .position(|&b| b == b':')
-            .map_or(&[][..], |i| self.raw[..i].trim_ascii())
+    /// Adds the continuation line at `line` of `original`. A span grows over it when the
+    /// lines are joined by CRLF there; a bare LF between them is written out as CRLF.
+    fn continue_with(&mut self, original: &[u8], line: Range<usize>) {
+        match self {
+            Field::Original(span) if original[span.end..line.start] == *b"\r\n" => {
+                span.end = line.end;
+            }
+            Field::Original(span) => {
+                let mut raw = original[span.clone()].to_vec();
+                raw.extend_from_slice(b"\r\n");
+                raw.extend_from_slice(&original[line]);
+                *self = Field::Written(raw);
+            }
+            Field::Written(raw) => {
+                raw.extend_from_slice(b"\r\n");
+                raw.extend_from_slice(&original[line]);
+            }
+        }
     }
+}
 
-    fn is_named(&self, name: &str) -> bool {
-        self.name().eq_ignore_ascii_case(name.as_bytes())
-    }
+/// A field's name: what comes before the first colon, trimmed (empty without a colon).
+fn field_name(raw: &[u8]) -> &[u8] {
+    raw.iter()
+        .position(|&b| b == b':')
+        .map_or(&[][..], |i| raw[..i].trim_ascii())
+}
 
-    /// The value unfolded and trimmed.
-    fn value(&self) -> String {
-        let after = self
-            .raw
-            .iter()
-            .position(|&b| b == b':')
-            .map_or(&self.raw[..0], |i| &self.raw[i + 1..]);
-        let unfolded: Vec<u8> = after
-            .iter()
-            .copied()
-            .filter(|&b| b != b'\r' && b != b'\n')
-            .collect();
-        String::from_utf8_lossy(&unfolded).trim().to_string()
+fn field_is_named(raw: &[u8], name: &str) -> bool {
+    field_name(raw).eq_ignore_ascii_case(name.as_bytes())
+}
+
+/// A field's value unfolded and trimmed.
+fn field_value(raw: &[u8]) -> String {
+    let after = raw
+        .iter()
+        .position(|&b| b == b':')
+        .map_or(&raw[..0], |i| &raw[i + 1..]);
+    if !after.contains(&b'\n') {
+        return String::from_utf8_lossy(after).trim().to_string();
     }
+    let unfolded: Vec<u8> = after
+        .iter()
+        .copied()
+        .filter(|&b| b != b'\r' && b != b'\n')
+        .collect();
+    String::from_utf8_lossy(&unfolded).trim().to_string()
 }
 
 /// The message as the host handed it over: a buffer of its own (given back as is when nobody
@@ -87,11 +118,11 @@ impl std::ops::Deref for Original {
     }
 }
 
-/// A message as plugins see it. Cloning is cheap: the original bytes and a replaced body are
-/// shared, only the field list is copied.
+/// A message as plugins see it. Cloning is cheap: the original bytes, the field list and a
+/// replaced body are shared until an edit.
 #[derive(Debug, Clone)]
 pub struct MessageRes {
-    fields: Vec<Field>,
+    fields: Arc<Vec<Field>>,
     original: Original,
     body_start: usize,
     new_body: Option<Arc<Vec<u8>>>,
@@ -129,17 +160,15 @@ impl MessageRes {
                 // A lone CR closing a message that has no empty line: no field left.
                 break;
             }
-            match (line[0], fields.last_mut()) {
-                (b' ' | b'\t', Some(f)) => {
-                    f.raw.extend_from_slice(b"\r\n");
-                    f.raw.extend_from_slice(line);
-                }
-                _ => fields.push(Field { raw: line.to_vec() }),
+            let line = pos..pos + line.len();
+            match (bytes[pos], fields.last_mut()) {
+                (b' ' | b'\t', Some(f)) => f.continue_with(&bytes, line),
+                _ => fields.push(Field::Original(line)),
             }
             pos = next;
         }
         MessageRes {
-            fields,
+            fields: Arc::new(fields),
             original: bytes,
             body_start,
             new_body: None,
@@ -165,12 +194,12 @@ impl MessageRes {
 
     /// The header fields as on the wire, each without its final CRLF.
     pub(super) fn field_lines(&self) -> impl Iterator<Item = &[u8]> {
-        self.fields.iter().map(|f| f.raw.as_slice())
+        self.fields.iter().map(|f| f.raw(&self.original))
     }
 
     /// Replaces the header fields with `lines` (raw fields without their final CRLF).
     pub(super) fn set_field_lines(&mut self, lines: Vec<Vec<u8>>) {
-        self.fields = lines.into_iter().map(|raw| Field { raw }).collect();
+        self.fields = Arc::new(lines.into_iter().map(Field::Written).collect());
         self.edited = true;
     }
 
@@ -198,17 +227,20 @@ impl MessageRes {
     pub(super) fn replace_field(&mut self, name: &str, value: &str) -> wasmtime::Result<()> {
         self.check_field(name, value, false)?;
         let new = Field::new(name, value);
-        match self.fields.iter().position(|f| f.is_named(name)) {
+        let first = self.field_lines().position(|raw| field_is_named(raw, name));
+        let original = &self.original;
+        let fields = Arc::make_mut(&mut self.fields);
+        match first {
             Some(i) => {
-                self.fields[i] = new;
+                fields[i] = new;
                 let mut seen = 0;
-                self.fields.retain(|f| {
-                    let same = f.is_named(name);
+                fields.retain(|f| {
+                    let same = field_is_named(f.raw(original), name);
                     seen += same as usize;
                     !same || seen == 1
                 });
             }
-            None if self.fields.len() < MAX_FIELDS => self.fields.push(new),
+            None if fields.len() < MAX_FIELDS => fields.push(new),
             None => wasmtime::bail!("too many header fields (max {MAX_FIELDS})"),
         }
         self.fields_changed(name);
@@ -283,10 +315,10 @@ impl MessageRes {
     /// The header section after every edit, with the empty line that ends it: what goes in
     /// front of [`MessageRes::body`] in the edited message.
     pub(crate) fn head(&self) -> Vec<u8> {
-        let len: usize = self.fields.iter().map(|f| f.raw.len() + 2).sum();
+        let len: usize = self.field_lines().map(|raw| raw.len() + 2).sum();
         let mut out = Vec::with_capacity(len + 2);
-        for f in &self.fields {
-            out.extend_from_slice(&f.raw);
+        for raw in self.field_lines() {
+            out.extend_from_slice(raw);
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"\r\n");
@@ -343,24 +375,25 @@ impl StoreState {
 impl HostMessage for StoreState {
     fn headers(&mut self, r: Resource<MessageRes>) -> wasmtime::Result<Vec<(String, String)>> {
         let m = self.message(&r)?;
-        Ok(m.fields
-            .iter()
-            .map(|f| (String::from_utf8_lossy(f.name()).into_owned(), f.value()))
+        Ok(m.field_lines()
+            .map(|raw| {
+                let name = String::from_utf8_lossy(field_name(raw)).into_owned();
+                (name, field_value(raw))
+            })
             .collect())
     }
 
     fn header(&mut self, r: Resource<MessageRes>, name: String) -> wasmtime::Result<Vec<String>> {
         let m = self.message(&r)?;
-        Ok(m.fields
-            .iter()
-            .filter(|f| f.is_named(&name))
-            .map(Field::value)
+        Ok(m.field_lines()
+            .filter(|raw| field_is_named(raw, &name))
+            .map(field_value)
             .collect())
     }
 
     fn size(&mut self, r: Resource<MessageRes>) -> wasmtime::Result<u64> {
         let m = self.message(&r)?;
-        let header: usize = m.fields.iter().map(|f| f.raw.len() + 2).sum();
+        let header: usize = m.field_lines().map(|raw| raw.len() + 2).sum();
         Ok((header + 2 + m.body().len()) as u64)
     }
 
@@ -392,7 +425,7 @@ impl HostMessage for StoreState {
     ) -> wasmtime::Result<()> {
         let m = self.message(&r)?;
         m.check_field(&name, &value, true)?;
-        m.fields.push(Field::new(&name, &value));
+        Arc::make_mut(&mut m.fields).push(Field::new(&name, &value));
         m.fields_changed(&name);
         m.edited = true;
         Ok(())
@@ -406,7 +439,7 @@ impl HostMessage for StoreState {
     ) -> wasmtime::Result<()> {
         let m = self.message(&r)?;
         m.check_field(&name, &value, true)?;
-        m.fields.insert(0, Field::new(&name, &value));
+        Arc::make_mut(&mut m.fields).insert(0, Field::new(&name, &value));
         m.fields_changed(&name);
         m.edited = true;
         Ok(())
@@ -414,10 +447,16 @@ impl HostMessage for StoreState {
 
     fn remove_header(&mut self, r: Resource<MessageRes>, name: String) -> wasmtime::Result<u32> {
         let m = self.message(&r)?;
-        let before = m.fields.len();
-        m.fields.retain(|f| !f.is_named(&name));
-        let removed = before - m.fields.len();
+        // Asked for every message whatever it holds (a router dropping an internal header):
+        // the list is copied only when something goes.
+        let removed = m
+            .field_lines()
+            .filter(|raw| field_is_named(raw, &name))
+            .count();
         if removed > 0 {
+            let original = &m.original;
+            let fields = Arc::make_mut(&mut m.fields);
+            fields.retain(|f| !field_is_named(f.raw(original), &name));
             m.fields_changed(&name);
             m.edited = true;
         }
@@ -496,23 +535,14 @@ mod tests {
     #[test]
     fn parses_fields_and_body() {
         let m = MessageRes::parse(MSG.to_vec(), 1 << 20);
-        let names: Vec<&[u8]> = m.fields.iter().map(Field::name).collect();
+        let names: Vec<&[u8]> = m.field_lines().map(field_name).collect();
         assert_eq!(names, [&b"From"[..], b"Subject", b"X-Two", b"x-two"]);
-        assert_eq!(
-            Field {
-                raw: b" Odd :x".to_vec()
-            }
-            .name(),
-            b"Odd"
-        );
-        assert_eq!(
-            Field {
-                raw: b"no colon".to_vec()
-            }
-            .name(),
-            b""
-        );
-        assert_eq!(m.fields[1].value(), "hello  world");
+        assert_eq!(field_name(b" Odd :x"), b"Odd");
+        assert_eq!(field_name(b"no colon"), b"");
+        let subject = m.field_lines().nth(1).unwrap();
+        assert_eq!(subject, b"Subject: hello\r\n  world");
+        assert_eq!(field_value(subject), "hello  world");
+        assert!(m.fields.iter().all(|f| matches!(f, Field::Original(_))));
         assert_eq!(m.body(), b"body line\r\n");
         assert!(!m.is_edited());
         assert_eq!(m.into_bytes(), MSG);
@@ -521,12 +551,48 @@ mod tests {
     #[test]
     fn edits_serialize_with_crlf() {
         let mut m = MessageRes::parse(MSG.to_vec(), 1 << 20);
-        m.fields.insert(0, Field::new("X-First", "1"));
+        Arc::make_mut(&mut m.fields).insert(0, Field::new("X-First", "1"));
         m.new_body = Some(Arc::new(crlf(b"new\nbody\n".to_vec())));
         m.edited = true;
         assert_eq!(
             m.into_bytes(),
             b"X-First: 1\r\nFrom: a@example.org\r\nSubject: hello\r\n  world\r\nX-Two: 1\r\nx-two: 2\r\n\r\nnew\r\nbody\r\n"
+        );
+    }
+
+    #[test]
+    fn folds_joined_by_bare_lf_are_written_with_crlf() {
+        let m = MessageRes::parse(b"Subject: a\n b\r\n\tc\nTo: x\n\nbody\n".to_vec(), 1 << 20);
+        let lines: Vec<&[u8]> = m.field_lines().collect();
+        assert_eq!(lines, [&b"Subject: a\r\n b\r\n\tc"[..], b"To: x"]);
+        assert!(matches!(m.fields[0], Field::Written(_)));
+        assert!(matches!(m.fields[1], Field::Original(_)));
+        assert_eq!(field_value(lines[0]), "a b\tc");
+        assert_eq!(m.body(), b"body\n");
+    }
+
+    /// Each plugin gets a clone; its edits stay its own, and a clone nobody edits shares
+    /// the field list.
+    #[test]
+    fn clones_share_fields_until_an_edit() {
+        let m = MessageRes::parse(MSG.to_vec(), 1 << 20);
+        let mut copy = m.clone();
+        assert!(Arc::ptr_eq(&m.fields, &copy.fields));
+        copy.replace_field("x-two", "3").unwrap();
+        assert!(!Arc::ptr_eq(&m.fields, &copy.fields));
+        let two = |m: &MessageRes| -> Vec<String> {
+            m.field_lines()
+                .filter(|raw| field_is_named(raw, "X-Two"))
+                .map(field_value)
+                .collect()
+        };
+        assert_eq!(two(&m), ["1", "2"]);
+        assert_eq!(two(&copy), ["3"]);
+        assert!(!m.is_edited());
+        assert_eq!(m.into_bytes(), MSG);
+        assert_eq!(
+            copy.head(),
+            b"From: a@example.org\r\nSubject: hello\r\n  world\r\nx-two: 3\r\n\r\n"
         );
     }
 
