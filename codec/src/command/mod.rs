@@ -28,6 +28,16 @@ impl Address {
         self.local.contains(['%', '!', '@'])
     }
 
+    /// `local@domain` in one allocation (`to_string` grows its buffer as it writes each part,
+    /// and a session writes every sender and recipient more than once).
+    pub fn mailbox(&self) -> String {
+        let mut text = String::with_capacity(self.local.len() + 1 + self.domain.len());
+        text.push_str(&self.local);
+        text.push('@');
+        text.push_str(&self.domain);
+        text
+    }
+
     /// True when both parts are ASCII; otherwise the transaction needs SMTPUTF8 (RFC 6531).
     pub fn is_ascii(&self) -> bool {
         self.local.is_ascii() && self.domain.is_ascii()

@@ -28,7 +28,7 @@ const SWEEP_EVERY: u64 = 4096;
 /// Saturation point for instants: far enough to mean "never" without overflowing.
 pub(super) const FAR: Duration = Duration::from_secs(100 * 365 * 86_400);
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 struct Window {
     start: Instant,
     length: Duration,
@@ -296,16 +296,18 @@ impl StateBackend for InProcessBackend {
                 length: window,
                 total: 0,
             };
-            let w = t.windows.entry(key.to_string()).or_insert(fresh);
-            if later(w.start, w.length) <= now {
-                *w = Window {
-                    start: now,
-                    length: window,
-                    total: 0,
-                };
+            let add = |w: &mut Window| {
+                if later(w.start, w.length) <= now {
+                    *w = fresh;
+                }
+                w.total = w.total.saturating_add(delta);
+                w.total
+            };
+            // A known key is counted in place: one lookup, no copy of the key.
+            if let Some(w) = t.windows.get_mut(key) {
+                return add(w);
             }
-            w.total = w.total.saturating_add(delta);
-            w.total
+            add(t.windows.entry(key.to_string()).or_insert(fresh))
         });
         ready(total)
     }

@@ -466,3 +466,17 @@ fn error_replies() {
     assert_eq!(LineError::TooLong(512).reply().code, 500);
     assert_eq!(LineError::BareLf.reply().code, 500);
 }
+
+#[test]
+fn mailbox_text_is_what_display_writes() {
+    for a in [
+        addr("user", "example.org"),
+        addr("\"a b@c\"", "example.org"),
+        addr("jörg", "bücher.example"),
+        addr("", "x"),
+    ] {
+        let text = a.mailbox();
+        assert_eq!(text, a.to_string());
+        assert_eq!(text.capacity(), text.len());
+    }
+}

@@ -299,7 +299,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .map(|(addr, params)| Recipient {
                 notify: params.notify.clone().unwrap_or_default(),
                 orcpt: params.orcpt.clone(),
-                ..Recipient::pending(addr.to_string())
+                ..Recipient::pending(addr.mailbox())
             })
             .collect();
         Envelope {
@@ -307,7 +307,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             received_at: unix_now(),
             mail_from: match &txn.from {
                 ReversePath::Null => None,
-                ReversePath::Mailbox(a) => Some(a.to_string()),
+                ReversePath::Mailbox(a) => Some(a.mailbox()),
             },
             recipients,
             client: ClientInfo {

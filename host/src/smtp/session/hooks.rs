@@ -188,7 +188,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         let info = self.connection_info();
         let mut tx = transaction_info(self.txn.as_ref()?, None);
-        let rcpt = rcpt.to_string();
+        let rcpt = rcpt.mailbox();
         let verdict = self.plugins.as_mut()?.rcpt(&info, &mut tx, &rcpt).await;
         if let Some(txn) = self.txn.as_mut() {
             txn.annotations = tx.annotations;
@@ -307,7 +307,7 @@ fn mail_params(p: &MailParams) -> Vec<(String, String)> {
 pub(super) fn reverse_path(from: &ReversePath) -> String {
     match from {
         ReversePath::Null => String::new(),
-        ReversePath::Mailbox(a) => a.to_string(),
+        ReversePath::Mailbox(a) => a.mailbox(),
     }
 }
 
@@ -317,7 +317,7 @@ fn transaction_info(txn: &Transaction, size: Option<u64>) -> TransactionInfo {
         mail_from: Some(reverse_path(&txn.from)),
         mail_params: mail_params(&txn.params),
         size: size.or(txn.params.size),
-        recipients: txn.recipients.iter().map(|(a, _)| a.to_string()).collect(),
+        recipients: txn.recipients.iter().map(|(a, _)| a.mailbox()).collect(),
         queue_id: None,
         message_id: None,
         auth_results: Vec::new(),
