@@ -49,9 +49,14 @@ pub fn key(rule: &Rule, limit: &str, facts: &Facts<'_>) -> Option<String> {
         out.push(part.tag());
         match part {
             KeyPart::Ip => {
-                let mut ip = String::with_capacity(40);
-                net::write_key(&mut ip, facts.ip, rule.ipv4_prefix, rule.ipv6_prefix);
-                push_value(&mut out, &ip);
+                // Written in place, its length put in front once known.
+                let at = out.len();
+                net::write_key(&mut out, facts.ip, rule.ipv4_prefix, rule.ipv6_prefix);
+                let len = out.len() - at;
+                out.insert(at, ':');
+                for &d in decimal(len as u64, &mut [0; 20]).iter().rev() {
+                    out.insert(at, char::from(d));
+                }
             }
             KeyPart::User => push_value(&mut out, facts.user?),
             KeyPart::Sender => push_value(&mut out, facts.sender?),
@@ -71,8 +76,30 @@ pub fn key(rule: &Rule, limit: &str, facts: &Facts<'_>) -> Option<String> {
 }
 
 fn push_value(out: &mut String, value: &str) {
-    let _ = write!(out, "{}:", value.len());
+    push_decimal(out, value.len() as u64);
+    out.push(':');
     out.push_str(value);
+}
+
+/// Appends `n` in decimal. Keys are built at every hook, and through `core::fmt` their
+/// numbers (lengths, address octets, epochs) were about a third of this plugin's own
+/// instructions per message.
+pub fn push_decimal(out: &mut String, n: u64) {
+    out.extend(decimal(n, &mut [0; 20]).iter().map(|&d| char::from(d)));
+}
+
+/// The ASCII digits of `n`, written at the end of `digits`.
+fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &digits[start..]
 }
 
 #[cfg(test)]
@@ -109,6 +136,30 @@ mod tests {
             key(&ip, "qd", &facts(None, None)).unwrap(),
             "r1\x1fqd\x1fi17:2001:db8:0:1::/64r11:example.com"
         );
+    }
+
+    #[test]
+    fn ipv4_parts_are_length_prefixed() {
+        let r = rules(r#"["ip", "sender"]"#);
+        let facts = Facts {
+            ip: "192.0.2.77".parse().unwrap(),
+            user: None,
+            sender: Some("a@b.org"),
+            recipient: None,
+        };
+        assert_eq!(
+            key(&r, "r", &facts).unwrap(),
+            "r1\x1fr\x1fi10:192.0.2.77s7:a@b.org"
+        );
+    }
+
+    #[test]
+    fn decimals() {
+        for n in [0, 7, 10, 255, 1_000_000, u64::MAX] {
+            let mut s = String::from("x");
+            push_decimal(&mut s, n);
+            assert_eq!(s, format!("x{n}"));
+        }
     }
 
     #[test]

@@ -260,7 +260,12 @@ impl RateLimit {
             if rule.exempt.network(facts.ip) {
                 continue;
             }
-            let key = |e: u64| keys::key(rule, &format!("c{e}"), facts);
+            let key = |e: u64| {
+                let mut limit = String::with_capacity(21);
+                limit.push('c');
+                keys::push_decimal(&mut limit, e);
+                keys::key(rule, &limit, facts)
+            };
             let (Some(now_key), Some(prev_key)) = (key(epoch), key(epoch.saturating_sub(1))) else {
                 continue;
             };

@@ -4,6 +4,8 @@
 use std::fmt::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::keys::push_decimal;
+
 /// An IPv4 or IPv6 network, `10.0.0.0/8` or `2001:db8::/32` (a bare address is a host).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
@@ -76,9 +78,22 @@ pub fn write_key(out: &mut String, ip: IpAddr, ipv4_prefix: u8, ipv6_prefix: u8)
         IpAddr::V4(_) => (ipv4_prefix, 32),
         IpAddr::V6(_) => (ipv6_prefix, 128),
     };
-    let _ = write!(out, "{}", mask(ip, prefix));
+    match mask(ip, prefix) {
+        IpAddr::V4(a) => {
+            for (i, octet) in a.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_decimal(out, u64::from(octet));
+            }
+        }
+        v6 => {
+            let _ = write!(out, "{v6}");
+        }
+    }
     if prefix < full {
-        let _ = write!(out, "/{prefix}");
+        out.push('/');
+        push_decimal(out, u64::from(prefix));
     }
 }
 
