@@ -213,7 +213,6 @@ pub fn decode_entities(s: &str) -> String {
     out
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
