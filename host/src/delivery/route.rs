@@ -12,7 +12,7 @@ use wasmrelay_codec::reply::Reply;
 
 use super::{Failure, Outcome};
 use crate::config::delivery::{DeliveryConfig, SmartHostConfig, TlsPolicy};
-use crate::spool::{Envelope, Recipient};
+use crate::spool::{Envelope, MessageBytes, Recipient};
 
 /// Where mail for one destination domain goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,7 +126,7 @@ pub struct CopyRequest<'a> {
     /// This recipient's attempt: one more than the attempts it already had.
     pub attempt: u32,
     /// The message as spooled (before DKIM signing, which applies to the rendered copy).
-    pub message: &'a [u8],
+    pub message: &'a MessageBytes,
 }
 
 /// One recipient's copy, as rendered.

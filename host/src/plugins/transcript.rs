@@ -48,6 +48,7 @@ use super::{
 };
 use crate::config::lists::ListConfig;
 use crate::config::plugins::PluginConfig;
+use crate::spool::MessageBytes;
 use crate::state::{InProcessBackend, StateBackend};
 
 /// Why a transcript could not run.
@@ -318,8 +319,9 @@ struct Run {
     session: Option<SessionPlugins>,
     conn: Arc<ConnectionInfo>,
     tx: TransactionInfo,
-    /// The last message the data hook saw (after its edits), for `copy`.
-    message: Option<Vec<u8>>,
+    /// The last message the data hook saw (after its edits), for `copy`: shared, as the
+    /// spool hands it to a delivery batch, so copies of it are recognised as one message.
+    message: Option<MessageBytes>,
     /// One delivery batch's instances for `route`, `copy` and `result`.
     delivery: Option<DeliveryPlugins>,
     summary: TranscriptSummary,
@@ -510,22 +512,22 @@ impl Run {
                 if rcpt.is_empty() {
                     return Err("usage: copy RCPT".into());
                 }
-                let Some(mut message) = self.message.clone() else {
+                let Some(message) = self.message.clone() else {
                     return Err("copy: no message yet (use data first)".into());
                 };
                 let env = self.envelope();
-                let info = RecipientInfo {
+                let info = || RecipientInfo {
                     address: rcpt.clone(),
                     ..RecipientInfo::default()
                 };
                 let (v, edited) = self
                     .delivery()
-                    .recipient_copy(|| env.clone(), info, &mut message)
+                    .recipient_copy(|| env.clone(), info, &message)
                     .await;
                 self.record(&format!("copy <{rcpt}>"), &v, out)
                     .and_then(|()| match edited {
-                        true => show_message(&message, out),
-                        false => Ok(()),
+                        Some(copy) => show_message(&copy, out),
+                        None => Ok(()),
                     })
             }
             "result" => {
@@ -578,7 +580,7 @@ impl Run {
         if edited {
             show_message(&message, out)?;
         }
-        self.message = Some(message);
+        self.message = Some(message.into());
         Ok(())
     }
 }

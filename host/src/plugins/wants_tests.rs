@@ -4,6 +4,7 @@
 
 use super::tests::load;
 use super::*;
+use crate::spool::MessageBytes;
 
 fn tracker() -> PluginConfig {
     let text = r#"
@@ -48,15 +49,14 @@ async fn the_tracker_is_not_instantiated_for_mail_without_html() {
     let probe = host.metrics()[0].instantiations;
     let env = envelope();
     let mut batch = host.delivery();
+    let message = MessageBytes::from(TEXT.as_bytes());
     for to in ["a@example.com", "b@example.com"] {
-        let mut message = TEXT.as_bytes().to_vec();
         let unasked =
             || -> Arc<EnvelopeInfo> { panic!("the envelope was built for a skipped copy") };
-        let (verdict, edited) = batch.recipient_copy(unasked, rcpt(to), &mut message).await;
-        assert_eq!((verdict, edited), (Verdict::Continue, false));
+        let (verdict, edited) = batch.recipient_copy(unasked, || rcpt(to), &message).await;
         assert_eq!(
-            message,
-            TEXT.as_bytes(),
+            (verdict, edited),
+            (Verdict::Continue, None),
             "the copy is the message as spooled"
         );
     }
@@ -69,12 +69,12 @@ async fn the_tracker_is_not_instantiated_for_mail_without_html() {
 
     // The same batch with another message (as `wasmrelay plugin test` does): the cached
     // answer was for the text message only.
-    let mut message = HTML.as_bytes().to_vec();
+    let message = MessageBytes::from(HTML.as_bytes());
     let (verdict, edited) = batch
-        .recipient_copy(|| env.clone(), rcpt("a@example.com"), &mut message)
+        .recipient_copy(|| env.clone(), || rcpt("a@example.com"), &message)
         .await;
-    assert_eq!((verdict, edited), (Verdict::Continue, true));
-    let copy = String::from_utf8(message).unwrap();
+    assert_eq!(verdict, Verdict::Continue);
+    let copy = String::from_utf8(edited.expect("the tracker edits the copy")).unwrap();
     assert!(copy.contains("https://t.example.com/"), "{copy}");
     assert_eq!(host.metrics()[0].calls, 1);
 }

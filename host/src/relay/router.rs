@@ -80,12 +80,16 @@ impl DeliveryHooks for PluginBatch {
     fn recipient_copy<'a>(&'a mut self, request: CopyRequest<'a>) -> BoxFuture<'a, Rendered> {
         Box::pin(async move {
             let env = || Arc::new(envelope_info(request.envelope, request.attempt));
-            let mut copy = request.message.to_vec();
-            let rcpt = recipient_info(request.recipient);
-            let (verdict, edited) = self.plugins.recipient_copy(env, rcpt, &mut copy).await;
+            let rcpt = || recipient_info(request.recipient);
+            let (verdict, edited) = self
+                .plugins
+                .recipient_copy(env, rcpt, request.message)
+                .await;
             match verdict {
-                Verdict::Continue | Verdict::Accept if edited => Rendered::Edited(copy),
-                Verdict::Continue | Verdict::Accept => Rendered::Unchanged,
+                Verdict::Continue | Verdict::Accept => match edited {
+                    Some(copy) => Rendered::Edited(copy),
+                    None => Rendered::Unchanged,
+                },
                 Verdict::Reject(reply) | Verdict::Tempfail(reply) | Verdict::Disconnect(reply) => {
                     Rendered::Refused(Failure::policy(reply))
                 }

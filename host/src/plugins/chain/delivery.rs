@@ -15,15 +15,17 @@ use crate::plugins::types::{
     DeliveryReport, EnvelopeInfo, Hook, RecipientInfo, RouteDecision, Verdict,
 };
 use crate::plugins::PluginHost;
+use crate::spool::MessageBytes;
 
 /// The chain for one delivery batch (one attempt of one message): `route`, `recipient-copy`
 /// and `delivery-result`, with their own instances. Use a new one for another message.
 pub struct DeliveryPlugins {
     chain: Chain,
-    /// Set (to the message's fingerprint) once a copy of the batch's message concerned none
-    /// of the plugins that handle `recipient-copy` (their `wants` ruled it out): the other
-    /// recipients' copies of that message skip the chain without parsing it.
-    copies_unwanted: Option<(usize, u64)>,
+    /// Set once a copy of the batch's message concerned none of the plugins that handle
+    /// `recipient-copy` (their `wants` ruled it out): the other recipients' copies of that
+    /// message skip the chain without parsing it. Kept shared, so its bytes stay where they
+    /// are and another message can never be taken for it.
+    copies_unwanted: Option<MessageBytes>,
 }
 
 impl DeliveryPlugins {
@@ -112,42 +114,40 @@ impl DeliveryPlugins {
     }
 
     /// Renders one recipient's copy: every plugin that handles `recipient-copy` may edit
-    /// `message` (this copy only). Returns the verdict and whether the copy differs from
-    /// the spooled message; a failing plugin's edits are dropped and its `on_error` decides
-    /// (tempfail defers the recipient, reject bounces it, accept sends the copy as it is).
-    /// The envelope is asked for only when some plugin is to see the copy: a copy every
-    /// plugin's `wants` rule out costs a parse of its header and MIME structure, no more.
+    /// it (this copy only). Returns the verdict and the copy when it differs from `message`;
+    /// a failing plugin's edits are dropped and its `on_error` decides (tempfail defers the
+    /// recipient, reject bounces it, accept sends the copy as it is). The message is read in
+    /// place, and the envelope and recipient are asked for only when some plugin is to see
+    /// the copy: a copy every plugin's `wants` rule out costs a parse of its header and MIME
+    /// structure, once per message.
     pub async fn recipient_copy(
         &mut self,
         env: impl FnOnce() -> Arc<EnvelopeInfo>,
-        rcpt: RecipientInfo,
-        message: &mut Vec<u8>,
-    ) -> (Verdict, bool) {
-        // Hashed only once some plugin's `wants` ruled a message out: without a chain for
-        // this hook, or before any such answer, copies cost nothing extra.
+        rcpt: impl FnOnce() -> RecipientInfo,
+        message: &MessageBytes,
+    ) -> (Verdict, Option<Vec<u8>>) {
         let unwanted = self
             .copies_unwanted
-            .is_some_and(|print| print == fingerprint(message));
+            .as_ref()
+            .is_some_and(|known| same_bytes(known, message));
         if !self.handles(Hook::RecipientCopy) || unwanted {
-            return (Verdict::Continue, false);
+            return (Verdict::Continue, None);
         }
         let max = self.chain.host.max_message;
-        let mut current = MessageRes::parse(std::mem::take(message), max);
+        let mut current = MessageRes::parse_shared(message.clone(), max);
         if !self.chain.reaches_any(Hook::RecipientCopy, &mut current) {
             // No plugin is to see it: the copy is the message as it came in.
             self.chain.decided = None;
-            *message = current.into_bytes();
-            self.copies_unwanted = Some(fingerprint(message));
-            return (Verdict::Continue, false);
+            self.copies_unwanted = Some(message.clone());
+            return (Verdict::Continue, None);
         }
-        let (env, rcpt) = (env(), Arc::new(rcpt));
+        let (env, rcpt) = (env(), Arc::new(rcpt()));
         let call = |m| Call::RecipientCopy(rcpt.clone(), m);
         let (verdict, current) = self
             .chain
             .edit_chain(Hook::RecipientCopy, Subject::Delivery(&env), current, call)
             .await;
-        let edited = current.is_edited();
-        *message = current.into_bytes();
+        let edited = current.is_edited().then(|| current.into_bytes());
         (verdict, edited)
     }
 
@@ -167,35 +167,24 @@ impl DeliveryPlugins {
     }
 }
 
-/// The length and a fast hash of a message: tells the batch's message from another one (a
-/// batch is one message in the relay; `wasmrelay plugin test` runs several through one).
-/// Not a defence against crafted collisions, which could only make a plugin skip a message
-/// of the caller's own choosing.
-fn fingerprint(message: &[u8]) -> (usize, u64) {
-    let mut words = message.chunks_exact(8);
-    let mut h: u64 = 0;
-    for w in &mut words {
-        let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
-        h = (h.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-    for &b in words.remainder() {
-        h = (h.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-    (message.len(), h)
+/// Whether `a` and `b` are the same bytes in memory. While `a` is kept, no other message
+/// can be at its address.
+fn same_bytes(a: &MessageBytes, b: &MessageBytes) -> bool {
+    std::ptr::eq(a.as_ptr(), b.as_ptr()) && a.len() == b.len()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::fingerprint;
+    use super::*;
 
     #[test]
-    fn fingerprints_tell_messages_of_one_length_apart() {
-        let (a, b) = (
-            b"Subject: x\r\n\r\nbody 1\r\n",
-            b"Subject: x\r\n\r\nbody 2\r\n",
+    fn only_the_same_bytes_are_the_same_message() {
+        let a = MessageBytes::from(&b"Subject: x\r\n\r\nbody\r\n"[..]);
+        let equal = MessageBytes::from(&b"Subject: x\r\n\r\nbody\r\n"[..]);
+        assert!(same_bytes(&a, &a.clone()));
+        assert!(
+            !same_bytes(&a, &equal),
+            "another message with the same text"
         );
-        assert_eq!(fingerprint(a), fingerprint(a));
-        assert_ne!(fingerprint(a), fingerprint(b));
-        assert_ne!(fingerprint(b"ab"), fingerprint(b"ba"));
     }
 }
