@@ -88,14 +88,11 @@ fn field_value(raw: &[u8]) -> String {
         .iter()
         .position(|&b| b == b':')
         .map_or(&raw[..0], |i| &raw[i + 1..]);
-    if !after.contains(&b'\n') {
+    let line_break = |b: &u8| *b == b'\r' || *b == b'\n';
+    if !after.iter().any(line_break) {
         return String::from_utf8_lossy(after).trim().to_string();
     }
-    let unfolded: Vec<u8> = after
-        .iter()
-        .copied()
-        .filter(|&b| b != b'\r' && b != b'\n')
-        .collect();
+    let unfolded: Vec<u8> = after.iter().copied().filter(|b| !line_break(b)).collect();
     String::from_utf8_lossy(&unfolded).trim().to_string()
 }
 
@@ -569,6 +566,11 @@ mod tests {
         assert!(matches!(m.fields[0], Field::Written(_)));
         assert!(matches!(m.fields[1], Field::Original(_)));
         assert_eq!(field_value(lines[0]), "a b\tc");
+        assert_eq!(
+            field_value(b"X: a\rb "),
+            "ab",
+            "a bare CR goes as in a fold"
+        );
         assert_eq!(m.body(), b"body\n");
     }
 
