@@ -135,6 +135,7 @@ fn the_event_log_tells_a_message_life() {
     );
     assert_eq!(emitted["queue_id"].as_str(), Some(id.as_str()), "{emitted}");
     assert_eq!(emitted["fields"]["recipients"], "5");
+    assert_eq!(emitted["fields"]["listed"], "5");
 
     // Received, then queued, with what the client sent.
     let received = at(&[("event", "received"), ("queue_id", &id)]);

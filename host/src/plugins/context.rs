@@ -194,6 +194,11 @@ impl HostContext for StoreState {
         Ok(self.context(&r)?.tx.recipients.clone())
     }
 
+    fn recipient_count(&mut self, r: Resource<ContextRes>) -> wasmtime::Result<u32> {
+        let n = self.context(&r)?.tx.recipients.len();
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
     fn queue_id(&mut self, r: Resource<ContextRes>) -> wasmtime::Result<Option<String>> {
         Ok(self.context(&r)?.tx.queue_id.clone())
     }

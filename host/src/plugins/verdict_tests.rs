@@ -147,7 +147,7 @@ async fn emitted_events_name_the_hook_message_and_recipient() {
             Some(Hook::Data),
             Some("q7".to_string()),
             None,
-            "policy-checked recipients=2".to_string()
+            "policy-checked recipients=2,listed=2".to_string()
         )]
     );
 }

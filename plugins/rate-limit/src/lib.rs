@@ -232,7 +232,7 @@ impl RateLimit {
             {
                 continue;
             }
-            let n = *have.get_or_insert_with(|| ctx.recipients().len());
+            let n = *have.get_or_insert_with(|| ctx.recipient_count() as usize);
             if n >= cap as usize {
                 return Err(Refusal::Cap {
                     rule: i,

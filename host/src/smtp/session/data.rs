@@ -280,7 +280,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 );
                 self.env.events.received(&envelope);
                 self.env.events.queued(&envelope, None);
-                self.hook_queued(&txn, &id, envelope.size).await;
+                self.hook_queued(&mut txn, &id, envelope.size).await;
                 self.ctx.junk = 0;
                 self.ok(Reply::new(
                     250,

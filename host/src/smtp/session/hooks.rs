@@ -187,11 +187,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return None;
         }
         let info = self.connection_info();
-        let mut tx = transaction_info(self.txn.as_ref()?, None);
+        let mut tx = transaction_info(self.txn.as_mut()?, None);
         let rcpt = rcpt.mailbox();
-        let verdict = self.plugins.as_mut()?.rcpt(&info, &mut tx, &rcpt).await;
+        let verdict = match self.plugins.as_mut() {
+            Some(plugins) => plugins.rcpt(&info, &mut tx, &rcpt).await,
+            None => Verdict::Continue,
+        };
         if let Some(txn) = self.txn.as_mut() {
-            txn.annotations = tx.annotations;
+            give_back(txn, tx);
         }
         self.apply(Hook::Rcpt, Refused::Recipient(&rcpt), verdict)
     }
@@ -213,9 +216,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let mut tx = transaction_info(txn, Some(message.len() as u64));
         tx.auth_results = auth_results;
         tx.message_id = Some(id.to_string());
-        let plugins = self.plugins.as_mut()?;
+        let Some(plugins) = self.plugins.as_mut() else {
+            give_back(txn, tx);
+            return None;
+        };
         let (verdict, edited) = plugins.data_shared(&info, &mut tx, message).await;
-        txn.annotations = tx.annotations;
+        give_back(txn, tx);
         if let Some(flow) = self.apply(Hook::Data, Refused::Message(id, txn), verdict) {
             return Some(flow);
         }
@@ -228,7 +234,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     /// The message is durable; informational.
-    pub(super) async fn hook_queued(&mut self, txn: &Transaction, id: &MessageId, size: u64) {
+    pub(super) async fn hook_queued(&mut self, txn: &mut Transaction, id: &MessageId, size: u64) {
         if !self.wants(Hook::Queued) {
             return;
         }
@@ -238,6 +244,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if let Some(plugins) = self.plugins.as_mut() {
             plugins.queued(&info, &tx, id.as_str()).await;
         }
+        give_back(txn, tx);
     }
 
     /// The connection is over, however it ended; informational. The counts plugins held
@@ -311,16 +318,34 @@ pub(super) fn reverse_path(from: &ReversePath) -> String {
     }
 }
 
-/// The transaction as plugins see it; `size` is the real size once the message is in.
-fn transaction_info(txn: &Transaction, size: Option<u64>) -> TransactionInfo {
+/// The transaction as plugins see it; `size` is the real size once the message is in. The
+/// recipients' list is lent from `txn` (extended with those accepted since the last hook)
+/// and comes back with [`give_back`].
+fn transaction_info(txn: &mut Transaction, size: Option<u64>) -> TransactionInfo {
+    let mut recipients = std::mem::take(&mut txn.mailboxes);
+    if recipients.len() > txn.recipients.len() {
+        recipients.clear();
+    }
+    recipients.extend(
+        txn.recipients[recipients.len()..]
+            .iter()
+            .map(|(a, _)| a.mailbox()),
+    );
     TransactionInfo {
         mail_from: Some(reverse_path(&txn.from)),
         mail_params: mail_params(&txn.params),
         size: size.or(txn.params.size),
-        recipients: txn.recipients.iter().map(|(a, _)| a.mailbox()).collect(),
+        recipients,
         queue_id: None,
         message_id: None,
         auth_results: Vec::new(),
         annotations: txn.annotations.clone(),
     }
+}
+
+/// What a hook leaves in the transaction: the annotations plugins set, and the recipients'
+/// list [`transaction_info`] lent.
+fn give_back(txn: &mut Transaction, tx: TransactionInfo) {
+    txn.annotations = tx.annotations;
+    txn.mailboxes = tx.recipients;
 }

@@ -67,6 +67,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             from,
             params,
             recipients: Vec::new(),
+            mailboxes: Vec::new(),
             annotations,
             chunks: None,
             span: tracing::Span::current(),

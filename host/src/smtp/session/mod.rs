@@ -101,6 +101,9 @@ pub struct Transaction {
     pub from: ReversePath,
     pub params: MailParams,
     pub recipients: Vec<(Address, RcptParams)>,
+    /// The accepted recipients as plugins see them (`local@domain`), lent to each hook and
+    /// extended with the ones accepted since: a hook at every RCPT builds only the new one.
+    pub(crate) mailboxes: Vec<String>,
     /// Set by plugins; stored with the message for the delivery-stage hooks.
     pub annotations: Vec<(String, String)>,
     /// Bytes of a BDAT transfer in progress.

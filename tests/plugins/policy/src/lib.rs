@@ -5,7 +5,7 @@
 //! - rcpt: rejects `blocked@...` with 550 5.1.1, accepts `vip@...`;
 //! - data: adds `X-Policy: checked`, prepends `X-Seen-By: policy`, removes `X-Remove-Me`,
 //!   replaces `Subject` when it is `rewrite me`, replaces the body when it contains `REPLACE-BODY`,
-//!   and emits the event `policy-checked` with the recipient count;
+//!   and emits the event `policy-checked` with the recipient count, asked for and counted;
 //! - route: `routed.test` to the smart-host pool `routed`, `hold.test` held, `drop.test`
 //!   dropped, `mx.test` to MX with TLS required;
 //! - delivery-result: counts results per status in kv;
@@ -125,8 +125,12 @@ impl Plugin for Policy {
         if body.windows(12).any(|w| w == b"REPLACE-BODY") {
             msg.replace_body(b"replaced body\r\n");
         }
-        let rcpts = ctx.recipients().len().to_string();
-        host::emit("policy-checked", &[("recipients", &rcpts)]);
+        let rcpts = ctx.recipient_count().to_string();
+        let listed = ctx.recipients().len().to_string();
+        host::emit(
+            "policy-checked",
+            &[("recipients", &rcpts), ("listed", &listed)],
+        );
         Verdict::Continue
     }
 
