@@ -146,6 +146,20 @@ fn count(shared: &Shared, target: &Target, env: &Envelope, outcomes: &[(usize, O
         Target::Hosts(_) => "smarthost",
         Target::Mx { .. } => "mx",
     };
+    for (address, outcome, n) in outcome_runs(env, outcomes) {
+        shared.metrics.delivery(pool, address, outcome, n);
+    }
+}
+
+/// The outcomes as runs of recipients with the same domain and outcome: (the run's first
+/// address, the outcome's name, how many). One destination's recipients share a domain and
+/// mostly an outcome, so a run is usually all of them: a label lookup per recipient was a
+/// fifth of what a 100-recipient message cost the delivery side.
+fn outcome_runs<'e>(
+    env: &'e Envelope,
+    outcomes: &[(usize, Outcome)],
+) -> Vec<(&'e str, &'static str, u64)> {
+    let mut runs: Vec<(&str, &str, u64)> = Vec::new();
     for (i, outcome) in outcomes {
         let outcome = match outcome {
             Outcome::Delivered { .. } => "delivered",
@@ -155,8 +169,21 @@ fn count(shared: &Shared, target: &Target, env: &Envelope, outcomes: &[(usize, O
             Outcome::Dropped(_) => "dropped",
         };
         let address = env.recipients.get(*i).map_or("", |r| r.address.as_str());
-        shared.metrics.delivery(pool, address, outcome);
+        match runs.last_mut() {
+            Some((first, o, n)) if *o == outcome && same_domain(first, address) => *n += 1,
+            _ => runs.push((address, outcome, 1)),
+        }
     }
+    runs
+}
+
+/// Whether two addresses have the same domain as [`crate::delivery::domain_of`] reads it.
+fn same_domain(a: &str, b: &str) -> bool {
+    fn part(address: &str) -> &str {
+        let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
+        domain.trim_end_matches('.')
+    }
+    part(a).eq_ignore_ascii_case(part(b))
 }
 
 /// The recipients to attempt now: pending, and due unless `force` (a flush, which also
@@ -169,4 +196,37 @@ fn due(env: &Envelope, force: bool, now_ms: u64) -> Vec<usize> {
                 && (force || r.next_attempt.saturating_mul(1000) <= now_ms)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_are_counted_in_runs_of_one_domain_and_outcome() {
+        let env = crate::delivery::test_envelope(&[
+            "a@one.test",
+            "b@ONE.test.",
+            "c@one.test",
+            "d@two.test",
+            "e@two.test",
+        ]);
+        let held = || Outcome::Held("later".into());
+        let outcomes = [
+            (0, held()),
+            (1, held()),
+            (2, Outcome::Dropped("no".into())),
+            (3, held()),
+            (4, held()),
+        ];
+        assert_eq!(
+            outcome_runs(&env, &outcomes),
+            [
+                ("a@one.test", "held", 2),
+                ("c@one.test", "dropped", 1),
+                ("d@two.test", "held", 2),
+            ]
+        );
+        assert_eq!(outcome_runs(&env, &[]), []);
+    }
 }

@@ -177,15 +177,21 @@ impl Metrics {
         PluginInstruments::new(name, self.plugins.clone())
     }
 
-    /// One recipient of `address` attempted through `pool` (`mx` for MX delivery,
-    /// `smarthost` for hosts a route named) with `outcome`.
-    pub fn delivery(&self, pool: &str, address: &str, outcome: &str) {
+    /// `recipients` recipients of `address`'s domain attempted through `pool` (`mx` for MX
+    /// delivery, `smarthost` for hosts a route named) with `outcome`.
+    pub fn delivery(&self, pool: &str, address: &str, outcome: &str, recipients: u64) {
         let domain = self.delivery.domain(address);
         let pool = label_value(pool);
         let mut labels = vec![("domain", domain), ("pool", pool)];
-        self.delivery.attempts.get_or_create(&labels).inc();
+        self.delivery
+            .attempts
+            .get_or_create(&labels)
+            .inc_by(recipients);
         labels.push(("outcome", outcome.to_string()));
-        self.delivery.outcomes.get_or_create(&labels).inc();
+        self.delivery
+            .outcomes
+            .get_or_create(&labels)
+            .inc_by(recipients);
     }
 }
 

@@ -37,12 +37,12 @@ async fn every_family_parses_with_the_values_fed_to_it() {
         tap.event(&Event::new(name));
     }
 
-    m.delivery("mx", "a@one.test", "delivered");
-    m.delivery("mx", "b@ONE.test", "deferred");
-    m.delivery("bulk", "c@two.test", "bounced");
+    m.delivery("mx", "a@one.test", "delivered", 1);
+    m.delivery("mx", "b@ONE.test", "deferred", 1);
+    m.delivery("bulk", "c@two.test", "bounced", 1);
     // A domain no label may hold, then one past the cap of 3.
-    m.delivery("mx", "e@\"}\nwasmrelay_forged 1", "delivered");
-    m.delivery("mx", "d@three.test", "delivered");
+    m.delivery("mx", "e@\"}\nwasmrelay_forged 1", "delivered", 1);
+    m.delivery("mx", "d@three.test", "delivered", 1);
 
     let p = m.plugin("policy");
     p.verdict(Hook::Rcpt, VerdictKind::Reject);
