@@ -7,9 +7,17 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Enhanced(pub u8, pub u16, pub u16);
 
+/// Numbers are written with `itoa` rather than `core::fmt`'s integer formatting: each
+/// delivered recipient's status, event and log line show a reply, and `write!` took several
+/// times as long.
 impl fmt::Display for Enhanced {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+        let mut digits = itoa::Buffer::new();
+        f.write_str(digits.format(self.0))?;
+        f.write_str(".")?;
+        f.write_str(digits.format(self.1))?;
+        f.write_str(".")?;
+        f.write_str(digits.format(self.2))
     }
 }
 
@@ -95,27 +103,25 @@ impl Reply {
 
 /// `n` in decimal, as `Display` writes it.
 fn push_decimal(out: &mut Vec<u8>, n: u16) {
-    let mut digits = [0u8; 5];
-    let mut at = digits.len();
-    let mut rest = n;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
+/// `code [enhanced] text`, the lines joined by ` / `.
 impl fmt::Display for Reply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = self.lines.join(" / ");
-        match self.enhanced {
-            Some(e) => write!(f, "{} {} {}", self.code, e, text),
-            None => write!(f, "{} {}", self.code, text),
+        f.write_str(itoa::Buffer::new().format(self.code))?;
+        if let Some(e) = self.enhanced {
+            f.write_str(" ")?;
+            fmt::Display::fmt(&e, f)?;
         }
+        f.write_str(" ")?;
+        for (i, line) in self.lines.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" / ")?;
+            }
+            f.write_str(line)?;
+        }
+        Ok(())
     }
 }
 
@@ -245,6 +251,31 @@ fn sanitize(text: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replies_display_as_one_line() {
+        let show = |code, enhanced, lines: &[&str]| {
+            let lines = lines.iter().map(|l| l.to_string()).collect();
+            Reply {
+                code,
+                enhanced,
+                lines,
+            }
+            .to_string()
+        };
+        assert_eq!(
+            show(250, Some(Enhanced(2, 0, 0)), &["OK", "queued"]),
+            "250 2.0.0 OK / queued"
+        );
+        assert_eq!(
+            show(554, Some(Enhanced(5, 120, 65535)), &["no"]),
+            "554 5.120.65535 no"
+        );
+        assert_eq!(show(421, None, &["bye"]), "421 bye");
+        assert_eq!(show(250, Some(Enhanced(2, 1, 5)), &[]), "250 2.1.5 ");
+        assert_eq!(show(220, None, &[""]), "220 ");
+        assert_eq!(Enhanced(4, 7, 0).to_string(), "4.7.0");
+    }
 
     #[test]
     fn wire_numbers_are_written_as_display_writes_them() {
