@@ -215,7 +215,7 @@ struct Escaped<'a, W: fmt::Write>(&'a mut W);
 impl<W: fmt::Write> fmt::Write for Escaped<'_, W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let mut rest = s;
-        while let Some(at) = rest.find(|c: char| c.is_control()) {
+        while let Some(at) = control_at(rest) {
             self.0.write_str(&rest[..at])?;
             let c = rest[at..].chars().next().unwrap_or_default();
             write!(self.0, "\\x{:02x}", c as u32)?;
@@ -223,6 +223,26 @@ impl<W: fmt::Write> fmt::Write for Escaped<'_, W> {
         }
         self.0.write_str(rest)
     }
+}
+
+/// Where the first control character (`char::is_control`: U+0000..=U+001F and
+/// U+007F..=U+009F) in `s` starts. Scanned as bytes, not decoded chars: every log line passes
+/// through here, and in UTF-8 those characters are the bytes below 0x20, 0x7F, and 0xC2
+/// followed by 0x80..=0x9F.
+fn control_at(s: &str) -> Option<usize> {
+    let bytes = s.as_bytes();
+    let mut from = 0;
+    while let Some(found) = bytes[from..]
+        .iter()
+        .position(|&b| b < 0x20 || b == 0x7f || b == 0xc2)
+    {
+        let at = from + found;
+        if bytes[at] != 0xc2 || matches!(bytes.get(at + 1), Some(0x80..=0x9f)) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 #[cfg(test)]
@@ -297,5 +317,20 @@ mod tests {
         let mut s = String::new();
         write!(Escaped(&mut s), "a\u{1b}[31mé\tb\u{85}").unwrap();
         assert_eq!(s, "a\\x1b[31mé\\x09b\\x85");
+        // Each char below U+0100 and a few beyond: U+0080..=U+00BF share the lead byte 0xC2
+        // with the C1 controls, and only U+0080..=U+009F are escaped.
+        for c in (0u32..0x100)
+            .chain([0x2028, 0xfeff, 0x1f600])
+            .filter_map(char::from_u32)
+        {
+            let mut s = String::new();
+            write!(Escaped(&mut s), "x{c}y").unwrap();
+            let want = if c.is_control() {
+                format!("x\\x{:02x}y", c as u32)
+            } else {
+                format!("x{c}y")
+            };
+            assert_eq!(s, want, "U+{:04X}", c as u32);
+        }
     }
 }
