@@ -170,7 +170,9 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {
                 String::from_utf8_lossy(line).into_owned(),
             ));
         }
-        let c: u16 = std::str::from_utf8(&line[..3]).unwrap().parse().unwrap();
+        let c = line[..3]
+            .iter()
+            .fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
         if !(200..600).contains(&c) {
             return Err(ReplyError::CodeOutOfRange(c));
         }
@@ -191,15 +193,14 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {
     }
     let code = code.unwrap();
     // Split an enhanced status code off the text when it matches the reply's class.
-    let enhanced = lines.first().and_then(|l| parse_enhanced(l, code));
+    let enhanced = lines
+        .first()
+        .and_then(|l| split_enhanced(l, code))
+        .map(|(e, _)| e);
     if enhanced.is_some() {
         for l in &mut lines {
-            if parse_enhanced(l, code).is_some() {
-                // Cut after the status word as it was written (never at a computed byte
-                // offset: the text is the peer's and may hold any UTF-8).
-                let rest = l.trim_start();
-                let word = rest.find(char::is_whitespace).unwrap_or(rest.len());
-                *l = rest[word..].trim_start().to_string();
+            if let Some((_, text_at)) = split_enhanced(l, code) {
+                l.drain(..text_at);
             }
         }
     }
@@ -213,15 +214,21 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {
     )))
 }
 
-fn parse_enhanced(text: &str, code: u16) -> Option<Enhanced> {
-    let word = text.split_whitespace().next()?;
-    let mut parts = word.split('.');
+/// The enhanced status code that starts `line`, when it has the reply's class, and where the
+/// text after it begins.
+fn split_enhanced(line: &str, code: u16) -> Option<(Enhanced, usize)> {
+    // Cut after the status word as it was written (never at a computed byte offset: the
+    // text is the peer's and may hold any UTF-8).
+    let rest = line.trim_start();
+    let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+    let mut parts = rest[..end].split('.');
     // RFC 3463: 1 to 3 digits each (`parse` alone would take `+2`).
     let mut number = || {
-        parts
-            .next()
-            .filter(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|p| p.parse::<u16>().ok())
+        let part = parts.next()?.as_bytes();
+        if !(1..=3).contains(&part.len()) || !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        Some(part.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0')))
     };
     let class = u8::try_from(number()?).ok()?;
     let subject = number()?;
@@ -229,7 +236,8 @@ fn parse_enhanced(text: &str, code: u16) -> Option<Enhanced> {
     if parts.next().is_some() || u16::from(class) != code / 100 {
         return None;
     }
-    Some(Enhanced(class, subject, detail))
+    let text = rest[end..].trim_start();
+    Some((Enhanced(class, subject, detail), line.len() - text.len()))
 }
 
 /// Reply text comes from config and plugins too: strip anything that could break framing.
@@ -347,6 +355,14 @@ mod tests {
         assert_eq!(r.enhanced, None);
         let (r, _) = parse_reply(b"250 +2.0.0 odd\r\n").unwrap().unwrap();
         assert_eq!((r.enhanced, r.lines[0].as_str()), (None, "+2.0.0 odd"));
+        // Each line that repeats the status loses it; a line without one keeps its text.
+        let (r, _) = parse_reply(b"550-5.1.1 no\r\n550-such\r\n550 5.1.1  user\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.enhanced, Some(Enhanced(5, 1, 1)));
+        assert_eq!(r.lines, ["no", "such", "user"]);
+        let (r, _) = parse_reply(b"250 2.1000.0 big\r\n").unwrap().unwrap();
+        assert_eq!((r.enhanced, r.lines[0].as_str()), (None, "2.1000.0 big"));
     }
 
     #[test]
