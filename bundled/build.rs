@@ -16,8 +16,11 @@ fn main() {
         .expect("bundled/ has a parent")
         .to_path_buf();
     let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
+    // Watched by paths relative to this package, as cargo watches its own sources: two
+    // checkouts sharing a target directory share this OUT_DIR, and an absolute path would
+    // keep checking the files of whichever checkout ran the script last.
     for dir in ["plugins", "plugin-sdk", "tracking-token"] {
-        watch(&root.join(dir));
+        watch(&root.join(dir), &Path::new("..").join(dir));
     }
     println!("cargo:rerun-if-env-changed=WASMRELAY_PLUGINS_DIR");
 
@@ -82,21 +85,23 @@ fn build_plugins(root: &Path, out: &Path) -> PathBuf {
     target.join("wasm32-wasip2/release")
 }
 
-/// Reruns this script when anything under `dir` changes (cargo compares mtimes per path).
-fn watch(dir: &Path) {
+/// Reruns this script when anything under `dir` changes (cargo compares mtimes per path),
+/// naming each path as `relative` (to this package's directory) spells it.
+fn watch(dir: &Path, relative: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
-        let path = entry.path();
-        if path.file_name().is_some_and(|n| n == "target") {
+        let name = entry.file_name();
+        if name == "target" {
             continue;
         }
+        let (path, relative) = (entry.path(), relative.join(&name));
         if path.is_dir() {
-            watch(&path);
+            watch(&path, &relative);
         } else {
-            println!("cargo:rerun-if-changed={}", path.display());
+            println!("cargo:rerun-if-changed={}", relative.display());
         }
     }
-    println!("cargo:rerun-if-changed={}", dir.display());
+    println!("cargo:rerun-if-changed={}", relative.display());
 }
