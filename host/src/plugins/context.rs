@@ -38,21 +38,61 @@ impl ContextData {
         })
     }
 
+    /// [`ContextData::new`] in the allocation of a snapshot an earlier run of the same session
+    /// left in `spare` (a session runs a chain at every stage it has plugins for).
+    pub(crate) fn reuse(
+        spare: &mut Option<Arc<ContextData>>,
+        conn: Arc<ConnectionInfo>,
+        mut tx: TransactionInfo,
+    ) -> Arc<ContextData> {
+        let Some(mut kept) = spare.take() else {
+            return ContextData::new(conn, tx);
+        };
+        let Some(c) = Arc::get_mut(&mut kept) else {
+            return ContextData::new(conn, tx);
+        };
+        c.conn = Some(conn);
+        c.in_transaction = tx.mail_from.is_some();
+        *c.annotations.get_mut().unwrap_or_else(|p| p.into_inner()) =
+            std::mem::take(&mut tx.annotations);
+        c.tx = tx;
+        kept
+    }
+
     /// The transaction after the chain ran, with the annotations plugins set. The run's
-    /// calls are over, so nothing else holds the snapshot and it is taken apart, not copied.
-    pub(crate) fn into_transaction(this: Arc<ContextData>) -> TransactionInfo {
-        match Arc::try_unwrap(this) {
-            Ok(c) => TransactionInfo {
-                annotations: c
-                    .annotations
-                    .into_inner()
-                    .unwrap_or_else(|p| p.into_inner()),
-                ..c.tx
-            },
-            Err(shared) => TransactionInfo {
-                annotations: shared.annotations(),
-                ..shared.tx.clone()
-            },
+    /// calls are over, so nothing else holds the snapshot and it is taken apart, not copied;
+    /// emptied, it goes to `spare` for the session's next run.
+    pub(crate) fn into_transaction(
+        mut this: Arc<ContextData>,
+        spare: &mut Option<Arc<ContextData>>,
+    ) -> TransactionInfo {
+        let Some(c) = Arc::get_mut(&mut this) else {
+            return TransactionInfo {
+                annotations: this.annotations(),
+                ..this.tx.clone()
+            };
+        };
+        let annotations =
+            std::mem::take(c.annotations.get_mut().unwrap_or_else(|p| p.into_inner()));
+        let tx = TransactionInfo {
+            annotations,
+            ..std::mem::take(&mut c.tx)
+        };
+        ContextData::release(this, spare);
+        tx
+    }
+
+    /// Ends a run whose transaction the caller does not take back: the snapshot, emptied,
+    /// goes to `spare` if nothing else holds it.
+    pub(crate) fn release(mut this: Arc<ContextData>, spare: &mut Option<Arc<ContextData>>) {
+        if let Some(c) = Arc::get_mut(&mut this) {
+            c.conn = None;
+            c.tx = TransactionInfo::default();
+            c.annotations
+                .get_mut()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+            *spare = Some(this);
         }
     }
 
@@ -296,6 +336,36 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_reused_snapshot_holds_only_the_new_run() {
+        let mut spare = None;
+        let first = ctx(true);
+        first.set_annotation("tag", "one").unwrap();
+        let tx = ContextData::into_transaction(first, &mut spare);
+        assert_eq!(tx.annotations.len(), 2, "the run's annotations come back");
+        let kept = spare.as_ref().expect("an emptied snapshot is kept");
+        assert!(kept.conn.is_none() && kept.annotations().is_empty());
+        assert_eq!(kept.tx, TransactionInfo::default());
+        let conn = Arc::new(ConnectionInfo::new(
+            "s2",
+            "192.0.2.9:1".parse().unwrap(),
+            "127.0.0.1:25".parse().unwrap(),
+        ));
+        let second = ContextData::reuse(&mut spare, conn, TransactionInfo::default());
+        assert!(spare.is_none());
+        assert_eq!(second.conn.as_ref().unwrap().session_id, "s2");
+        assert!(second.annotations().is_empty());
+        assert!(
+            second.set_annotation("tag", "x").is_err(),
+            "no transaction in this run: the last run's state did not carry over"
+        );
+        // A snapshot something else still holds is never reused.
+        let held = second.clone();
+        ContextData::release(second, &mut spare);
+        assert!(spare.is_none());
+        drop(held);
+    }
+
     fn ctx(in_tx: bool) -> Arc<ContextData> {
         let conn = ConnectionInfo::new(
             "s1",
@@ -337,16 +407,19 @@ mod tests {
     fn the_transaction_comes_back_with_the_annotations_set() {
         let c = ctx(true);
         c.set_annotation("stream", "newsletter").unwrap();
-        let tx = ContextData::into_transaction(c);
+        let mut spare = None;
+        let tx = ContextData::into_transaction(c, &mut spare);
         assert_eq!(tx.annotations, [("stream".into(), "newsletter".into())]);
         assert_eq!(tx.mail_from.as_deref(), Some(""));
         // A snapshot still shared is copied, with the same result.
         let c = ctx(true);
         let other = c.clone();
         c.set_annotation("x", "1").unwrap();
-        let tx = ContextData::into_transaction(c);
+        let mut spare = None;
+        let tx = ContextData::into_transaction(c, &mut spare);
         assert_eq!(tx.annotations.len(), 2);
         assert_eq!(other.annotations().len(), 2);
+        assert!(spare.is_none(), "a shared snapshot is not kept for reuse");
     }
 
     #[test]

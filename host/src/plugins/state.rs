@@ -67,6 +67,9 @@ pub struct StoreState {
     /// session's calls, and cleared after each, so a pooled instance never reaches another
     /// session's.
     pub(crate) holds: Option<Arc<SessionHolds>>,
+    /// The last state key in its plugin-private form ([`StoreState::keyed`]), kept so that
+    /// a state call allocates nothing for it.
+    key_buf: String,
 }
 
 /// The hook being run and the message and recipient it is about. Set for every call and
@@ -122,6 +125,7 @@ impl StoreState {
             deadline: None,
             scope: CallScope::default(),
             holds: None,
+            key_buf: String::new(),
         }
     }
 
@@ -157,8 +161,8 @@ impl StoreState {
         Ok(())
     }
 
-    /// A plugin-private key for the shared backend.
-    fn key(&mut self, key: &str) -> wasmtime::Result<Result<String, StateError>> {
+    /// Counts the call and checks a key the plugin passed.
+    fn check_key(&mut self, key: &str) -> wasmtime::Result<Result<(), StateError>> {
         self.charge()?;
         if key.len() > MAX_KEY {
             return Ok(Err(StateError::Invalid(format!(
@@ -166,18 +170,25 @@ impl StoreState {
                 key.len()
             ))));
         }
-        // Built by hand: through `format!` this took over a thousand instructions per call.
-        let name = &self.meta.name;
-        let mut namespaced = String::with_capacity(name.len() + 1 + key.len());
-        namespaced.push_str(name);
-        namespaced.push('\0');
-        namespaced.push_str(key);
-        Ok(Ok(namespaced))
+        Ok(Ok(()))
     }
 
-    /// Checks a kv key; kv calls carry the plugin's name as their namespace instead.
-    fn kv_key(&mut self, key: &str) -> wasmtime::Result<Result<(), StateError>> {
-        Ok(self.key(key)?.map(|_| ()))
+    /// [`Self::check_key`], then the plugin-private form of `key` (the plugin's name, a NUL,
+    /// the key) with the backend to ask. The key is written into the store's buffer, by
+    /// hand: through `format!`, then into a new `String` per call, it cost over a thousand
+    /// instructions and an allocation.
+    fn keyed(
+        &mut self,
+        key: &str,
+    ) -> wasmtime::Result<Result<(&str, &dyn StateBackend), StateError>> {
+        if let Err(e) = self.check_key(key)? {
+            return Ok(Err(e));
+        }
+        self.key_buf.clear();
+        self.key_buf.push_str(&self.meta.name);
+        self.key_buf.push('\0');
+        self.key_buf.push_str(key);
+        Ok(Ok((&self.key_buf, &*self.caps.backend)))
     }
 
     /// Checks a list call against the `[[lists]]` declarations; returns the list's
@@ -352,13 +363,10 @@ impl wit::Host for StoreState {
         burst: u32,
         cost: u32,
     ) -> wasmtime::Result<Result<wit::RateDecision, wit::StateError>> {
-        let key = or_state_error!(self.key(&key)?);
+        let (key, backend) = or_state_error!(self.keyed(&key)?);
         let period = Duration::from_millis(period_ms);
         or_state_error!(state::memory::check_rate(rate, period, burst));
-        let d = self
-            .backend()
-            .rate_limit(&key, rate, period, burst, cost)
-            .await;
+        let d = backend.rate_limit(key, rate, period, burst, cost).await;
         Ok(d.map(|d| wit::RateDecision {
             allowed: d.allowed,
             remaining: d.remaining,
@@ -373,11 +381,10 @@ impl wit::Host for StoreState {
         delta: i64,
         window_ms: u64,
     ) -> wasmtime::Result<Result<i64, wit::StateError>> {
-        let key = or_state_error!(self.key(&key)?);
+        let (key, backend) = or_state_error!(self.keyed(&key)?);
         let window = or_state_error!(counter_window(window_ms));
-        Ok(self
-            .backend()
-            .counter_add(&key, delta, window)
+        Ok(backend
+            .counter_add(key, delta, window)
             .await
             .map_err(Into::into))
     }
@@ -387,29 +394,30 @@ impl wit::Host for StoreState {
         key: String,
         window_ms: u64,
     ) -> wasmtime::Result<Result<i64, wit::StateError>> {
-        let key = or_state_error!(self.key(&key)?);
+        let (holds, name_len) = (self.holds.clone(), self.meta.name.len());
+        let (key, backend) = or_state_error!(self.keyed(&key)?);
         let window = or_state_error!(counter_window(window_ms));
-        let Some(session) = self.holds.clone() else {
+        let Some(session) = holds else {
             return Ok(Err(wit::StateError::Denied(
                 "counter-hold is only available in a session's hooks".into(),
             )));
         };
         // The key starts with the plugin's name and a NUL: its holds are those keys.
-        let prefix = &key[..=self.meta.name.len()];
+        let prefix = &key[..=name_len];
         if !session.has_room(prefix) {
             return Ok(Err(wit::StateError::Denied(format!(
                 "at most {} held counts per session",
                 holds::MAX_PER_PLUGIN
             ))));
         }
-        let total = or_state_error!(self.backend().counter_add(&key, 1, window).await);
-        session.add(key, window);
+        let total = or_state_error!(backend.counter_add(key, 1, window).await);
+        session.add(key.to_owned(), window);
         Ok(Ok(total))
     }
 
     async fn counter_get(&mut self, key: String) -> wasmtime::Result<Result<i64, wit::StateError>> {
-        let key = or_state_error!(self.key(&key)?);
-        Ok(self.backend().counter_get(&key).await.map_err(Into::into))
+        let (key, backend) = or_state_error!(self.keyed(&key)?);
+        Ok(backend.counter_get(key).await.map_err(Into::into))
     }
 
     async fn quota_add(
@@ -419,10 +427,9 @@ impl wit::Host for StoreState {
         limit: u64,
         window: QuotaWindow,
     ) -> wasmtime::Result<Result<wit::QuotaDecision, wit::StateError>> {
-        let key = or_state_error!(self.key(&key)?);
-        let d = self
-            .backend()
-            .quota_add(&key, amount, limit, quota_window(window))
+        let (key, backend) = or_state_error!(self.keyed(&key)?);
+        let d = backend
+            .quota_add(key, amount, limit, quota_window(window))
             .await;
         Ok(d.map(quota_decision).map_err(Into::into))
     }
@@ -432,8 +439,8 @@ impl wit::Host for StoreState {
         key: String,
         window: QuotaWindow,
     ) -> wasmtime::Result<Result<wit::QuotaDecision, wit::StateError>> {
-        let key = or_state_error!(self.key(&key)?);
-        let d = self.backend().quota_get(&key, quota_window(window)).await;
+        let (key, backend) = or_state_error!(self.keyed(&key)?);
+        let d = backend.quota_get(key, quota_window(window)).await;
         Ok(d.map(quota_decision).map_err(Into::into))
     }
 
@@ -441,7 +448,7 @@ impl wit::Host for StoreState {
         &mut self,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, wit::StateError>> {
-        or_state_error!(self.kv_key(&key)?);
+        or_state_error!(self.check_key(&key)?);
         let (backend, meta) = (self.backend(), self.meta.clone());
         let got = backend.kv_get(&meta.name, &key).await;
         Ok(got.map_err(Into::into))
@@ -453,7 +460,7 @@ impl wit::Host for StoreState {
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) -> wasmtime::Result<Result<(), wit::StateError>> {
-        or_state_error!(self.kv_key(&key)?);
+        or_state_error!(self.check_key(&key)?);
         if value.len() > MAX_VALUE {
             return Ok(Err(oversized(value.len())));
         }
@@ -470,7 +477,7 @@ impl wit::Host for StoreState {
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) -> wasmtime::Result<Result<bool, wit::StateError>> {
-        or_state_error!(self.kv_key(&key)?);
+        or_state_error!(self.check_key(&key)?);
         if value.len() > MAX_VALUE {
             return Ok(Err(oversized(value.len())));
         }
@@ -482,7 +489,7 @@ impl wit::Host for StoreState {
     }
 
     async fn kv_delete(&mut self, key: String) -> wasmtime::Result<Result<bool, wit::StateError>> {
-        or_state_error!(self.kv_key(&key)?);
+        or_state_error!(self.check_key(&key)?);
         let (backend, meta) = (self.backend(), self.meta.clone());
         let gone = backend.kv_delete(&meta.name, &key).await;
         Ok(gone.map_err(Into::into))
@@ -494,7 +501,7 @@ impl wit::Host for StoreState {
         member: String,
     ) -> wasmtime::Result<Result<bool, wit::StateError>> {
         or_state_error!(self.list_access(&name, &member, false)?);
-        let hit = self.backend().list_contains(&name, &member).await;
+        let hit = self.caps.backend.list_contains(&name, &member).await;
         Ok(hit.map_err(Into::into))
     }
 

@@ -19,8 +19,8 @@ use super::journal::{Journal, JournalError, LoadReport, LockMode};
 use super::kv::KvTable;
 use super::lists::{Change, ListTable};
 use super::{
-    BoxFuture, KvCap, ListMember, QuotaDecision, QuotaWindow, RateDecision, StateBackend,
-    StateError, StateResult,
+    KvCap, ListMember, QuotaDecision, QuotaWindow, RateDecision, StateBackend, StateError,
+    StateFuture, StateResult,
 };
 
 /// Sweep expired entries every this many writes.
@@ -253,15 +253,15 @@ pub(super) fn remaining(left: Duration, interval: Duration) -> u32 {
     (left.as_nanos() / interval.as_nanos()).min(u32::MAX as u128) as u32
 }
 
-fn ready<'a, T: Send + 'a>(v: T) -> BoxFuture<'a, StateResult<T>> {
-    Box::pin(std::future::ready(Ok(v)))
+fn ready<'a, T: Send + 'a>(v: T) -> StateFuture<'a, StateResult<T>> {
+    StateFuture::ready(Ok(v))
 }
 
 /// A list call's answer once its journal record (if any) is durable.
 fn durable<'a, T: Send + 'a>(
     answer: StateResult<(T, Option<oneshot::Receiver<StateResult<()>>>)>,
-) -> BoxFuture<'a, StateResult<T>> {
-    Box::pin(async move {
+) -> StateFuture<'a, StateResult<T>> {
+    StateFuture::pending(async move {
         let (value, pending) = answer?;
         if let Some(pending) = pending {
             pending
@@ -280,7 +280,7 @@ impl StateBackend for InProcessBackend {
         period: Duration,
         burst: u32,
         cost: u32,
-    ) -> BoxFuture<'a, StateResult<RateDecision>> {
+    ) -> StateFuture<'a, StateResult<RateDecision>> {
         ready(self.gcra(key, rate, period, burst, cost))
     }
 
@@ -289,7 +289,7 @@ impl StateBackend for InProcessBackend {
         key: &'a str,
         delta: i64,
         window: Duration,
-    ) -> BoxFuture<'a, StateResult<i64>> {
+    ) -> StateFuture<'a, StateResult<i64>> {
         let total = self.with(|t, now, _| {
             let fresh = Window {
                 start: now,
@@ -312,7 +312,7 @@ impl StateBackend for InProcessBackend {
         ready(total)
     }
 
-    fn counter_get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StateResult<i64>> {
+    fn counter_get<'a>(&'a self, key: &'a str) -> StateFuture<'a, StateResult<i64>> {
         let total = self.with(|t, now, _| match t.windows.get(key) {
             Some(w) if later(w.start, w.length) > now => w.total,
             _ => 0,
@@ -326,7 +326,7 @@ impl StateBackend for InProcessBackend {
         amount: u64,
         limit: u64,
         window: QuotaWindow,
-    ) -> BoxFuture<'a, StateResult<QuotaDecision>> {
+    ) -> StateFuture<'a, StateResult<QuotaDecision>> {
         ready(self.quota(key, window, Some((amount, limit))))
     }
 
@@ -334,7 +334,7 @@ impl StateBackend for InProcessBackend {
         &'a self,
         key: &'a str,
         window: QuotaWindow,
-    ) -> BoxFuture<'a, StateResult<QuotaDecision>> {
+    ) -> StateFuture<'a, StateResult<QuotaDecision>> {
         ready(self.quota(key, window, None))
     }
 
@@ -342,7 +342,7 @@ impl StateBackend for InProcessBackend {
         &'a self,
         namespace: &'a str,
         key: &'a str,
-    ) -> BoxFuture<'a, StateResult<Option<Vec<u8>>>> {
+    ) -> StateFuture<'a, StateResult<Option<Vec<u8>>>> {
         ready(self.with(|t, now, _| t.kv.get(namespace, key, now)))
     }
 
@@ -352,9 +352,9 @@ impl StateBackend for InProcessBackend {
         key: &'a str,
         value: Vec<u8>,
         ttl: Option<Duration>,
-    ) -> BoxFuture<'a, StateResult<()>> {
+    ) -> StateFuture<'a, StateResult<()>> {
         let set = self.with(|t, now, _| t.kv.set(&cap, key, value, expiry(now, ttl), false, now));
-        Box::pin(std::future::ready(set.map(|_| ())))
+        StateFuture::ready(set.map(|_| ()))
     }
 
     fn kv_add<'a>(
@@ -363,16 +363,16 @@ impl StateBackend for InProcessBackend {
         key: &'a str,
         value: Vec<u8>,
         ttl: Option<Duration>,
-    ) -> BoxFuture<'a, StateResult<bool>> {
+    ) -> StateFuture<'a, StateResult<bool>> {
         let set = self.with(|t, now, _| t.kv.set(&cap, key, value, expiry(now, ttl), true, now));
-        Box::pin(std::future::ready(set))
+        StateFuture::ready(set)
     }
 
     fn kv_delete<'a>(
         &'a self,
         namespace: &'a str,
         key: &'a str,
-    ) -> BoxFuture<'a, StateResult<bool>> {
+    ) -> StateFuture<'a, StateResult<bool>> {
         ready(self.with(|t, now, _| t.kv.delete(namespace, key, now)))
     }
 
@@ -380,7 +380,7 @@ impl StateBackend for InProcessBackend {
         &'a self,
         list: &'a str,
         member: &'a str,
-    ) -> BoxFuture<'a, StateResult<bool>> {
+    ) -> StateFuture<'a, StateResult<bool>> {
         ready(self.with(|t, _, wall| t.lists.contains(list, member, wall)))
     }
 
@@ -390,7 +390,7 @@ impl StateBackend for InProcessBackend {
         member: &'a str,
         ttl: Option<Duration>,
         max_members: u64,
-    ) -> BoxFuture<'a, StateResult<bool>> {
+    ) -> StateFuture<'a, StateResult<bool>> {
         durable(self.with(|t, _, wall| {
             let expires = wall_expiry(wall, ttl);
             let (new, change) = t.lists.add(list, member, expires, max_members, wall)?;
@@ -402,14 +402,14 @@ impl StateBackend for InProcessBackend {
         &'a self,
         list: &'a str,
         member: &'a str,
-    ) -> BoxFuture<'a, StateResult<bool>> {
+    ) -> StateFuture<'a, StateResult<bool>> {
         durable(self.with(|t, _, wall| {
             let (existed, change) = t.lists.remove(list, member, wall);
             Ok((existed, change.and_then(|c| self.journal(t, c))))
         }))
     }
 
-    fn list_members<'a>(&'a self, list: &'a str) -> BoxFuture<'a, StateResult<Vec<ListMember>>> {
+    fn list_members<'a>(&'a self, list: &'a str) -> StateFuture<'a, StateResult<Vec<ListMember>>> {
         ready(self.with(|t, _, wall| t.lists.members(list, wall)))
     }
 }

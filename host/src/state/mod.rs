@@ -102,6 +102,37 @@ pub async fn open(
 /// A boxed future, so backends can be trait objects and still do network I/O.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// A backend call's answer: there at once (the in-process backend never waits, and boxing
+/// its answers cost an allocation per state call), or a boxed future for a backend that
+/// does I/O.
+pub enum StateFuture<'a, T> {
+    Ready(Option<T>),
+    Pending(BoxFuture<'a, T>),
+}
+
+impl<'a, T> StateFuture<'a, T> {
+    pub fn ready(answer: T) -> Self {
+        StateFuture::Ready(Some(answer))
+    }
+
+    pub fn pending(f: impl Future<Output = T> + Send + 'a) -> Self {
+        StateFuture::Pending(Box::pin(f))
+    }
+}
+
+impl<T: Unpin> Future for StateFuture<'_, T> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<T> {
+        match self.get_mut() {
+            StateFuture::Ready(answer) => {
+                std::task::Poll::Ready(answer.take().expect("a state answer taken twice"))
+            }
+            StateFuture::Pending(f) => f.as_mut().poll(cx),
+        }
+    }
+}
+
 /// Why a state call has no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StateError {
@@ -201,7 +232,7 @@ pub trait StateBackend: Send + Sync + 'static {
         period: Duration,
         burst: u32,
         cost: u32,
-    ) -> BoxFuture<'a, StateResult<RateDecision>>;
+    ) -> StateFuture<'a, StateResult<RateDecision>>;
     /// Adds (saturating) to a fixed window of `window` starting at the first add; returns
     /// the new total.
     fn counter_add<'a>(
@@ -209,8 +240,8 @@ pub trait StateBackend: Send + Sync + 'static {
         key: &'a str,
         delta: i64,
         window: Duration,
-    ) -> BoxFuture<'a, StateResult<i64>>;
-    fn counter_get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StateResult<i64>>;
+    ) -> StateFuture<'a, StateResult<i64>>;
+    fn counter_get<'a>(&'a self, key: &'a str) -> StateFuture<'a, StateResult<i64>>;
     /// Adds `amount` to the key's total in the calendar window containing now, if the total
     /// stays at or under `limit`.
     fn quota_add<'a>(
@@ -219,17 +250,17 @@ pub trait StateBackend: Send + Sync + 'static {
         amount: u64,
         limit: u64,
         window: QuotaWindow,
-    ) -> BoxFuture<'a, StateResult<QuotaDecision>>;
+    ) -> StateFuture<'a, StateResult<QuotaDecision>>;
     fn quota_get<'a>(
         &'a self,
         key: &'a str,
         window: QuotaWindow,
-    ) -> BoxFuture<'a, StateResult<QuotaDecision>>;
+    ) -> StateFuture<'a, StateResult<QuotaDecision>>;
     fn kv_get<'a>(
         &'a self,
         namespace: &'a str,
         key: &'a str,
-    ) -> BoxFuture<'a, StateResult<Option<Vec<u8>>>>;
+    ) -> StateFuture<'a, StateResult<Option<Vec<u8>>>>;
     /// Sets `key` in `cap.namespace`, refused with [`StateError::Denied`] when the
     /// namespace's live keys or bytes would pass a cap and grow (a write that shrinks usage
     /// is always allowed, so a plugin over a lowered cap can still clean up).
@@ -239,7 +270,7 @@ pub trait StateBackend: Send + Sync + 'static {
         key: &'a str,
         value: Vec<u8>,
         ttl: Option<Duration>,
-    ) -> BoxFuture<'a, StateResult<()>>;
+    ) -> StateFuture<'a, StateResult<()>>;
     /// Sets only if absent or expired; returns whether it set. Caps as for `kv_set`.
     fn kv_add<'a>(
         &'a self,
@@ -247,17 +278,17 @@ pub trait StateBackend: Send + Sync + 'static {
         key: &'a str,
         value: Vec<u8>,
         ttl: Option<Duration>,
-    ) -> BoxFuture<'a, StateResult<bool>>;
+    ) -> StateFuture<'a, StateResult<bool>>;
     fn kv_delete<'a>(
         &'a self,
         namespace: &'a str,
         key: &'a str,
-    ) -> BoxFuture<'a, StateResult<bool>>;
+    ) -> StateFuture<'a, StateResult<bool>>;
     fn list_contains<'a>(
         &'a self,
         list: &'a str,
         member: &'a str,
-    ) -> BoxFuture<'a, StateResult<bool>>;
+    ) -> StateFuture<'a, StateResult<bool>>;
     /// Adds or refreshes a member; returns whether it was new. A new member that would make
     /// the list hold more than `max_members` live members is refused with
     /// [`StateError::Denied`]. Durable when the call returns (for backends that persist).
@@ -267,14 +298,14 @@ pub trait StateBackend: Send + Sync + 'static {
         member: &'a str,
         ttl: Option<Duration>,
         max_members: u64,
-    ) -> BoxFuture<'a, StateResult<bool>>;
+    ) -> StateFuture<'a, StateResult<bool>>;
     fn list_remove<'a>(
         &'a self,
         list: &'a str,
         member: &'a str,
-    ) -> BoxFuture<'a, StateResult<bool>>;
+    ) -> StateFuture<'a, StateResult<bool>>;
     /// Every live member of a list, sorted, for operators (`wasmrelay list show`).
-    fn list_members<'a>(&'a self, list: &'a str) -> BoxFuture<'a, StateResult<Vec<ListMember>>>;
+    fn list_members<'a>(&'a self, list: &'a str) -> StateFuture<'a, StateResult<Vec<ListMember>>>;
     /// The Redis backend's call and circuit counters, for the metrics; `None` elsewhere.
     fn redis_metrics(&self) -> Option<redis::RedisMetrics> {
         None

@@ -59,7 +59,7 @@ impl DeliveryPlugins {
         if !self.handles(Hook::Route) {
             return RouteDecision::Continue;
         }
-        for i in 0..self.chain.slots.len() {
+        for i in 0..self.chain.members.len() {
             if !self.chain.handles(i, Hook::Route) {
                 continue;
             }
@@ -75,7 +75,7 @@ impl DeliveryPlugins {
                         d
                     }
                     Err(why) => {
-                        self.chain.slots[i] = None;
+                        self.chain.members[i].slot = None;
                         self.chain
                             .failed(i, Hook::Route, FailureKind::Malformed(why));
                         self.chain.count(i, Hook::Route, VerdictKind::Error);

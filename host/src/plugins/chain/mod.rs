@@ -227,16 +227,24 @@ async fn call_slot(
     }
 }
 
-/// The instances of one session or delivery batch, one slot per plugin.
-struct Chain {
-    host: Arc<PluginHost>,
-    slots: Vec<Option<Slot>>,
-    /// Which plugins already had an instance in this session or batch: one lost to a failure
+/// What a chain keeps for one plugin during its session or batch.
+#[derive(Default)]
+struct Member {
+    /// Its live instance, if it has one now.
+    slot: Option<Slot>,
+    /// Whether it already had an instance in this session or batch: one lost to a failure
     /// is replaced by a fresh instance, never by a pooled one, whose memory would hold another
     /// session's facts where this session's were.
-    had_instance: Vec<bool>,
-    /// Each plugin's session value (`context.set-session-value`), kept between its calls.
-    session_values: Vec<Option<Vec<u8>>>,
+    had_instance: bool,
+    /// Its session value (`context.set-session-value`), kept between its calls.
+    session_value: Option<Vec<u8>>,
+}
+
+/// The instances of one session or delivery batch, one member per plugin (in one allocation:
+/// a chain is built for every session and every delivery batch).
+struct Chain {
+    host: Arc<PluginHost>,
+    members: Vec<Member>,
     /// The plugin (by index) whose verdict ended the last run, and the hook.
     decided: Option<(usize, Hook)>,
     /// The `plugin` span of the last call, until [`Chain::count`] records its verdict.
@@ -247,14 +255,10 @@ struct Chain {
 
 impl Chain {
     fn new(host: Arc<PluginHost>) -> Chain {
-        let slots = host.plugins.iter().map(|_| None).collect();
-        let had_instance = vec![false; host.plugins.len()];
-        let session_values = vec![None; host.plugins.len()];
+        let members = host.plugins.iter().map(|_| Member::default()).collect();
         Chain {
             host,
-            slots,
-            had_instance,
-            session_values,
+            members,
             decided: None,
             span: tracing::Span::none(),
             holds: None,
@@ -292,8 +296,8 @@ impl Chain {
         // The instance is out of its slot while it runs: if this future is dropped midway
         // (the client went away), the instance goes with it and is never reused.
         // A plugin that keeps no session memory may take any pooled instance at any call.
-        let first = !std::mem::replace(&mut self.had_instance[i], true);
-        let warm = match self.slots[i].take() {
+        let first = !std::mem::replace(&mut self.members[i].had_instance, true);
+        let warm = match self.members[i].slot.take() {
             Some(slot) => Some(slot),
             None if first || plugin.wants.call_scoped() => {
                 plugin.pool.as_ref().and_then(Pool::take)
@@ -301,7 +305,7 @@ impl Chain {
             None => None,
         };
         let session = match subject {
-            Subject::Session(_) => (self.session_values[i].clone(), self.holds.as_ref()),
+            Subject::Session(_) => (self.members[i].session_value.clone(), self.holds.as_ref()),
             Subject::Delivery(_) => (None, None),
         };
         let span = tracing::debug_span!(
@@ -344,9 +348,9 @@ impl Chain {
         self.span = span;
         match result {
             Ok((slot, (answer, kept))) => {
-                self.slots[i] = Some(slot);
+                self.members[i].slot = Some(slot);
                 if let Subject::Session(_) = subject {
-                    self.session_values[i] = kept;
+                    self.members[i].session_value = kept;
                 }
                 meta.stats.call();
                 Ok(answer)
@@ -364,7 +368,7 @@ impl Chain {
         if !plugin.wants.call_scoped() {
             return;
         }
-        if let (Some(pool), Some(slot)) = (&plugin.pool, self.slots[i].take()) {
+        if let (Some(pool), Some(slot)) = (&plugin.pool, self.members[i].slot.take()) {
             pool.give(slot);
         }
     }
@@ -399,7 +403,7 @@ impl Chain {
         let verdict = match checked {
             Ok(v) => v,
             Err(FailureKind::Malformed(why)) => {
-                self.slots[i] = None;
+                self.members[i].slot = None;
                 self.failed(i, hook, FailureKind::Malformed(why));
                 self.on_error(i)
             }
@@ -419,7 +423,7 @@ impl Chain {
         call: Call<'_>,
     ) -> Verdict {
         self.decided = None;
-        for i in 0..self.slots.len() {
+        for i in 0..self.members.len() {
             if !self.handles(i, hook) {
                 continue;
             }
@@ -456,7 +460,7 @@ impl Chain {
         // only if a plugin declared what it wants; the part tree is cached with the message,
         // so a plugin that asks for the parts next does not pay for it again.
         let mut part_types: Option<Option<Vec<String>>> = None;
-        for i in 0..self.slots.len() {
+        for i in 0..self.members.len() {
             if !self.handles(i, hook) || !self.wanted_by(i, hook, &mut current, &mut part_types) {
                 continue;
             }
@@ -482,7 +486,7 @@ impl Chain {
     /// Whether a plugin that handles `hook` would be called with `message`.
     fn reaches_any(&self, hook: Hook, message: &mut MessageRes) -> bool {
         let mut part_types = None;
-        (0..self.slots.len())
+        (0..self.members.len())
             .filter(|&i| self.handles(i, hook))
             .any(|i| self.wanted_by(i, hook, message, &mut part_types))
     }
@@ -509,7 +513,7 @@ impl Chain {
     /// Runs an informational hook on every plugin that handles it; failures are logged and
     /// counted, there is nothing to decide.
     async fn notify_all(&mut self, hook: Hook, subject: Subject<'_>, call: Call<'_>) {
-        for i in 0..self.slots.len() {
+        for i in 0..self.members.len() {
             if self.handles(i, hook) {
                 let done = self.invoke(i, hook, subject, call.clone()).await;
                 let kind = match done {
@@ -526,8 +530,8 @@ impl Chain {
 /// Healthy instances of `pooled` plugins go back to their pool when the session or batch ends.
 impl Drop for Chain {
     fn drop(&mut self) {
-        for (plugin, slot) in self.host.plugins.iter().zip(self.slots.iter_mut()) {
-            if let (Some(pool), Some(slot)) = (&plugin.pool, slot.take()) {
+        for (plugin, member) in self.host.plugins.iter().zip(self.members.iter_mut()) {
+            if let (Some(pool), Some(slot)) = (&plugin.pool, member.slot.take()) {
                 pool.give(slot);
             }
         }

@@ -39,13 +39,15 @@ impl Drop for SessionPlugins {
 /// (`session-memory: none`) takes one from its pool at each hook and gives it back after.
 pub struct SessionPlugins {
     chain: Chain,
+    /// The snapshot of the last chain run, emptied, for the next run to fill.
+    spare: Option<Arc<ContextData>>,
 }
 
 impl SessionPlugins {
     pub(crate) fn new(host: Arc<PluginHost>) -> Self {
         let mut chain = Chain::new(host);
         chain.holds = Some(Arc::default());
-        SessionPlugins { chain }
+        SessionPlugins { chain, spare: None }
     }
 
     /// The host this session's chain came from (a reload does not change it).
@@ -81,9 +83,16 @@ impl SessionPlugins {
         conn: &Arc<ConnectionInfo>,
         tx: &mut TransactionInfo,
     ) -> Verdict {
-        let sender = tx.mail_from.clone().unwrap_or_default();
-        self.run_tx(Hook::MailFrom, conn, tx, Call::MailFrom(&sender))
-            .await
+        if !self.chain.host.handles(Hook::MailFrom) {
+            return Verdict::Continue;
+        }
+        // As [`Self::run_tx`], with the reverse path lent from the run's snapshot, not copied.
+        let ctx = ContextData::reuse(&mut self.spare, conn.clone(), std::mem::take(tx));
+        let sender = ctx.tx.mail_from.as_deref().unwrap_or("");
+        let call = Call::MailFrom(sender);
+        let verdict = self.chain.verdict_chain(Hook::MailFrom, &ctx, call).await;
+        *tx = ContextData::into_transaction(ctx, &mut self.spare);
+        verdict
     }
 
     /// RCPT TO; `tx.recipients` holds those accepted before this one.
@@ -137,7 +146,7 @@ impl SessionPlugins {
         tx: &mut TransactionInfo,
         current: MessageRes,
     ) -> (Verdict, MessageRes) {
-        let ctx = ContextData::new(conn.clone(), std::mem::take(tx));
+        let ctx = ContextData::reuse(&mut self.spare, conn.clone(), std::mem::take(tx));
         let (verdict, current) = self
             .chain
             .edit_chain(Hook::Data, Subject::Session(&ctx), current, Call::Data)
@@ -145,7 +154,7 @@ impl SessionPlugins {
         if current.is_edited() {
             tracing::debug!("plugins edited the message");
         }
-        *tx = ContextData::into_transaction(ctx);
+        *tx = ContextData::into_transaction(ctx, &mut self.spare);
         (verdict, current)
     }
 
@@ -157,11 +166,12 @@ impl SessionPlugins {
         queue_id: &str,
     ) {
         if self.chain.host.handles(Hook::Queued) {
-            let ctx = ContextData::new(conn.clone(), tx.clone());
+            let ctx = ContextData::reuse(&mut self.spare, conn.clone(), tx.clone());
             let call = Call::Queued(queue_id);
             self.chain
                 .notify_all(Hook::Queued, Subject::Session(&ctx), call)
                 .await;
+            ContextData::release(ctx, &mut self.spare);
         }
     }
 
@@ -169,10 +179,11 @@ impl SessionPlugins {
     /// back.
     pub async fn closed(&mut self, conn: &Arc<ConnectionInfo>) {
         if self.chain.host.handles(Hook::Closed) {
-            let ctx = ContextData::new(conn.clone(), TransactionInfo::default());
+            let ctx = ContextData::reuse(&mut self.spare, conn.clone(), TransactionInfo::default());
             self.chain
                 .notify_all(Hook::Closed, Subject::Session(&ctx), Call::Closed)
                 .await;
+            ContextData::release(ctx, &mut self.spare);
         }
         self.release_holds().await;
     }
@@ -196,8 +207,10 @@ impl SessionPlugins {
         if !self.chain.host.handles(hook) {
             return Verdict::Continue;
         }
-        let ctx = ContextData::new(conn.clone(), TransactionInfo::default());
-        self.chain.verdict_chain(hook, &ctx, call).await
+        let ctx = ContextData::reuse(&mut self.spare, conn.clone(), TransactionInfo::default());
+        let verdict = self.chain.verdict_chain(hook, &ctx, call).await;
+        ContextData::release(ctx, &mut self.spare);
+        verdict
     }
 
     /// [`Self::run`] for transaction hooks, whose plugins may set annotations.
@@ -211,9 +224,9 @@ impl SessionPlugins {
         if !self.chain.host.handles(hook) {
             return Verdict::Continue;
         }
-        let ctx = ContextData::new(conn.clone(), std::mem::take(tx));
+        let ctx = ContextData::reuse(&mut self.spare, conn.clone(), std::mem::take(tx));
         let verdict = self.chain.verdict_chain(hook, &ctx, call).await;
-        *tx = ContextData::into_transaction(ctx);
+        *tx = ContextData::into_transaction(ctx, &mut self.spare);
         verdict
     }
 }

@@ -156,14 +156,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.apply(Hook::Auth, Refused::Session, verdict)
     }
 
-    /// MAIL FROM: a refusal, or the annotations plugins set (the transaction starts with them).
+    /// MAIL FROM: a refusal, or the annotations plugins set and the reverse path as they saw
+    /// it (the transaction starts with both).
     pub(super) async fn hook_mail(
         &mut self,
         from: &ReversePath,
         params: &MailParams,
-    ) -> Result<Vec<(String, String)>, Flow> {
+    ) -> Result<(Vec<(String, String)>, Option<String>), Flow> {
         if !self.wants(Hook::MailFrom) {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         }
         let info = self.connection_info();
         let mut tx = TransactionInfo {
@@ -173,12 +174,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             ..Default::default()
         };
         let Some(plugins) = self.plugins.as_mut() else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         };
         let verdict = plugins.mail_from(&info, &mut tx).await;
         match self.apply(Hook::MailFrom, Refused::Session, verdict) {
             Some(flow) => Err(flow),
-            None => Ok(tx.annotations),
+            None => Ok((tx.annotations, tx.mail_from)),
         }
     }
 
@@ -319,8 +320,8 @@ pub(super) fn reverse_path(from: &ReversePath) -> String {
 }
 
 /// The transaction as plugins see it; `size` is the real size once the message is in. The
-/// recipients' list is lent from `txn` (extended with those accepted since the last hook)
-/// and comes back with [`give_back`].
+/// reverse path and the recipients' list are lent from `txn` (the list extended with those
+/// accepted since the last hook) and come back with [`give_back`].
 fn transaction_info(txn: &mut Transaction, size: Option<u64>) -> TransactionInfo {
     let mut recipients = std::mem::take(&mut txn.mailboxes);
     if recipients.len() > txn.recipients.len() {
@@ -332,7 +333,7 @@ fn transaction_info(txn: &mut Transaction, size: Option<u64>) -> TransactionInfo
             .map(|(a, _)| a.mailbox()),
     );
     TransactionInfo {
-        mail_from: Some(reverse_path(&txn.from)),
+        mail_from: Some(txn.sender.take().unwrap_or_else(|| reverse_path(&txn.from))),
         mail_params: mail_params(&txn.params),
         size: size.or(txn.params.size),
         recipients,
@@ -343,9 +344,10 @@ fn transaction_info(txn: &mut Transaction, size: Option<u64>) -> TransactionInfo
     }
 }
 
-/// What a hook leaves in the transaction: the annotations plugins set, and the recipients'
-/// list [`transaction_info`] lent.
+/// What a hook leaves in the transaction: the annotations plugins set, and the reverse path
+/// and recipients' list [`transaction_info`] lent.
 fn give_back(txn: &mut Transaction, tx: TransactionInfo) {
     txn.annotations = tx.annotations;
     txn.mailboxes = tx.recipients;
+    txn.sender = tx.mail_from;
 }

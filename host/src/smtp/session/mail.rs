@@ -59,8 +59,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 );
             }
         }
-        let annotations = match self.hook_mail(&from, &params).await {
-            Ok(a) => a,
+        let (annotations, sender) = match self.hook_mail(&from, &params).await {
+            Ok(facts) => facts,
             Err(flow) => return flow,
         };
         self.txn = Some(Transaction {
@@ -68,6 +68,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             params,
             recipients: Vec::new(),
             mailboxes: Vec::new(),
+            sender,
             annotations,
             chunks: None,
             span: tracing::Span::current(),

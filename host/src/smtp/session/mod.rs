@@ -104,6 +104,9 @@ pub struct Transaction {
     /// The accepted recipients as plugins see them (`local@domain`), lent to each hook and
     /// extended with the ones accepted since: a hook at every RCPT builds only the new one.
     pub(crate) mailboxes: Vec<String>,
+    /// The reverse path as plugins see it, built at MAIL FROM and lent to each hook the
+    /// same way.
+    pub(crate) sender: Option<String>,
     /// Set by plugins; stored with the message for the delivery-stage hooks.
     pub annotations: Vec<(String, String)>,
     /// Bytes of a BDAT transfer in progress.

@@ -36,8 +36,8 @@ use redis::{ErrorKind, RedisError, RedisResult, Script, ServerErrorKind};
 
 use super::memory::{remaining, FAR};
 use super::{
-    BoxFuture, KvCap, ListMember, QuotaDecision, QuotaWindow, RateDecision, StateBackend,
-    StateError, StateResult,
+    KvCap, ListMember, QuotaDecision, QuotaWindow, RateDecision, StateBackend, StateError,
+    StateFuture, StateResult,
 };
 use crate::config::state::{redacted, redis_url, RedisConfig};
 use circuit::Circuit;
@@ -352,8 +352,8 @@ fn ms(d: Duration) -> u64 {
 
 fn boxed<'a, T: Send + 'a>(
     f: impl Future<Output = StateResult<T>> + Send + 'a,
-) -> BoxFuture<'a, StateResult<T>> {
-    Box::pin(f)
+) -> StateFuture<'a, StateResult<T>> {
+    StateFuture::pending(f)
 }
 
 impl StateBackend for RedisBackend {
@@ -368,7 +368,7 @@ impl StateBackend for RedisBackend {
         period: Duration,
         burst: u32,
         cost: u32,
-    ) -> BoxFuture<'a, StateResult<RateDecision>> {
+    ) -> StateFuture<'a, StateResult<RateDecision>> {
         boxed(self.gcra(key, rate, period, burst, cost))
     }
 
@@ -377,7 +377,7 @@ impl StateBackend for RedisBackend {
         key: &'a str,
         delta: i64,
         window: Duration,
-    ) -> BoxFuture<'a, StateResult<i64>> {
+    ) -> StateFuture<'a, StateResult<i64>> {
         let key = self.key("ctr:", key);
         let window = ms(window).max(1);
         boxed(self.exec(move |mut c| async move {
@@ -391,7 +391,7 @@ impl StateBackend for RedisBackend {
         }))
     }
 
-    fn counter_get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StateResult<i64>> {
+    fn counter_get<'a>(&'a self, key: &'a str) -> StateFuture<'a, StateResult<i64>> {
         let key = self.key("ctr:", key);
         boxed(async move {
             let v: Option<i64> =
@@ -409,7 +409,7 @@ impl StateBackend for RedisBackend {
         amount: u64,
         limit: u64,
         window: QuotaWindow,
-    ) -> BoxFuture<'a, StateResult<QuotaDecision>> {
+    ) -> StateFuture<'a, StateResult<QuotaDecision>> {
         boxed(self.quota(key, window, Some((amount, limit))))
     }
 
@@ -417,7 +417,7 @@ impl StateBackend for RedisBackend {
         &'a self,
         key: &'a str,
         window: QuotaWindow,
-    ) -> BoxFuture<'a, StateResult<QuotaDecision>> {
+    ) -> StateFuture<'a, StateResult<QuotaDecision>> {
         boxed(self.quota(key, window, None))
     }
 
@@ -425,7 +425,7 @@ impl StateBackend for RedisBackend {
         &'a self,
         namespace: &'a str,
         key: &'a str,
-    ) -> BoxFuture<'a, StateResult<Option<Vec<u8>>>> {
+    ) -> StateFuture<'a, StateResult<Option<Vec<u8>>>> {
         let [.., mut value_key] = self.kv_keys(namespace);
         value_key.extend_from_slice(key.as_bytes());
         boxed(self.exec(move |mut c| async move {
@@ -439,7 +439,7 @@ impl StateBackend for RedisBackend {
         key: &'a str,
         value: Vec<u8>,
         ttl: Option<Duration>,
-    ) -> BoxFuture<'a, StateResult<()>> {
+    ) -> StateFuture<'a, StateResult<()>> {
         boxed(async move { self.kv_write(cap, key, value, ttl, false).await.map(|_| ()) })
     }
 
@@ -449,7 +449,7 @@ impl StateBackend for RedisBackend {
         key: &'a str,
         value: Vec<u8>,
         ttl: Option<Duration>,
-    ) -> BoxFuture<'a, StateResult<bool>> {
+    ) -> StateFuture<'a, StateResult<bool>> {
         boxed(self.kv_write(cap, key, value, ttl, true))
     }
 
@@ -457,7 +457,7 @@ impl StateBackend for RedisBackend {
         &'a self,
         namespace: &'a str,
         key: &'a str,
-    ) -> BoxFuture<'a, StateResult<bool>> {
+    ) -> StateFuture<'a, StateResult<bool>> {
         let [sizes, expiries, usage, values] = self.kv_keys(namespace);
         boxed(async move {
             let gone: i64 = self
@@ -481,7 +481,7 @@ impl StateBackend for RedisBackend {
         &'a self,
         list: &'a str,
         member: &'a str,
-    ) -> BoxFuture<'a, StateResult<bool>> {
+    ) -> StateFuture<'a, StateResult<bool>> {
         boxed(async move {
             let hit = self
                 .list_call(&SCRIPTS.list_contains, list, &[member])
@@ -496,7 +496,7 @@ impl StateBackend for RedisBackend {
         member: &'a str,
         ttl: Option<Duration>,
         max_members: u64,
-    ) -> BoxFuture<'a, StateResult<bool>> {
+    ) -> StateFuture<'a, StateResult<bool>> {
         boxed(async move {
             let ttl = ttl.map_or(String::new(), |t| ms(t).max(1).to_string());
             let max = max_members.to_string();
@@ -516,7 +516,7 @@ impl StateBackend for RedisBackend {
         &'a self,
         list: &'a str,
         member: &'a str,
-    ) -> BoxFuture<'a, StateResult<bool>> {
+    ) -> StateFuture<'a, StateResult<bool>> {
         boxed(async move {
             let gone = self
                 .list_call(&SCRIPTS.list_remove, list, &[member])
@@ -525,7 +525,7 @@ impl StateBackend for RedisBackend {
         })
     }
 
-    fn list_members<'a>(&'a self, list: &'a str) -> BoxFuture<'a, StateResult<Vec<ListMember>>> {
+    fn list_members<'a>(&'a self, list: &'a str) -> StateFuture<'a, StateResult<Vec<ListMember>>> {
         let key = self.key("list:", list);
         boxed(async move {
             let flat: Vec<(String, f64)> = self
