@@ -4,7 +4,7 @@
 //! [`export_plugin!`] turns a type into a component, [`host`] wraps the capabilities the relay
 //! grants, [`Address`] parses envelope addresses, and `mime` adds text-part helpers to
 //! [`Message`]. The interface itself is
-//! `wit/plugin.wit` (`wasmrelay:plugin@0.2.3`); its generated bindings stay private.
+//! `wit/plugin.wit` (`wasmrelay:plugin@0.2.4`); its generated bindings stay private.
 //!
 //! ```no_run
 //! use wasmrelay_plugin_sdk::{export_plugin, Context, Hook, Plugin, Verdict};
@@ -37,9 +37,22 @@ mod reply;
 
 pub use address::{Address, AddressError};
 pub use bindings::wasmrelay::plugin::types::{
-    AuthResult, Context, DeliveryReport, DeliveryStatus, EnhancedCode, Envelope, Hook, Message,
-    MimePart, Notify, PartError, Recipient, Reply, RouteDecision, TlsInfo, TlsPolicy, Verdict,
+    AuthResult, Context, DeliveryReport, DeliveryStatus, EnhancedCode, Envelope, Hook, IpAddress,
+    Message, MimePart, Notify, PartError, Recipient, Reply, RouteDecision, TlsInfo, TlsPolicy,
+    Verdict,
 };
+
+/// `IpAddr::from(ctx.remote_address())`: the client's address without parsing text.
+impl From<IpAddress> for std::net::IpAddr {
+    fn from(ip: IpAddress) -> std::net::IpAddr {
+        match ip {
+            IpAddress::Ipv4((a, b, c, d)) => std::net::IpAddr::from([a, b, c, d]),
+            IpAddress::Ipv6((a, b, c, d, e, f, g, h)) => {
+                std::net::IpAddr::from([a, b, c, d, e, f, g, h])
+            }
+        }
+    }
+}
 
 use __private::bindings;
 

@@ -172,6 +172,20 @@ fn ip_text(ip: IpAddr) -> String {
     text
 }
 
+/// An address as `ip-address`: the same address `remote-ip` writes.
+fn ip_address(ip: IpAddr) -> wit::IpAddress {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            wit::IpAddress::Ipv4((a, b, c, d))
+        }
+        IpAddr::V6(v6) => {
+            let [a, b, c, d, e, f, g, h] = v6.segments();
+            wit::IpAddress::Ipv6((a, b, c, d, e, f, g, h))
+        }
+    }
+}
+
 fn conn<T: Default>(c: &ContextData, f: impl FnOnce(&ConnectionInfo) -> T) -> T {
     c.conn.as_deref().map(f).unwrap_or_default()
 }
@@ -237,6 +251,13 @@ impl HostContext for StoreState {
     fn recipient_count(&mut self, r: Resource<ContextRes>) -> wasmtime::Result<u32> {
         let n = self.context(&r)?.tx.recipients.len();
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    fn remote_address(&mut self, r: Resource<ContextRes>) -> wasmtime::Result<wit::IpAddress> {
+        let ip = conn(&*self.context(&r)?, |c| Some(c.remote.ip()));
+        Ok(ip_address(
+            ip.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+        ))
     }
 
     fn queue_id(&mut self, r: Resource<ContextRes>) -> wasmtime::Result<Option<String>> {
@@ -333,6 +354,30 @@ mod tests {
         );
         for ip in ips {
             assert_eq!(ip_text(ip), ip.to_string());
+        }
+    }
+
+    #[test]
+    fn numeric_addresses_are_the_textual_ones() {
+        let cases = [
+            ("192.0.2.77", [192, 0, 2, 77, 0, 0, 0, 0], 4),
+            ("0.0.0.0", [0; 8], 4),
+            ("2001:db8::5", [0x2001, 0xdb8, 0, 0, 0, 0, 0, 5], 6),
+            (
+                "::ffff:192.0.2.1",
+                [0, 0, 0, 0, 0, 0xffff, 0xc000, 0x0201],
+                6,
+            ),
+        ];
+        for (text, numbers, family) in cases {
+            let ip: IpAddr = text.parse().unwrap();
+            let got = match ip_address(ip) {
+                wit::IpAddress::Ipv4((a, b, c, d)) => (4, [a, b, c, d].map(u16::from).to_vec()),
+                wit::IpAddress::Ipv6((a, b, c, d, e, f, g, h)) => (6, vec![a, b, c, d, e, f, g, h]),
+            };
+            let want = numbers[..if family == 4 { 4 } else { 8 }].to_vec();
+            assert_eq!(got, (family, want), "{text}");
+            assert_eq!(ip_text(ip), text);
         }
     }
 
