@@ -29,13 +29,20 @@ impl ContextData {
     /// The snapshot for one chain run. It owns the transaction until
     /// [`ContextData::into_transaction`] gives it back: a hook costs no copy of the
     /// recipients, however many there are.
-    pub(crate) fn new(conn: Arc<ConnectionInfo>, mut tx: TransactionInfo) -> Arc<ContextData> {
-        Arc::new(ContextData {
-            conn: Some(conn),
-            in_transaction: tx.mail_from.is_some(),
-            annotations: Mutex::new(std::mem::take(&mut tx.annotations)),
-            tx,
-        })
+    pub(crate) fn new(conn: Arc<ConnectionInfo>, tx: TransactionInfo) -> Arc<ContextData> {
+        let mut data = ContextData::default();
+        data.fill(conn, tx);
+        Arc::new(data)
+    }
+
+    fn fill(&mut self, conn: Arc<ConnectionInfo>, mut tx: TransactionInfo) {
+        self.conn = Some(conn);
+        self.in_transaction = tx.mail_from.is_some();
+        *self
+            .annotations
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner()) = std::mem::take(&mut tx.annotations);
+        self.tx = tx;
     }
 
     /// [`ContextData::new`] in the allocation of a snapshot an earlier run of the same session
@@ -43,20 +50,15 @@ impl ContextData {
     pub(crate) fn reuse(
         spare: &mut Option<Arc<ContextData>>,
         conn: Arc<ConnectionInfo>,
-        mut tx: TransactionInfo,
+        tx: TransactionInfo,
     ) -> Arc<ContextData> {
-        let Some(mut kept) = spare.take() else {
-            return ContextData::new(conn, tx);
-        };
-        let Some(c) = Arc::get_mut(&mut kept) else {
-            return ContextData::new(conn, tx);
-        };
-        c.conn = Some(conn);
-        c.in_transaction = tx.mail_from.is_some();
-        *c.annotations.get_mut().unwrap_or_else(|p| p.into_inner()) =
-            std::mem::take(&mut tx.annotations);
-        c.tx = tx;
-        kept
+        if let Some(mut kept) = spare.take() {
+            if let Some(data) = Arc::get_mut(&mut kept) {
+                data.fill(conn, tx);
+                return kept;
+            }
+        }
+        ContextData::new(conn, tx)
     }
 
     /// The transaction after the chain ran, with the annotations plugins set. The run's

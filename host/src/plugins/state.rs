@@ -512,8 +512,9 @@ impl wit::Host for StoreState {
         ttl_ms: Option<u64>,
     ) -> wasmtime::Result<Result<bool, wit::StateError>> {
         let max_members = or_state_error!(self.list_access(&name, &member, true)?);
-        let backend = self.backend();
-        let new = backend
+        let new = self
+            .caps
+            .backend
             .list_add(&name, &member, ttl(ttl_ms), max_members)
             .await;
         Ok(new.map_err(Into::into))
@@ -525,7 +526,7 @@ impl wit::Host for StoreState {
         member: String,
     ) -> wasmtime::Result<Result<bool, wit::StateError>> {
         or_state_error!(self.list_access(&name, &member, true)?);
-        let gone = self.backend().list_remove(&name, &member).await;
+        let gone = self.caps.backend.list_remove(&name, &member).await;
         Ok(gone.map_err(Into::into))
     }
 

@@ -96,7 +96,8 @@ enum Call<'a> {
     Connect,
     Helo,
     Auth(&'a str),
-    MailFrom(&'a str),
+    /// The reverse path is the run's snapshot's (`tx.mail_from`), passed without a copy.
+    MailFrom,
     Rcpt(&'a str),
     Queued(&'a str),
     Closed,
@@ -177,8 +178,12 @@ async fn call_slot(
             Call::Connect => Answer::Verdict(Box::pin(hooks.connect(store, ctx())).await?.0),
             Call::Helo => Answer::Verdict(Box::pin(hooks.helo(store, ctx())).await?.0),
             Call::Auth(user) => Answer::Verdict(Box::pin(hooks.auth(store, ctx(), user)).await?.0),
-            Call::MailFrom(s) => {
-                Answer::Verdict(Box::pin(hooks.mail_from(store, ctx(), s)).await?.0)
+            Call::MailFrom => {
+                let sender = match subject {
+                    Subject::Session(c) => c.tx.mail_from.as_deref().unwrap_or(""),
+                    Subject::Delivery(_) => unreachable!("mail-from is a session hook"),
+                };
+                Answer::Verdict(Box::pin(hooks.mail_from(store, ctx(), sender)).await?.0)
             }
             Call::Rcpt(r) => Answer::Verdict(Box::pin(hooks.rcpt(store, ctx(), r)).await?.0),
             Call::Queued(id) => {

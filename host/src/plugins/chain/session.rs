@@ -83,16 +83,7 @@ impl SessionPlugins {
         conn: &Arc<ConnectionInfo>,
         tx: &mut TransactionInfo,
     ) -> Verdict {
-        if !self.chain.host.handles(Hook::MailFrom) {
-            return Verdict::Continue;
-        }
-        // As [`Self::run_tx`], with the reverse path lent from the run's snapshot, not copied.
-        let ctx = ContextData::reuse(&mut self.spare, conn.clone(), std::mem::take(tx));
-        let sender = ctx.tx.mail_from.as_deref().unwrap_or("");
-        let call = Call::MailFrom(sender);
-        let verdict = self.chain.verdict_chain(Hook::MailFrom, &ctx, call).await;
-        *tx = ContextData::into_transaction(ctx, &mut self.spare);
-        verdict
+        self.run_tx(Hook::MailFrom, conn, tx, Call::MailFrom).await
     }
 
     /// RCPT TO; `tx.recipients` holds those accepted before this one.
