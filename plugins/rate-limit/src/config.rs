@@ -10,6 +10,7 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 use wasmrelay_plugin_sdk::host::{list_address, QuotaWindow};
 
+use crate::keys::ClientIp;
 use crate::net::Cidr;
 
 /// Largest `burst`: a peek asks the backend for `burst + 1`, which must not overflow.
@@ -181,8 +182,13 @@ impl Exempt {
         Ok(Exempt { networks, users })
     }
 
-    pub fn network(&self, ip: std::net::IpAddr) -> bool {
-        self.networks.iter().any(|n| n.contains(ip))
+    /// Whether the client is in an exempt network; asks for its address only when there are
+    /// exempt networks.
+    pub fn network(&self, ip: &ClientIp<'_>) -> bool {
+        !self.networks.is_empty() && {
+            let ip = ip.get();
+            self.networks.iter().any(|n| n.contains(ip))
+        }
     }
 
     /// `user` lower-cased.
@@ -491,7 +497,9 @@ mod tests {
         assert_eq!(c.rules[1].quotas[0].limit, 500);
         assert_eq!(c.rules[1].quotas[0].window, QuotaWindow::Day);
         assert_eq!(c.rules[0].ipv6_prefix, 64);
-        assert!(c.exempt.network("10.1.2.3".parse().unwrap()));
+        assert!(c
+            .exempt
+            .network(&ClientIp::known("10.1.2.3".parse().unwrap())));
         assert_eq!(c.concurrent_expiry, Duration::from_secs(3600));
     }
 

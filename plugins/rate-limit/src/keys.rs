@@ -8,10 +8,12 @@
 //! network of the rule's prefix. Keys that would pass the host's 256-byte limit carry
 //! `#` and the SHA-256 of their parts instead.
 
+use std::cell::OnceCell;
 use std::fmt::Write;
 use std::net::IpAddr;
 
 use sha2::{Digest, Sha256};
+use wasmrelay_plugin_sdk::Context;
 
 use crate::config::{KeyPart, Rule};
 use crate::net;
@@ -19,10 +21,46 @@ use crate::net;
 /// The host refuses longer keys.
 const MAX_KEY: usize = 256;
 
+/// The client's address, asked of the host the first time a key or an exemption needs it:
+/// rules keyed on the sender or the user, with no exempt networks, never ask. Asked anew at
+/// each hook: a pooled instance serves other sessions after this one.
+pub struct ClientIp<'a> {
+    ctx: Option<&'a Context>,
+    ip: OnceCell<IpAddr>,
+}
+
+impl<'a> ClientIp<'a> {
+    pub fn of(ctx: &'a Context) -> Self {
+        ClientIp {
+            ctx: Some(ctx),
+            ip: OnceCell::new(),
+        }
+    }
+
+    /// An address already known (tests).
+    #[cfg(test)]
+    pub fn known(ip: IpAddr) -> Self {
+        ClientIp {
+            ctx: None,
+            ip: OnceCell::from(ip),
+        }
+    }
+
+    /// Asked as numbers: no string to copy in and parse.
+    pub fn get(&self) -> IpAddr {
+        *self.ip.get_or_init(|| {
+            let ctx = self
+                .ctx
+                .expect("a client address without a context is known");
+            IpAddr::from(ctx.remote_address())
+        })
+    }
+}
+
 /// What a key can be made of, as far as the current hook knows it. Text is lower-cased.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Facts<'a> {
-    pub ip: IpAddr,
+    pub ip: &'a ClientIp<'a>,
     pub user: Option<&'a str>,
     /// The reverse path, `""` for the null sender.
     pub sender: Option<&'a str>,
@@ -51,7 +89,7 @@ pub fn key(rule: &Rule, limit: &str, facts: &Facts<'_>) -> Option<String> {
             KeyPart::Ip => {
                 // Written in place, its length put in front once known.
                 let at = out.len();
-                net::write_key(&mut out, facts.ip, rule.ipv4_prefix, rule.ipv6_prefix);
+                net::write_key(&mut out, facts.ip.get(), rule.ipv4_prefix, rule.ipv6_prefix);
                 let len = out.len() - at;
                 out.insert(at, ':');
                 out.insert_str(at, itoa::Buffer::new().format(len));
@@ -71,6 +109,17 @@ pub fn key(rule: &Rule, limit: &str, facts: &Facts<'_>) -> Option<String> {
         }
     }
     Some(out)
+}
+
+/// Whether [`key`] would give `rule` a key with these facts, without building it (nor asking
+/// for the client's address, which every session has).
+pub fn applies(rule: &Rule, facts: &Facts<'_>) -> bool {
+    rule.key.iter().all(|part| match part {
+        KeyPart::Ip => true,
+        KeyPart::User => facts.user.is_some(),
+        KeyPart::Sender | KeyPart::SenderDomain => facts.sender.is_some(),
+        KeyPart::RecipientDomain => facts.recipient.is_some(),
+    })
 }
 
 fn push_value(out: &mut String, value: &str) {
@@ -98,9 +147,17 @@ mod tests {
         Config::parse(&json).unwrap().rules.remove(0)
     }
 
-    fn facts<'a>(user: Option<&'a str>, sender: Option<&'a str>) -> Facts<'a> {
+    fn v6() -> ClientIp<'static> {
+        ClientIp::known("2001:db8:0:1::5".parse().unwrap())
+    }
+
+    fn facts<'a>(
+        ip: &'a ClientIp<'a>,
+        user: Option<&'a str>,
+        sender: Option<&'a str>,
+    ) -> Facts<'a> {
         Facts {
-            ip: "2001:db8:0:1::5".parse().unwrap(),
+            ip,
             user,
             sender,
             recipient: Some("bob@example.com"),
@@ -109,15 +166,16 @@ mod tests {
 
     #[test]
     fn parts_are_tagged_and_length_prefixed() {
+        let ip = v6();
         let r = rules(r#"["user", "sender_domain"]"#);
-        let k = key(&r, "r", &facts(Some("a|b"), Some("x@c.org"))).unwrap();
+        let k = key(&r, "r", &facts(&ip, Some("a|b"), Some("x@c.org"))).unwrap();
         assert_eq!(k, "r1\x1fr\x1fu3:a|bd5:c.org");
         // Values that would concatenate the same way give different keys.
-        let other = key(&r, "r", &facts(Some("a"), Some("x@b.c.org"))).unwrap();
+        let other = key(&r, "r", &facts(&ip, Some("a"), Some("x@b.c.org"))).unwrap();
         assert_ne!(k, other);
-        let ip = rules(r#"["ip", "recipient_domain"]"#);
+        let by_ip = rules(r#"["ip", "recipient_domain"]"#);
         assert_eq!(
-            key(&ip, "qd", &facts(None, None)).unwrap(),
+            key(&by_ip, "qd", &facts(&ip, None, None)).unwrap(),
             "r1\x1fqd\x1fi17:2001:db8:0:1::/64r11:example.com"
         );
     }
@@ -125,8 +183,9 @@ mod tests {
     #[test]
     fn ipv4_parts_are_length_prefixed() {
         let r = rules(r#"["ip", "sender"]"#);
+        let ip = ClientIp::known("192.0.2.77".parse().unwrap());
         let facts = Facts {
-            ip: "192.0.2.77".parse().unwrap(),
+            ip: &ip,
             user: None,
             sender: Some("a@b.org"),
             recipient: None,
@@ -148,23 +207,57 @@ mod tests {
 
     #[test]
     fn missing_parts_skip_the_rule() {
+        let ip = v6();
         let r = rules(r#"["user"]"#);
-        assert_eq!(key(&r, "r", &facts(None, Some("a@b"))), None);
+        assert_eq!(key(&r, "r", &facts(&ip, None, Some("a@b"))), None);
         let s = rules(r#"["sender_domain"]"#);
         assert_eq!(
-            key(&s, "r", &facts(None, Some(""))).unwrap(),
+            key(&s, "r", &facts(&ip, None, Some(""))).unwrap(),
             "r1\x1fr\x1fd0:",
             "the null sender has a domain of its own, distinct from every real one"
         );
     }
 
     #[test]
+    fn applies_exactly_when_a_key_is_built() {
+        let ip = v6();
+        for parts in [
+            r#"["ip"]"#,
+            r#"["user"]"#,
+            r#"["sender"]"#,
+            r#"["sender_domain"]"#,
+            r#"["recipient_domain"]"#,
+            r#"["ip", "user", "sender"]"#,
+        ] {
+            let r = rules(parts);
+            for (user, sender, recipient) in [
+                (None, None, None),
+                (Some("u"), None, None),
+                (None, Some("a@b"), None),
+                (None, Some(""), Some("c@d")),
+                (Some("u"), Some("a@b"), Some("c@d")),
+            ] {
+                let facts = Facts {
+                    recipient,
+                    ..facts(&ip, user, sender)
+                };
+                assert_eq!(
+                    applies(&r, &facts),
+                    key(&r, "", &facts).is_some(),
+                    "{parts} with {user:?} {sender:?} {recipient:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn long_keys_are_hashed_under_the_host_limit() {
+        let ip = v6();
         let r = rules(r#"["sender"]"#);
         let long_a = format!("{}@example.org", "a".repeat(300));
         let long_b = format!("{}@example.org", "a".repeat(301));
-        let ka = key(&r, "r", &facts(None, Some(&long_a))).unwrap();
-        let kb = key(&r, "r", &facts(None, Some(&long_b))).unwrap();
+        let ka = key(&r, "r", &facts(&ip, None, Some(&long_a))).unwrap();
+        let kb = key(&r, "r", &facts(&ip, None, Some(&long_b))).unwrap();
         assert!(ka.len() <= MAX_KEY && kb.len() <= MAX_KEY);
         assert!(ka.starts_with("r1\x1fr\x1f#"));
         assert_ne!(ka, kb);

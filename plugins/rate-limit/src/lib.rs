@@ -25,13 +25,11 @@ mod limits;
 mod net;
 mod reply;
 
-use std::net::IpAddr;
-
 use wasmrelay_plugin_sdk::host::{self, list_address};
 use wasmrelay_plugin_sdk::{export_plugin, Context, Hook, Message, Plugin, Verdict};
 
 use config::{Config, Count, KeyPart, Rule};
-use keys::Facts;
+use keys::{ClientIp, Facts};
 use limits::{Check, Limit, Refusal};
 use reply::Stage;
 
@@ -88,12 +86,12 @@ impl Plugin for RateLimit {
         if self.config.connect.is_empty() {
             return Verdict::Continue;
         }
-        let ip = client_ip(ctx);
-        if self.config.exempt.network(ip) {
+        let ip = ClientIp::of(ctx);
+        if self.config.exempt.network(&ip) {
             return Verdict::Continue;
         }
         let facts = Facts {
-            ip,
+            ip: &ip,
             user: None,
             sender: None,
             recipient: None,
@@ -114,7 +112,8 @@ impl Plugin for RateLimit {
         if self.config.recipients.is_empty() {
             return Verdict::Continue;
         }
-        let Some((ip, user)) = self.client(ctx, self.user_for_recipients) else {
+        let ip = ClientIp::of(ctx);
+        let Some(user) = self.client(ctx, &ip, self.user_for_recipients) else {
             return Verdict::Continue;
         };
         let sender = if self.sender_for_recipients {
@@ -124,7 +123,7 @@ impl Plugin for RateLimit {
         };
         let recipient = list_address(recipient);
         let facts = Facts {
-            ip,
+            ip: &ip,
             user: user.as_deref(),
             sender: sender.as_deref(),
             recipient: Some(&recipient),
@@ -142,24 +141,21 @@ impl Plugin for RateLimit {
     }
 }
 
-/// The client's address, asked at each hook: a pooled instance serves other sessions after
-/// this one, so a cached address would be another client's. Asked as numbers: no string to
-/// copy in and parse at every hook.
-fn client_ip(ctx: &Context) -> IpAddr {
-    IpAddr::from(ctx.remote_address())
-}
-
 impl RateLimit {
-    /// The client and, when the stage's rules need it, the authenticated user (lower-cased);
-    /// `None` when either is exempt from every rule.
-    fn client(&mut self, ctx: &Context, wants_user: bool) -> Option<(IpAddr, Option<String>)> {
-        let ip = client_ip(ctx);
+    /// The authenticated user (lower-cased) when the stage's rules need it; `None` when the
+    /// client or the user is exempt from every rule.
+    fn client(
+        &mut self,
+        ctx: &Context,
+        ip: &ClientIp<'_>,
+        wants_user: bool,
+    ) -> Option<Option<String>> {
         let user = wants_user
             .then(|| ctx.auth_user())
             .flatten()
             .map(|u| list_address(&u));
         let exempt = self.config.exempt.network(ip) || self.config.exempt.user(user.as_deref());
-        (!exempt).then_some((ip, user))
+        (!exempt).then_some(user)
     }
 
     /// The `messages` rules at MAIL FROM (`decide` peeks) or at the end of DATA (charges).
@@ -172,12 +168,13 @@ impl RateLimit {
         if self.config.messages.is_empty() {
             return Verdict::Continue;
         }
-        let Some((ip, user)) = self.client(ctx, self.user_for_messages) else {
+        let ip = ClientIp::of(ctx);
+        let Some(user) = self.client(ctx, &ip, self.user_for_messages) else {
             return Verdict::Continue;
         };
         let sender = sender();
         let facts = Facts {
-            ip,
+            ip: &ip,
             user: user.as_deref(),
             sender: sender.as_deref(),
             recipient: None,
@@ -227,7 +224,7 @@ impl RateLimit {
             };
             if rule.exempt.network(facts.ip)
                 || rule.exempt.user(facts.user)
-                || keys::key(rule, "", facts).is_none()
+                || !keys::applies(rule, facts)
             {
                 continue;
             }

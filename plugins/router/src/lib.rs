@@ -131,11 +131,16 @@ impl Plugin for Router {
         let p = &self.policy;
         let classify = !p.classify.is_empty()
             && (p.classify_untrusted || ctx.attribute("trusted").as_deref() == Some("yes"));
+        // Headers this call found absent: removing one is a host call that changes nothing.
+        let mut absent: Vec<&str> = Vec::new();
         if classify {
-            let stream = p
-                .classify
-                .iter()
-                .find_map(|c| c.stream_for(&msg.header(&c.header)));
+            let stream = p.classify.iter().find_map(|c| {
+                let values = msg.header(&c.header);
+                if values.is_empty() {
+                    absent.push(&c.header);
+                }
+                c.stream_for(&values)
+            });
             if let Some(stream) = stream {
                 // A plugin earlier in the chain that set the stream knows better.
                 let set = ctx
@@ -150,7 +155,9 @@ impl Plugin for Router {
             }
         }
         for name in &p.remove_headers {
-            msg.remove_header(name);
+            if !absent.iter().any(|h| h.eq_ignore_ascii_case(name)) {
+                msg.remove_header(name);
+            }
         }
         Verdict::Continue
     }
