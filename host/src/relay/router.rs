@@ -33,14 +33,20 @@ impl Router for PluginRouter {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()?;
-        let batch = PluginBatch {
-            route: host.handles(Hook::Route),
-            copies: host.handles(Hook::RecipientCopy),
-            results: host.handles(Hook::DeliveryResult),
+        let route = host.handles(Hook::Route);
+        let copies = host.handles(Hook::RecipientCopy);
+        let results = host.handles(Hook::DeliveryResult);
+        // No chain for a batch no plugin takes part in (a chain is an allocation per batch).
+        if !(route || copies || results) {
+            return None;
+        }
+        Some(Box::new(PluginBatch {
+            route,
+            copies,
+            results,
             plugins: host.delivery(),
             events: self.events.clone(),
-        };
-        (batch.route || batch.copies || batch.results).then(|| Box::new(batch) as _)
+        }))
     }
 }
 
