@@ -237,10 +237,6 @@ impl StoreState {
                     .is_some_and(|head| head.ends_with('.'))
         })
     }
-
-    fn backend(&self) -> Arc<dyn StateBackend> {
-        self.caps.backend.clone()
-    }
 }
 
 impl WasiView for StoreState {
@@ -449,8 +445,7 @@ impl wit::Host for StoreState {
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, wit::StateError>> {
         or_state_error!(self.check_key(&key)?);
-        let (backend, meta) = (self.backend(), self.meta.clone());
-        let got = backend.kv_get(&meta.name, &key).await;
+        let got = self.caps.backend.kv_get(&self.meta.name, &key).await;
         Ok(got.map_err(Into::into))
     }
 
@@ -464,9 +459,10 @@ impl wit::Host for StoreState {
         if value.len() > MAX_VALUE {
             return Ok(Err(oversized(value.len())));
         }
-        let (backend, meta) = (self.backend(), self.meta.clone());
-        let set = backend
-            .kv_set(kv_cap(&meta), &key, value, ttl(ttl_ms))
+        let set = self
+            .caps
+            .backend
+            .kv_set(kv_cap(&self.meta), &key, value, ttl(ttl_ms))
             .await;
         Ok(set.map_err(Into::into))
     }
@@ -481,17 +477,17 @@ impl wit::Host for StoreState {
         if value.len() > MAX_VALUE {
             return Ok(Err(oversized(value.len())));
         }
-        let (backend, meta) = (self.backend(), self.meta.clone());
-        let set = backend
-            .kv_add(kv_cap(&meta), &key, value, ttl(ttl_ms))
+        let set = self
+            .caps
+            .backend
+            .kv_add(kv_cap(&self.meta), &key, value, ttl(ttl_ms))
             .await;
         Ok(set.map_err(Into::into))
     }
 
     async fn kv_delete(&mut self, key: String) -> wasmtime::Result<Result<bool, wit::StateError>> {
         or_state_error!(self.check_key(&key)?);
-        let (backend, meta) = (self.backend(), self.meta.clone());
-        let gone = backend.kv_delete(&meta.name, &key).await;
+        let gone = self.caps.backend.kv_delete(&self.meta.name, &key).await;
         Ok(gone.map_err(Into::into))
     }
 

@@ -106,13 +106,13 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// its answers cost an allocation per state call), or a boxed future for a backend that
 /// does I/O.
 pub enum StateFuture<'a, T> {
-    Ready(Option<T>),
+    Ready(std::future::Ready<T>),
     Pending(BoxFuture<'a, T>),
 }
 
 impl<'a, T> StateFuture<'a, T> {
     pub fn ready(answer: T) -> Self {
-        StateFuture::Ready(Some(answer))
+        StateFuture::Ready(std::future::ready(answer))
     }
 
     pub fn pending(f: impl Future<Output = T> + Send + 'a) -> Self {
@@ -120,14 +120,12 @@ impl<'a, T> StateFuture<'a, T> {
     }
 }
 
-impl<T: Unpin> Future for StateFuture<'_, T> {
+impl<T> Future for StateFuture<'_, T> {
     type Output = T;
 
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<T> {
         match self.get_mut() {
-            StateFuture::Ready(answer) => {
-                std::task::Poll::Ready(answer.take().expect("a state answer taken twice"))
-            }
+            StateFuture::Ready(answer) => Pin::new(answer).poll(cx),
             StateFuture::Pending(f) => f.as_mut().poll(cx),
         }
     }
