@@ -32,6 +32,13 @@ pub fn error(message: &str) {
     imp::log(LogLevel::Error, message)
 }
 
+/// Limits `hook` (`Data` or `RecipientCopy`) to messages with one of the header fields
+/// `names`; only while the relay asks `hooks()` at load. Prefer
+/// [`crate::Plugin::wanted_headers`], which the SDK declares through this.
+pub fn want_headers(hook: crate::Hook, names: &[String]) -> Result<(), String> {
+    imp::want_headers(hook, names)
+}
+
 /// The plugin's `config` table as JSON (also passed to [`crate::Plugin::init`]).
 pub fn config() -> String {
     imp::config()

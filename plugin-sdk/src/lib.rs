@@ -4,7 +4,7 @@
 //! [`export_plugin!`] turns a type into a component, [`host`] wraps the capabilities the relay
 //! grants, [`Address`] parses envelope addresses, and `mime` adds text-part helpers to
 //! [`Message`]. The interface itself is
-//! `wit/plugin.wit` (`wasmrelay:plugin@0.2.4`); its generated bindings stay private.
+//! `wit/plugin.wit` (`wasmrelay:plugin@0.2.5`); its generated bindings stay private.
 //!
 //! ```no_run
 //! use wasmrelay_plugin_sdk::{export_plugin, Context, Hook, Plugin, Verdict};
@@ -42,6 +42,9 @@ pub use bindings::wasmrelay::plugin::types::{
     Verdict,
 };
 
+/// Most header names [`Plugin::wanted_headers`] may give for one hook.
+pub const MAX_WANTED_HEADERS: usize = 16;
+
 /// `IpAddr::from(ctx.remote_address())`: the client's address without parsing text.
 impl From<IpAddress> for std::net::IpAddr {
     fn from(ip: IpAddress) -> std::net::IpAddr {
@@ -61,6 +64,25 @@ use __private::bindings;
 pub mod __private {
     pub use bindings::__export_plugin_world;
     pub use bindings::exports::wasmrelay::plugin::hooks::Guest;
+
+    /// Tells the host, while it asks `hooks()`, the header fields each message hook in
+    /// `hooks` is limited to ([`crate::Plugin::wanted_headers`]). A refused declaration is
+    /// logged; the hook is then called for every message, which is never wrong.
+    pub fn declare_wanted_headers<P: crate::Plugin>(plugin: &P, hooks: &[crate::Hook]) {
+        use crate::Hook;
+        for hook in [Hook::Data, Hook::RecipientCopy] {
+            if !hooks.contains(&hook) {
+                continue;
+            }
+            let names = plugin.wanted_headers(hook);
+            if names.is_empty() {
+                continue;
+            }
+            if let Err(e) = crate::host::want_headers(hook, &names) {
+                crate::host::warn(&format!("header declaration refused: {e}"));
+            }
+        }
+    }
 
     pub mod bindings {
         wit_bindgen::generate!({
@@ -92,6 +114,19 @@ pub trait Plugin: Sized + 'static {
     /// delivery-time rules) lists fewer, and the relay skips the others for every session.
     fn hooks(&self) -> Vec<Hook> {
         Self::HOOKS.to_vec()
+    }
+
+    /// Header fields without which a message cannot concern `hook` ([`Hook::Data`] or
+    /// [`Hook::RecipientCopy`]), asked once at load right after [`Plugin::hooks`] for each of
+    /// the two this plugin handles: the relay then calls the hook (and makes an instance for
+    /// it) only for messages with at least one of them. Empty, the default: every message.
+    /// For what the config decides; a fixed content type goes in the `wasmrelay:wants`
+    /// section (docs/plugins.md#cost-per-language). At most [`MAX_WANTED_HEADERS`] names; a
+    /// longer list is refused and the hook called for every message. Needs a relay of WIT
+    /// 0.2.5 or later; an older one calls the hook for every message, as it must.
+    fn wanted_headers(&self, hook: Hook) -> Vec<String> {
+        let _ = hook;
+        Vec::new()
     }
 
     /// A client connected (before the banner).
@@ -185,7 +220,11 @@ macro_rules! export_plugin {
                 }
                 fn hooks() -> Vec<$crate::Hook> {
                     PLUGIN.with_borrow(|p| match p {
-                        ::std::option::Option::Some(p) => $crate::Plugin::hooks(p),
+                        ::std::option::Option::Some(p) => {
+                            let hooks = $crate::Plugin::hooks(p);
+                            $crate::__private::declare_wanted_headers(p, &hooks);
+                            hooks
+                        }
                         ::std::option::Option::None => <$ty as $crate::Plugin>::HOOKS.to_vec(),
                     })
                 }

@@ -195,6 +195,16 @@ impl MessageRes {
         self.fields.iter().map(|f| f.raw(&self.original))
     }
 
+    /// Whether a header field has one of `names` (compared case-insensitively).
+    pub(crate) fn has_any_field(&self, names: &[String]) -> bool {
+        self.field_lines().any(|raw| {
+            let name = field_name(raw);
+            names
+                .iter()
+                .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+        })
+    }
+
     /// Replaces the header fields with `lines` (raw fields without their final CRLF).
     pub(super) fn set_field_lines(&mut self, lines: Vec<Vec<u8>>) {
         self.fields = Arc::new(lines.into_iter().map(Field::Written).collect());
@@ -597,6 +607,21 @@ mod tests {
             copy.head(),
             b"From: a@example.org\r\nSubject: hello\r\n  world\r\nx-two: 3\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn a_field_is_found_by_name_in_the_header_only() {
+        let m = MessageRes::parse(
+            b"Subject: a\r\n folded\r\nx-STREAM: news\r\n\r\nPrecedence: bulk\r\n".to_vec(),
+            1 << 20,
+        );
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(m.has_any_field(&names(&["Precedence", "X-Stream"])));
+        assert!(
+            !m.has_any_field(&names(&["Precedence", "folded"])),
+            "a body line or a continuation is not a field"
+        );
+        assert!(!m.has_any_field(&[]));
     }
 
     #[test]

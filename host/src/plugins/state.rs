@@ -15,6 +15,7 @@ use super::bindings::wasmrelay::plugin::host::{
 use super::caps::{DnsFailure, DnsLookup, DnsType, EventSink, PluginEvent};
 use super::holds::{self, SessionHolds};
 use super::types::Hook;
+use super::wants::HeaderWants;
 use super::PluginMeta;
 use crate::state::{self, KvCap, StateBackend, StateError, MAX_LIST_MEMBER};
 
@@ -70,6 +71,9 @@ pub struct StoreState {
     /// The last state key in its plugin-private form ([`StoreState::keyed`]), kept so that
     /// a state call allocates nothing for it.
     key_buf: String,
+    /// Set only while the load-time probe asks `hooks()`: what `host.want-headers`
+    /// declares lands here.
+    pub(crate) declaring: Option<HeaderWants>,
 }
 
 /// The hook being run and the message and recipient it is about. Set for every call and
@@ -126,6 +130,7 @@ impl StoreState {
             scope: CallScope::default(),
             holds: None,
             key_buf: String::new(),
+            declaring: None,
         }
     }
 
@@ -313,6 +318,20 @@ impl wit::Host for StoreState {
             LogLevel::Error => tracing::error!(plugin, "{message}"),
         }
         Ok(())
+    }
+
+    fn want_headers(
+        &mut self,
+        hook: wit::Hook,
+        names: Vec<String>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        self.charge()?;
+        let Some(declared) = self.declaring.as_mut() else {
+            return Ok(Err(
+                "want-headers counts only while the host asks hooks() at load".into(),
+            ));
+        };
+        Ok(declared.declare(Hook::from(hook), &names))
     }
 
     fn config(&mut self) -> wasmtime::Result<String> {

@@ -27,6 +27,9 @@ pub const SECTION: &str = "wasmrelay:wants";
 /// Longest declaration read (all sections together) and most content types per hook.
 const MAX_DECLARATION: usize = 4 * 1024;
 const MAX_TYPES: usize = 16;
+/// Most header names per hook, and the longest name, in `host.want-headers`.
+const MAX_HEADERS: usize = 16;
+const MAX_HEADER_NAME: usize = 128;
 /// Components nest; a declaration is never deeper than this.
 const MAX_DEPTH: usize = 4;
 
@@ -36,6 +39,8 @@ const MAX_DEPTH: usize = 4;
 pub(crate) struct Wants {
     data: Option<Vec<String>>,
     recipient_copy: Option<Vec<String>>,
+    /// What the plugin declared with `host.want-headers` at load.
+    headers: HeaderWants,
     /// `session-memory: none`: an instance holds nothing of a session between calls.
     no_session_memory: bool,
 }
@@ -114,6 +119,75 @@ impl Wants {
 
     /// The content types `hook` is limited to, if the plugin declared any.
     pub(crate) fn types(&self, hook: Hook) -> Option<&[String]> {
+        match hook {
+            Hook::Data => self.data.as_deref(),
+            Hook::RecipientCopy => self.recipient_copy.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The header fields (lower case) `hook` is limited to, if the plugin declared any.
+    pub(crate) fn headers(&self, hook: Hook) -> Option<&[String]> {
+        self.headers.of(hook)
+    }
+
+    /// These wants with what the plugin declared with `host.want-headers` at load.
+    pub(crate) fn with_headers(self, headers: HeaderWants) -> Wants {
+        Wants { headers, ..self }
+    }
+}
+
+/// The header fields a plugin declared with `host.want-headers` per message hook: the hook
+/// is called only for messages with at least one of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct HeaderWants {
+    data: Option<Vec<String>>,
+    recipient_copy: Option<Vec<String>>,
+}
+
+impl HeaderWants {
+    /// Adds `names` to `hook`'s declaration, or refuses all of them saying why.
+    pub(crate) fn declare(&mut self, hook: Hook, names: &[String]) -> Result<(), String> {
+        let slot = match hook {
+            Hook::Data => &mut self.data,
+            Hook::RecipientCopy => &mut self.recipient_copy,
+            other => {
+                return Err(format!(
+                    "hook `{}` takes no header declaration (only data and recipient-copy)",
+                    other.name()
+                ))
+            }
+        };
+        if names.is_empty() {
+            return Err("no header field names".into());
+        }
+        // RFC 5322 §3.6.8: a field name is one or more printable ASCII characters but `:`.
+        let field_name = |n: &String| {
+            (1..=MAX_HEADER_NAME).contains(&n.len())
+                && n.bytes().all(|b| (33..=126).contains(&b) && b != b':')
+        };
+        if let Some(bad) = names.iter().find(|n| !field_name(n)) {
+            let shown: String = bad.chars().take(40).collect();
+            return Err(format!("{shown:?} is not a header field name"));
+        }
+        let mut all = slot.clone().unwrap_or_default();
+        for name in names {
+            let name = name.to_ascii_lowercase();
+            if !all.contains(&name) {
+                all.push(name);
+            }
+        }
+        if all.len() > MAX_HEADERS {
+            return Err(format!(
+                "more than {MAX_HEADERS} header names for `{}`",
+                hook.name()
+            ));
+        }
+        *slot = Some(all);
+        Ok(())
+    }
+
+    fn of(&self, hook: Hook) -> Option<&[String]> {
         match hook {
             Hook::Data => self.data.as_deref(),
             Hook::RecipientCopy => self.recipient_copy.as_deref(),
@@ -268,6 +342,51 @@ mod tests {
         let mut huge_size = b"\0asm\x0d\0\x01\0\x01".to_vec();
         huge_size.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
         assert!(Wants::of_component(&huge_size).is_err());
+    }
+
+    #[test]
+    fn header_declarations_add_up_per_message_hook() {
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut h = HeaderWants::default();
+        h.declare(Hook::Data, &names(&["X-Stream", "Precedence"]))
+            .unwrap();
+        h.declare(Hook::Data, &names(&["precedence", "List-Id"]))
+            .unwrap();
+        assert_eq!(
+            h.of(Hook::Data),
+            Some(&names(&["x-stream", "precedence", "list-id"])[..])
+        );
+        assert_eq!(h.of(Hook::RecipientCopy), None);
+        let wants = Wants::default().with_headers(h.clone());
+        assert_eq!(wants.headers(Hook::Data), h.of(Hook::Data));
+        assert_eq!(wants.types(Hook::Data), None, "headers do not make types");
+    }
+
+    #[test]
+    fn bad_header_declarations_change_nothing() {
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut h = HeaderWants::default();
+        h.declare(Hook::RecipientCopy, &names(&["X-Campaign"]))
+            .unwrap();
+        let before = h.clone();
+        let many: Vec<String> = (0..MAX_HEADERS).map(|i| format!("X-{i}")).collect();
+        for (hook, bad, why) in [
+            (Hook::Rcpt, names(&["X-A"]), "only data and recipient-copy"),
+            (Hook::Data, names(&[]), "no header field names"),
+            (
+                Hook::Data,
+                names(&["X-A", "Subject:"]),
+                "not a header field name",
+            ),
+            (Hook::Data, names(&["X A"]), "not a header field name"),
+            (Hook::Data, names(&["X-\u{e9}"]), "not a header field name"),
+            (Hook::Data, vec!["X".repeat(129)], "not a header field name"),
+            (Hook::RecipientCopy, many, "more than 16"),
+        ] {
+            let e = h.declare(hook, &bad).unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
+            assert_eq!(h, before, "{bad:?} changed the declaration");
+        }
     }
 
     #[test]

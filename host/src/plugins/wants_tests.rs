@@ -1,6 +1,6 @@
 //! `wants` declarations in the chain: the bundled tracker declares `recipient-copy:
 //! text/html`, so a copy of mail without HTML neither instantiates nor calls it, while HTML
-//! mail is tracked as before.
+//! mail is tracked as before; the bundled router declares the headers its `data` hook reads.
 
 use super::tests::load;
 use super::*;
@@ -77,4 +77,90 @@ async fn the_tracker_is_not_instantiated_for_mail_without_html() {
     let copy = String::from_utf8(edited.expect("the tracker edits the copy")).unwrap();
     assert!(copy.contains("https://t.example.com/"), "{copy}");
     assert_eq!(host.metrics()[0].calls, 1);
+}
+
+fn router() -> PluginConfig {
+    let text = r#"
+builtin = "router"
+[config]
+classify_untrusted = true
+remove_headers = ["X-Stream"]
+classify = [
+  { header = "X-Stream" },
+  { header = "Precedence", equals = ["bulk"], stream = "newsletter" },
+]
+"#;
+    toml::from_str(text).unwrap()
+}
+
+/// The bundled router declares (`host.want-headers`, while `hooks()` is asked at load) the
+/// headers its `data` hook reads or removes: a message with none of them is neither
+/// instantiated for nor called, and one with any of them is classified and cleaned as before.
+#[tokio::test]
+async fn the_router_sees_only_messages_with_the_headers_it_declared() {
+    let host = load(&[router()]).await;
+    let declared: Vec<String> = ["x-stream", "precedence"].map(String::from).into();
+    assert_eq!(
+        host.plugins[0].wants.headers(Hook::Data),
+        Some(&declared[..])
+    );
+    let probe = host.metrics()[0].instantiations;
+    let c = super::tests::conn("192.0.2.1");
+    let mut session = host.session();
+
+    let mut t = super::tests::tx("a@example.org");
+    let mut plain = TEXT.as_bytes().to_vec();
+    assert_eq!(
+        session.data(&c, &mut t, &mut plain).await,
+        Verdict::Continue
+    );
+    assert_eq!(plain, TEXT.as_bytes(), "left as it was");
+    assert!(t.annotations.is_empty());
+    let m = &host.metrics()[0];
+    assert_eq!((m.instantiations - probe, m.calls), (0, 0), "not called");
+
+    // Header names match whatever their case, as `message.header` does.
+    let mut t = super::tests::tx("a@example.org");
+    let mut bulk = b"precedence: Bulk\r\nSubject: hi\r\n\r\nbody\r\n".to_vec();
+    assert_eq!(session.data(&c, &mut t, &mut bulk).await, Verdict::Continue);
+    assert_eq!(t.annotations, [("stream".into(), "newsletter".into())]);
+    assert_eq!(host.metrics()[0].calls, 1);
+
+    let mut t = super::tests::tx("a@example.org");
+    let mut tagged = b"X-Stream: receipts\r\nSubject: hi\r\n\r\nbody\r\n".to_vec();
+    assert_eq!(
+        session.data(&c, &mut t, &mut tagged).await,
+        Verdict::Continue
+    );
+    assert_eq!(t.annotations, [("stream".into(), "receipts".into())]);
+    assert_eq!(
+        tagged, b"Subject: hi\r\n\r\nbody\r\n",
+        "the internal header removed"
+    );
+    assert_eq!(host.metrics()[0].calls, 2);
+}
+
+/// `host.want-headers` outside the probe's `hooks()` declares nothing and says so.
+#[tokio::test]
+async fn a_header_declaration_outside_hooks_is_refused() {
+    use crate::plugins::bindings::wasmrelay::plugin::host::{Hook as WitHook, Host};
+    let host = load(&[router()]).await;
+    let meta = host.plugins[0].meta.clone();
+    let mut state = crate::plugins::state::StoreState::new(meta, host.caps.clone());
+    state.arm();
+    let e = state
+        .want_headers(WitHook::Data, vec!["X-Other".into()])
+        .unwrap()
+        .unwrap_err();
+    assert!(e.contains("only while the host asks hooks()"), "{e}");
+    state.declaring = Some(Default::default());
+    state
+        .want_headers(WitHook::Data, vec!["X-Other".into()])
+        .unwrap()
+        .unwrap();
+    let e = state
+        .want_headers(WitHook::Rcpt, vec!["X-Other".into()])
+        .unwrap()
+        .unwrap_err();
+    assert!(e.contains("only data and recipient-copy"), "{e}");
 }

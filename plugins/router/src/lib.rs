@@ -16,6 +16,7 @@ mod rules;
 
 use wasmrelay_plugin_sdk::{
     export_plugin, host, Address, Context, Envelope, Hook, Message, Plugin, RouteDecision, Verdict,
+    MAX_WANTED_HEADERS,
 };
 
 use config::{FailMode, Policy, Unmatched};
@@ -58,6 +59,27 @@ impl Plugin for Router {
             hooks.push(Hook::Route);
         }
         hooks
+    }
+
+    /// `data` only classifies by the `classify` headers and removes `remove_headers`: a
+    /// message with none of them is left as it is, so the host need not call it.
+    fn wanted_headers(&self, hook: Hook) -> Vec<String> {
+        if hook != Hook::Data {
+            return Vec::new();
+        }
+        let p = &self.policy;
+        let mut names: Vec<String> = Vec::new();
+        let all = p.classify.iter().map(|c| &c.header).chain(&p.remove_headers);
+        for name in all {
+            if !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                names.push(name.clone());
+            }
+        }
+        if names.len() > MAX_WANTED_HEADERS {
+            // Too many to declare: called for every message, as without a declaration.
+            return Vec::new();
+        }
+        names
     }
 
     fn rcpt(&mut self, ctx: &Context, recipient: &str) -> Verdict {
@@ -307,5 +329,32 @@ mod tests {
         assert_eq!(domain_of("a@[127.0.0.1]"), "[127.0.0.1]");
         assert_eq!(sender_domain(""), None);
         assert_eq!(sender_domain("a@X.test").as_deref(), Some("x.test"));
+    }
+
+    #[test]
+    fn data_is_wanted_only_for_the_headers_it_reads_or_removes() {
+        let router = |json: &str| Router {
+            policy: Policy::parse(json).expect("a valid config"),
+        };
+        let r = router(
+            r#"{"remove_headers": ["X-Stream", "X-Internal"], "classify": [
+                {"header": "x-stream"},
+                {"header": "Precedence", "equals": ["bulk"], "stream": "newsletter"}]}"#,
+        );
+        assert_eq!(
+            r.wanted_headers(Hook::Data),
+            ["x-stream", "Precedence", "X-Internal"],
+            "each name once, whatever its case"
+        );
+        assert!(r.wanted_headers(Hook::Rcpt).is_empty());
+        assert!(r.wanted_headers(Hook::RecipientCopy).is_empty());
+        let many: Vec<String> = (0..=MAX_WANTED_HEADERS)
+            .map(|i| format!("\"X-{i}\""))
+            .collect();
+        let r = router(&format!(r#"{{"remove_headers": [{}]}}"#, many.join(",")));
+        assert!(
+            r.wanted_headers(Hook::Data).is_empty(),
+            "too many to declare: every message"
+        );
     }
 }

@@ -11,6 +11,7 @@ use super::Slot;
 use crate::plugins::error::FailureKind;
 use crate::plugins::state::StoreState;
 use crate::plugins::types::Hook;
+use crate::plugins::wants::HeaderWants;
 use crate::plugins::{PluginHost, PluginMeta};
 
 /// Bytes a plugin may hand the host in one capability call (see `new_store`).
@@ -133,14 +134,16 @@ pub async fn bench_instantiate(host: &Arc<PluginHost>, index: usize, init: bool)
     plugin.pre.instantiate(&mut store).await.is_ok()
 }
 
-/// Load-time check of one plugin: instantiate, `init`, ask `hooks()`.
+/// Load-time check of one plugin: instantiate, `init`, ask `hooks()`. Returns the hooks it
+/// handles and the header fields it declared with `host.want-headers` meanwhile.
 pub(crate) async fn probe(
     host: &PluginHost,
     pre: &Linked,
     meta: &Arc<PluginMeta>,
-) -> Result<u16, FailureKind> {
+) -> Result<(u16, HeaderWants), FailureKind> {
     let mut slot = instantiate(host, pre, meta).await?;
     slot.store.data_mut().arm();
+    slot.store.data_mut().declaring = Some(HeaderWants::default());
     slot.store.set_epoch_deadline(1);
     let Slot { store, exports, .. } = &mut slot;
     let wall = meta.limits.wall;
@@ -153,7 +156,9 @@ pub(crate) async fn probe(
         let why = format!("hooks() listed {} hooks", hooks.len());
         return Err(FailureKind::Malformed(why));
     }
-    Ok(hooks
+    let headers = store.data_mut().declaring.take().unwrap_or_default();
+    let bits = hooks
         .into_iter()
-        .fold(0, |bits, h| bits | Hook::from(h).bit()))
+        .fold(0, |bits, h| bits | Hook::from(h).bit());
+    Ok((bits, headers))
 }

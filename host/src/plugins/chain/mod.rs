@@ -496,9 +496,10 @@ impl Chain {
             .any(|i| self.wanted_by(i, hook, message, &mut part_types))
     }
 
-    /// Whether plugin `i` is to see `message` at `hook`: it declared no `wants` for the hook,
-    /// or they concern the message's leaf part types. `part_types` caches those types for
-    /// this version of the message (the caller resets it after an edit).
+    /// Whether plugin `i` is to see `message` at `hook`: the message has one of the header
+    /// fields it declared for the hook (if any), and one of the leaf part types (if any).
+    /// `part_types` caches those types for this version of the message (the caller resets
+    /// it after an edit).
     fn wanted_by(
         &self,
         i: usize,
@@ -506,7 +507,13 @@ impl Chain {
         message: &mut MessageRes,
         part_types: &mut Option<Option<Vec<String>>>,
     ) -> bool {
-        let Some(wanted) = self.host.plugins[i].wants.types(hook) else {
+        let wants = &self.host.plugins[i].wants;
+        if let Some(names) = wants.headers(hook) {
+            if !message.has_any_field(names) {
+                return false;
+            }
+        }
+        let Some(wanted) = wants.types(hook) else {
             return true;
         };
         part_types
