@@ -164,3 +164,27 @@ async fn a_header_declaration_outside_hooks_is_refused() {
         .unwrap_err();
     assert!(e.contains("only data and recipient-copy"), "{e}");
 }
+
+/// The declaration is checked against the message as the chain has it at the plugin's turn:
+/// a header an earlier plugin adds brings the router in.
+#[tokio::test]
+async fn a_header_added_earlier_in_the_chain_counts() {
+    let removes_policy_header: PluginConfig =
+        toml::from_str("builtin = \"router\"\n[config]\nremove_headers = [\"X-Policy\"]\n")
+            .unwrap();
+    let host = load(&[super::tests::plugin("policy", ""), removes_policy_header]).await;
+    let c = super::tests::conn("192.0.2.1");
+    let mut t = super::tests::tx("a@example.org");
+    let mut msg = TEXT.as_bytes().to_vec();
+    assert_eq!(
+        host.session().data(&c, &mut t, &mut msg).await,
+        Verdict::Continue
+    );
+    let text = String::from_utf8(msg).unwrap();
+    assert!(text.starts_with("X-Seen-By: policy\r\n"), "{text}");
+    assert!(
+        !text.contains("X-Policy"),
+        "the router removed what the policy plugin added: {text}"
+    );
+    assert_eq!(host.metrics()[1].calls, 1, "the router was called");
+}
