@@ -290,7 +290,7 @@ impl HostContext for StoreState {
             c.attributes
                 .iter()
                 .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.clone())
+                .map(|(_, v)| v.to_string())
         }))
     }
 

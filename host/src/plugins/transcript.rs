@@ -444,8 +444,8 @@ impl Run {
                 let conn = Arc::make_mut(&mut self.conn);
                 conn.auth_user = Some(rest.to_string());
                 // As in a real session: an authenticated client may relay.
-                conn.attributes.retain(|(k, _)| k != "trusted");
-                conn.attributes.push(("trusted".into(), "yes".into()));
+                conn.attributes.retain(|(k, _)| *k != "trusted");
+                conn.attributes.push(("trusted", "yes"));
                 let conn = self.conn.clone();
                 let v = self.session().auth(&conn, rest).await;
                 self.record(&format!("auth {rest}"), &v, out)

@@ -128,7 +128,9 @@ pub struct ConnectionInfo {
     /// The listener's name (its address when unnamed).
     pub listener: String,
     /// Other facts plugins may ask for by name (`context.attribute`), e.g. `listener-role`.
-    pub attributes: Vec<(String, String)>,
+    /// Names and values are the relay's own words (`yes`, `relay` ...): nothing to allocate
+    /// per session.
+    pub attributes: Vec<(&'static str, &'static str)>,
 }
 
 impl ConnectionInfo {

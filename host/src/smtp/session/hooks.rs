@@ -72,12 +72,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             auth_user: None,
             listener: self.ctx.listener.clone(),
             attributes: vec![
-                ("listener-role".into(), role.to_string()),
-                (TRUSTED.into(), String::new()),
-                (
-                    "trusted-network".into(),
-                    yes_no(self.ctx.trusted_network).into(),
-                ),
+                ("listener-role", role),
+                (TRUSTED, ""),
+                ("trusted-network", yes_no(self.ctx.trusted_network)),
             ],
         };
         self.update_connection_info(&mut info);
@@ -97,9 +94,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
         });
         let trusted = yes_no(self.ctx.may_relay());
-        if let Some((_, value)) = info.attributes.iter_mut().find(|(n, _)| n == TRUSTED) {
-            value.clear();
-            value.push_str(trusted);
+        if let Some((_, value)) = info.attributes.iter_mut().find(|(n, _)| *n == TRUSTED) {
+            *value = trusted;
         }
     }
 
