@@ -33,12 +33,12 @@ const MAX_HEADER_NAME: usize = 128;
 /// Components nest; a declaration is never deeper than this.
 const MAX_DEPTH: usize = 4;
 
-/// Per message hook: `None` (every message) or the content types of which a message must
-/// have a part for the hook to be called.
+/// What a plugin declared it wants to see.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Wants {
-    data: Option<Vec<String>>,
-    recipient_copy: Option<Vec<String>>,
+    /// Per message hook, the content types of which a message must have a part for the hook
+    /// to be called (the section's lines).
+    types: PerMessageHook,
     /// What the plugin declared with `host.want-headers` at load.
     headers: HeaderWants,
     /// `session-memory: none`: an instance holds nothing of a session between calls.
@@ -98,13 +98,15 @@ impl Wants {
                 ));
             }
             let slot = match hook.trim() {
-                "data" => &mut wants.data,
-                "recipient-copy" => &mut wants.recipient_copy,
-                other => {
-                    return Err(format!(
-                    "{SECTION}: hook {other:?} takes no declaration (only data and recipient-copy)"
-                ))
-                }
+                "data" => wants.types.slot(Hook::Data),
+                "recipient-copy" => wants.types.slot(Hook::RecipientCopy),
+                _ => None,
+            };
+            let Some(slot) = slot else {
+                return Err(format!(
+                    "{SECTION}: hook {:?} takes no declaration (only data and recipient-copy)",
+                    hook.trim()
+                ));
             };
             slot.get_or_insert_with(Vec::new).extend(types);
         }
@@ -119,11 +121,7 @@ impl Wants {
 
     /// The content types `hook` is limited to, if the plugin declared any.
     pub(crate) fn types(&self, hook: Hook) -> Option<&[String]> {
-        match hook {
-            Hook::Data => self.data.as_deref(),
-            Hook::RecipientCopy => self.recipient_copy.as_deref(),
-            _ => None,
-        }
+        self.types.get(hook)
     }
 
     /// The header fields (lower case) `hook` is limited to, if the plugin declared any.
@@ -140,23 +138,16 @@ impl Wants {
 /// The header fields a plugin declared with `host.want-headers` per message hook: the hook
 /// is called only for messages with at least one of them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct HeaderWants {
-    data: Option<Vec<String>>,
-    recipient_copy: Option<Vec<String>>,
-}
+pub(crate) struct HeaderWants(PerMessageHook);
 
 impl HeaderWants {
     /// Adds `names` to `hook`'s declaration, or refuses all of them saying why.
     pub(crate) fn declare(&mut self, hook: Hook, names: &[String]) -> Result<(), String> {
-        let slot = match hook {
-            Hook::Data => &mut self.data,
-            Hook::RecipientCopy => &mut self.recipient_copy,
-            other => {
-                return Err(format!(
-                    "hook `{}` takes no header declaration (only data and recipient-copy)",
-                    other.name()
-                ))
-            }
+        let Some(slot) = self.0.slot(hook) else {
+            return Err(format!(
+                "hook `{}` takes no header declaration (only data and recipient-copy)",
+                hook.name()
+            ));
         };
         if names.is_empty() {
             return Err("no header field names".into());
@@ -188,9 +179,32 @@ impl HeaderWants {
     }
 
     fn of(&self, hook: Hook) -> Option<&[String]> {
+        self.0.get(hook)
+    }
+}
+
+/// One optional list per message hook (`data`, `recipient-copy`); `None` means every
+/// message. The other hooks take no declaration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct PerMessageHook {
+    data: Option<Vec<String>>,
+    recipient_copy: Option<Vec<String>>,
+}
+
+impl PerMessageHook {
+    fn get(&self, hook: Hook) -> Option<&[String]> {
         match hook {
             Hook::Data => self.data.as_deref(),
             Hook::RecipientCopy => self.recipient_copy.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// `hook`'s list, or `None` for a hook that takes no declaration.
+    fn slot(&mut self, hook: Hook) -> Option<&mut Option<Vec<String>>> {
+        match hook {
+            Hook::Data => Some(&mut self.data),
+            Hook::RecipientCopy => Some(&mut self.recipient_copy),
             _ => None,
         }
     }
