@@ -3,6 +3,7 @@
 //! plugin, lists are shared by name. Shared-state calls return [`StateError`] when the
 //! backend cannot answer: decide per call whether that fails open or closed.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use crate::bindings::wasmrelay::plugin::host as imp;
@@ -139,15 +140,27 @@ pub fn list_remove(list: &str, member: &str) -> Result<bool, StateError> {
 /// The form in which addresses go on lists such as the suppression list: trimmed, without
 /// angle brackets, lower-cased (local parts are case-sensitive in theory, never in practice).
 pub fn list_address(address: &str) -> String {
-    address
-        .trim()
-        .trim_start_matches('<')
-        .trim_end_matches('>')
-        .to_ascii_lowercase()
+    list_form(address).into_owned()
 }
 
+/// [`list_address`] without a copy when `address` is already in that form (an envelope
+/// address in lower case is): hooks that normalize an address per message skip an
+/// allocation.
+pub fn list_form(address: &str) -> Cow<'_, str> {
+    let bare = address.trim().trim_start_matches('<').trim_end_matches('>');
+    if bare.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(bare.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(bare)
+    }
+}
+
+/// Milliseconds, saturating; in 64 bits (`Duration::as_millis` multiplies in 128, a
+/// library call in WebAssembly, and every rate and hold passes here).
 fn millis(d: Duration) -> u64 {
-    d.as_millis().min(u64::MAX as u128) as u64
+    d.as_secs()
+        .saturating_mul(1000)
+        .saturating_add(u64::from(d.subsec_millis()))
 }
 
 /// DNS lookup through the relay's resolver (A, AAAA, TXT, MX as `"pref exchange"`).
@@ -157,4 +170,39 @@ pub fn dns_lookup(
     timeout: Duration,
 ) -> Result<Vec<String>, DnsError> {
     imp::dns_lookup(name, rtype, millis(timeout).min(u32::MAX as u64) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_in_list_form_is_borrowed_and_others_are_normalized() {
+        for (address, want, borrowed) in [
+            ("a@example.org", "a@example.org", true),
+            ("", "", true),
+            (" <a@example.org> ", "a@example.org", true),
+            ("A@Example.ORG", "a@example.org", false),
+            ("<Ä@EXAMPLE.org>", "Ä@example.org", false),
+        ] {
+            let form = list_form(address);
+            assert_eq!(form, want, "{address:?}");
+            assert_eq!(matches!(form, Cow::Borrowed(_)), borrowed, "{address:?}");
+            assert_eq!(list_address(address), want, "{address:?}");
+        }
+    }
+
+    #[test]
+    fn millis_match_the_standard_library_and_saturate() {
+        for d in [
+            Duration::ZERO,
+            Duration::from_nanos(999_999),
+            Duration::from_millis(1_500),
+            Duration::new(86_400, 999_999_999),
+            Duration::from_secs(u64::MAX / 1000),
+        ] {
+            assert_eq!(u128::from(millis(d)), d.as_millis(), "{d:?}");
+        }
+        assert_eq!(millis(Duration::MAX), u64::MAX);
+    }
 }

@@ -10,7 +10,6 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use wasmrelay_codec::message::header_end;
 use wasmtime::component::Resource;
 
 use super::bindings::wasmrelay::plugin::types::{self as wit, HostMessage};
@@ -145,26 +144,31 @@ impl MessageRes {
     fn parse_original(bytes: Original, max_body: usize) -> MessageRes {
         // Room for a usual header at once (growing from empty took four allocations).
         let mut fields: Vec<Field> = Vec::with_capacity(16);
-        let (fields_end, body_start) =
-            header_end(&bytes).map_or((bytes.len(), bytes.len()), |end| (end.fields, end.body));
+        // One pass over the lines up to the first empty one, which ends the header section
+        // (as `header_end` finds it); without one, the whole message is header.
         let mut pos = 0;
-        while pos < fields_end {
-            let end =
-                memchr::memchr(b'\n', &bytes[pos..fields_end]).map_or(fields_end, |i| pos + i);
-            let next = (end + 1).min(fields_end);
+        let body_start = loop {
+            let rest = &bytes[pos..];
+            match rest {
+                [b'\n', ..] => break pos + 1,
+                [b'\r', b'\n', ..] => break pos + 2,
+                [] => break bytes.len(),
+                _ => {}
+            }
+            let end = memchr::memchr(b'\n', rest).map_or(bytes.len(), |i| pos + i);
             let line = &bytes[pos..end];
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if line.is_empty() {
                 // A lone CR closing a message that has no empty line: no field left.
-                break;
+                break bytes.len();
             }
             let line = pos..pos + line.len();
             match (bytes[pos], fields.last_mut()) {
                 (b' ' | b'\t', Some(f)) => f.continue_with(&bytes, line),
                 _ => fields.push(Field::Original(line)),
             }
-            pos = next;
-        }
+            pos = (end + 1).min(bytes.len());
+        };
         MessageRes {
             fields: Arc::new(fields),
             original: bytes,
@@ -554,6 +558,51 @@ mod tests {
         assert_eq!(m.body(), b"body line\r\n");
         assert!(!m.is_edited());
         assert_eq!(m.into_bytes(), MSG);
+    }
+
+    /// The body starts where `header_end` says, and the fields are the lines before it,
+    /// folds joined, whatever the line endings.
+    #[test]
+    fn the_header_ends_at_the_first_empty_line() {
+        use wasmrelay_codec::message::header_end;
+        let cases: &[&[u8]] = &[
+            MSG,
+            b"",
+            b"\r\n",
+            b"\n",
+            b"\r\nbody",
+            b"A: 1",
+            b"A: 1\r",
+            b"A: 1\r\n",
+            b"A: 1\r\n\r",
+            b"A: 1\nB: 2\n\nbody\n",
+            b"A: 1\r\n 2\r\n\t3\r\n\r\nbody",
+            b"A: 1\r\n\r\n\r\nB: 2\r\n",
+            b" leading fold\r\nA: 1\r\n\r\n",
+            b"A: 1\r\nB: 2\n\r\nbody",
+            b"A: x\rB: y\r\n\r\n",
+        ];
+        for &bytes in cases {
+            let m = MessageRes::parse(bytes.to_vec(), 1 << 20);
+            let (fields_end, body) =
+                header_end(bytes).map_or((bytes.len(), bytes.len()), |h| (h.fields, h.body));
+            assert_eq!(m.body(), &bytes[body..], "{:?}", String::from_utf8_lossy(bytes));
+            let mut want: Vec<Vec<u8>> = Vec::new();
+            for line in bytes[..fields_end].split(|&b| b == b'\n') {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                match (line.first(), want.last_mut()) {
+                    (None, _) => break,
+                    (Some(b' ' | b'\t'), Some(last)) => {
+                        last.extend_from_slice(b"\r\n");
+                        last.extend_from_slice(line);
+                    }
+                    _ => want.push(line.to_vec()),
+                }
+            }
+            let got: Vec<&[u8]> = m.field_lines().collect();
+            assert_eq!(got, want, "{:?}", String::from_utf8_lossy(bytes));
+            assert_eq!(m.into_bytes(), bytes, "{:?}", String::from_utf8_lossy(bytes));
+        }
     }
 
     #[test]

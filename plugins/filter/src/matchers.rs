@@ -44,11 +44,11 @@ impl AddressSet {
 
     /// Whether `address` (an envelope path, `""` for the null sender) is in the set.
     pub fn contains(&self, address: &str) -> bool {
-        let address = host::list_address(address);
+        let address = host::list_form(address);
         if address.is_empty() {
             return self.null;
         }
-        if self.addresses.contains(&address) {
+        if self.addresses.contains(address.as_ref()) {
             return true;
         }
         let domain = domain_of(&address);
@@ -93,9 +93,9 @@ impl Membership {
         let Some(list) = &self.list else {
             return false;
         };
-        let address = host::list_address(address);
+        let address = host::list_form(address);
         let domain = domain_of(&address);
-        for member in [address.as_str(), domain] {
+        for member in [address.as_ref(), domain] {
             if member.is_empty() {
                 continue;
             }

@@ -77,10 +77,15 @@ fn domain(address: &str) -> &str {
 /// The state key of `rule`'s limit `limit` for these facts; `None` when the rule keys on
 /// something this session does not have (such as `user` before AUTH).
 pub fn key(rule: &Rule, limit: &str, facts: &Facts<'_>) -> Option<String> {
+    key_of(rule, &[limit], facts)
+}
+
+/// [`key`] with the limit given in pieces, written in place (`["c", epoch]`).
+pub fn key_of(rule: &Rule, limit: &[&str], facts: &Facts<'_>) -> Option<String> {
     let mut out = String::with_capacity(64);
     out.push_str(&rule.name);
     out.push('\x1f');
-    out.push_str(limit);
+    limit.iter().for_each(|piece| out.push_str(piece));
     out.push('\x1f');
     let head = out.len();
     for part in &rule.key {
@@ -194,6 +199,17 @@ mod tests {
             key(&r, "r", &facts).unwrap(),
             "r1\x1fr\x1fi10:192.0.2.77s7:a@b.org"
         );
+    }
+
+    #[test]
+    fn a_limit_in_pieces_is_the_limit_joined() {
+        let ip = ClientIp::known("192.0.2.77".parse().unwrap());
+        let r = rules(r#"["ip", "sender"]"#);
+        let facts = facts(&ip, None, Some("a@b.org"));
+        let joined = key(&r, "c1234", &facts).unwrap();
+        assert_eq!(joined, "r1\x1fc1234\x1fi10:192.0.2.77s7:a@b.org");
+        assert_eq!(key_of(&r, &["c", "1234"], &facts).unwrap(), joined);
+        assert_eq!(key_of(&r, &[], &facts), key(&r, "", &facts));
     }
 
     #[test]

@@ -25,7 +25,9 @@ mod limits;
 mod net;
 mod reply;
 
-use wasmrelay_plugin_sdk::host::{self, list_address};
+use std::borrow::Cow;
+
+use wasmrelay_plugin_sdk::host::{self, list_form};
 use wasmrelay_plugin_sdk::{export_plugin, Context, Hook, Message, Plugin, Verdict};
 
 use config::{Config, Count, KeyPart, Rule};
@@ -38,7 +40,11 @@ struct RateLimit {
     /// Whether the stage's rules need the authenticated user (a key part or an exemption).
     user_for_messages: bool,
     user_for_recipients: bool,
+    /// Whether the stage's rules key on the sender (or the recipient's domain): the hook
+    /// asks for and normalizes only what a key needs.
+    sender_for_messages: bool,
     sender_for_recipients: bool,
+    recipient_for_recipients: bool,
 }
 
 /// An instance holds nothing of a session between calls (docs/plugins.md#instances).
@@ -54,12 +60,15 @@ impl Plugin for RateLimit {
         let any =
             |rules: &[usize], f: &dyn Fn(&Rule) -> bool| rules.iter().any(|&i| f(&config.rules[i]));
         let user = |r: &Rule| r.uses(KeyPart::User) || !r.exempt.users.is_empty();
+        let sender = |r: &Rule| r.uses(KeyPart::Sender) || r.uses(KeyPart::SenderDomain);
         let global_users = !config.exempt.users.is_empty();
         Ok(RateLimit {
             user_for_messages: global_users || any(&config.messages, &user),
             user_for_recipients: global_users || any(&config.recipients, &user),
-            sender_for_recipients: any(&config.recipients, &|r| {
-                r.uses(KeyPart::Sender) || r.uses(KeyPart::SenderDomain)
+            sender_for_messages: any(&config.messages, &sender),
+            sender_for_recipients: any(&config.recipients, &sender),
+            recipient_for_recipients: any(&config.recipients, &|r| {
+                r.uses(KeyPart::RecipientDomain)
             }),
             config,
         })
@@ -105,7 +114,7 @@ impl Plugin for RateLimit {
     }
 
     fn mail_from(&mut self, ctx: &Context, sender: &str) -> Verdict {
-        self.messages(ctx, || Some(list_address(sender)), limits::peek_all)
+        self.messages(ctx, || Some(list_form(sender)), limits::peek_all)
     }
 
     fn rcpt(&mut self, ctx: &Context, recipient: &str) -> Verdict {
@@ -117,16 +126,16 @@ impl Plugin for RateLimit {
             return Verdict::Continue;
         };
         let sender = if self.sender_for_recipients {
-            ctx.mail_from().map(|s| list_address(&s))
+            ctx.mail_from().map(owned_list_form)
         } else {
             None
         };
-        let recipient = list_address(recipient);
+        let recipient = self.recipient_for_recipients.then(|| list_form(recipient));
         let facts = Facts {
             ip: &ip,
             user: user.as_deref(),
             sender: sender.as_deref(),
-            recipient: Some(&recipient),
+            recipient: recipient.as_deref(),
         };
         let decided = self.per_message(ctx, &facts).and_then(|()| {
             let checks = self.checks(&self.config.recipients, &facts);
@@ -136,7 +145,7 @@ impl Plugin for RateLimit {
     }
 
     fn data(&mut self, ctx: &Context, _msg: &Message) -> Verdict {
-        let sender = || ctx.mail_from().map(|s| list_address(&s));
+        let sender = || ctx.mail_from().map(|s| Cow::Owned(owned_list_form(s)));
         self.messages(ctx, sender, limits::admit)
     }
 }
@@ -153,16 +162,16 @@ impl RateLimit {
         let user = wants_user
             .then(|| ctx.auth_user())
             .flatten()
-            .map(|u| list_address(&u));
+            .map(owned_list_form);
         let exempt = self.config.exempt.network(ip) || self.config.exempt.user(user.as_deref());
         (!exempt).then_some(user)
     }
 
     /// The `messages` rules at MAIL FROM (`decide` peeks) or at the end of DATA (charges).
-    fn messages(
+    fn messages<'s>(
         &mut self,
         ctx: &Context,
-        sender: impl FnOnce() -> Option<String>,
+        sender: impl FnOnce() -> Option<Cow<'s, str>>,
         decide: fn(&[Check<'_>], u32) -> Result<(), Refusal>,
     ) -> Verdict {
         if self.config.messages.is_empty() {
@@ -172,7 +181,11 @@ impl RateLimit {
         let Some(user) = self.client(ctx, &ip, self.user_for_messages) else {
             return Verdict::Continue;
         };
-        let sender = sender();
+        let sender = if self.sender_for_messages {
+            sender()
+        } else {
+            None
+        };
         let facts = Facts {
             ip: &ip,
             user: user.as_deref(),
@@ -246,7 +259,11 @@ impl RateLimit {
     /// decrement never meets a reset counter.
     fn count_concurrent(&self, facts: &Facts<'_>) -> Result<(), Refusal> {
         let expiry = self.config.concurrent_expiry;
-        let expiry_ms = expiry.as_millis().max(1) as u64;
+        let expiry_ms = expiry
+            .as_secs()
+            .saturating_mul(1000)
+            .saturating_add(u64::from(expiry.subsec_millis()))
+            .max(1);
         let epoch = host::now_ms() / expiry_ms;
         for &i in &self.config.connect {
             let rule = &self.config.rules[i];
@@ -256,12 +273,7 @@ impl RateLimit {
             if rule.exempt.network(facts.ip) {
                 continue;
             }
-            let key = |e: u64| {
-                let mut limit = String::with_capacity(21);
-                limit.push('c');
-                keys::push_decimal(&mut limit, e);
-                keys::key(rule, &limit, facts)
-            };
+            let key = |e: u64| keys::key_of(rule, &["c", itoa::Buffer::new().format(e)], facts);
             let (Some(now_key), Some(prev_key)) = (key(epoch), key(epoch.saturating_sub(1))) else {
                 continue;
             };
@@ -305,6 +317,15 @@ impl RateLimit {
             &[("rule", &rule.name), ("count", rule.count.name())],
         );
         verdict
+    }
+}
+
+/// [`list_form`] of an address the plugin owns, reusing its buffer when it is already in
+/// that form.
+fn owned_list_form(address: String) -> String {
+    match list_form(&address) {
+        Cow::Borrowed(bare) if bare.len() == address.len() => address,
+        form => form.into_owned(),
     }
 }
 

@@ -15,7 +15,7 @@ mod matcher;
 mod rules;
 
 use wasmrelay_plugin_sdk::{
-    export_plugin, host, Address, Context, Envelope, Hook, Message, Plugin, RouteDecision, Verdict,
+    export_plugin, host, Context, Envelope, Hook, Message, Plugin, RouteDecision, Verdict,
     MAX_WANTED_HEADERS,
 };
 
@@ -69,7 +69,11 @@ impl Plugin for Router {
         }
         let p = &self.policy;
         let mut names: Vec<String> = Vec::new();
-        let all = p.classify.iter().map(|c| &c.header).chain(&p.remove_headers);
+        let all = p
+            .classify
+            .iter()
+            .map(|c| &c.header)
+            .chain(&p.remove_headers);
         for name in all {
             if !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
                 names.push(name.clone());
@@ -121,7 +125,7 @@ impl Plugin for Router {
         if exempt {
             return Verdict::Continue;
         }
-        match host::list_contains(&s.list, &host::list_address(recipient)) {
+        match host::list_contains(&s.list, &host::list_form(recipient)) {
             Ok(false) => Verdict::Continue,
             Ok(true) => Verdict::reject(
                 550,
@@ -205,14 +209,14 @@ impl Plugin for Router {
 
 /// The lower-case domain of a recipient as the hooks get it.
 fn domain_of(address: &str) -> String {
-    match Address::parse(address) {
-        Ok(a) => a.domain().to_string(),
-        Err(_) => address
-            .rsplit_once('@')
-            .map_or("", |(_, d)| d)
-            .trim_end_matches(['>', '.'])
-            .to_ascii_lowercase(),
-    }
+    // What follows the last `@` (a domain never holds one): brackets and a source route fall
+    // away without parsing the whole address, per recipient and per message.
+    address
+        .trim()
+        .rsplit_once('@')
+        .map_or("", |(_, d)| d)
+        .trim_end_matches(['>', '.'])
+        .to_ascii_lowercase()
 }
 
 /// The sender's domain; `None` for the null sender.
@@ -321,6 +325,7 @@ export_plugin!(Router);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wasmrelay_plugin_sdk::Address;
 
     #[test]
     fn domains_of_addresses() {
@@ -329,6 +334,24 @@ mod tests {
         assert_eq!(domain_of("a@[127.0.0.1]"), "[127.0.0.1]");
         assert_eq!(sender_domain(""), None);
         assert_eq!(sender_domain("a@X.test").as_deref(), Some("x.test"));
+    }
+
+    /// The domain as the SDK's address parser finds it, for the addresses it accepts.
+    #[test]
+    fn domains_are_those_of_the_address_parser() {
+        for address in [
+            "a@b.test",
+            " <A@B.Test> ",
+            "<@relay.test:u@Dest.test>",
+            "\"x@y\"@quoted.test",
+            "a@b.test.",
+            "<a@[IPv6:2001:db8::1]>",
+            "<>",
+            "",
+        ] {
+            let parsed = Address::parse(address).expect(address);
+            assert_eq!(domain_of(address), parsed.domain(), "{address:?}");
+        }
     }
 
     #[test]
