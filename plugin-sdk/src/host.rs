@@ -40,6 +40,13 @@ pub fn want_headers(hook: crate::Hook, names: &[String]) -> Result<(), String> {
     imp::want_headers(hook, names)
 }
 
+/// Limits `hook` (`Rcpt` or `Data`) to transactions with at least `at_least` recipients
+/// already; only while the relay asks `hooks()` at load. Prefer
+/// [`crate::Plugin::wanted_recipient_count`], which the SDK declares through this.
+pub fn want_recipient_count(hook: crate::Hook, at_least: u32) -> Result<(), String> {
+    imp::want_recipient_count(hook, at_least)
+}
+
 /// The plugin's `config` table as JSON (also passed to [`crate::Plugin::init`]).
 pub fn config() -> String {
     imp::config()

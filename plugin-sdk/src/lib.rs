@@ -4,7 +4,7 @@
 //! [`export_plugin!`] turns a type into a component, [`host`] wraps the capabilities the relay
 //! grants, [`Address`] parses envelope addresses, and `mime` adds text-part helpers to
 //! [`Message`]. The interface itself is
-//! `wit/plugin.wit` (`wasmrelay:plugin@0.2.5`); its generated bindings stay private.
+//! `wit/plugin.wit` (`wasmrelay:plugin@0.2.6`); its generated bindings stay private.
 //!
 //! ```no_run
 //! use wasmrelay_plugin_sdk::{export_plugin, Context, Hook, Plugin, Verdict};
@@ -65,10 +65,11 @@ pub mod __private {
     pub use bindings::__export_plugin_world;
     pub use bindings::exports::wasmrelay::plugin::hooks::Guest;
 
-    /// Tells the host, while it asks `hooks()`, the header fields each message hook in
-    /// `hooks` is limited to ([`crate::Plugin::wanted_headers`]). A refused declaration is
-    /// logged; the hook is then called for every message, which is never wrong.
-    pub fn declare_wanted_headers<P: crate::Plugin>(plugin: &P, hooks: &[crate::Hook]) {
+    /// Tells the host, while it asks `hooks()`, what each hook in `hooks` is limited to:
+    /// header fields for the message hooks ([`crate::Plugin::wanted_headers`]), recipient
+    /// counts for `rcpt` and `data` ([`crate::Plugin::wanted_recipient_count`]). A refused
+    /// declaration is logged; the hook is then called as without it, which is never wrong.
+    pub fn declare_wants<P: crate::Plugin>(plugin: &P, hooks: &[crate::Hook]) {
         use crate::Hook;
         for hook in [Hook::Data, Hook::RecipientCopy] {
             if !hooks.contains(&hook) {
@@ -80,6 +81,18 @@ pub mod __private {
             }
             if let Err(e) = crate::host::want_headers(hook, &names) {
                 crate::host::warn(&format!("header declaration refused: {e}"));
+            }
+        }
+        for hook in [Hook::Rcpt, Hook::Data] {
+            if !hooks.contains(&hook) {
+                continue;
+            }
+            let at_least = plugin.wanted_recipient_count(hook);
+            if at_least == 0 {
+                continue;
+            }
+            if let Err(e) = crate::host::want_recipient_count(hook, at_least) {
+                crate::host::warn(&format!("recipient-count declaration refused: {e}"));
             }
         }
     }
@@ -127,6 +140,18 @@ pub trait Plugin: Sized + 'static {
     fn wanted_headers(&self, hook: Hook) -> Vec<String> {
         let _ = hook;
         Vec::new()
+    }
+
+    /// The recipients a transaction must already have for `hook` ([`Hook::Rcpt`]: accepted
+    /// before the one at hand, as [`Context::recipient_count`] says; or [`Hook::Data`]) to
+    /// concern this plugin, asked once at load right after [`Plugin::hooks`] for each of the
+    /// two it handles: the relay skips the calls (and the instance they need) below it. For
+    /// what the config decides, such as a per-message recipient cap, which can refuse nothing
+    /// before its limit. 0, the default: every call. Needs a relay of WIT 0.2.6 or later; an
+    /// older one makes every call, as it must.
+    fn wanted_recipient_count(&self, hook: Hook) -> u32 {
+        let _ = hook;
+        0
     }
 
     /// A client connected (before the banner).
@@ -222,7 +247,7 @@ macro_rules! export_plugin {
                     PLUGIN.with_borrow(|p| match p {
                         ::std::option::Option::Some(p) => {
                             let hooks = $crate::Plugin::hooks(p);
-                            $crate::__private::declare_wanted_headers(p, &hooks);
+                            $crate::__private::declare_wants(p, &hooks);
                             hooks
                         }
                         ::std::option::Option::None => <$ty as $crate::Plugin>::HOOKS.to_vec(),

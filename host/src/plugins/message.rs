@@ -586,7 +586,12 @@ mod tests {
             let m = MessageRes::parse(bytes.to_vec(), 1 << 20);
             let (fields_end, body) =
                 header_end(bytes).map_or((bytes.len(), bytes.len()), |h| (h.fields, h.body));
-            assert_eq!(m.body(), &bytes[body..], "{:?}", String::from_utf8_lossy(bytes));
+            assert_eq!(
+                m.body(),
+                &bytes[body..],
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
             let mut want: Vec<Vec<u8>> = Vec::new();
             for line in bytes[..fields_end].split(|&b| b == b'\n') {
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -601,7 +606,12 @@ mod tests {
             }
             let got: Vec<&[u8]> = m.field_lines().collect();
             assert_eq!(got, want, "{:?}", String::from_utf8_lossy(bytes));
-            assert_eq!(m.into_bytes(), bytes, "{:?}", String::from_utf8_lossy(bytes));
+            assert_eq!(
+                m.into_bytes(),
+                bytes,
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
         }
     }
 

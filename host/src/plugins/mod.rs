@@ -2,7 +2,7 @@
 //! order, what to do; the first verdict other than `continue` wins.
 //!
 //! Layout:
-//! - `plugin-sdk/wit/plugin.wit` is the interface (`wasmrelay:plugin@0.2.5`); `bindings`
+//! - `plugin-sdk/wit/plugin.wit` is the interface (`wasmrelay:plugin@0.2.6`); `bindings`
 //!   generates the host side from it and validates what plugins return.
 //! - `engine`: one `Engine` (pooling allocator, copy-on-write images, epoch ticker) and the
 //!   on-disk compile cache; components are refused at load unless they export
@@ -235,14 +235,14 @@ impl PluginHost {
                 stats: metrics::Stats::default(),
                 instruments: opts.metrics.plugin(&config.display_name()),
             });
-            let (hooks, headers) =
+            let (hooks, declared) =
                 chain::probe(&host, &pre, &meta)
                     .await
                     .map_err(|e| PluginLoadError::Init {
                         name: meta.name.clone(),
                         message: e.to_string(),
                     })?;
-            let wants = wants.with_headers(headers);
+            let wants = wants.with_declared(declared);
             tracing::info!(plugin = %meta.name, ?outcome, hooks = ?hook_names(hooks), ?wants, "plugin loaded");
             let pool = config.pool_capacity().map(chain::Pool::new);
             host.plugins.push(LoadedPlugin {

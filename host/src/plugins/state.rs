@@ -15,7 +15,7 @@ use super::bindings::wasmrelay::plugin::host::{
 use super::caps::{DnsFailure, DnsLookup, DnsType, EventSink, PluginEvent};
 use super::holds::{self, SessionHolds};
 use super::types::Hook;
-use super::wants::HeaderWants;
+use super::wants::Declared;
 use super::PluginMeta;
 use crate::state::{self, KvCap, StateBackend, StateError, MAX_LIST_MEMBER};
 
@@ -73,7 +73,7 @@ pub struct StoreState {
     key_buf: String,
     /// Set only while the load-time probe asks `hooks()`: what `host.want-headers`
     /// declares lands here.
-    pub(crate) declaring: Option<HeaderWants>,
+    pub(crate) declaring: Option<Declared>,
 }
 
 /// The hook being run and the message and recipient it is about. Set for every call and
@@ -331,7 +331,21 @@ impl wit::Host for StoreState {
                 "want-headers counts only while the host asks hooks() at load".into(),
             ));
         };
-        Ok(declared.declare(Hook::from(hook), &names))
+        Ok(declared.declare_headers(Hook::from(hook), &names))
+    }
+
+    fn want_recipient_count(
+        &mut self,
+        hook: wit::Hook,
+        at_least: u32,
+    ) -> wasmtime::Result<Result<(), String>> {
+        self.charge()?;
+        let Some(declared) = self.declaring.as_mut() else {
+            return Ok(Err(
+                "want-recipient-count counts only while the host asks hooks() at load".into(),
+            ));
+        };
+        Ok(declared.declare_recipients(Hook::from(hook), at_least))
     }
 
     fn config(&mut self) -> wasmtime::Result<String> {

@@ -39,8 +39,9 @@ pub(crate) struct Wants {
     /// Per message hook, the content types of which a message must have a part for the hook
     /// to be called (the section's lines).
     types: PerMessageHook,
-    /// What the plugin declared with `host.want-headers` at load.
-    headers: HeaderWants,
+    /// What the plugin declared with `host.want-headers` and `host.want-recipient-count` at
+    /// load.
+    declared: Declared,
     /// `session-memory: none`: an instance holds nothing of a session between calls.
     no_session_memory: bool,
 }
@@ -126,24 +127,35 @@ impl Wants {
 
     /// The header fields (lower case) `hook` is limited to, if the plugin declared any.
     pub(crate) fn headers(&self, hook: Hook) -> Option<&[String]> {
-        self.headers.of(hook)
+        self.declared.headers.get(hook)
     }
 
-    /// These wants with what the plugin declared with `host.want-headers` at load.
-    pub(crate) fn with_headers(self, headers: HeaderWants) -> Wants {
-        Wants { headers, ..self }
+    /// The recipients a transaction must already have for `hook` to be called (0: always).
+    pub(crate) fn min_recipients(&self, hook: Hook) -> usize {
+        self.declared.min_recipients(hook)
+    }
+
+    /// These wants with what the plugin declared through the host at load.
+    pub(crate) fn with_declared(self, declared: Declared) -> Wants {
+        Wants { declared, ..self }
     }
 }
 
-/// The header fields a plugin declared with `host.want-headers` per message hook: the hook
-/// is called only for messages with at least one of them.
+/// What a plugin declared through the host while it answered `hooks()` at load: per message
+/// hook, header fields of which a message must have one (`host.want-headers`), and for
+/// `rcpt` and `data` the recipients a transaction must already have
+/// (`host.want-recipient-count`). Each only spares calls that could not concern the plugin.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct HeaderWants(PerMessageHook);
+pub(crate) struct Declared {
+    headers: PerMessageHook,
+    rcpt_min_recipients: Option<u32>,
+    data_min_recipients: Option<u32>,
+}
 
-impl HeaderWants {
-    /// Adds `names` to `hook`'s declaration, or refuses all of them saying why.
-    pub(crate) fn declare(&mut self, hook: Hook, names: &[String]) -> Result<(), String> {
-        let Some(slot) = self.0.slot(hook) else {
+impl Declared {
+    /// Adds `names` to `hook`'s header declaration, or refuses all of them saying why.
+    pub(crate) fn declare_headers(&mut self, hook: Hook, names: &[String]) -> Result<(), String> {
+        let Some(slot) = self.headers.slot(hook) else {
             return Err(format!(
                 "hook `{}` takes no header declaration (only data and recipient-copy)",
                 hook.name()
@@ -178,8 +190,31 @@ impl HeaderWants {
         Ok(())
     }
 
-    fn of(&self, hook: Hook) -> Option<&[String]> {
-        self.0.get(hook)
+    /// Limits `hook` (`rcpt` or `data`) to transactions with at least `at_least` recipients
+    /// already; a second declaration for the same hook keeps the smaller, so that no part of
+    /// a plugin misses a call it asked for.
+    pub(crate) fn declare_recipients(&mut self, hook: Hook, at_least: u32) -> Result<(), String> {
+        let slot = match hook {
+            Hook::Rcpt => &mut self.rcpt_min_recipients,
+            Hook::Data => &mut self.data_min_recipients,
+            _ => {
+                return Err(format!(
+                    "hook `{}` takes no recipient-count declaration (only rcpt and data)",
+                    hook.name()
+                ))
+            }
+        };
+        *slot = Some(slot.map_or(at_least, |declared| declared.min(at_least)));
+        Ok(())
+    }
+
+    fn min_recipients(&self, hook: Hook) -> usize {
+        let n = match hook {
+            Hook::Rcpt => self.rcpt_min_recipients,
+            Hook::Data => self.data_min_recipients,
+            _ => None,
+        };
+        n.map_or(0, |n| n as usize)
     }
 }
 
@@ -361,26 +396,26 @@ mod tests {
     #[test]
     fn header_declarations_add_up_per_message_hook() {
         let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let mut h = HeaderWants::default();
-        h.declare(Hook::Data, &names(&["X-Stream", "Precedence"]))
+        let mut h = Declared::default();
+        h.declare_headers(Hook::Data, &names(&["X-Stream", "Precedence"]))
             .unwrap();
-        h.declare(Hook::Data, &names(&["precedence", "List-Id"]))
+        h.declare_headers(Hook::Data, &names(&["precedence", "List-Id"]))
             .unwrap();
+        let wants = Wants::default().with_declared(h);
         assert_eq!(
-            h.of(Hook::Data),
+            wants.headers(Hook::Data),
             Some(&names(&["x-stream", "precedence", "list-id"])[..])
         );
-        assert_eq!(h.of(Hook::RecipientCopy), None);
-        let wants = Wants::default().with_headers(h.clone());
-        assert_eq!(wants.headers(Hook::Data), h.of(Hook::Data));
+        assert_eq!(wants.headers(Hook::RecipientCopy), None);
         assert_eq!(wants.types(Hook::Data), None, "headers do not make types");
+        assert_eq!(wants.min_recipients(Hook::Data), 0, "nor recipient counts");
     }
 
     #[test]
     fn bad_header_declarations_change_nothing() {
         let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let mut h = HeaderWants::default();
-        h.declare(Hook::RecipientCopy, &names(&["X-Campaign"]))
+        let mut h = Declared::default();
+        h.declare_headers(Hook::RecipientCopy, &names(&["X-Campaign"]))
             .unwrap();
         let before = h.clone();
         let many: Vec<String> = (0..MAX_HEADERS).map(|i| format!("X-{i}")).collect();
@@ -397,10 +432,37 @@ mod tests {
             (Hook::Data, vec!["X".repeat(129)], "not a header field name"),
             (Hook::RecipientCopy, many, "more than 16"),
         ] {
-            let e = h.declare(hook, &bad).unwrap_err();
+            let e = h.declare_headers(hook, &bad).unwrap_err();
             assert!(e.contains(why), "{bad:?}: {e}");
             assert_eq!(h, before, "{bad:?} changed the declaration");
         }
+    }
+
+    #[test]
+    fn recipient_count_declarations_keep_the_smallest_per_hook() {
+        let mut d = Declared::default();
+        let wants = |d: &Declared| Wants::default().with_declared(d.clone());
+        assert_eq!(
+            wants(&d).min_recipients(Hook::Rcpt),
+            0,
+            "undeclared: always"
+        );
+        d.declare_recipients(Hook::Rcpt, 50).unwrap();
+        d.declare_recipients(Hook::Rcpt, 100).unwrap();
+        d.declare_recipients(Hook::Data, 2).unwrap();
+        assert_eq!(wants(&d).min_recipients(Hook::Rcpt), 50);
+        assert_eq!(wants(&d).min_recipients(Hook::Data), 2);
+        d.declare_recipients(Hook::Rcpt, 0).unwrap();
+        assert_eq!(wants(&d).min_recipients(Hook::Rcpt), 0, "0 is every call");
+        d.declare_recipients(Hook::Rcpt, 7).unwrap();
+        assert_eq!(wants(&d).min_recipients(Hook::Rcpt), 0, "and stays so");
+        let before = d.clone();
+        for hook in [Hook::MailFrom, Hook::RecipientCopy, Hook::Connect] {
+            let e = d.declare_recipients(hook, 3).unwrap_err();
+            assert!(e.contains("only rcpt and data"), "{e}");
+            assert_eq!(wants(&d).min_recipients(hook), 0);
+        }
+        assert_eq!(d, before, "a refused declaration changes nothing");
     }
 
     #[test]

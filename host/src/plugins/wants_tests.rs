@@ -1,6 +1,7 @@
 //! `wants` declarations in the chain: the bundled tracker declares `recipient-copy:
 //! text/html`, so a copy of mail without HTML neither instantiates nor calls it, while HTML
-//! mail is tracked as before; the bundled router declares the headers its `data` hook reads.
+//! mail is tracked as before; the bundled router declares the headers its `data` hook reads;
+//! the bundled rate-limit declares the recipient count from which its caps can refuse.
 
 use super::tests::load;
 use super::*;
@@ -140,9 +141,10 @@ async fn the_router_sees_only_messages_with_the_headers_it_declared() {
     assert_eq!(host.metrics()[0].calls, 2);
 }
 
-/// `host.want-headers` outside the probe's `hooks()` declares nothing and says so.
+/// `host.want-headers` and `host.want-recipient-count` outside the probe's `hooks()` declare
+/// nothing and say so; inside, each refuses the hooks it does not apply to.
 #[tokio::test]
-async fn a_header_declaration_outside_hooks_is_refused() {
+async fn a_declaration_outside_hooks_is_refused() {
     use crate::plugins::bindings::wasmrelay::plugin::host::{Hook as WitHook, Host};
     let host = load(&[router()]).await;
     let meta = host.plugins[0].meta.clone();
@@ -163,6 +165,88 @@ async fn a_header_declaration_outside_hooks_is_refused() {
         .unwrap()
         .unwrap_err();
     assert!(e.contains("only data and recipient-copy"), "{e}");
+
+    state.declaring = None;
+    let e = state
+        .want_recipient_count(WitHook::Rcpt, 5)
+        .unwrap()
+        .unwrap_err();
+    assert!(e.contains("only while the host asks hooks()"), "{e}");
+    state.declaring = Some(Default::default());
+    state
+        .want_recipient_count(WitHook::Rcpt, 5)
+        .unwrap()
+        .unwrap();
+    let e = state
+        .want_recipient_count(WitHook::MailFrom, 5)
+        .unwrap()
+        .unwrap_err();
+    assert!(e.contains("only rcpt and data"), "{e}");
+}
+
+fn rate_limit_capping_recipients_at(cap: u32) -> PluginConfig {
+    let text = format!(
+        "builtin = \"rate-limit\"\n[config]\nrules = [{{ name = \"rcpts\", count = \"recipients\", \
+         key = \"ip\", per_message = {cap} }}]\n"
+    );
+    toml::from_str(&text).unwrap()
+}
+
+/// The bundled rate-limit, with only a per-message recipient cap, declares that its `rcpt`
+/// hook can refuse nothing before the cap: the first recipients make no call (nor
+/// instance), and the one over the cap is refused by the plugin as before.
+#[tokio::test]
+async fn the_rate_limit_is_called_at_rcpt_only_from_its_cap() {
+    let host = load(&[rate_limit_capping_recipients_at(2)]).await;
+    assert_eq!(host.plugins[0].wants.min_recipients(Hook::Rcpt), 2);
+    assert_eq!(host.plugins[0].wants.min_recipients(Hook::Data), 0);
+    let probe = host.metrics()[0].instantiations;
+    let c = super::tests::conn("192.0.2.1");
+    let mut session = host.session();
+    let mut t = super::tests::tx("a@example.org");
+    for to in ["a@example.com", "b@example.com"] {
+        assert_eq!(
+            session.rcpt(&c, &mut t, to).await,
+            Verdict::Continue,
+            "{to}"
+        );
+        t.recipients.push(to.into());
+    }
+    let m = &host.metrics()[0];
+    assert_eq!((m.instantiations - probe, m.calls), (0, 0), "not called");
+    let third = session.rcpt(&c, &mut t, "c@example.com").await;
+    let Verdict::Tempfail(reply) = third else {
+        panic!("the third recipient passed the cap of 2: {third:?}");
+    };
+    assert!(reply.to_string().contains("too many recipients"), "{reply}");
+    assert_eq!(host.metrics()[0].calls, 1);
+}
+
+/// A `data` declaration counts the transaction's recipients at the plugin's turn.
+#[tokio::test]
+async fn a_data_hook_limited_to_two_recipients_skips_mail_to_one() {
+    let mut host = load(&[router()]).await;
+    let mut declared = super::wants::Declared::default();
+    declared
+        .declare_headers(Hook::Data, &["X-Stream".to_string()])
+        .unwrap();
+    declared.declare_recipients(Hook::Data, 2).unwrap();
+    let plugin = &mut Arc::get_mut(&mut host).expect("no session yet").plugins[0];
+    plugin.wants = plugin.wants.clone().with_declared(declared);
+    let c = super::tests::conn("192.0.2.1");
+    let mut session = host.session();
+    let tagged = b"X-Stream: receipts\r\nSubject: hi\r\n\r\nbody\r\n";
+    for (recipients, calls) in [(1, 0), (2, 1), (3, 2)] {
+        let mut t = super::tests::tx("a@example.org");
+        t.recipients = (0..recipients)
+            .map(|i| format!("r{i}@example.com"))
+            .collect();
+        let mut msg = tagged.to_vec();
+        assert_eq!(session.data(&c, &mut t, &mut msg).await, Verdict::Continue);
+        assert_eq!(host.metrics()[0].calls, calls, "{recipients} recipients");
+        let removed = !msg.starts_with(b"X-Stream");
+        assert_eq!(removed, recipients >= 2, "{recipients} recipients");
+    }
 }
 
 /// The declaration is checked against the message as the chain has it at the plugin's turn:

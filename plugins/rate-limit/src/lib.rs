@@ -91,6 +91,26 @@ impl Plugin for RateLimit {
         hooks
     }
 
+    /// `recipients` rules that only cap the recipients of a message can refuse nothing before
+    /// the smallest cap, so `rcpt` is called only from there on. A rule with a rate or a
+    /// quota counts every recipient: then every call.
+    fn wanted_recipient_count(&self, hook: Hook) -> u32 {
+        if hook != Hook::Rcpt {
+            return 0;
+        }
+        let mut least: Option<u32> = None;
+        for &i in &self.config.recipients {
+            let rule = &self.config.rules[i];
+            match rule.per_message {
+                Some(cap) if rule.rate.is_none() && rule.quotas.is_empty() => {
+                    least = Some(least.map_or(cap, |l| l.min(cap)));
+                }
+                _ => return 0,
+            }
+        }
+        least.unwrap_or(0)
+    }
+
     fn connect(&mut self, ctx: &Context) -> Verdict {
         if self.config.connect.is_empty() {
             return Verdict::Continue;
@@ -330,3 +350,34 @@ fn owned_list_form(address: String) -> String {
 }
 
 export_plugin!(RateLimit);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wanted(rules: &str) -> u32 {
+        let config = format!(r#"{{"rules": [{rules}]}}"#);
+        let plugin = RateLimit::init(&config).expect("a valid config");
+        assert_eq!(plugin.wanted_recipient_count(Hook::Data), 0);
+        plugin.wanted_recipient_count(Hook::Rcpt)
+    }
+
+    #[test]
+    fn rcpt_is_wanted_from_the_smallest_cap_when_only_caps_count_recipients() {
+        let cap = |n: u32| {
+            format!(r#"{{"name": "c{n}", "count": "recipients", "key": "ip", "per_message": {n}}}"#)
+        };
+        assert_eq!(wanted(&cap(50)), 50);
+        assert_eq!(wanted(&[cap(50), cap(20), cap(90)].join(",")), 20);
+        let rate = r#"{"name": "r", "count": "recipients", "key": "ip", "rate": "10/s"}"#;
+        assert_eq!(wanted(&[cap(50), rate.into()].join(",")), 0);
+        let both = r#"{"name": "b", "count": "recipients", "key": "ip", "rate": "10/s", "per_message": 5}"#;
+        assert_eq!(wanted(both), 0, "a rate counts every recipient");
+        let messages = r#"{"name": "m", "count": "messages", "key": "sender", "rate": "10/s"}"#;
+        assert_eq!(
+            wanted(messages),
+            0,
+            "no recipients rule: no rcpt hook to limit"
+        );
+    }
+}

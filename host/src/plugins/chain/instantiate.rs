@@ -11,7 +11,7 @@ use super::Slot;
 use crate::plugins::error::FailureKind;
 use crate::plugins::state::StoreState;
 use crate::plugins::types::Hook;
-use crate::plugins::wants::HeaderWants;
+use crate::plugins::wants::Declared;
 use crate::plugins::{PluginHost, PluginMeta};
 
 /// Bytes a plugin may hand the host in one capability call (see `new_store`).
@@ -135,15 +135,16 @@ pub async fn bench_instantiate(host: &Arc<PluginHost>, index: usize, init: bool)
 }
 
 /// Load-time check of one plugin: instantiate, `init`, ask `hooks()`. Returns the hooks it
-/// handles and the header fields it declared with `host.want-headers` meanwhile.
+/// handles and what it declared through the host meanwhile (`host.want-headers`,
+/// `host.want-recipient-count`).
 pub(crate) async fn probe(
     host: &PluginHost,
     pre: &Linked,
     meta: &Arc<PluginMeta>,
-) -> Result<(u16, HeaderWants), FailureKind> {
+) -> Result<(u16, Declared), FailureKind> {
     let mut slot = instantiate(host, pre, meta).await?;
     slot.store.data_mut().arm();
-    slot.store.data_mut().declaring = Some(HeaderWants::default());
+    slot.store.data_mut().declaring = Some(Declared::default());
     slot.store.set_epoch_deadline(1);
     let Slot { store, exports, .. } = &mut slot;
     let wall = meta.limits.wall;
@@ -156,9 +157,9 @@ pub(crate) async fn probe(
         let why = format!("hooks() listed {} hooks", hooks.len());
         return Err(FailureKind::Malformed(why));
     }
-    let headers = store.data_mut().declaring.take().unwrap_or_default();
+    let declared = store.data_mut().declaring.take().unwrap_or_default();
     let bits = hooks
         .into_iter()
         .fold(0, |bits, h| bits | Hook::from(h).bit());
-    Ok((bits, headers))
+    Ok((bits, declared))
 }

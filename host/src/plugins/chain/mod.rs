@@ -429,7 +429,7 @@ impl Chain {
     ) -> Verdict {
         self.decided = None;
         for i in 0..self.members.len() {
-            if !self.handles(i, hook) {
+            if !self.handles(i, hook) || !self.enough_recipients(i, hook, Subject::Session(ctx)) {
                 continue;
             }
             let answer = match self
@@ -466,7 +466,10 @@ impl Chain {
         // so a plugin that asks for the parts next does not pay for it again.
         let mut part_types: Option<Option<Vec<String>>> = None;
         for i in 0..self.members.len() {
-            if !self.handles(i, hook) || !self.wanted_by(i, hook, &mut current, &mut part_types) {
+            if !self.handles(i, hook)
+                || !self.enough_recipients(i, hook, subject)
+                || !self.wanted_by(i, hook, &mut current, &mut part_types)
+            {
                 continue;
             }
             let answer = match self.invoke(i, hook, subject, call(current.clone())).await {
@@ -486,6 +489,16 @@ impl Chain {
             }
         }
         (verdict, current)
+    }
+
+    /// Whether the transaction has as many recipients as plugin `i` declared `hook` needs
+    /// (`host.want-recipient-count`): at `rcpt` the ones accepted before this one.
+    fn enough_recipients(&self, i: usize, hook: Hook, subject: Subject<'_>) -> bool {
+        let min = self.host.plugins[i].wants.min_recipients(hook);
+        match subject {
+            Subject::Session(c) => c.tx.recipients.len() >= min,
+            Subject::Delivery(_) => true,
+        }
     }
 
     /// Whether a plugin that handles `hook` would be called with `message`.
