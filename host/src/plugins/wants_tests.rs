@@ -78,6 +78,19 @@ async fn the_tracker_is_not_instantiated_for_mail_without_html() {
     let copy = String::from_utf8(edited.expect("the tracker edits the copy")).unwrap();
     assert!(copy.contains("https://t.example.com/"), "{copy}");
     assert_eq!(host.metrics()[0].calls, 1);
+
+    // HTML that is not multipart is found from the header fields alone.
+    let single = "From: news@example.org\r\nContent-Type: Text/HTML; charset=utf-8\r\n\r\n\
+<html><body><a href=\"https://example.org/b\">b</a></body></html>\r\n";
+    let message = MessageBytes::from(single.as_bytes());
+    let (verdict, edited) = host
+        .delivery()
+        .recipient_copy(|| env.clone(), || rcpt("a@example.com"), &message)
+        .await;
+    assert_eq!(verdict, Verdict::Continue);
+    let copy = String::from_utf8(edited.expect("the tracker edits the copy")).unwrap();
+    assert!(copy.contains("https://t.example.com/"), "{copy}");
+    assert_eq!(host.metrics()[0].calls, 2);
 }
 
 fn router() -> PluginConfig {

@@ -118,8 +118,8 @@ impl DeliveryPlugins {
     /// a failing plugin's edits are dropped and its `on_error` decides (tempfail defers the
     /// recipient, reject bounces it, accept sends the copy as it is). The message is read in
     /// place, and the envelope and recipient are asked for only when some plugin is to see
-    /// the copy: a copy every plugin's `wants` rule out costs a parse of its header and MIME
-    /// structure, once per message.
+    /// the copy: a copy every plugin's `wants` rule out costs a read of its header fields
+    /// (and of its MIME structure when it is multipart), once per message.
     pub async fn recipient_copy(
         &mut self,
         env: impl FnOnce() -> Arc<EnvelopeInfo>,
@@ -134,13 +134,23 @@ impl DeliveryPlugins {
             return (Verdict::Continue, None);
         }
         let max = self.chain.host.max_message;
-        let mut current = MessageRes::parse_shared(message.clone(), max);
-        if !self.chain.reaches_any(Hook::RecipientCopy, &mut current) {
+        // Most mail is decided from its header fields alone; a multipart message whose part
+        // types matter is parsed for its part tree, which the chain then keeps.
+        let mut parsed = None;
+        let reached = match self.chain.reaches_any_raw(Hook::RecipientCopy, message) {
+            Some(reached) => reached,
+            None => {
+                let current = parsed.insert(MessageRes::parse_shared(message.clone(), max));
+                self.chain.reaches_any(Hook::RecipientCopy, current)
+            }
+        };
+        if !reached {
             // No plugin is to see it: the copy is the message as it came in.
             self.chain.decided = None;
             self.copies_unwanted = Some(message.clone());
             return (Verdict::Continue, None);
         }
+        let current = parsed.unwrap_or_else(|| MessageRes::parse_shared(message.clone(), max));
         let (env, rcpt) = (env(), Arc::new(rcpt()));
         let call = |m| Call::RecipientCopy(rcpt.clone(), m);
         let (verdict, current) = self

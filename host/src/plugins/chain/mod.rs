@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use tracing::Instrument;
+use wasmrelay_codec::message::header_end;
 use wasmtime::component::Resource;
 use wasmtime::Store;
 
@@ -499,6 +500,33 @@ impl Chain {
             Subject::Session(c) => c.tx.recipients.len() >= min,
             Subject::Delivery(_) => true,
         }
+    }
+
+    /// [`Chain::reaches_any`] read from the message's bytes, without parsing it: its header
+    /// fields, and the type of its one part when it is not multipart. `None` when a plugin's
+    /// part types need the part tree of a multipart message to tell.
+    fn reaches_any_raw(&self, hook: Hook, message: &[u8]) -> Option<bool> {
+        let fields_end = header_end(message).map_or(message.len(), |h| h.fields);
+        let fields = &message[..fields_end];
+        let mut single_type = None;
+        for i in (0..self.members.len()).filter(|&i| self.handles(i, hook)) {
+            let wants = &self.host.plugins[i].wants;
+            if let Some(names) = wants.headers(hook) {
+                if !mime::has_any_field(fields, names) {
+                    continue;
+                }
+            }
+            let Some(wanted) = wants.types(hook) else {
+                return Some(true);
+            };
+            let single = single_type.get_or_insert_with(|| mime::single_part_type(fields));
+            match single {
+                Some(t) if wanted.contains(t) => return Some(true),
+                Some(_) => {}
+                None => return None,
+            }
+        }
+        Some(false)
     }
 
     /// Whether a plugin that handles `hook` would be called with `message`.

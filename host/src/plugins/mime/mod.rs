@@ -66,6 +66,24 @@ pub(crate) fn leaf_types(m: &mut MessageRes) -> Option<Vec<String>> {
     (!tree.truncated).then(|| leaves.map(|n| n.info.content_type.clone()).collect())
 }
 
+/// The content type of a message that is not multipart, read from its header `fields` (the
+/// bytes before the empty line) without the message being parsed: what [`leaf_types`] gives
+/// for it, its one part. `None` for a multipart message, whose parts need the tree.
+pub(crate) fn single_part_type(fields: &[u8]) -> Option<String> {
+    let top = MimeHeader::parse(header::fields(fields), "text/plain");
+    (!top.content_type.starts_with("multipart/")).then_some(top.content_type)
+}
+
+/// Whether one of the raw header `fields` is named one of `names` (case-insensitive).
+pub(crate) fn has_any_field(fields: &[u8], names: &[String]) -> bool {
+    header::fields(fields).any(|f| {
+        let name = header::field_name(f);
+        names
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+    })
+}
+
 /// The leaf part `id`, or why there is none.
 fn leaf(tree: &Tree, id: u32) -> Result<&Node, wit::PartError> {
     let node = tree
