@@ -118,6 +118,9 @@ pub(crate) fn parts(m: &mut MessageRes) -> Vec<wit::MimePart> {
                 })
             })
             .collect();
+        // The cache lets go first: a tree nothing else shares (no other copy of the message
+        // holds it) takes its sizes in place instead of being copied.
+        m.mime.tree = None;
         let nodes = &mut Arc::make_mut(&mut tree).nodes;
         for (node, size) in nodes.iter_mut().zip(sizes) {
             node.size = Some(size);
