@@ -71,8 +71,8 @@ pub struct StoreState {
     /// The last state key in its plugin-private form ([`StoreState::keyed`]), kept so that
     /// a state call allocates nothing for it.
     key_buf: String,
-    /// Set only while the load-time probe asks `hooks()`: what `host.want-headers`
-    /// declares lands here.
+    /// Set only while the load-time probe asks `hooks()`: what `host.want-headers` and
+    /// `host.want-recipient-count` declare lands here.
     pub(crate) declaring: Option<Declared>,
 }
 
