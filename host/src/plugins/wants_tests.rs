@@ -39,6 +39,17 @@ Content-Type: multipart/alternative; boundary=\"b\"\r\n\r\n\
 --b\r\nContent-Type: text/html\r\n\r\n<html><body><a href=\"https://example.org/a\">a</a></body></html>\r\n\
 --b--\r\n";
 
+/// Delivers `message` to one recipient through `batch` and checks the tracker rewrote it.
+async fn assert_tracked(batch: &mut DeliveryPlugins, env: &Arc<EnvelopeInfo>, message: &str) {
+    let message = MessageBytes::from(message.as_bytes());
+    let (verdict, edited) = batch
+        .recipient_copy(|| env.clone(), || rcpt("a@example.com"), &message)
+        .await;
+    assert_eq!(verdict, Verdict::Continue);
+    let copy = String::from_utf8(edited.expect("the tracker edits the copy")).unwrap();
+    assert!(copy.contains("https://t.example.com/"), "{copy}");
+}
+
 #[tokio::test]
 async fn the_tracker_is_not_instantiated_for_mail_without_html() {
     let host = load(&[tracker()]).await;
@@ -70,26 +81,13 @@ async fn the_tracker_is_not_instantiated_for_mail_without_html() {
 
     // The same batch with another message (as `wasmrelay plugin test` does): the cached
     // answer was for the text message only.
-    let message = MessageBytes::from(HTML.as_bytes());
-    let (verdict, edited) = batch
-        .recipient_copy(|| env.clone(), || rcpt("a@example.com"), &message)
-        .await;
-    assert_eq!(verdict, Verdict::Continue);
-    let copy = String::from_utf8(edited.expect("the tracker edits the copy")).unwrap();
-    assert!(copy.contains("https://t.example.com/"), "{copy}");
+    assert_tracked(&mut batch, &env, HTML).await;
     assert_eq!(host.metrics()[0].calls, 1);
 
     // HTML that is not multipart is found from the header fields alone.
     let single = "From: news@example.org\r\nContent-Type: Text/HTML; charset=utf-8\r\n\r\n\
 <html><body><a href=\"https://example.org/b\">b</a></body></html>\r\n";
-    let message = MessageBytes::from(single.as_bytes());
-    let (verdict, edited) = host
-        .delivery()
-        .recipient_copy(|| env.clone(), || rcpt("a@example.com"), &message)
-        .await;
-    assert_eq!(verdict, Verdict::Continue);
-    let copy = String::from_utf8(edited.expect("the tracker edits the copy")).unwrap();
-    assert!(copy.contains("https://t.example.com/"), "{copy}");
+    assert_tracked(&mut host.delivery(), &env, single).await;
     assert_eq!(host.metrics()[0].calls, 2);
 }
 
