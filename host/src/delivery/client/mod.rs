@@ -461,8 +461,11 @@ impl SmtpClient {
                 Ok(None) => {}
                 Err(why) => return Err(self.protocol(&why.to_string())),
             }
-            let mut chunk = [0u8; 4096];
-            let n = match tokio::time::timeout_at(deadline, self.io.read(&mut chunk)).await {
+            // Read into the buffer's spare room: a zeroed chunk on the stack cost a 4 KiB
+            // memset per read and made this future 4 KiB larger. `parse_reply` bounds what
+            // the buffer may hold before it has a reply, as before.
+            self.buf.reserve(4096);
+            let n = match tokio::time::timeout_at(deadline, self.io.read_buf(&mut self.buf)).await {
                 Err(_) => return Err(self.timeout(phase)),
                 Ok(Err(source)) => return Err(self.io_error(phase, source)),
                 Ok(Ok(n)) => n,
@@ -472,7 +475,6 @@ impl SmtpClient {
                     std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed");
                 return Err(self.io_error(phase, eof));
             }
-            self.buf.extend_from_slice(&chunk[..n]);
         }
     }
 

@@ -1,11 +1,11 @@
 //! The client against a scripted server over an in-memory stream.
 
-use wasmrelay_codec::reply::Enhanced;
+use wasmrelay_codec::reply::{Enhanced, MAX_REPLY_LINE};
 
 use super::*;
 use crate::config::delivery::TimeoutConfig;
 use crate::delivery::Outcome;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 fn opts() -> ClientOptions {
     ClientOptions {
@@ -254,4 +254,58 @@ async fn addresses_cannot_inject_commands() {
     );
     // Refused before MAIL: the status is the precheck's, not a server reply.
     server.await.unwrap();
+}
+
+/// Writes `pieces` one at a time, each after the client has had a chance to read the one
+/// before, then keeps the stream open.
+async fn trickle(mut io: tokio::io::DuplexStream, pieces: Vec<Vec<u8>>) {
+    for piece in pieces {
+        io.write_all(&piece).await.unwrap();
+        io.flush().await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    let mut sink = Vec::new();
+    let _ = io.read_to_end(&mut sink).await;
+}
+
+#[tokio::test]
+async fn a_reply_in_pieces_is_read_whole() {
+    let (a, b) = tokio::io::duplex(1 << 16);
+    // The greeting split mid-line and mid-code; the EHLO reply's lines split across writes,
+    // the last of them together with nothing after it.
+    let pieces = [
+        "2",
+        "20-relay.test ESMTP\r",
+        "\n220 ready\r\n",
+        "250-x.test\r\n250-PIPE",
+        "LINING\r\n250 8BITMIME\r\n",
+    ];
+    let server = tokio::spawn(trickle(
+        b,
+        pieces.iter().map(|p| p.as_bytes().to_vec()).collect(),
+    ));
+    let c = SmtpClient::handshake(Box::new(a), "x".into(), "x", &opts(), TlsPolicy::None)
+        .await
+        .unwrap();
+    assert!(c.caps.pipelining && c.caps.eight_bit_mime, "{:?}", c.caps);
+    drop(c);
+    server.await.unwrap();
+}
+
+// Paused time: a client that kept waiting for the end of the line would time out instead.
+#[tokio::test(start_paused = true)]
+async fn an_endless_reply_line_is_a_protocol_error() {
+    let (a, b) = tokio::io::duplex(1 << 16);
+    // More than a reply line may hold, in reads of 1 KiB, with no end of line.
+    let mut pieces = vec![b"220 ".to_vec()];
+    pieces.extend(std::iter::repeat_n(
+        vec![b'x'; 1024],
+        2 * MAX_REPLY_LINE / 1024,
+    ));
+    let _server = tokio::spawn(trickle(b, pieces));
+    let err = SmtpClient::handshake(Box::new(a), "x".into(), "x", &opts(), TlsPolicy::None)
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, ClientError::Protocol { .. }), "{err}");
 }
