@@ -108,9 +108,18 @@ async fn attempt(
         for d in destinations {
             let (shared, env, content) = (shared.clone(), env.clone(), content.clone());
             let span = tracing::debug_span!("send", destination = %d.target);
+            // Boxed, as the attempt's own future: spawning then copies a pointer, not the
+            // SMTP client's state.
             set.spawn(
                 async move {
-                    let out = send::deliver(&shared, &d.target, &env, &content, d.recipients).await;
+                    let out = Box::pin(send::deliver(
+                        &shared,
+                        &d.target,
+                        &env,
+                        &content,
+                        d.recipients,
+                    ))
+                    .await;
                     count(&shared, &d.target, &env, &out);
                     out
                 }

@@ -350,14 +350,16 @@ impl QueueRunner {
                         let shared = shared.clone();
                         let workers = workers.clone();
                         let bounce = bouncing.remove(&id);
+                        // The attempt's future is boxed: spawned inline, its kilobytes were
+                        // copied into the task.
                         tasks.spawn(async move {
                             let _permit = workers.acquire_owned().await;
                             let next = if bounce {
                                 let span = tracing::info_span!("delivery", queue_id = %id);
-                                record::bounce_all(&shared, &id).instrument(span).await
+                                Box::pin(record::bounce_all(&shared, &id).instrument(span)).await
                             } else {
                                 // Its span continues the message's trace (see there).
-                                attempt::process(&shared, &id, force).await
+                                Box::pin(attempt::process(&shared, &id, force)).await
                             };
                             (id, next)
                         });

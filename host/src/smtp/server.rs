@@ -221,9 +221,11 @@ async fn accept_loop(listener: Listener, limits: ConnectionLimits, tasks: Tasks)
                 let env = listener.env.current();
                 let shutdown = shutdown.clone();
                 let cut_off = cut_off.clone();
+                // The session's future is kilobytes: boxed, spawning moves a pointer instead
+                // of copying it into the task.
                 tracker.spawn(async move {
                     tokio::select! {
-                        _ = session::run(stream, peer, local, env, shutdown) => {}
+                        _ = Box::pin(session::run(stream, peer, local, env, shutdown)) => {}
                         _ = cut_off.cancelled() => {}
                     }
                     drop(guard);
