@@ -77,6 +77,22 @@ pub fn rate_limit(
     imp::rate_limit(key, rate, millis(period), burst, cost)
 }
 
+/// [`rate_limit`] charged to the transaction's message: the host gives the charge back if
+/// the transaction ends without its message queued (RSET, a refusal at MAIL FROM or at the
+/// end of DATA by any plugin or the relay, a dropped connection ...), so a limit on messages
+/// is checked and charged at `mail_from` with no `data` hook. Only in `mail_from`, `rcpt` and
+/// `data`, at most 32 per plugin and transaction; otherwise `StateError::Denied`. Since
+/// 0.2.7.
+pub fn rate_limit_for_message(
+    key: &str,
+    rate: u32,
+    period: Duration,
+    burst: u32,
+    cost: u32,
+) -> Result<RateDecision, StateError> {
+    imp::rate_limit_for_message(key, rate, millis(period), burst, cost)
+}
+
 /// Adds `delta` to a fixed-window counter and returns the window's new total.
 pub fn counter_add(key: &str, delta: i64, window: Duration) -> Result<i64, StateError> {
     imp::counter_add(key, delta, millis(window))
@@ -104,6 +120,17 @@ pub fn quota_add(
     window: QuotaWindow,
 ) -> Result<QuotaDecision, StateError> {
     imp::quota_add(key, amount, limit, window)
+}
+
+/// [`quota_add`] charged to the transaction's message, given back like
+/// [`rate_limit_for_message`] (from the window it went to). Since 0.2.7.
+pub fn quota_add_for_message(
+    key: &str,
+    amount: u64,
+    limit: u64,
+    window: QuotaWindow,
+) -> Result<QuotaDecision, StateError> {
+    imp::quota_add_for_message(key, amount, limit, window)
 }
 
 /// `key`'s total in the current `window` and when it resets.

@@ -4,7 +4,7 @@
 //! [`export_plugin!`] turns a type into a component, [`host`] wraps the capabilities the relay
 //! grants, [`Address`] parses envelope addresses, and `mime` adds text-part helpers to
 //! [`Message`]. The interface itself is
-//! `wit/plugin.wit` (`wasmrelay:plugin@0.2.6`); its generated bindings stay private.
+//! `wit/plugin.wit` (`wasmrelay:plugin@0.2.7`); its generated bindings stay private.
 //!
 //! ```no_run
 //! use wasmrelay_plugin_sdk::{export_plugin, Context, Hook, Plugin, Verdict};

@@ -127,6 +127,73 @@ async fn conformance(b: &dyn StateBackend) {
             .allowed
     );
 
+    // Charges given back (a message that was not queued): never more than was charged.
+    let k = "p\0back";
+    for _ in 0..2 {
+        assert!(b.rate_limit(k, 2, MINUTE, 2, 1).await.unwrap().allowed);
+    }
+    assert!(!b.rate_limit(k, 2, MINUTE, 2, 1).await.unwrap().allowed);
+    assert_eq!(b.rate_refund(k, 2, MINUTE, 1).await, Ok(()));
+    let again = b.rate_limit(k, 2, MINUTE, 2, 1).await.unwrap();
+    assert!(again.allowed && again.remaining == 0, "{again:?}");
+    assert_eq!(b.rate_refund(k, 2, MINUTE, 5).await, Ok(()));
+    let fresh = b.rate_limit(k, 2, MINUTE, 2, 2).await.unwrap();
+    assert!(
+        fresh.allowed && fresh.remaining == 0,
+        "no credit past a fresh key: {fresh:?}"
+    );
+    assert!(!b.rate_limit(k, 2, MINUTE, 2, 1).await.unwrap().allowed);
+    assert_eq!(b.rate_refund("p\0never", 2, MINUTE, 1).await, Ok(()));
+    let q = b.quota_add("p\0qb", 2, 3, QuotaWindow::Day).await.unwrap();
+    let start = q.reset_ms - 86_400_000;
+    assert_eq!(
+        b.quota_refund("p\0qb", 1, QuotaWindow::Day, start).await,
+        Ok(())
+    );
+    let total =
+        |key: &'static str| async move { b.quota_get(key, QuotaWindow::Day).await.unwrap().total };
+    assert_eq!(total("p\0qb").await, 1);
+    let yesterday = start - 86_400_000;
+    assert_eq!(
+        b.quota_refund("p\0qb", 1, QuotaWindow::Day, yesterday)
+            .await,
+        Ok(())
+    );
+    assert_eq!(
+        total("p\0qb").await,
+        1,
+        "an ended window has nothing to give back"
+    );
+    assert_eq!(
+        b.quota_refund("p\0qb", 5, QuotaWindow::Day, start).await,
+        Ok(())
+    );
+    assert_eq!(total("p\0qb").await, 0);
+    assert_eq!(
+        b.quota_refund("p\0qnone", 1, QuotaWindow::Day, start).await,
+        Ok(())
+    );
+    assert_eq!(total("p\0qnone").await, 0);
+    // Exact over the whole u64 range (Redis subtracts in decimal digits).
+    b.quota_add("p\0qbig", u64::MAX, u64::MAX, QuotaWindow::Day)
+        .await
+        .unwrap();
+    let back = (1u64 << 53) + 1;
+    assert_eq!(
+        b.quota_refund("p\0qbig", back, QuotaWindow::Day, start)
+            .await,
+        Ok(())
+    );
+    assert_eq!(total("p\0qbig").await, u64::MAX - back);
+    b.quota_add("p\0q10", 1000, 1000, QuotaWindow::Day)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.quota_refund("p\0q10", 1, QuotaWindow::Day, start).await,
+        Ok(())
+    );
+    assert_eq!(total("p\0q10").await, 999);
+
     // kv with caps: keys and bytes (key plus value), replacing and shrinking allowed.
     let c = cap(2, 10);
     assert_eq!(b.kv_set(c, "a", b"1".to_vec(), None).await, Ok(()));

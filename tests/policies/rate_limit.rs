@@ -175,6 +175,82 @@ fn the_sixth_message_of_a_five_per_minute_sender_is_tempfailed() {
 }
 
 #[test]
+fn a_transaction_that_does_not_queue_its_message_does_not_count() {
+    let Setup {
+        mut relay,
+        sink,
+        _dir,
+    } = start(
+        r#"rules = [{ name = "per-sender", count = "messages", key = "sender", rate = "2/hour" }]"#,
+    );
+    let addr = relay.addr();
+    let mut a = Raw::connect(addr);
+    a.cmd("EHLO client.test", "250");
+    let open = |c: &mut Raw| {
+        c.cmd("MAIL FROM:<s@example.org>", "250");
+        c.cmd("RCPT TO:<user@example.com>", "250");
+    };
+    // Ended by RSET, by a new EHLO, by the relay refusing the message at the end of DATA
+    // (a mail loop), each more times than the rate allows.
+    for _ in 0..3 {
+        open(&mut a);
+        a.cmd("RSET", "250");
+    }
+    for _ in 0..3 {
+        open(&mut a);
+        a.cmd("EHLO client.test", "250");
+    }
+    let looping = "Received: from a.test by b.test; Tue, 1 Dec 2026 00:00:00 +0000\r\n".repeat(60);
+    for _ in 0..3 {
+        open(&mut a);
+        a.cmd("DATA", "354");
+        a.send(format!("{looping}Subject: loop\r\n\r\nbody\r\n.\r\n").as_bytes());
+        let reply = a.reply();
+        assert!(reply.starts_with("554 5.4.6"), "{reply}");
+    }
+    // Ended by a dropped connection: given back once the relay has seen the close.
+    for _ in 0..3 {
+        let mut b = Raw::connect(addr);
+        b.cmd("EHLO client.test", "250");
+        open(&mut b);
+        drop(b);
+    }
+    // So the sender still has its two messages (once the drops are seen), and no third.
+    let message = |c: &mut Raw| {
+        c.cmd("RCPT TO:<user@example.com>", "250");
+        c.cmd("DATA", "354");
+        c.cmd("Subject: counted\r\n\r\nbody\r\n.", "250")
+    };
+    let deadline = Instant::now() + WAIT;
+    let mut queued = 0;
+    while queued < 2 {
+        let reply = a.cmd("MAIL FROM:<s@example.org>", "");
+        if reply.starts_with("250") {
+            message(&mut a);
+            queued += 1;
+            continue;
+        }
+        assert!(
+            reply.starts_with("451 4.7.1 messages rate limit exceeded"),
+            "{reply}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "a charge was never given back: {reply}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let third = a.cmd("MAIL FROM:<s@example.org>", "451");
+    assert!(
+        third.starts_with("451 4.7.1 messages rate limit exceeded (per-sender: 2/hour)"),
+        "{third}"
+    );
+    a.cmd("QUIT", "221");
+    assert_eq!(sink.wait_for(2, WAIT).len(), 2);
+    relay.terminate();
+}
+
+#[test]
 fn a_quota_refuses_until_its_window_resets() {
     // A `minute` window: the same code path as `day`, checked without waiting a day.
     let Setup {
@@ -374,7 +450,7 @@ fn the_transcript_runs_as_documented() {
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let expected = [
-        "plugin rate-limit handles: connect, mail-from, rcpt, data",
+        "plugin rate-limit handles: connect, mail-from, rcpt",
         "connect 192.0.2.1 -> continue",
         "connect 192.0.2.1 -> continue",
         "connect 192.0.2.1 -> disconnect 421 4.7.0 too many concurrent connections (open: at most 2); try again later",

@@ -6,11 +6,13 @@ wasmtime::component::bindgen!({
     imports: {
         "wasmrelay:plugin/host.dns-lookup": async | trappable,
         "wasmrelay:plugin/host.rate-limit": async | trappable,
+        "wasmrelay:plugin/host.rate-limit-for-message": async | trappable,
         "wasmrelay:plugin/host.counter-add": async | trappable,
         "wasmrelay:plugin/host.counter-get": async | trappable,
         "wasmrelay:plugin/host.counter-hold": async | trappable,
         "wasmrelay:plugin/host.quota-add": async | trappable,
         "wasmrelay:plugin/host.quota-get": async | trappable,
+        "wasmrelay:plugin/host.quota-add-for-message": async | trappable,
         "wasmrelay:plugin/host.kv-get": async | trappable,
         "wasmrelay:plugin/host.kv-set": async | trappable,
         "wasmrelay:plugin/host.kv-add": async | trappable,

@@ -2,7 +2,7 @@
 //! order, what to do; the first verdict other than `continue` wins.
 //!
 //! Layout:
-//! - `plugin-sdk/wit/plugin.wit` is the interface (`wasmrelay:plugin@0.2.6`); `bindings`
+//! - `plugin-sdk/wit/plugin.wit` is the interface (`wasmrelay:plugin@0.2.7`); `bindings`
 //!   generates the host side from it and validates what plugins return.
 //! - `engine`: one `Engine` (pooling allocator, copy-on-write images, epoch ticker) and the
 //!   on-disk compile cache; components are refused at load unless they export
@@ -327,6 +327,8 @@ fn hook_names(bits: u16) -> Vec<Hook> {
         .collect()
 }
 
+#[cfg(test)]
+mod charges_tests;
 #[cfg(test)]
 mod holds_tests;
 #[cfg(test)]

@@ -13,7 +13,7 @@ use super::bindings::wasmrelay::plugin::host::{
     self as wit, DnsError, LogLevel, QuotaWindow, RecordType,
 };
 use super::caps::{DnsFailure, DnsLookup, DnsType, EventSink, PluginEvent};
-use super::holds::{self, SessionHolds};
+use super::holds::{self, Charge, SessionHolds};
 use super::types::Hook;
 use super::wants::Declared;
 use super::PluginMeta;
@@ -176,6 +176,39 @@ impl StoreState {
             ))));
         }
         Ok(Ok(()))
+    }
+
+    /// [`Self::keyed`] for a charge to the transaction's message, with the session's record
+    /// of charges: only in a transaction's hook, and while the plugin has room for one more.
+    #[allow(clippy::type_complexity)]
+    fn for_message(
+        &mut self,
+        key: &str,
+    ) -> wasmtime::Result<Result<(Arc<SessionHolds>, &str, &dyn StateBackend), StateError>> {
+        let in_transaction = matches!(
+            self.scope.hook,
+            Some(Hook::MailFrom | Hook::Rcpt | Hook::Data)
+        );
+        let session = self.holds.clone().filter(|_| in_transaction);
+        let name_len = self.meta.name.len();
+        // Counted against the call budget like any state call, refused or not.
+        let (key, backend) = match self.keyed(key)? {
+            Ok(keyed) => keyed,
+            Err(e) => return Ok(Err(e)),
+        };
+        let Some(session) = session else {
+            return Ok(Err(StateError::Denied(
+                "charges for a message are only available in mail-from, rcpt and data".into(),
+            )));
+        };
+        // The key starts with the plugin's name and a NUL: its charges are those keys.
+        if !session.has_room_for_charge(&key[..=name_len]) {
+            return Ok(Err(StateError::Denied(format!(
+                "at most {} charges per message",
+                holds::MAX_PER_PLUGIN
+            ))));
+        }
+        Ok(Ok((session, key, backend)))
     }
 
     /// [`Self::check_key`], then the plugin-private form of `key` (the plugin's name, a NUL,
@@ -444,6 +477,33 @@ impl wit::Host for StoreState {
         Ok(Ok(total))
     }
 
+    async fn rate_limit_for_message(
+        &mut self,
+        key: String,
+        rate: u32,
+        period_ms: u64,
+        burst: u32,
+        cost: u32,
+    ) -> wasmtime::Result<Result<wit::RateDecision, wit::StateError>> {
+        let (session, key, backend) = or_state_error!(self.for_message(&key)?);
+        let period = Duration::from_millis(period_ms);
+        or_state_error!(state::memory::check_rate(rate, period, burst));
+        let d = or_state_error!(backend.rate_limit(key, rate, period, burst, cost).await);
+        if d.allowed && cost > 0 {
+            session.charge(Charge::Rate {
+                key: key.to_owned(),
+                rate,
+                period,
+                cost,
+            });
+        }
+        Ok(Ok(wit::RateDecision {
+            allowed: d.allowed,
+            remaining: d.remaining,
+            retry_after_ms: d.retry_after.as_millis().min(u64::MAX as u128) as u64,
+        }))
+    }
+
     async fn counter_get(&mut self, key: String) -> wasmtime::Result<Result<i64, wit::StateError>> {
         let (key, backend) = or_state_error!(self.keyed(&key)?);
         Ok(backend.counter_get(key).await.map_err(Into::into))
@@ -461,6 +521,27 @@ impl wit::Host for StoreState {
             .quota_add(key, amount, limit, quota_window(window))
             .await;
         Ok(d.map(quota_decision).map_err(Into::into))
+    }
+
+    async fn quota_add_for_message(
+        &mut self,
+        key: String,
+        amount: u64,
+        limit: u64,
+        window: QuotaWindow,
+    ) -> wasmtime::Result<Result<wit::QuotaDecision, wit::StateError>> {
+        let (session, key, backend) = or_state_error!(self.for_message(&key)?);
+        let window = quota_window(window);
+        let d = or_state_error!(backend.quota_add(key, amount, limit, window).await);
+        if d.allowed && amount > 0 {
+            session.charge(Charge::Quota {
+                key: key.to_owned(),
+                amount,
+                window,
+                window_start_ms: d.reset_ms.saturating_sub(window.seconds() * 1000),
+            });
+        }
+        Ok(Ok(quota_decision(d)))
     }
 
     async fn quota_get(

@@ -14,14 +14,16 @@
 //! mail <a@example.org>                   # -> mail-from hook; starts a transaction
 //! rcpt <b@example.org>                   # -> rcpt hook; kept unless refused
 //! data message.eml                       # -> data hook, message from a file (relative to
-//!                                        #    the transcript) ...
+//!                                        #    the transcript); a message let through counts
+//!                                        #    as queued ...
 //! data                                   # ... or inline, up to a line with a single "."
 //! Subject: hi
 //!
 //! body
 //! .
 //! queued Q123                            # -> queued hook
-//! rset                                   # drops the transaction
+//! rset                                   # drops the transaction (what plugins charged
+//!                                        #    for its message is given back)
 //! closed                                 # -> closed hook (the connection ended)
 //! pool transactional                     # declare a smart-host pool name routes may use
 //! list suppression a@example.org         # declare a list (read/write for the plugin),
@@ -490,6 +492,9 @@ impl Run {
             "rset" => {
                 self.tx = TransactionInfo::default();
                 self.message = None;
+                if let Some(session) = self.session.as_mut() {
+                    session.transaction_ended().await;
+                }
                 Ok(())
             }
             "route" => {
@@ -568,6 +573,10 @@ impl Run {
         let before = message.clone();
         let (conn, mut tx) = (self.conn.clone(), self.tx.clone());
         let v = self.session().data(&conn, &mut tx, &mut message).await;
+        if !v.refuses() {
+            // As if the relay queued it: what plugins charged for it stays.
+            self.session().message_queued();
+        }
         let annotations_before = std::mem::replace(&mut self.tx.annotations, tx.annotations);
         let edited = message != before;
         let what = format!(

@@ -80,6 +80,11 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// Whether the stage is refused (or the connection ended) rather than let through.
+    pub fn refuses(&self) -> bool {
+        !matches!(self, Verdict::Continue | Verdict::Accept)
+    }
+
     /// The reply a failing plugin's `on_error = "tempfail"` gives.
     pub fn plugin_tempfail() -> Verdict {
         Verdict::Tempfail(Reply::new(

@@ -213,6 +213,23 @@ impl InProcessBackend {
         })
     }
 
+    /// The GCRA step backwards: `cost` intervals off the key's arrival time.
+    fn gcra_refund(&self, key: &str, rate: u32, period: Duration, cost: u32) {
+        let charge = (period / rate.max(1)).saturating_mul(cost).min(FAR);
+        self.with(|t, now, _| {
+            let Some(tat) = t.tat.get_mut(key) else {
+                return;
+            };
+            match tat.checked_sub(charge) {
+                Some(back) if back > now => *tat = back,
+                // At or before now: the same as no entry.
+                _ => {
+                    t.tat.remove(key);
+                }
+            }
+        })
+    }
+
     fn quota(&self, key: &str, window: QuotaWindow, add: Option<(u64, u64)>) -> QuotaDecision {
         self.with(|t, _, wall| {
             let now = SystemTime::UNIX_EPOCH + Duration::from_millis(wall);
@@ -320,6 +337,17 @@ impl StateBackend for InProcessBackend {
         ready(total)
     }
 
+    fn rate_refund<'a>(
+        &'a self,
+        key: &'a str,
+        rate: u32,
+        period: Duration,
+        cost: u32,
+    ) -> StateFuture<'a, StateResult<()>> {
+        self.gcra_refund(key, rate, period, cost);
+        ready(())
+    }
+
     fn quota_add<'a>(
         &'a self,
         key: &'a str,
@@ -328,6 +356,23 @@ impl StateBackend for InProcessBackend {
         window: QuotaWindow,
     ) -> StateFuture<'a, StateResult<QuotaDecision>> {
         ready(self.quota(key, window, Some((amount, limit))))
+    }
+
+    fn quota_refund<'a>(
+        &'a self,
+        key: &'a str,
+        amount: u64,
+        window: QuotaWindow,
+        window_start_ms: u64,
+    ) -> StateFuture<'a, StateResult<()>> {
+        self.with(|t, _, _| {
+            if let Some(q) = t.quotas.get_mut(&(key.to_string(), window)) {
+                if q.window_start == window_start_ms {
+                    q.total = q.total.saturating_sub(amount);
+                }
+            }
+        });
+        ready(())
     }
 
     fn quota_get<'a>(

@@ -231,6 +231,16 @@ pub trait StateBackend: Send + Sync + 'static {
         burst: u32,
         cost: u32,
     ) -> StateFuture<'a, StateResult<RateDecision>>;
+    /// Gives back a charge [`StateBackend::rate_limit`] allowed with these arguments: the
+    /// key's theoretical arrival time moves back by `cost` intervals (never before now).
+    /// Charges made since by others stay; a key that expired has nothing to give back.
+    fn rate_refund<'a>(
+        &'a self,
+        key: &'a str,
+        rate: u32,
+        period: Duration,
+        cost: u32,
+    ) -> StateFuture<'a, StateResult<()>>;
     /// Adds (saturating) to a fixed window of `window` starting at the first add; returns
     /// the new total.
     fn counter_add<'a>(
@@ -254,6 +264,15 @@ pub trait StateBackend: Send + Sync + 'static {
         key: &'a str,
         window: QuotaWindow,
     ) -> StateFuture<'a, StateResult<QuotaDecision>>;
+    /// Takes `amount` (saturating at 0) off the key's total in the window that started at
+    /// `window_start_ms`, if that window is still the current one.
+    fn quota_refund<'a>(
+        &'a self,
+        key: &'a str,
+        amount: u64,
+        window: QuotaWindow,
+        window_start_ms: u64,
+    ) -> StateFuture<'a, StateResult<()>>;
     fn kv_get<'a>(
         &'a self,
         namespace: &'a str,

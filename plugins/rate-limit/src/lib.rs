@@ -8,11 +8,12 @@
 //! - `connect`: `concurrent` rules count the connection (a count the host holds for the
 //!   session and gives back when it ends, `host::counter_hold`), then `connections` rules
 //!   charge it; a refusal ends the connection (421, or 554 to reject).
-//! - `mail-from`: `messages` rules are checked without charging, so a sender over its
-//!   limit is refused before it sends the message.
+//! - `mail-from`: `messages` rules charge the message (`host::rate_limit_for_message`), so a
+//!   sender over its limit is refused before it sends the message, and the host gives the
+//!   charge back when the transaction ends without its message queued: a transaction that
+//!   never reaches the end of DATA, or whose message any plugin or the relay refuses, does
+//!   not count, and no `data` call is needed to charge.
 //! - `rcpt`: `recipients` rules: the per-message cap, then one recipient charged.
-//! - `data`: `messages` rules charge the message, once per transaction; transactions that
-//!   never reach the end of DATA do not count.
 //!
 //! The plugin keeps nothing of a session in its own memory (the host holds the connection
 //! counts and gives them back), and says so in its `wasmrelay:wants` section, so its pooled
@@ -28,11 +29,11 @@ mod reply;
 use std::borrow::Cow;
 
 use wasmrelay_plugin_sdk::host::{self, list_form};
-use wasmrelay_plugin_sdk::{export_plugin, Context, Hook, Message, Plugin, Verdict};
+use wasmrelay_plugin_sdk::{export_plugin, Context, Hook, Plugin, Verdict};
 
 use config::{Config, Count, KeyPart, Rule};
 use keys::{ClientIp, Facts};
-use limits::{Check, Limit, Refusal};
+use limits::{Charge, Check, Limit, Refusal};
 use reply::Stage;
 
 struct RateLimit {
@@ -53,7 +54,7 @@ struct RateLimit {
 static WANTS: [u8; 21] = *b"session-memory: none\n";
 
 impl Plugin for RateLimit {
-    const HOOKS: &'static [Hook] = &[Hook::Connect, Hook::MailFrom, Hook::Rcpt, Hook::Data];
+    const HOOKS: &'static [Hook] = &[Hook::Connect, Hook::MailFrom, Hook::Rcpt];
 
     fn init(config: &str) -> Result<Self, String> {
         let config = Config::parse(config)?;
@@ -83,7 +84,7 @@ impl Plugin for RateLimit {
             hooks.push(Hook::Connect);
         }
         if !c.messages.is_empty() {
-            hooks.extend([Hook::MailFrom, Hook::Data]);
+            hooks.push(Hook::MailFrom);
         }
         if !c.recipients.is_empty() {
             hooks.push(Hook::Rcpt);
@@ -128,13 +129,29 @@ impl Plugin for RateLimit {
         // A refused connection ends, and the host gives back what it counted.
         let decided = self.count_concurrent(&facts).and_then(|()| {
             let checks = self.checks(&self.config.connect, &facts);
-            limits::admit(&checks, 1)
+            limits::admit(&checks, 1, Charge::Now)
         });
         self.verdict(Stage::Connect, decided)
     }
 
     fn mail_from(&mut self, ctx: &Context, sender: &str) -> Verdict {
-        self.messages(ctx, || Some(list_form(sender)), limits::peek_all)
+        if self.config.messages.is_empty() {
+            return Verdict::Continue;
+        }
+        let ip = ClientIp::of(ctx);
+        let Some(user) = self.client(ctx, &ip, self.user_for_messages) else {
+            return Verdict::Continue;
+        };
+        let sender = self.sender_for_messages.then(|| list_form(sender));
+        let facts = Facts {
+            ip: &ip,
+            user: user.as_deref(),
+            sender: sender.as_deref(),
+            recipient: None,
+        };
+        let checks = self.checks(&self.config.messages, &facts);
+        let decided = limits::admit(&checks, 1, Charge::ForMessage);
+        self.verdict(Stage::Transaction, decided)
     }
 
     fn rcpt(&mut self, ctx: &Context, recipient: &str) -> Verdict {
@@ -159,14 +176,9 @@ impl Plugin for RateLimit {
         };
         let decided = self.per_message(ctx, &facts).and_then(|()| {
             let checks = self.checks(&self.config.recipients, &facts);
-            limits::admit(&checks, 1)
+            limits::admit(&checks, 1, Charge::Now)
         });
         self.verdict(Stage::Transaction, decided)
-    }
-
-    fn data(&mut self, ctx: &Context, _msg: &Message) -> Verdict {
-        let sender = || ctx.mail_from().map(|s| Cow::Owned(owned_list_form(s)));
-        self.messages(ctx, sender, limits::admit)
     }
 }
 
@@ -185,36 +197,6 @@ impl RateLimit {
             .map(owned_list_form);
         let exempt = self.config.exempt.network(ip) || self.config.exempt.user(user.as_deref());
         (!exempt).then_some(user)
-    }
-
-    /// The `messages` rules at MAIL FROM (`decide` peeks) or at the end of DATA (charges).
-    fn messages<'s>(
-        &mut self,
-        ctx: &Context,
-        sender: impl FnOnce() -> Option<Cow<'s, str>>,
-        decide: fn(&[Check<'_>], u32) -> Result<(), Refusal>,
-    ) -> Verdict {
-        if self.config.messages.is_empty() {
-            return Verdict::Continue;
-        }
-        let ip = ClientIp::of(ctx);
-        let Some(user) = self.client(ctx, &ip, self.user_for_messages) else {
-            return Verdict::Continue;
-        };
-        let sender = if self.sender_for_messages {
-            sender()
-        } else {
-            None
-        };
-        let facts = Facts {
-            ip: &ip,
-            user: user.as_deref(),
-            sender: sender.as_deref(),
-            recipient: None,
-        };
-        let checks = self.checks(&self.config.messages, &facts);
-        let decided = decide(&checks, 1);
-        self.verdict(Stage::Transaction, decided)
     }
 
     /// The rate and quota checks of `rules` that apply to these facts, in config order.

@@ -4,7 +4,9 @@
 //! stage checks several limits, [`admit`] makes sure a refusal by one of them does not leave
 //! the others charged (the client will retry, and would pay twice): it first *peeks* at every
 //! limit but the last, then charges the last, then the others. Only a race with another
-//! session between the peek and the charge can leave an earlier limit charged.
+//! session between the peek and the charge can leave an earlier limit charged, and not for
+//! charges made for a message ([`Charge::ForMessage`]): the host gives those back when the
+//! transaction is refused.
 //!
 //! Peeking a GCRA uses the WIT contract of `rate-limit`: a cost above the burst is never
 //! allowed and charges nothing, and its `remaining` says how many requests the burst holds
@@ -61,24 +63,29 @@ impl Refusal {
     }
 }
 
+/// How a charge is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charge {
+    /// For good.
+    Now,
+    /// For the transaction's message: the host gives it back unless the message is queued
+    /// (which also gives back what an earlier check charged before a later one refused).
+    ForMessage,
+}
+
 /// Checks `checks` in order and charges `cost` to all of them, or to none when one refuses.
-pub fn admit(checks: &[Check<'_>], cost: u32) -> Result<(), Refusal> {
+pub fn admit(checks: &[Check<'_>], cost: u32, how: Charge) -> Result<(), Refusal> {
     let Some((last, first)) = checks.split_last() else {
         return Ok(());
     };
     for c in first {
         peek(c, cost)?;
     }
-    charge(last, cost)?;
+    charge(last, cost, how)?;
     for c in first {
-        charge(c, cost)?;
+        charge(c, cost, how)?;
     }
     Ok(())
-}
-
-/// Whether `cost` would be allowed by every check now, charging nothing.
-pub fn peek_all(checks: &[Check<'_>], cost: u32) -> Result<(), Refusal> {
-    checks.iter().try_for_each(|c| peek(c, cost))
 }
 
 fn peek(c: &Check<'_>, cost: u32) -> Result<(), Refusal> {
@@ -112,9 +119,17 @@ fn peek(c: &Check<'_>, cost: u32) -> Result<(), Refusal> {
     }
 }
 
-fn charge(c: &Check<'_>, cost: u32) -> Result<(), Refusal> {
+fn charge(c: &Check<'_>, cost: u32, how: Charge) -> Result<(), Refusal> {
+    let rate = match how {
+        Charge::Now => host::rate_limit,
+        Charge::ForMessage => host::rate_limit_for_message,
+    };
+    let quota = match how {
+        Charge::Now => host::quota_add,
+        Charge::ForMessage => host::quota_add_for_message,
+    };
     match c.limit {
-        Limit::Rate(r) => match host::rate_limit(&c.key, r.count, r.period, r.burst, cost) {
+        Limit::Rate(r) => match rate(&c.key, r.count, r.period, r.burst, cost) {
             Ok(d) if d.allowed => Ok(()),
             Ok(d) => Err(Refusal::Rate {
                 rule: c.rule,
@@ -122,7 +137,7 @@ fn charge(c: &Check<'_>, cost: u32) -> Result<(), Refusal> {
             }),
             Err(e) => state_error(c, e),
         },
-        Limit::Quota(q) => match host::quota_add(&c.key, u64::from(cost), q.limit, q.window) {
+        Limit::Quota(q) => match quota(&c.key, u64::from(cost), q.limit, q.window) {
             Ok(d) if d.allowed => Ok(()),
             Ok(d) => Err(quota_refusal(c.rule, q, d.reset_ms)),
             Err(e) => state_error(c, e),

@@ -17,17 +17,22 @@ use crate::spool::MessageBytes;
 impl Drop for SessionPlugins {
     fn drop(&mut self) {
         let held = self.take_holds();
-        if held.is_empty() {
+        let charges = self.take_charges();
+        if held.is_empty() && charges.is_empty() {
             return;
         }
         let backend = self.chain.host.caps.backend.clone();
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                runtime.spawn(async move { holds::release(&*backend, held).await });
+                runtime.spawn(async move {
+                    holds::give_back(&*backend, charges).await;
+                    holds::release(&*backend, held).await;
+                });
             }
             Err(_) => tracing::warn!(
                 counts = held.len(),
-                "a session ended outside the runtime; its held counts expire with their window"
+                charges = charges.len(),
+                "a session ended outside the runtime; what it held ages out"
             ),
         }
     }
@@ -77,13 +82,20 @@ impl SessionPlugins {
     }
 
     /// MAIL FROM; `tx.mail_from` holds the reverse path. Annotations plugins set land in
-    /// `tx.annotations`.
+    /// `tx.annotations`. What the plugins charged for the message of a transaction that
+    /// ended unqueued is given back first (the session has not said so yet), and what they
+    /// charged in this call if it is refused.
     pub async fn mail_from(
         &mut self,
         conn: &Arc<ConnectionInfo>,
         tx: &mut TransactionInfo,
     ) -> Verdict {
-        self.run_tx(Hook::MailFrom, conn, tx, Call::MailFrom).await
+        self.transaction_ended().await;
+        let verdict = self.run_tx(Hook::MailFrom, conn, tx, Call::MailFrom).await;
+        if verdict.refuses() {
+            self.transaction_ended().await;
+        }
+        verdict
     }
 
     /// RCPT TO; `tx.recipients` holds those accepted before this one.
@@ -114,6 +126,21 @@ impl SessionPlugins {
         verdict
     }
 
+    /// The transaction's message is queued: what the plugins charged for it stays charged.
+    pub fn message_queued(&mut self) {
+        drop(self.take_charges());
+    }
+
+    /// The transaction ended without its message queued (RSET, a new EHLO, a refusal, a
+    /// message that could not be stored): what the plugins charged for the message is given
+    /// back. Nothing to do after [`SessionPlugins::message_queued`].
+    pub async fn transaction_ended(&mut self) {
+        let charges = self.take_charges();
+        if !charges.is_empty() {
+            holds::give_back(&*self.chain.host.caps.backend, charges).await;
+        }
+    }
+
     /// [`SessionPlugins::data`] for a message the host keeps (a large one is a mapped file):
     /// plugins read it in place, and the edited message, if any plugin changed it, comes
     /// back for the host to write out.
@@ -142,6 +169,9 @@ impl SessionPlugins {
             .chain
             .edit_chain(Hook::Data, Subject::Session(&ctx), current, Call::Data)
             .await;
+        if verdict.refuses() {
+            self.transaction_ended().await;
+        }
         if current.is_edited() {
             tracing::debug!("plugins edited the message");
         }
@@ -179,9 +209,11 @@ impl SessionPlugins {
         self.release_holds().await;
     }
 
-    /// Gives back the counts the session's plugins hold (`counter-hold`): at the end of the
-    /// session, when no plugin has a `closed` hook to run first.
+    /// Gives back the counts the session's plugins hold (`counter-hold`) and the charges of
+    /// a transaction still open (its message was never queued): at the end of the session,
+    /// when no plugin has a `closed` hook to run first.
     pub async fn release_holds(&mut self) {
+        self.transaction_ended().await;
         let held = self.take_holds();
         if !held.is_empty() {
             holds::release(&*self.chain.host.caps.backend, held).await;
@@ -191,6 +223,11 @@ impl SessionPlugins {
     fn take_holds(&self) -> Vec<holds::Held> {
         let holds = self.chain.holds.as_ref();
         holds.map(|h| h.take()).unwrap_or_default()
+    }
+
+    fn take_charges(&self) -> Vec<holds::Charge> {
+        let holds = self.chain.holds.as_ref();
+        holds.map(|h| h.take_charges()).unwrap_or_default()
     }
 
     /// A session hook (no transaction yet) through the chain.

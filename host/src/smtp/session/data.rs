@@ -188,8 +188,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .await
     }
 
-    /// Ends the transaction either way; stores the message if it was read cleanly.
+    /// Ends the transaction either way; stores the message if it was read cleanly. What
+    /// plugins charged for a message that was not queued is given back.
     async fn finish_message(
+        &mut self,
+        id: MessageId,
+        message: IncomingBuffer,
+        result: Result<(), DataError>,
+        arrival: Arrival,
+    ) -> Flow {
+        let flow = self.store_message(id, message, result, arrival).await;
+        if let Some(plugins) = self.plugins.as_mut() {
+            plugins.transaction_ended().await;
+        }
+        flow
+    }
+
+    async fn store_message(
         &mut self,
         id: MessageId,
         message: IncomingBuffer,
@@ -267,6 +282,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         drop(arrival);
         match self.env.store.store(&envelope, message).await {
             Ok(()) => {
+                if let Some(plugins) = self.plugins.as_mut() {
+                    plugins.message_queued();
+                }
                 info!(
                     target: crate::logging::MAIL,
                     queue_id = %id,

@@ -8,7 +8,7 @@ use super::{Flow, Session};
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub(super) async fn ehlo(&mut self, domain: String, esmtp: bool) -> Flow {
         // A new EHLO/HELO is an implicit RSET (RFC 5321 §4.1.4).
-        self.txn = None;
+        self.end_transaction().await;
         self.ctx.helo = Some(domain);
         self.ctx.esmtp = esmtp;
         if let Some(flow) = self.hook_helo().await {
@@ -63,7 +63,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.ctx.helo = None;
         self.ctx.esmtp = false;
         self.ctx.auth_user = None;
-        self.txn = None;
+        self.end_transaction().await;
         Flow::Continue
     }
 }

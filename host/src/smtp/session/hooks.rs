@@ -244,6 +244,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         give_back(txn, tx);
     }
 
+    /// Drops the open transaction (RSET, a new EHLO, STARTTLS): what plugins charged for its
+    /// message is given back.
+    pub(super) async fn end_transaction(&mut self) {
+        if self.txn.take().is_some() {
+            if let Some(plugins) = self.plugins.as_mut() {
+                plugins.transaction_ended().await;
+            }
+        }
+    }
+
     /// The connection is over, however it ended; informational. The counts plugins held
     /// for the session are given back either way.
     pub(super) async fn hook_closed(&mut self) {

@@ -308,7 +308,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Box::pin(self.bdat(size, last).instrument(span)).await
             }
             Command::Rset => {
-                self.txn = None;
+                self.end_transaction().await;
                 self.ok(Reply::new(250, Enhanced(2, 0, 0), "OK"))
             }
             Command::Noop => self.ok(Reply::new(250, Enhanced(2, 0, 0), "OK")),

@@ -56,8 +56,10 @@ macro_rules! lua {
 
 struct Scripts {
     gcra: Script,
+    gcra_refund: Script,
     counter: Script,
     quota: Script,
+    quota_refund: Script,
     kv_set: Script,
     kv_delete: Script,
     list_contains: Script,
@@ -68,8 +70,10 @@ struct Scripts {
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     gcra: lua!("now.lua", "gcra.lua"),
+    gcra_refund: lua!("now.lua", "gcra_refund.lua"),
     counter: lua!("counter.lua"),
-    quota: lua!("now.lua", "quota.lua"),
+    quota: lua!("now.lua", "decimal.lua", "quota.lua"),
+    quota_refund: lua!("decimal.lua", "quota_refund.lua"),
     kv_set: lua!("now.lua", "kv.lua", "kv_set.lua"),
     kv_delete: lua!("now.lua", "kv.lua", "kv_delete.lua"),
     list_contains: lua!("now.lua", "list.lua", "list_contains.lua"),
@@ -372,6 +376,30 @@ impl StateBackend for RedisBackend {
         boxed(self.gcra(key, rate, period, burst, cost))
     }
 
+    fn rate_refund<'a>(
+        &'a self,
+        key: &'a str,
+        rate: u32,
+        period: Duration,
+        cost: u32,
+    ) -> StateFuture<'a, StateResult<()>> {
+        let charge = (period / rate.max(1)).saturating_mul(cost).min(FAR);
+        let key = self.key("rate:", key);
+        boxed(async move {
+            let _: i64 = self
+                .exec(move |mut c| async move {
+                    SCRIPTS
+                        .gcra_refund
+                        .key(key)
+                        .arg(charge.as_nanos() as f64 / 1000.0)
+                        .invoke_async(&mut c)
+                        .await
+                })
+                .await?;
+            Ok(())
+        })
+    }
+
     fn counter_add<'a>(
         &'a self,
         key: &'a str,
@@ -419,6 +447,30 @@ impl StateBackend for RedisBackend {
         window: QuotaWindow,
     ) -> StateFuture<'a, StateResult<QuotaDecision>> {
         boxed(self.quota(key, window, None))
+    }
+
+    fn quota_refund<'a>(
+        &'a self,
+        key: &'a str,
+        amount: u64,
+        window: QuotaWindow,
+        window_start_ms: u64,
+    ) -> StateFuture<'a, StateResult<()>> {
+        let key = self.key(&format!("quota:{}:", window.name()), key);
+        boxed(async move {
+            let _: i64 = self
+                .exec(move |mut c| async move {
+                    SCRIPTS
+                        .quota_refund
+                        .key(key)
+                        .arg(window_start_ms)
+                        .arg(amount.to_string())
+                        .invoke_async(&mut c)
+                        .await
+                })
+                .await?;
+            Ok(())
+        })
     }
 
     fn kv_get<'a>(
