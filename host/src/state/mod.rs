@@ -233,7 +233,10 @@ pub trait StateBackend: Send + Sync + 'static {
     ) -> StateFuture<'a, StateResult<RateDecision>>;
     /// Gives back a charge [`StateBackend::rate_limit`] allowed with these arguments: the
     /// key's theoretical arrival time moves back by `cost` intervals (never before now).
-    /// Charges made since by others stay; a key that expired has nothing to give back.
+    /// Charges made since by others stay; a key that expired has nothing to give back. GCRA
+    /// keeps no history, so when the key drained completely between the charge and this
+    /// call (a transaction open longer than the key's whole backlog), what comes off is
+    /// others' usage: at most this one charge.
     fn rate_refund<'a>(
         &'a self,
         key: &'a str,
