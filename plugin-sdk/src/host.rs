@@ -47,6 +47,13 @@ pub fn want_recipient_count(hook: crate::Hook, at_least: u32) -> Result<(), Stri
     imp::want_recipient_count(hook, at_least)
 }
 
+/// Limits `rcpt` to recipients on the list `name` (one this plugin may read); only while the
+/// relay asks `hooks()` at load. Prefer [`crate::Plugin::wanted_recipient_lists`], which the
+/// SDK declares through this. Since 0.2.7.
+pub fn want_listed_recipients(name: &str) -> Result<(), String> {
+    imp::want_listed_recipients(name)
+}
+
 /// The plugin's `config` table as JSON (also passed to [`crate::Plugin::init`]).
 pub fn config() -> String {
     imp::config()

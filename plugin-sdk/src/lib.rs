@@ -67,7 +67,8 @@ pub mod __private {
 
     /// Tells the host, while it asks `hooks()`, what each hook in `hooks` is limited to:
     /// header fields for the message hooks ([`crate::Plugin::wanted_headers`]), recipient
-    /// counts for `rcpt` and `data` ([`crate::Plugin::wanted_recipient_count`]). A refused
+    /// counts for `rcpt` and `data` ([`crate::Plugin::wanted_recipient_count`]), lists a
+    /// recipient must be on for `rcpt` ([`crate::Plugin::wanted_recipient_lists`]). A refused
     /// declaration is logged; the hook is then called as without it, which is never wrong.
     pub fn declare_wants<P: crate::Plugin>(plugin: &P, hooks: &[crate::Hook]) {
         use crate::Hook;
@@ -93,6 +94,13 @@ pub mod __private {
             }
             if let Err(e) = crate::host::want_recipient_count(hook, at_least) {
                 crate::host::warn(&format!("recipient-count declaration refused: {e}"));
+            }
+        }
+        if hooks.contains(&Hook::Rcpt) {
+            for list in plugin.wanted_recipient_lists() {
+                if let Err(e) = crate::host::want_listed_recipients(&list) {
+                    crate::host::warn(&format!("recipient list declaration refused: {e}"));
+                }
             }
         }
     }
@@ -152,6 +160,16 @@ pub trait Plugin: Sized + 'static {
     fn wanted_recipient_count(&self, hook: Hook) -> u32 {
         let _ = hook;
         0
+    }
+
+    /// The `[[lists]]` (ones this plugin may read) of which a recipient must be a member for
+    /// [`Plugin::rcpt`] to concern this plugin, asked once at load when it handles `rcpt`: the
+    /// relay looks each recipient up itself (in [`host::list_address`] form) and calls `rcpt`
+    /// only for members of any. For a plugin that acts on listed recipients only, such as a
+    /// suppression list. Empty, the default: every recipient. At most 4. Needs a relay of
+    /// WIT 0.2.7 or later; an older one calls `rcpt` for every recipient, as it must.
+    fn wanted_recipient_lists(&self) -> Vec<String> {
+        Vec::new()
     }
 
     /// A client connected (before the banner).

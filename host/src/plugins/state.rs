@@ -381,6 +381,25 @@ impl wit::Host for StoreState {
         Ok(declared.declare_recipients(Hook::from(hook), at_least))
     }
 
+    fn want_listed_recipients(&mut self, name: String) -> wasmtime::Result<Result<(), String>> {
+        self.charge()?;
+        if self.declaring.is_none() {
+            return Ok(Err(
+                "want-listed-recipients counts only while the host asks hooks() at load".into(),
+            ));
+        }
+        let readable =
+            (self.meta.lists.iter()).any(|l| l.name == name && l.may_read(&self.meta.name));
+        if !readable {
+            return Ok(Err(format!(
+                "no list {:?} this plugin may read",
+                cut(&name, 64)
+            )));
+        }
+        let declared = self.declaring.as_mut().expect("checked above");
+        Ok(declared.declare_listed(&name))
+    }
+
     fn config(&mut self) -> wasmtime::Result<String> {
         self.charge()?;
         Ok(self.meta.config_json.clone())

@@ -17,7 +17,7 @@ pub(super) fn plugin(name: &str, extra: &str) -> PluginConfig {
     c
 }
 
-fn opts() -> PluginHostOptions {
+pub(super) fn opts() -> PluginHostOptions {
     PluginHostOptions {
         max_instances: 32,
         epoch_tick: Duration::from_millis(1),

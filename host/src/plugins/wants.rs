@@ -135,6 +135,12 @@ impl Wants {
         self.declared.min_recipients(hook)
     }
 
+    /// The lists of which a recipient must be a member for `rcpt` to be called (empty: every
+    /// recipient).
+    pub(crate) fn rcpt_lists(&self) -> &[String] {
+        &self.declared.rcpt_lists
+    }
+
     /// These wants with what the plugin declared through the host at load.
     pub(crate) fn with_declared(self, declared: Declared) -> Wants {
         Wants { declared, ..self }
@@ -150,7 +156,12 @@ pub(crate) struct Declared {
     headers: PerMessageHook,
     rcpt_min_recipients: Option<u32>,
     data_min_recipients: Option<u32>,
+    /// Lists of which a recipient must be a member for `rcpt` (none declared: every one).
+    rcpt_lists: Vec<String>,
 }
+
+/// Lists one plugin may declare for `rcpt` (`host.want-listed-recipients`).
+pub(crate) const MAX_RCPT_LISTS: usize = 4;
 
 impl Declared {
     /// Adds `names` to `hook`'s header declaration, or refuses all of them saying why.
@@ -205,6 +216,19 @@ impl Declared {
             }
         };
         *slot = Some(slot.map_or(at_least, |declared| declared.min(at_least)));
+        Ok(())
+    }
+
+    /// Adds `list` to those a recipient must be on for `rcpt` to be called. The caller has
+    /// checked that the plugin may read it.
+    pub(crate) fn declare_listed(&mut self, list: &str) -> Result<(), String> {
+        if self.rcpt_lists.iter().any(|l| l == list) {
+            return Ok(());
+        }
+        if self.rcpt_lists.len() >= MAX_RCPT_LISTS {
+            return Err(format!("more than {MAX_RCPT_LISTS} lists for `rcpt`"));
+        }
+        self.rcpt_lists.push(list.to_string());
         Ok(())
     }
 

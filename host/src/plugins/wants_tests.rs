@@ -283,3 +283,67 @@ async fn a_header_added_earlier_in_the_chain_counts() {
     );
     assert_eq!(host.metrics()[1].calls, 1, "the router was called");
 }
+
+/// A host with the `listed-rcpt` test plugin declaring `lists`, the lists `vip` (which it
+/// may read, with `boss@example.com` and `declare@example.com` on it) and `secret` (which it
+/// may not).
+async fn listed_host(lists: &str) -> Arc<PluginHost> {
+    let backend = Arc::new(crate::state::InProcessBackend::new());
+    for member in ["boss@example.com", "declare@example.com"] {
+        backend.list_add("vip", member, None, 10).await.unwrap();
+    }
+    backend
+        .list_add("secret", "other@example.com", None, 10)
+        .await
+        .unwrap();
+    let declared = |name: &str, readers: &[&str]| crate::config::lists::ListConfig {
+        name: name.into(),
+        readers: readers.iter().map(|r| r.to_string()).collect(),
+        ..Default::default()
+    };
+    let options = PluginHostOptions {
+        backend,
+        lists: vec![declared("vip", &["listed-rcpt"]), declared("secret", &[])],
+        ..super::tests::opts()
+    };
+    let config = super::tests::plugin("listed-rcpt", &format!("config = {{ lists = {lists} }}"));
+    PluginHost::load(&[config], options).await.unwrap()
+}
+
+async fn rcpt_answer(host: &Arc<PluginHost>, recipient: &str) -> String {
+    let c = super::tests::conn("192.0.2.1");
+    let mut t = super::tests::tx("a@example.org");
+    match host.session().rcpt(&c, &mut t, recipient).await {
+        Verdict::Continue => "not called".into(),
+        Verdict::Reject(r) => r.lines.join(" "),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn rcpt_is_called_only_for_recipients_on_a_declared_list() {
+    let host = listed_host(r#"["vip"]"#).await;
+    assert_eq!(rcpt_answer(&host, "other@example.com").await, "not called");
+    // Looked up as plugins write addresses into lists: lower-cased, without brackets.
+    assert_eq!(
+        rcpt_answer(&host, "Boss@Example.COM").await,
+        "called for Boss@Example.COM"
+    );
+    assert_eq!(
+        rcpt_answer(&host, "declare@example.com").await,
+        "want-listed-recipients counts only while the host asks hooks() at load"
+    );
+}
+
+#[tokio::test]
+async fn a_list_the_plugin_may_not_read_is_refused_and_every_recipient_called() {
+    for lists in [r#"["secret"]"#, r#"["nonesuch"]"#] {
+        let host = listed_host(lists).await;
+        assert!(host.plugins[0].wants.rcpt_lists().is_empty(), "{lists}");
+        assert_eq!(
+            rcpt_answer(&host, "someone@example.com").await,
+            "called for someone@example.com",
+            "{lists}"
+        );
+    }
+}

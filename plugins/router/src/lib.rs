@@ -61,6 +61,16 @@ impl Plugin for Router {
         hooks
     }
 
+    /// With suppression alone at `rcpt` (unmatched recipients not refused), only recipients
+    /// on the list can be refused: the relay looks the others up and spares their calls.
+    fn wanted_recipient_lists(&self) -> Vec<String> {
+        let p = &self.policy;
+        match &p.suppression {
+            Some(s) if !p.refuses_unmatched() => vec![s.list.clone()],
+            _ => Vec::new(),
+        }
+    }
+
     /// `data` only classifies by the `classify` headers and removes `remove_headers`: a
     /// message with none of them is left as it is, so the host need not call it.
     fn wanted_headers(&self, hook: Hook) -> Vec<String> {
@@ -326,6 +336,23 @@ export_plugin!(Router);
 mod tests {
     use super::*;
     use wasmrelay_plugin_sdk::Address;
+
+    #[test]
+    fn rcpt_is_wanted_for_listed_recipients_only_when_suppression_is_all_it_checks() {
+        let lists = |json: &str| {
+            Router::init(json)
+                .expect("a valid config")
+                .wanted_recipient_lists()
+        };
+        let suppression = r#""suppression": {"list": "suppression"}"#;
+        assert_eq!(lists(&format!("{{{suppression}}}")), ["suppression"]);
+        let refuse = r#""routes": [{"recipient_domains": ["a.test"], "mx": "opportunistic"}], "unmatched": "refuse""#;
+        assert!(
+            lists(&format!("{{{suppression}, {refuse}}}")).is_empty(),
+            "unservable recipients are refused too: every call"
+        );
+        assert!(lists("{}").is_empty());
+    }
 
     #[test]
     fn domains_of_addresses() {

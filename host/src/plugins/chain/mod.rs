@@ -433,6 +433,11 @@ impl Chain {
             if !self.handles(i, hook) || !self.enough_recipients(i, hook, Subject::Session(ctx)) {
                 continue;
             }
+            if let Call::Rcpt(recipient) = &call {
+                if !listed(&self.host, i, recipient).await {
+                    continue;
+                }
+            }
             let answer = match self
                 .invoke(i, hook, Subject::Session(ctx), call.clone())
                 .await
@@ -588,5 +593,52 @@ impl Drop for Chain {
                 pool.give(slot);
             }
         }
+    }
+}
+
+/// Whether `recipient` is on one of the lists plugin `i` of `host` declared for `rcpt`
+/// (`host.want-listed-recipients`), or it declared none. Looked up in list form, as
+/// plugins write addresses into lists; a lookup the backend cannot answer counts as a
+/// member, so the plugin is called and meets the failure itself.
+async fn listed(host: &PluginHost, i: usize, recipient: &str) -> bool {
+    let lists = host.plugins[i].wants.rcpt_lists();
+    if lists.is_empty() {
+        return true;
+    }
+    let member = list_form(recipient);
+    for list in lists {
+        match host.caps.backend.list_contains(list, &member).await {
+            Ok(false) => {}
+            Ok(true) | Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// An address as plugins put it in lists (the SDK's `list_address`): no surrounding white
+/// space or angle brackets, ASCII letters lower-cased.
+fn list_form(address: &str) -> std::borrow::Cow<'_, str> {
+    let bare = address.trim().trim_start_matches('<').trim_end_matches('>');
+    if bare.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(bare.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(bare)
+    }
+}
+
+#[cfg(test)]
+mod list_form_tests {
+    use super::list_form;
+
+    /// The SDK's `list_address` on the same inputs (plugin-sdk/src/host.rs).
+    #[test]
+    fn addresses_take_the_form_plugins_write_into_lists() {
+        assert_eq!(list_form("Boss@Example.COM"), "boss@example.com");
+        assert_eq!(list_form(" <a@b.test> "), "a@b.test");
+        assert_eq!(list_form("\"Q R\"@b.test"), "\"q r\"@b.test");
+        assert!(matches!(
+            list_form("a@b.test"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 }
