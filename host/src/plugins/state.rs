@@ -383,20 +383,19 @@ impl wit::Host for StoreState {
 
     fn want_listed_recipients(&mut self, name: String) -> wasmtime::Result<Result<(), String>> {
         self.charge()?;
-        if self.declaring.is_none() {
+        let readable =
+            (self.meta.lists.iter()).any(|l| l.name == name && l.may_read(&self.meta.name));
+        let Some(declared) = self.declaring.as_mut() else {
             return Ok(Err(
                 "want-listed-recipients counts only while the host asks hooks() at load".into(),
             ));
-        }
-        let readable =
-            (self.meta.lists.iter()).any(|l| l.name == name && l.may_read(&self.meta.name));
+        };
         if !readable {
             return Ok(Err(format!(
                 "no list {:?} this plugin may read",
                 cut(&name, 64)
             )));
         }
-        let declared = self.declaring.as_mut().expect("checked above");
         Ok(declared.declare_listed(&name))
     }
 
