@@ -1,4 +1,5 @@
-//! Host bindings generated from `plugin-sdk/wit` (the only copy of the interface).
+//! Host bindings generated from `plugin-sdk/wit` (the only copy of the interface), and the
+//! conversions between its types and the host's.
 
 wasmtime::component::bindgen!({
     world: "plugin",
@@ -33,14 +34,52 @@ wasmtime::component::bindgen!({
 
 use wasmrelay_codec::reply::{Enhanced, Reply};
 
+use self::wasmrelay::plugin::host as host_wit;
 use self::wasmrelay::plugin::types as wit;
 use super::types::{self as host, Hook};
+use crate::state;
 
 /// Longest reply text or reason a plugin may return.
 const MAX_TEXT: usize = 512;
 
 /// Why a plugin's return value was refused.
 pub(crate) type Malformed = String;
+
+/// The state backend's answers and errors as the `host` interface gives them to plugins.
+impl From<crate::state::StateError> for host_wit::StateError {
+    fn from(e: crate::state::StateError) -> Self {
+        use crate::state::StateError;
+        match e {
+            StateError::Unavailable(m) => host_wit::StateError::Unavailable(m),
+            StateError::Denied(m) => host_wit::StateError::Denied(m),
+            StateError::Invalid(m) => host_wit::StateError::Invalid(m),
+        }
+    }
+}
+
+pub(crate) fn quota_window(w: host_wit::QuotaWindow) -> state::QuotaWindow {
+    match w {
+        host_wit::QuotaWindow::Minute => state::QuotaWindow::Minute,
+        host_wit::QuotaWindow::Hour => state::QuotaWindow::Hour,
+        host_wit::QuotaWindow::Day => state::QuotaWindow::Day,
+    }
+}
+
+pub(crate) fn rate_decision(d: state::RateDecision) -> host_wit::RateDecision {
+    host_wit::RateDecision {
+        allowed: d.allowed,
+        remaining: d.remaining,
+        retry_after_ms: d.retry_after.as_millis().min(u64::MAX as u128) as u64,
+    }
+}
+
+pub(crate) fn quota_decision(d: state::QuotaDecision) -> host_wit::QuotaDecision {
+    host_wit::QuotaDecision {
+        allowed: d.allowed,
+        total: d.total,
+        reset_ms: d.reset_ms,
+    }
+}
 
 impl From<wit::Hook> for Hook {
     fn from(h: wit::Hook) -> Hook {

@@ -11,13 +11,16 @@
 //!   and [`DeliveryPlugins`] (the same for a delivery batch); for `instances = "pooled"`
 //!   plugins the instance comes from, and goes back to, a bounded pool of warm instances
 //!   (`chain::pool`, with the state-reset contract).
-//! - `state`: the store data, budgets and the `host` capability imports; [`caps`] the
-//!   shared-state backend, `context` and `message` the two resources; `holds` the counts a
-//!   session's plugins hold until it ends (`counter-hold`).
+//! - `state`: the store data, budgets and the `host` capability imports, with `scope` (what
+//!   the current call is about); [`caps`] the shared-state backend, `context` and `message`
+//!   the two resources; `holds` what the host gives back for plugins: the counts a
+//!   session's plugins hold until it ends (`counter-hold`) and the charges for a message
+//!   that was not queued (`rate-limit-for-message`, `quota-add-for-message`).
 //! - [`transcript`]: `wasmrelay plugin test`, a scripted session against one plugin.
 //! - `wants`: a plugin's declaration (a custom section) that its `data` or `recipient-copy`
-//!   hook only concerns messages with a part of some content type; the chain skips it (and
-//!   does not instantiate it) for the others.
+//!   hook only concerns messages with a part of some content type, and what it declares at
+//!   load (header fields, a recipient count, lists a recipient must be on); the chain skips
+//!   it (and does not instantiate it) for the others.
 //!
 //! Limits per hook call: CPU (epoch ticks), wall time (`tokio::time::timeout`), memory
 //! (store limiter under the pool's ceiling), capability calls, and caps on every value that
@@ -35,6 +38,7 @@ mod holds;
 mod message;
 mod metrics;
 pub(crate) mod mime;
+mod scope;
 mod state;
 #[cfg(any(test, feature = "test-util"))]
 #[doc(hidden)]

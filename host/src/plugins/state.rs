@@ -12,8 +12,10 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::wasmrelay::plugin::host::{
     self as wit, DnsError, LogLevel, QuotaWindow, RecordType,
 };
+use super::bindings::{quota_decision, quota_window, rate_decision};
 use super::caps::{DnsFailure, DnsLookup, DnsType, EventSink, PluginEvent};
 use super::holds::{self, Charge, SessionHolds};
+use super::scope::{CallScope, Scope};
 use super::types::Hook;
 use super::wants::Declared;
 use super::PluginMeta;
@@ -76,43 +78,6 @@ pub struct StoreState {
     pub(crate) declaring: Option<Declared>,
 }
 
-/// The hook being run and the message and recipient it is about. Set for every call and
-/// read only when the plugin emits an event, so it keeps its strings' buffers between calls
-/// rather than allocating two strings per call.
-#[derive(Debug, Default)]
-pub(crate) struct CallScope {
-    hook: Option<Hook>,
-    queue_id: ReusedText,
-    recipient: ReusedText,
-}
-
-/// A call's scope as the chain knows it, borrowed for [`StoreState::arm_call`].
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Scope<'a> {
-    pub hook: Hook,
-    pub queue_id: Option<&'a str>,
-    pub recipient: Option<&'a str>,
-}
-
-/// An optional string whose buffer outlives its value.
-#[derive(Debug, Default)]
-struct ReusedText {
-    text: String,
-    present: bool,
-}
-
-impl ReusedText {
-    fn set(&mut self, value: Option<&str>) {
-        self.text.clear();
-        self.present = value.is_some();
-        self.text.push_str(value.unwrap_or_default());
-    }
-
-    fn get(&self) -> Option<&str> {
-        self.present.then_some(self.text.as_str())
-    }
-}
-
 impl StoreState {
     pub(crate) fn new(meta: Arc<PluginMeta>, caps: Arc<Capabilities>) -> StoreState {
         StoreState {
@@ -136,9 +101,7 @@ impl StoreState {
 
     /// Refills the budgets for one hook call and says what it is about.
     pub(crate) fn arm_call(&mut self, scope: Scope<'_>, deadline: Instant) {
-        self.scope.hook = Some(scope.hook);
-        self.scope.queue_id.set(scope.queue_id);
-        self.scope.recipient.set(scope.recipient);
+        self.scope.set(scope);
         self.arm_until(deadline);
     }
 
@@ -186,7 +149,7 @@ impl StoreState {
         key: &str,
     ) -> wasmtime::Result<Result<(Arc<SessionHolds>, &str, &dyn StateBackend), StateError>> {
         let in_transaction = matches!(
-            self.scope.hook,
+            self.scope.hook(),
             Some(Hook::MailFrom | Hook::Rcpt | Hook::Data)
         );
         let session = self.holds.clone().filter(|_| in_transaction);
@@ -426,9 +389,9 @@ impl wit::Host for StoreState {
             .collect();
         self.caps.events.emit(PluginEvent {
             plugin: &self.meta.name,
-            hook: self.scope.hook,
-            queue_id: self.scope.queue_id.get(),
-            recipient: self.scope.recipient.get(),
+            hook: self.scope.hook(),
+            queue_id: self.scope.queue_id(),
+            recipient: self.scope.recipient(),
             name: cut(&name, MAX_EVENT_NAME),
             fields: &fields,
         });
@@ -447,12 +410,7 @@ impl wit::Host for StoreState {
         let period = Duration::from_millis(period_ms);
         or_state_error!(state::memory::check_rate(rate, period, burst));
         let d = backend.rate_limit(key, rate, period, burst, cost).await;
-        Ok(d.map(|d| wit::RateDecision {
-            allowed: d.allowed,
-            remaining: d.remaining,
-            retry_after_ms: d.retry_after.as_millis().min(u64::MAX as u128) as u64,
-        })
-        .map_err(Into::into))
+        Ok(d.map(rate_decision).map_err(Into::into))
     }
 
     async fn counter_add(
@@ -515,11 +473,7 @@ impl wit::Host for StoreState {
                 cost,
             });
         }
-        Ok(Ok(wit::RateDecision {
-            allowed: d.allowed,
-            remaining: d.remaining,
-            retry_after_ms: d.retry_after.as_millis().min(u64::MAX as u128) as u64,
-        }))
+        Ok(Ok(rate_decision(d)))
     }
 
     async fn counter_get(&mut self, key: String) -> wasmtime::Result<Result<i64, wit::StateError>> {
@@ -705,16 +659,6 @@ impl wit::Host for StoreState {
 
 impl super::bindings::wasmrelay::plugin::types::Host for StoreState {}
 
-impl From<StateError> for wit::StateError {
-    fn from(e: StateError) -> Self {
-        match e {
-            StateError::Unavailable(m) => wit::StateError::Unavailable(m),
-            StateError::Denied(m) => wit::StateError::Denied(m),
-            StateError::Invalid(m) => wit::StateError::Invalid(m),
-        }
-    }
-}
-
 /// A plugin's kv namespace (its name) and caps.
 fn kv_cap(meta: &PluginMeta) -> KvCap<'_> {
     KvCap {
@@ -726,20 +670,4 @@ fn kv_cap(meta: &PluginMeta) -> KvCap<'_> {
 
 fn oversized(len: usize) -> wit::StateError {
     wit::StateError::Invalid(format!("kv value of {len} bytes (max {MAX_VALUE})"))
-}
-
-fn quota_window(w: QuotaWindow) -> state::QuotaWindow {
-    match w {
-        QuotaWindow::Minute => state::QuotaWindow::Minute,
-        QuotaWindow::Hour => state::QuotaWindow::Hour,
-        QuotaWindow::Day => state::QuotaWindow::Day,
-    }
-}
-
-fn quota_decision(d: state::QuotaDecision) -> wit::QuotaDecision {
-    wit::QuotaDecision {
-        allowed: d.allowed,
-        total: d.total,
-        reset_ms: d.reset_ms,
-    }
 }

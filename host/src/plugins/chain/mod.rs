@@ -15,7 +15,8 @@ use crate::plugins::error::FailureKind;
 use crate::plugins::holds::SessionHolds;
 use crate::plugins::message::MessageRes;
 use crate::plugins::metrics::VerdictKind;
-use crate::plugins::state::{Scope, StoreState};
+use crate::plugins::scope::Scope;
+use crate::plugins::state::StoreState;
 use crate::plugins::types::{EnvelopeInfo, Hook, RecipientInfo, Verdict};
 use crate::plugins::{mime, wants, PluginHost};
 
