@@ -54,6 +54,14 @@ pub fn want_listed_recipients(name: &str) -> Result<(), String> {
     imp::want_listed_recipients(name)
 }
 
+/// Limits `hook` (`Data`) to messages with at least one of `traits` (`attachment`,
+/// `auth-results`, `untrusted-client`, `larger-than:N`, `header:NAME`); only while the relay
+/// asks `hooks()` at load. Prefer [`crate::Plugin::wanted_message_traits`], which the SDK
+/// declares through this. Since 0.2.8.
+pub fn want_messages_with(hook: crate::Hook, traits: &[String]) -> Result<(), String> {
+    imp::want_messages_with(hook, traits)
+}
+
 /// The plugin's `config` table as JSON (also passed to [`crate::Plugin::init`]).
 pub fn config() -> String {
     imp::config()

@@ -4,7 +4,7 @@
 //! [`export_plugin!`] turns a type into a component, [`host`] wraps the capabilities the relay
 //! grants, [`Address`] parses envelope addresses, and `mime` adds text-part helpers to
 //! [`Message`]. The interface itself is
-//! `wit/plugin.wit` (`wasmrelay:plugin@0.2.7`); its generated bindings stay private.
+//! `wit/plugin.wit` (`wasmrelay:plugin@0.2.8`); its generated bindings stay private.
 //!
 //! ```no_run
 //! use wasmrelay_plugin_sdk::{export_plugin, Context, Hook, Plugin, Verdict};
@@ -67,8 +67,9 @@ pub mod __private {
 
     /// Tells the host, while it asks `hooks()`, what each hook in `hooks` is limited to:
     /// header fields for the message hooks ([`crate::Plugin::wanted_headers`]), recipient
-    /// counts for `rcpt` and `data` ([`crate::Plugin::wanted_recipient_count`]), lists a
-    /// recipient must be on for `rcpt` ([`crate::Plugin::wanted_recipient_lists`]). A refused
+    /// counts for `rcpt` and `data` ([`crate::Plugin::wanted_recipient_count`]), message
+    /// traits for `data` ([`crate::Plugin::wanted_message_traits`]), lists a recipient must
+    /// be on for `rcpt` ([`crate::Plugin::wanted_recipient_lists`]). A refused
     /// declaration is logged; the hook is then called as without it, which is never wrong.
     pub fn declare_wants<P: crate::Plugin>(plugin: &P, hooks: &[crate::Hook]) {
         use crate::Hook;
@@ -94,6 +95,14 @@ pub mod __private {
             }
             if let Err(e) = crate::host::want_recipient_count(hook, at_least) {
                 crate::host::warn(&format!("recipient-count declaration refused: {e}"));
+            }
+        }
+        if hooks.contains(&Hook::Data) {
+            let traits = plugin.wanted_message_traits(Hook::Data);
+            if !traits.is_empty() {
+                if let Err(e) = crate::host::want_messages_with(Hook::Data, &traits) {
+                    crate::host::warn(&format!("message-trait declaration refused: {e}"));
+                }
             }
         }
         if hooks.contains(&Hook::Rcpt) {
@@ -169,6 +178,20 @@ pub trait Plugin: Sized + 'static {
     /// suppression list. Empty, the default: every recipient. At most 4. Needs a relay of
     /// WIT 0.2.7 or later; an older one calls `rcpt` for every recipient, as it must.
     fn wanted_recipient_lists(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Message traits of which a message must have one for `hook` ([`Hook::Data`]) to
+    /// concern this plugin, asked once at load when it handles the hook: the relay skips the
+    /// call (and the instance it needs) for every other message. For a content policy whose
+    /// rules can only match some messages: `attachment` (a part that is not a plain text or
+    /// HTML body, or that has a file name), `auth-results` (the relay checked SPF, DKIM or
+    /// DMARC), `untrusted-client` (the client may not relay), `larger-than:N` (bytes),
+    /// `header:NAME`; the WIT's `want-messages-with` defines each. Empty, the default: every
+    /// message. Needs a relay of WIT 0.2.8 or later; an older one, or a trait it does not
+    /// know, leaves the hook called for every message, as it must.
+    fn wanted_message_traits(&self, hook: Hook) -> Vec<String> {
+        let _ = hook;
         Vec::new()
     }
 

@@ -300,6 +300,74 @@ tag = "X-Filter-DMARC: {detail}"
     arrived(&sink, "from inside");
 }
 
+/// With the quickstart's rules (executables, DMARC `p=reject`), the filter declares the
+/// message traits they can match (`host.want-messages-with`: an attachment, checked DMARC):
+/// an application's text mail from a trusted client makes no `data` call, as the relay's
+/// `/metrics` counts them, while an executable from the same client is refused as before.
+#[test]
+fn a_trusted_clients_text_mail_makes_no_filter_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Aiosmtpd::start();
+    let admin = wasmrelay_test_support::ports::ReservedPort::new();
+    let plugin = format!(
+        r#"
+[[plugins]]
+builtin = "filter"
+
+[[plugins.config.rules]]
+name = "executables"
+attachment_extensions = ["exe", "scr", "com", "pif", "bat", "cmd", "vbs", "js", "jar", "msi"]
+attachment_types = ["application/x-msdownload", "application/x-msi"]
+reply = "550 5.7.1 Executable attachments are not accepted: {{detail}}"
+
+[[plugins.config.rules]]
+name = "dmarc-reject"
+auth = "dmarc"
+dmarc_policy = ["reject"]
+
+[admin]
+listen = "{}"
+"#,
+        admin.addr()
+    );
+    let relay = Relay::start(dir.path(), &loopback_config(sink.addr(), &plugin));
+    let from = "app@example.org";
+    for n in 0..3 {
+        let text = format!("{HEAD}Subject: receipt {n}\r\n\r\nThank you for your order.\r\n");
+        let reply = send(&relay, "127.0.0.1", from, &text);
+        assert!(reply.starts_with("250 "), "{reply}");
+        arrived(&sink, &format!("receipt {n}"));
+    }
+    let exe = format!(
+        "{HEAD}Subject: installer\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: text/plain\r\n\r\nthe tool\r\n\
+         --b\r\nContent-Type: application/octet-stream\r\n\
+         Content-Disposition: attachment; filename=\"setup.exe\"\r\n\r\nTVqQ\r\n--b--\r\n"
+    );
+    assert_eq!(
+        send(&relay, "127.0.0.1", from, &exe),
+        "550 5.7.1 Executable attachments are not accepted: file setup.exe"
+    );
+
+    let out = Command::new("curl")
+        .args(["-sf", &format!("http://{}/metrics", admin.addr())])
+        .output()
+        .expect("run curl");
+    assert_success("curl /metrics", &out);
+    let metrics = wasmrelay_test_support::parse_metrics(&String::from_utf8(out.stdout).unwrap());
+    let calls = |verdict| {
+        let labels = [("plugin", "filter"), ("hook", "data"), ("verdict", verdict)];
+        metrics
+            .value("wasmrelay_plugin_calls_total", &labels)
+            .unwrap_or(0.0)
+    };
+    assert_eq!(
+        (calls("continue"), calls("reject")),
+        (0.0, 1.0),
+        "one data call: the executable's"
+    );
+}
+
 /// The transcript in the plugin's folder, run as its header says, prints what it documents.
 #[test]
 fn session_transcript() {

@@ -2,7 +2,7 @@
 //! order, what to do; the first verdict other than `continue` wins.
 //!
 //! Layout:
-//! - `plugin-sdk/wit/plugin.wit` is the interface (`wasmrelay:plugin@0.2.7`); `bindings`
+//! - `plugin-sdk/wit/plugin.wit` is the interface (`wasmrelay:plugin@0.2.8`); `bindings`
 //!   generates the host side from it and validates what plugins return.
 //! - `engine`: one `Engine` (pooling allocator, copy-on-write images, epoch ticker) and the
 //!   on-disk compile cache; components are refused at load unless they export
@@ -36,6 +36,7 @@ mod envelope;
 mod error;
 mod holds;
 mod message;
+mod message_traits;
 mod metrics;
 pub(crate) mod mime;
 mod scope;
@@ -335,6 +336,8 @@ fn hook_names(bits: u16) -> Vec<Hook> {
 mod charges_tests;
 #[cfg(test)]
 mod holds_tests;
+#[cfg(test)]
+mod message_traits_tests;
 #[cfg(test)]
 mod pool_tests;
 #[cfg(test)]

@@ -362,6 +362,20 @@ impl wit::Host for StoreState {
         Ok(declared.declare_listed(&name))
     }
 
+    fn want_messages_with(
+        &mut self,
+        hook: wit::Hook,
+        traits: Vec<String>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        self.charge()?;
+        let Some(declared) = self.declaring.as_mut() else {
+            return Ok(Err(
+                "want-messages-with counts only while the host asks hooks() at load".into(),
+            ));
+        };
+        Ok(declared.declare_traits(Hook::from(hook), &traits))
+    }
+
     fn config(&mut self) -> wasmtime::Result<String> {
         self.charge()?;
         Ok(self.meta.config_json.clone())

@@ -19,6 +19,7 @@
 //! `pooled` instance of it then goes back to the pool after every call instead of staying
 //! with its session until the end. `session-memory: kept` is the default.
 
+use super::message_traits::{MessageTrait, MAX_TRAITS};
 use super::types::Hook;
 
 /// The custom section's name.
@@ -141,6 +142,15 @@ impl Wants {
         &self.declared.rcpt_lists
     }
 
+    /// The traits of which a message must have one for `hook` to be called, if the plugin
+    /// declared any.
+    pub(crate) fn traits(&self, hook: Hook) -> Option<&[MessageTrait]> {
+        match hook {
+            Hook::Data => self.declared.data_traits.get(),
+            _ => None,
+        }
+    }
+
     /// These wants with what the plugin declared through the host at load.
     pub(crate) fn with_declared(self, declared: Declared) -> Wants {
         Wants { declared, ..self }
@@ -148,9 +158,11 @@ impl Wants {
 }
 
 /// What a plugin declared through the host while it answered `hooks()` at load: per message
-/// hook, header fields of which a message must have one (`host.want-headers`), and for
-/// `rcpt` and `data` the recipients a transaction must already have
-/// (`host.want-recipient-count`). Each only spares calls that could not concern the plugin.
+/// hook, header fields of which a message must have one (`host.want-headers`); for `rcpt`
+/// and `data` the recipients a transaction must already have (`host.want-recipient-count`);
+/// the lists a recipient must be on for `rcpt` (`host.want-listed-recipients`); the traits
+/// of which a message must have one for `data` (`host.want-messages-with`). Each only spares
+/// calls that could not concern the plugin.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Declared {
     headers: PerMessageHook,
@@ -158,6 +170,29 @@ pub(crate) struct Declared {
     data_min_recipients: Option<u32>,
     /// Lists of which a recipient must be a member for `rcpt` (none declared: every one).
     rcpt_lists: Vec<String>,
+    data_traits: TraitWants,
+}
+
+/// The traits declared for one hook.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+enum TraitWants {
+    /// Nothing declared: every message.
+    #[default]
+    Every,
+    /// A message with at least one of these.
+    AnyOf(Vec<MessageTrait>),
+    /// A declaration was refused: every message, whatever was or is declared besides, since
+    /// what the plugin meant to add would have widened it.
+    Refused,
+}
+
+impl TraitWants {
+    fn get(&self) -> Option<&[MessageTrait]> {
+        match self {
+            TraitWants::AnyOf(traits) => Some(traits),
+            TraitWants::Every | TraitWants::Refused => None,
+        }
+    }
 }
 
 /// Lists one plugin may declare for `rcpt` (`host.want-listed-recipients`).
@@ -229,6 +264,46 @@ impl Declared {
             return Err(format!("more than {MAX_RCPT_LISTS} lists for `rcpt`"));
         }
         self.rcpt_lists.push(list.to_string());
+        Ok(())
+    }
+
+    /// Adds `traits` to those of which a message must have one for `hook` (`data`), or
+    /// refuses them saying why; a refusal leaves the hook called for every message.
+    pub(crate) fn declare_traits(&mut self, hook: Hook, traits: &[String]) -> Result<(), String> {
+        let result = self.add_traits(hook, traits);
+        if result.is_err() && hook == Hook::Data {
+            self.data_traits = TraitWants::Refused;
+        }
+        result
+    }
+
+    fn add_traits(&mut self, hook: Hook, traits: &[String]) -> Result<(), String> {
+        if hook != Hook::Data {
+            return Err(format!(
+                "hook `{}` takes no message traits (only data)",
+                hook.name()
+            ));
+        }
+        if traits.is_empty() {
+            return Err("no message traits".into());
+        }
+        let mut all = match &self.data_traits {
+            TraitWants::Every => Vec::new(),
+            TraitWants::AnyOf(traits) => traits.clone(),
+            TraitWants::Refused => {
+                return Err("an earlier message-trait declaration was refused".into())
+            }
+        };
+        for text in traits {
+            let t = MessageTrait::parse(text)?;
+            if !all.contains(&t) {
+                all.push(t);
+            }
+        }
+        if all.len() > MAX_TRAITS {
+            return Err(format!("more than {MAX_TRAITS} message traits for `data`"));
+        }
+        self.data_traits = TraitWants::AnyOf(all);
         Ok(())
     }
 

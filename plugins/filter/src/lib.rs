@@ -39,6 +39,9 @@ struct Filter {
     /// The fields `tag` rules add: copies arriving from outside are removed at DATA, so a
     /// sender cannot forge our verdict.
     tag_fields: Vec<String>,
+    /// The message traits of which one must be there for the DATA rules to do anything
+    /// (`None`: any message may concern them).
+    data_traits: Option<Vec<String>>,
     /// An `accept` at connect: the session skips every later rule.
     session_exempt: bool,
     /// Tags and quarantine marks from connect, for every transaction of the session.
@@ -112,10 +115,12 @@ impl Plugin for Filter {
                 }
             }
         }
+        let data_traits = data_traits(&rules, &tag_fields);
         Ok(Filter {
             rules,
             at,
             quarantines,
+            data_traits,
             tag_fields,
             session_exempt: false,
             session_marks: Vec::new(),
@@ -145,6 +150,15 @@ impl Plugin for Filter {
             hooks.push(Hook::Route);
         }
         hooks
+    }
+
+    /// The DATA rules' traits, so a message none of them can match costs no call: an
+    /// application's own text mail, with the quickstart's rules.
+    fn wanted_message_traits(&self, hook: Hook) -> Vec<String> {
+        match (hook, &self.data_traits) {
+            (Hook::Data, Some(traits)) => traits.clone(),
+            _ => Vec::new(),
+        }
     }
 
     fn connect(&mut self, ctx: &Context) -> Verdict {
@@ -432,6 +446,43 @@ impl Lazy {
     }
 }
 
+/// The message traits (WIT `host.want-messages-with`) of which a message must have one for
+/// the DATA hook to do anything: one per DATA rule, what it can match, and `untrusted-client`
+/// when tags are removed from outside mail. `None` when some message without any could still
+/// concern the hook: a mark from an earlier stage to apply, a rule that matches what a
+/// message lacks (`require_headers`), attachment types a plain text body has.
+fn data_traits(rules: &Rules, tag_fields: &[String]) -> Option<Vec<String>> {
+    let mut traits = Vec::new();
+    if !tag_fields.is_empty() {
+        traits.push("untrusted-client".to_string());
+    }
+    for rule in &rules.rules {
+        let marks = matches!(rule.action, Action::Tag(..) | Action::Quarantine);
+        let before_data = [Stage::Connect, Stage::MailFrom, Stage::Rcpt]
+            .into_iter()
+            .any(|stage| rule.check.runs_at(stage));
+        if marks && before_data {
+            return None;
+        }
+        if !rule.check.runs_at(Stage::Data) {
+            continue;
+        }
+        let t = match &rule.check {
+            Check::MaxSize(max) => format!("larger-than:{max}"),
+            Check::Header { name, .. } => format!("header:{name}"),
+            Check::Auth(_) => "auth-results".to_string(),
+            Check::Attachments(blocked) if !blocked.may_match_plain_parts() => {
+                "attachment".to_string()
+            }
+            _ => return None,
+        };
+        if !traits.contains(&t) {
+            traits.push(t);
+        }
+    }
+    Some(traits)
+}
+
 /// The published DMARC policy in a result's detail (`policy.dmarc=reject`).
 fn dmarc_policy(detail: &str) -> Option<&str> {
     detail
@@ -487,6 +538,43 @@ mod tests {
         Filter::init(&format!(r#"{{"rules": [{rules}]}}"#))
             .expect("a valid config")
             .hooks()
+    }
+
+    fn traits(rules: &str) -> Vec<String> {
+        Filter::init(&format!(r#"{{"rules": [{rules}]}}"#))
+            .expect("a valid config")
+            .wanted_message_traits(Hook::Data)
+    }
+
+    #[test]
+    fn data_is_limited_to_the_messages_its_rules_can_match() {
+        let exe = r#"{"name": "exe", "attachment_extensions": ["exe"],
+                      "attachment_types": ["application/x-msdownload"]}"#;
+        let dmarc = r#"{"name": "dmarc", "auth": "dmarc", "dmarc_policy": ["reject"]}"#;
+        assert_eq!(
+            traits(&format!("{exe}, {dmarc}")),
+            ["attachment", "auth-results"]
+        );
+        let size = r#"{"name": "big", "max_size": 1000}"#;
+        let header = r#"{"name": "h", "header": "X-Spam", "pattern": "yes", "action": "tag",
+                         "tag": "X-Filtered: spam"}"#;
+        assert_eq!(
+            traits(&format!("{size}, {header}")),
+            ["untrusted-client", "larger-than:1000", "header:X-Spam"],
+            "tags are removed from outside mail"
+        );
+        // What a message lacks, a plain body's type, a mark from MAIL FROM: every message.
+        let required = r#"{"name": "r", "require_headers": ["Date"]}"#;
+        assert!(traits(&format!("{exe}, {required}")).is_empty());
+        let text = r#"{"name": "t", "attachment_types": ["text/*"]}"#;
+        assert!(traits(text).is_empty());
+        let marked = r#"{"name": "m", "sender_in": ["a@example.com"], "action": "quarantine"}"#;
+        assert!(traits(&format!("{exe}, {marked}")).is_empty());
+        let sized_tag = r#"{"name": "s", "max_size": 10, "action": "tag", "tag": "X-Big: yes"}"#;
+        assert!(
+            traits(sized_tag).is_empty(),
+            "a size tag may mark at MAIL FROM"
+        );
     }
 
     #[test]

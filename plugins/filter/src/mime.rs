@@ -53,6 +53,17 @@ impl Blocked {
     }
 }
 
+impl Blocked {
+    /// Whether a type this blocks may be a part the relay's `attachment` trait does not
+    /// count: a plain text or HTML body, or a multipart container.
+    pub fn may_match_plain_parts(&self) -> bool {
+        self.types.iter().any(|t| {
+            matches!(t.as_str(), "text/*" | "text/plain" | "text/html")
+                || t.starts_with("multipart/")
+        })
+    }
+}
+
 /// The walk over one message for every attachment rule of a DATA hook, so nested messages
 /// are read once however many rules look at them.
 pub struct Attachments {

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use tracing::Instrument;
-use wasmrelay_codec::message::header_end;
 use wasmtime::component::Resource;
 use wasmtime::Store;
 
@@ -18,13 +17,14 @@ use crate::plugins::metrics::VerdictKind;
 use crate::plugins::scope::Scope;
 use crate::plugins::state::StoreState;
 use crate::plugins::types::{EnvelopeInfo, Hook, RecipientInfo, Verdict};
-use crate::plugins::{mime, wants, PluginHost};
+use crate::plugins::PluginHost;
 
 mod delivery;
 mod exports;
 mod instantiate;
 mod pool;
 mod session;
+mod wanted;
 pub use delivery::DeliveryPlugins;
 use exports::Exports;
 pub(crate) use exports::Linked;
@@ -35,6 +35,7 @@ pub(crate) use instantiate::probe;
 use instantiate::{classify, instantiate};
 pub(crate) use pool::Pool;
 pub use session::SessionPlugins;
+use wanted::{listed, MessageFacts};
 
 /// One live instance: its store and its hooks.
 pub(crate) struct Slot {
@@ -468,14 +469,14 @@ impl Chain {
     ) -> (Verdict, MessageRes) {
         self.decided = None;
         let mut verdict = Verdict::Continue;
-        // The current message's leaf part types, found once per version of the message and
-        // only if a plugin declared what it wants; the part tree is cached with the message,
-        // so a plugin that asks for the parts next does not pay for it again.
-        let mut part_types: Option<Option<Vec<String>>> = None;
+        // What the declarations ask of the current message, found once per version of it
+        // and only if a plugin declared what it wants; the part tree is cached with the
+        // message, so a plugin that asks for the parts next does not pay for it again.
+        let mut facts = MessageFacts::default();
         for i in 0..self.members.len() {
             if !self.handles(i, hook)
                 || !self.enough_recipients(i, hook, subject)
-                || !self.wanted_by(i, hook, &mut current, &mut part_types)
+                || !self.wanted_by(i, hook, Some(subject), &mut current, &mut facts)
             {
                 continue;
             }
@@ -483,7 +484,7 @@ impl Chain {
                 Ok(Answer::Edited(v, edited)) => {
                     if bindings::verdict(v.clone()).is_ok() {
                         current = edited;
-                        part_types = None;
+                        facts = MessageFacts::default();
                     }
                     Ok(v)
                 }
@@ -496,77 +497,6 @@ impl Chain {
             }
         }
         (verdict, current)
-    }
-
-    /// Whether the transaction has as many recipients as plugin `i` declared `hook` needs
-    /// (`host.want-recipient-count`): at `rcpt` the ones accepted before this one.
-    fn enough_recipients(&self, i: usize, hook: Hook, subject: Subject<'_>) -> bool {
-        let min = self.host.plugins[i].wants.min_recipients(hook);
-        match subject {
-            Subject::Session(c) => c.tx.recipients.len() >= min,
-            Subject::Delivery(_) => true,
-        }
-    }
-
-    /// [`Chain::reaches_any`] read from the message's bytes, without parsing it: its header
-    /// fields, and the type of its one part when it is not multipart. `None` when a plugin's
-    /// part types need the part tree of a multipart message to tell.
-    fn reaches_any_raw(&self, hook: Hook, message: &[u8]) -> Option<bool> {
-        let fields_end = header_end(message).map_or(message.len(), |h| h.fields);
-        let fields = &message[..fields_end];
-        let mut single_type = None;
-        for i in (0..self.members.len()).filter(|&i| self.handles(i, hook)) {
-            let wants = &self.host.plugins[i].wants;
-            if let Some(names) = wants.headers(hook) {
-                if !mime::has_any_field(fields, names) {
-                    continue;
-                }
-            }
-            let Some(wanted) = wants.types(hook) else {
-                return Some(true);
-            };
-            let single = single_type.get_or_insert_with(|| mime::single_part_type(fields));
-            match single {
-                Some(t) if wanted.contains(t) => return Some(true),
-                Some(_) => {}
-                None => return None,
-            }
-        }
-        Some(false)
-    }
-
-    /// Whether a plugin that handles `hook` would be called with `message`.
-    fn reaches_any(&self, hook: Hook, message: &mut MessageRes) -> bool {
-        let mut part_types = None;
-        (0..self.members.len())
-            .filter(|&i| self.handles(i, hook))
-            .any(|i| self.wanted_by(i, hook, message, &mut part_types))
-    }
-
-    /// Whether plugin `i` is to see `message` at `hook`: the message has one of the header
-    /// fields it declared for the hook (if any), and one of the leaf part types (if any).
-    /// `part_types` caches those types for this version of the message (the caller resets
-    /// it after an edit).
-    fn wanted_by(
-        &self,
-        i: usize,
-        hook: Hook,
-        message: &mut MessageRes,
-        part_types: &mut Option<Option<Vec<String>>>,
-    ) -> bool {
-        let wants = &self.host.plugins[i].wants;
-        if let Some(names) = wants.headers(hook) {
-            if !message.has_any_field(names) {
-                return false;
-            }
-        }
-        let Some(wanted) = wants.types(hook) else {
-            return true;
-        };
-        part_types
-            .get_or_insert_with(|| mime::leaf_types(message))
-            .as_ref()
-            .is_none_or(|t| wants::concerns(wanted, t))
     }
 
     /// Runs an informational hook on every plugin that handles it; failures are logged and
@@ -594,52 +524,5 @@ impl Drop for Chain {
                 pool.give(slot);
             }
         }
-    }
-}
-
-/// Whether `recipient` is on one of the lists plugin `i` of `host` declared for `rcpt`
-/// (`host.want-listed-recipients`), or it declared none. Looked up in list form, as
-/// plugins write addresses into lists; a lookup the backend cannot answer counts as a
-/// member, so the plugin is called and meets the failure itself.
-async fn listed(host: &PluginHost, i: usize, recipient: &str) -> bool {
-    let lists = host.plugins[i].wants.rcpt_lists();
-    if lists.is_empty() {
-        return true;
-    }
-    let member = list_form(recipient);
-    for list in lists {
-        match host.caps.backend.list_contains(list, &member).await {
-            Ok(false) => {}
-            Ok(true) | Err(_) => return true,
-        }
-    }
-    false
-}
-
-/// An address as plugins put it in lists (the SDK's `list_address`): no surrounding white
-/// space or angle brackets, ASCII letters lower-cased.
-fn list_form(address: &str) -> std::borrow::Cow<'_, str> {
-    let bare = address.trim().trim_start_matches('<').trim_end_matches('>');
-    if bare.bytes().any(|b| b.is_ascii_uppercase()) {
-        std::borrow::Cow::Owned(bare.to_ascii_lowercase())
-    } else {
-        std::borrow::Cow::Borrowed(bare)
-    }
-}
-
-#[cfg(test)]
-mod list_form_tests {
-    use super::list_form;
-
-    /// The SDK's `list_address` on the same inputs (plugin-sdk/src/host.rs).
-    #[test]
-    fn addresses_take_the_form_plugins_write_into_lists() {
-        assert_eq!(list_form("Boss@Example.COM"), "boss@example.com");
-        assert_eq!(list_form(" <a@b.test> "), "a@b.test");
-        assert_eq!(list_form("\"Q R\"@b.test"), "\"q r\"@b.test");
-        assert!(matches!(
-            list_form("a@b.test"),
-            std::borrow::Cow::Borrowed(_)
-        ));
     }
 }

@@ -194,6 +194,13 @@ impl MessageRes {
         }
     }
 
+    /// The message's size as `message.size` tells it: fields with CRLF, the empty line, the
+    /// body.
+    pub(crate) fn size(&self) -> u64 {
+        let header: usize = self.field_lines().map(|raw| raw.len() + 2).sum();
+        (header + 2 + self.body().len()) as u64
+    }
+
     /// Largest body edits may leave.
     pub(super) fn max_body(&self) -> usize {
         self.max_body

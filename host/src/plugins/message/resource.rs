@@ -38,9 +38,7 @@ impl HostMessage for StoreState {
     }
 
     fn size(&mut self, r: Resource<MessageRes>) -> wasmtime::Result<u64> {
-        let m = self.message(&r)?;
-        let header: usize = m.field_lines().map(|raw| raw.len() + 2).sum();
-        Ok((header + 2 + m.body().len()) as u64)
+        Ok(self.message(&r)?.size())
     }
 
     fn body_size(&mut self, r: Resource<MessageRes>) -> wasmtime::Result<u64> {

@@ -25,6 +25,7 @@ use self::header::MimeHeader;
 use self::tree::{Node, Tree};
 use super::bindings::wasmrelay::plugin::types as wit;
 use super::message::MessageRes;
+use super::message_traits;
 
 /// Largest text `part-text` returns and `replace-part-text` takes (as UTF-8).
 pub(crate) const MAX_TEXT: usize = 4 << 20;
@@ -64,6 +65,24 @@ pub(crate) fn leaf_types(m: &mut MessageRes) -> Option<Vec<String>> {
     let tree = tree(m);
     let leaves = tree.nodes.iter().filter(|n| !n.container);
     (!tree.truncated).then(|| leaves.map(|n| n.info.content_type.clone()).collect())
+}
+
+/// Whether the message has an `attachment` (a `host.want-messages-with` trait): a part
+/// [`message_traits::is_attachment`] says is one, or as many parts as the tree lists at most
+/// (what a reader of `message.parts` cannot tell from a message cut there).
+pub(crate) fn has_attachment(m: &mut MessageRes) -> bool {
+    let tree = tree(m);
+    tree.truncated
+        || tree.nodes.len() >= tree::MAX_PARTS
+        || tree.nodes.iter().any(|n| {
+            let info = &n.info;
+            message_traits::is_attachment(
+                &info.content_type,
+                info.filename.as_deref(),
+                info.disposition.as_deref(),
+                !n.container,
+            )
+        })
 }
 
 /// The content type of a message that is not multipart, read from its header `fields` (the
