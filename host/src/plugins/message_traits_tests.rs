@@ -102,6 +102,17 @@ Content-Type: multipart/alternative; boundary=\"b\"\r\n\r\n\
     assert_eq!(verdict, Verdict::Continue);
     assert_eq!(host.metrics()[0].calls, 3);
 
+    // A message that is one file, or one text part given as a file, is told from its header
+    // fields alone; both are called.
+    let pdf =
+        "From: app@example.org\r\nContent-Type: application/pdf; name=\"a.pdf\"\r\n\r\nJVBE\r\n";
+    let txt = "From: app@example.org\r\nContent-Disposition: attachment\r\n\r\nhi\r\n";
+    for message in [pdf, txt] {
+        let verdict = data(&host, &app, &mut tx("app@example.org"), message).await;
+        assert_eq!(verdict, Verdict::Continue);
+    }
+    assert_eq!(host.metrics()[0].calls, 5);
+
     // A nested message is an attachment: the filter looks inside it.
     let nested = with_attachment(
         "message/rfc822",
@@ -109,7 +120,7 @@ Content-Type: multipart/alternative; boundary=\"b\"\r\n\r\n\
     );
     let verdict = data(&host, &app, &mut tx("app@example.org"), &nested).await;
     assert!(matches!(verdict, Verdict::Reject(_)), "{verdict:?}");
-    assert_eq!(host.metrics()[0].calls, 4);
+    assert_eq!(host.metrics()[0].calls, 6);
 
     // Mail the relay checked carries results: a DMARC failure under `p=reject` is refused.
     let mut checked = tx("ceo@bank.example");
@@ -122,7 +133,7 @@ Content-Type: multipart/alternative; boundary=\"b\"\r\n\r\n\
     let outside = super::tests::conn("192.0.2.9");
     let verdict = data(&host, &outside, &mut checked, TEXT).await;
     assert!(matches!(verdict, Verdict::Reject(_)), "{verdict:?}");
-    assert_eq!(host.metrics()[0].calls, 5);
+    assert_eq!(host.metrics()[0].calls, 7);
 }
 
 /// Messages sent as (from a trusted client, the message, whether the plugin is called).
@@ -140,7 +151,12 @@ async fn each_trait_lets_through_only_the_messages_that_have_it() {
         ),
         (
             "larger-than:100",
-            &[(false, TEXT, false), (false, &with_padding(100), true)],
+            &[
+                (false, TEXT, false),
+                (false, &with_padding(100), true),
+                // 83 bytes with bare line ends, 104 as `message.size` counts them.
+                (false, &format!("{}\nx\n", "a:b\n".repeat(20)), true),
+            ],
         ),
         (
             "header:x-campaign",

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use wasmrelay_codec::reply::{Enhanced, Reply};
 
-use super::{Answer, Call, Chain, Subject};
+use super::{Answer, Call, Caller, Chain, Subject};
 use crate::config::plugins::OnError;
 use crate::plugins::bindings;
 use crate::plugins::error::FailureKind;
@@ -137,13 +137,17 @@ impl DeliveryPlugins {
         // Most mail is decided from its header fields alone; a multipart message whose part
         // types matter is parsed for its part tree, which the chain then keeps.
         let mut parsed = None;
-        let reached = match self.chain.reaches_any_raw(Hook::RecipientCopy, message) {
-            Some(reached) => reached,
-            None => {
-                let current = parsed.insert(MessageRes::parse_shared(message.clone(), max));
-                self.chain.reaches_any(Hook::RecipientCopy, current)
-            }
-        };
+        let reached =
+            match self
+                .chain
+                .reaches_any_raw(Hook::RecipientCopy, Caller::Unknown, message)
+            {
+                Some(reached) => reached,
+                None => {
+                    let current = parsed.insert(MessageRes::parse_shared(message.clone(), max));
+                    self.chain.reaches_any(Hook::RecipientCopy, current)
+                }
+            };
         if !reached {
             // No plugin is to see it: the copy is the message as it came in.
             self.chain.decided = None;

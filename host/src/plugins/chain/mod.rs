@@ -35,7 +35,7 @@ pub(crate) use instantiate::probe;
 use instantiate::{classify, instantiate};
 pub(crate) use pool::Pool;
 pub use session::SessionPlugins;
-use wanted::{listed, MessageFacts};
+use wanted::{listed, Caller, MessageFacts};
 
 /// One live instance: its store and its hooks.
 pub(crate) struct Slot {
@@ -476,7 +476,7 @@ impl Chain {
         for i in 0..self.members.len() {
             if !self.handles(i, hook)
                 || !self.enough_recipients(i, hook, subject)
-                || !self.wanted_by(i, hook, Some(subject), &mut current, &mut facts)
+                || !self.wanted_by(i, hook, Caller::of(subject), &mut current, &mut facts)
             {
                 continue;
             }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Call, Chain, Subject};
+use super::{Call, Caller, Chain, Subject};
 use crate::plugins::context::ContextData;
 use crate::plugins::holds;
 use crate::plugins::message::MessageRes;
@@ -117,7 +117,7 @@ impl SessionPlugins {
         tx: &mut TransactionInfo,
         message: &mut Vec<u8>,
     ) -> Verdict {
-        if !self.chain.host.handles(Hook::Data) {
+        if !self.chain.host.handles(Hook::Data) || self.data_unwanted(conn, tx, message) {
             return Verdict::Continue;
         }
         let current = MessageRes::parse(std::mem::take(message), self.chain.host.max_message);
@@ -150,12 +150,30 @@ impl SessionPlugins {
         tx: &mut TransactionInfo,
         message: &MessageBytes,
     ) -> (Verdict, Option<MessageRes>) {
-        if !self.chain.host.handles(Hook::Data) {
+        if !self.chain.host.handles(Hook::Data) || self.data_unwanted(conn, tx, message) {
             return (Verdict::Continue, None);
         }
         let current = MessageRes::parse_shared(message.clone(), self.chain.host.max_message);
         let (verdict, current) = self.edit_data(conn, tx, current).await;
         (verdict, current.is_edited().then_some(current))
+    }
+
+    /// Whether every plugin's declarations rule the message out at `data`, told from its
+    /// header fields alone (and its one part's MIME fields when it is not multipart): then
+    /// it is not parsed, nor the call's context made. A trusted client's text mail, for a
+    /// content policy limited to attachments and checked mail, say.
+    fn data_unwanted(
+        &mut self,
+        conn: &ConnectionInfo,
+        tx: &TransactionInfo,
+        message: &[u8],
+    ) -> bool {
+        let caller = Caller::Session(Some(conn), tx);
+        let unwanted = self.chain.reaches_any_raw(Hook::Data, caller, message) == Some(false);
+        if unwanted {
+            self.chain.decided = None;
+        }
+        unwanted
     }
 
     async fn edit_data(

@@ -9,8 +9,8 @@ use wasmrelay_codec::message::header_end;
 
 use super::{Chain, Subject};
 use crate::plugins::message::MessageRes;
-use crate::plugins::message_traits::MessageTrait;
-use crate::plugins::types::Hook;
+use crate::plugins::message_traits::{self, MessageTrait};
+use crate::plugins::types::{ConnectionInfo, EnvelopeInfo, Hook, TransactionInfo};
 use crate::plugins::{mime, wants, PluginHost};
 
 /// What the declarations asked of one version of a message, found once and only when a
@@ -35,12 +35,19 @@ impl Chain {
 
     /// [`Chain::reaches_any`] read from the message's bytes, without parsing it: its header
     /// fields, and the type of its one part when it is not multipart. `None` when a plugin's
-    /// part types need the part tree of a multipart message to tell. Message traits are
-    /// taken as met: this is a first look, before the call's subject is known.
-    pub(super) fn reaches_any_raw(&self, hook: Hook, message: &[u8]) -> Option<bool> {
+    /// part types or message traits need the part tree of a multipart message (or, for a
+    /// size, the parsed message) to tell. Traits of the client count as met for an unknown
+    /// `caller`.
+    pub(super) fn reaches_any_raw(
+        &self,
+        hook: Hook,
+        caller: Caller<'_>,
+        message: &[u8],
+    ) -> Option<bool> {
         let fields_end = header_end(message).map_or(message.len(), |h| h.fields);
         let fields = &message[..fields_end];
-        let mut single_type = None;
+        // The one part of a message that is not multipart, read once if a plugin asks.
+        let mut single = None;
         for i in (0..self.members.len()).filter(|&i| self.handles(i, hook)) {
             let wants = &self.host.plugins[i].wants;
             if let Some(names) = wants.headers(hook) {
@@ -48,12 +55,29 @@ impl Chain {
                     continue;
                 }
             }
+            if let Some(traits) = wants.traits(hook) {
+                let mut met = Some(false);
+                for t in traits {
+                    match raw_has_trait(t, caller, message, fields, &mut single) {
+                        Some(true) => {
+                            met = Some(true);
+                            break;
+                        }
+                        Some(false) => {}
+                        None => met = None,
+                    }
+                }
+                match met {
+                    Some(true) => {}
+                    Some(false) => continue,
+                    None => return None,
+                }
+            }
             let Some(wanted) = wants.types(hook) else {
                 return Some(true);
             };
-            let single = single_type.get_or_insert_with(|| mime::single_part_type(fields));
-            match single {
-                Some(t) if wanted.contains(t) => return Some(true),
+            match single_part(&mut single, fields) {
+                Some(top) if wanted.contains(&top.content_type) => return Some(true),
                 Some(_) => {}
                 None => return None,
             }
@@ -67,19 +91,19 @@ impl Chain {
         let mut facts = MessageFacts::default();
         (0..self.members.len())
             .filter(|&i| self.handles(i, hook))
-            .any(|i| self.wanted_by(i, hook, None, message, &mut facts))
+            .any(|i| self.wanted_by(i, hook, Caller::Unknown, message, &mut facts))
     }
 
     /// Whether plugin `i` is to see `message` at `hook`: the message has one of the header
     /// fields it declared for the hook (if any), one of the leaf part types (if any) and one
-    /// of the traits (if any). Traits of the call's `subject` count as met without one.
+    /// of the traits (if any). Traits of the client count as met for an unknown `caller`.
     /// `facts` keeps what was found of this version of the message (the caller resets it
     /// after an edit).
     pub(super) fn wanted_by(
         &self,
         i: usize,
         hook: Hook,
-        subject: Option<Subject<'_>>,
+        caller: Caller<'_>,
         message: &mut MessageRes,
         facts: &mut MessageFacts,
     ) -> bool {
@@ -90,7 +114,7 @@ impl Chain {
             }
         }
         if let Some(traits) = wants.traits(hook) {
-            if !traits.iter().any(|t| has_trait(t, subject, message, facts)) {
+            if !traits.iter().any(|t| has_trait(t, caller, message, facts)) {
                 return false;
             }
         }
@@ -105,34 +129,90 @@ impl Chain {
     }
 }
 
-/// Whether the call about `subject` with `message` has `t`; without a subject, what depends
-/// on it counts as met.
+/// [`has_trait`] from the raw `message` and its header `fields`: `None` when it takes the
+/// part tree (an attachment in a multipart message) or the parsed size to tell.
+fn raw_has_trait(
+    t: &MessageTrait,
+    caller: Caller<'_>,
+    message: &[u8],
+    fields: &[u8],
+    single: &mut Option<Option<mime::MimeHeader>>,
+) -> Option<bool> {
+    match t {
+        MessageTrait::AuthResults | MessageTrait::UntrustedClient => Some(caller.has(t)),
+        MessageTrait::Header(name) => Some(mime::has_any_field(fields, std::slice::from_ref(name))),
+        MessageTrait::Attachment => single_part(single, fields).map(|top| {
+            let (filename, disposition) = (top.filename.as_deref(), top.disposition.as_deref());
+            message_traits::is_attachment(&top.content_type, filename, disposition, true)
+        }),
+        // Parsing writes bare line ends as CRLF: at most twice the bytes.
+        MessageTrait::LargerThan(n) => match message.len() as u64 {
+            len if len > *n => Some(true),
+            len if len.saturating_mul(2).saturating_add(2) <= *n => Some(false),
+            _ => None,
+        },
+    }
+}
+
+/// [`mime::single_part`] of `fields`, found once in `cache`.
+fn single_part<'c>(
+    cache: &'c mut Option<Option<mime::MimeHeader>>,
+    fields: &[u8],
+) -> Option<&'c mime::MimeHeader> {
+    cache
+        .get_or_insert_with(|| mime::single_part(fields))
+        .as_ref()
+}
+
+/// Whom a call is about, for the traits of the client: a session (its connection and
+/// transaction), a queued message, or not known yet (every such trait counts as met).
+#[derive(Clone, Copy)]
+pub(super) enum Caller<'a> {
+    Session(Option<&'a ConnectionInfo>, &'a TransactionInfo),
+    Delivery(&'a EnvelopeInfo),
+    Unknown,
+}
+
+impl<'a> Caller<'a> {
+    pub(super) fn of(subject: Subject<'a>) -> Caller<'a> {
+        match subject {
+            Subject::Session(ctx) => Caller::Session(ctx.conn.as_deref(), &ctx.tx),
+            Subject::Delivery(env) => Caller::Delivery(env),
+        }
+    }
+
+    /// Whether the call has `t`, a trait of the client (`auth-results`, `untrusted-client`);
+    /// any other trait is the message's, and not this one's to say.
+    fn has(self, t: &MessageTrait) -> bool {
+        match (t, self) {
+            (_, Caller::Unknown) => true,
+            (MessageTrait::AuthResults, Caller::Session(_, tx)) => !tx.auth_results.is_empty(),
+            (MessageTrait::AuthResults, Caller::Delivery(_)) => false,
+            (MessageTrait::UntrustedClient, Caller::Session(conn, _)) => {
+                let trusted = conn.and_then(|c| c.attributes.iter().find(|(n, _)| *n == TRUSTED));
+                trusted.is_none_or(|(_, v)| *v != "yes")
+            }
+            (MessageTrait::UntrustedClient, Caller::Delivery(env)) => {
+                let trusted = env.attributes.iter().find(|(n, _)| n == TRUSTED);
+                trusted.is_none_or(|(_, v)| v != "yes")
+            }
+            _ => true,
+        }
+    }
+}
+
+/// The attribute that says whether the client may relay.
+const TRUSTED: &str = "trusted";
+
+/// Whether the call by `caller` with `message` has `t`.
 fn has_trait(
     t: &MessageTrait,
-    subject: Option<Subject<'_>>,
+    caller: Caller<'_>,
     message: &mut MessageRes,
     facts: &mut MessageFacts,
 ) -> bool {
     match t {
-        MessageTrait::AuthResults => match subject {
-            Some(Subject::Session(ctx)) => !ctx.tx.auth_results.is_empty(),
-            Some(Subject::Delivery(_)) => false,
-            None => true,
-        },
-        MessageTrait::UntrustedClient => {
-            let trusted = match subject {
-                Some(Subject::Session(ctx)) => ctx
-                    .conn
-                    .as_ref()
-                    .and_then(|c| c.attributes.iter().find(|(n, _)| *n == "trusted"))
-                    .map(|(_, v)| *v),
-                Some(Subject::Delivery(env)) => (env.attributes.iter())
-                    .find(|(n, _)| n == "trusted")
-                    .map(|(_, v)| v.as_str()),
-                None => return true,
-            };
-            trusted != Some("yes")
-        }
+        MessageTrait::AuthResults | MessageTrait::UntrustedClient => caller.has(t),
         MessageTrait::LargerThan(n) => message.size() > *n,
         MessageTrait::Header(name) => message.has_any_field(std::slice::from_ref(name)),
         MessageTrait::Attachment => *facts

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use wasmrelay_codec::message::header_end;
 
-use self::header::MimeHeader;
+pub(crate) use self::header::MimeHeader;
 use self::tree::{Node, Tree};
 use super::bindings::wasmrelay::plugin::types as wit;
 use super::message::MessageRes;
@@ -85,12 +85,12 @@ pub(crate) fn has_attachment(m: &mut MessageRes) -> bool {
         })
 }
 
-/// The content type of a message that is not multipart, read from its header `fields` (the
-/// bytes before the empty line) without the message being parsed: what [`leaf_types`] gives
-/// for it, its one part. `None` for a multipart message, whose parts need the tree.
-pub(crate) fn single_part_type(fields: &[u8]) -> Option<String> {
+/// What the MIME fields of a message that is not multipart say of its one part, read from
+/// its header `fields` (the bytes before the empty line) without the message being parsed:
+/// the tree's only node. `None` for a multipart message, whose parts need the tree.
+pub(crate) fn single_part(fields: &[u8]) -> Option<MimeHeader> {
     let top = MimeHeader::parse(header::fields(fields), "text/plain");
-    (!top.content_type.starts_with("multipart/")).then_some(top.content_type)
+    (!top.content_type.starts_with("multipart/")).then_some(top)
 }
 
 /// Whether one of the raw header `fields` is named one of `names` (case-insensitive).

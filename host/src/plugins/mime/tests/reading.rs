@@ -274,9 +274,10 @@ fn file_names_in_every_form() {
 }
 
 /// The `wants` check reads a message's header fields before parsing it: for a message that
-/// is not multipart, the type it finds is the one leaf the part tree has.
+/// is not multipart, what it finds is the one leaf the part tree has (its type, file name
+/// and disposition, so whether it is an attachment).
 #[test]
-fn a_single_part_type_from_the_raw_fields_is_the_trees_one_leaf() {
+fn a_single_part_from_the_raw_fields_is_the_trees_one_leaf() {
     let messages: Vec<Vec<u8>> = vec![
         b"Subject: no type\r\n\r\nbody\r\n".to_vec(),
         b"Content-Type: text/html; charset=utf-8\r\n\r\n<p>x</p>\r\n".to_vec(),
@@ -284,6 +285,7 @@ fn a_single_part_type_from_the_raw_fields_is_the_trees_one_leaf() {
         b"Content-Type:\r\n text/calendar;\r\n method=REQUEST\r\n\r\nBEGIN\r\n".to_vec(),
         b"Content-Type: text/html;\n charset=utf-8\nSubject: bare LF fold\n\n<p>x</p>\n".to_vec(),
         b"Content-Type: application/x-msdownload; name=a.exe\r\n\r\nMZ\r\n".to_vec(),
+        b"Content-Disposition: attachment; filename=notes.txt\r\n\r\nhi\r\n".to_vec(),
         b"Content-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\nx\r\n".to_vec(),
         b"Content-Type: nonsense\r\n\r\nx\r\n".to_vec(),
         b"Content-Type: text/plain\r\nContent-Type: text/html\r\n\r\nx\r\n".to_vec(),
@@ -296,11 +298,14 @@ fn a_single_part_type_from_the_raw_fields_is_the_trees_one_leaf() {
     for bytes in messages {
         let shown = String::from_utf8_lossy(&bytes).into_owned();
         let fields_end = header_end(&bytes).map_or(bytes.len(), |h| h.fields);
-        let single = single_part_type(&bytes[..fields_end]);
+        let single = single_part(&bytes[..fields_end]);
         let mut m = MessageRes::parse(bytes, MAX);
         let leaves = leaf_types(&mut m).expect("not truncated");
         match single {
-            Some(t) => assert_eq!(leaves, [t], "{shown:?}"),
+            Some(top) => {
+                assert_eq!(leaves, std::slice::from_ref(&top.content_type), "{shown:?}");
+                assert_eq!(tree(&mut m).nodes[0].info, top, "{shown:?}");
+            }
             None => assert!(
                 tree(&mut m).nodes[0]
                     .info
