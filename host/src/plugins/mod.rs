@@ -69,7 +69,7 @@ pub use error::{FailureKind, PluginLoadError};
 pub use metrics::{PluginMetrics, VerdictCount, VerdictKind};
 pub use types::{
     AuthResult, ConnectionInfo, DeliveryReport, DeliveryStatus, EnvelopeInfo, Hook, Notify,
-    RecipientInfo, RouteDecision, TlsInfo, TlsPolicy, TransactionInfo, Verdict,
+    RecipientInfo, RouteDecision, TlsInfo, TlsPolicy, TransactionInfo, Verdict, TRUSTED,
 };
 
 use state::{Capabilities, StoreState};

@@ -46,7 +46,7 @@ use wasmrelay_codec::message::header_end;
 use super::{
     ConnectionInfo, DeliveryPlugins, DeliveryReport, DeliveryStatus, DnsType, EnvelopeInfo,
     PluginHost, PluginHostOptions, PluginLoadError, RecipientInfo, RouteDecision, SessionPlugins,
-    StaticDns, TlsInfo, TransactionInfo, Verdict,
+    StaticDns, TlsInfo, TransactionInfo, Verdict, TRUSTED,
 };
 use crate::config::lists::ListConfig;
 use crate::config::plugins::PluginConfig;
@@ -446,8 +446,8 @@ impl Run {
                 let conn = Arc::make_mut(&mut self.conn);
                 conn.auth_user = Some(rest.to_string());
                 // As in a real session: an authenticated client may relay.
-                conn.attributes.retain(|(k, _)| *k != "trusted");
-                conn.attributes.push(("trusted", "yes"));
+                conn.attributes.retain(|(k, _)| *k != TRUSTED);
+                conn.attributes.push((TRUSTED, "yes"));
                 let conn = self.conn.clone();
                 let v = self.session().auth(&conn, rest).await;
                 self.record(&format!("auth {rest}"), &v, out)

@@ -121,6 +121,10 @@ pub struct AuthResult {
     pub detail: String,
 }
 
+/// The attribute (`context.attribute`) that says whether the client may relay: `yes` or
+/// `no`.
+pub const TRUSTED: &str = "trusted";
+
 /// Connection facts, as the session knows them at the time of the hook.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionInfo {

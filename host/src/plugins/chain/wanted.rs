@@ -1,4 +1,4 @@
-//! Whether a plugin's load-time declarations (docs/plugins.md#declarations) let a call
+//! Whether a plugin's load-time declarations (docs/plugins.md#declaring-which-messages-a-message-hook-wants) let a call
 //! through: the recipients a transaction has, the lists a recipient is on, the header
 //! fields, part types and traits a message has. A call no declaration lets through is
 //! skipped with the instance it would take.
@@ -10,7 +10,7 @@ use wasmrelay_codec::message::header_end;
 use super::{Chain, Subject};
 use crate::plugins::message::MessageRes;
 use crate::plugins::message_traits::{self, MessageTrait};
-use crate::plugins::types::{ConnectionInfo, EnvelopeInfo, Hook, TransactionInfo};
+use crate::plugins::types::{ConnectionInfo, EnvelopeInfo, Hook, TransactionInfo, TRUSTED};
 use crate::plugins::{mime, wants, PluginHost};
 
 /// What the declarations asked of one version of a message, found once and only when a
@@ -200,9 +200,6 @@ impl<'a> Caller<'a> {
         }
     }
 }
-
-/// The attribute that says whether the client may relay.
-const TRUSTED: &str = "trusted";
 
 /// Whether the call by `caller` with `message` has `t`.
 fn has_trait(

@@ -11,7 +11,9 @@ use wasmrelay_codec::command::{Address, BodyType, DsnReturn, MailParams, Reverse
 use super::rejected::Refused;
 use super::{Flow, Session, Transaction};
 use crate::config::ListenerRole;
-use crate::plugins::{AuthResult, ConnectionInfo, Hook, TlsInfo, TransactionInfo, Verdict};
+use crate::plugins::{
+    AuthResult, ConnectionInfo, Hook, TlsInfo, TransactionInfo, Verdict, TRUSTED,
+};
 use crate::spool::{MessageBytes, MessageId};
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -269,9 +271,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 }
-
-/// The attribute that says whether the client may relay.
-const TRUSTED: &str = "trusted";
 
 fn yes_no(b: bool) -> &'static str {
     if b {
