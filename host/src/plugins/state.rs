@@ -129,6 +129,23 @@ impl StoreState {
         Ok(())
     }
 
+    /// Counts a `want-*` call and adds what `declare` makes of it to the plugin's
+    /// declarations, which it may make only while the host asks `hooks()` at load (`what`
+    /// names the call in the refusal).
+    fn declare(
+        &mut self,
+        what: &str,
+        declare: impl FnOnce(&mut Declared) -> Result<(), String>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        self.charge()?;
+        Ok(match self.declaring.as_mut() {
+            Some(declared) => declare(declared),
+            None => Err(format!(
+                "{what} counts only while the host asks hooks() at load"
+            )),
+        })
+    }
+
     /// Counts the call and checks a key the plugin passed.
     fn check_key(&mut self, key: &str) -> wasmtime::Result<Result<(), StateError>> {
         self.charge()?;
@@ -321,13 +338,9 @@ impl wit::Host for StoreState {
         hook: wit::Hook,
         names: Vec<String>,
     ) -> wasmtime::Result<Result<(), String>> {
-        self.charge()?;
-        let Some(declared) = self.declaring.as_mut() else {
-            return Ok(Err(
-                "want-headers counts only while the host asks hooks() at load".into(),
-            ));
-        };
-        Ok(declared.declare_headers(Hook::from(hook), &names))
+        self.declare("want-headers", |d| {
+            d.declare_headers(Hook::from(hook), &names)
+        })
     }
 
     fn want_recipient_count(
@@ -335,31 +348,20 @@ impl wit::Host for StoreState {
         hook: wit::Hook,
         at_least: u32,
     ) -> wasmtime::Result<Result<(), String>> {
-        self.charge()?;
-        let Some(declared) = self.declaring.as_mut() else {
-            return Ok(Err(
-                "want-recipient-count counts only while the host asks hooks() at load".into(),
-            ));
-        };
-        Ok(declared.declare_recipients(Hook::from(hook), at_least))
+        self.declare("want-recipient-count", |d| {
+            d.declare_recipients(Hook::from(hook), at_least)
+        })
     }
 
     fn want_listed_recipients(&mut self, name: String) -> wasmtime::Result<Result<(), String>> {
-        self.charge()?;
         let readable =
             (self.meta.lists.iter()).any(|l| l.name == name && l.may_read(&self.meta.name));
-        let Some(declared) = self.declaring.as_mut() else {
-            return Ok(Err(
-                "want-listed-recipients counts only while the host asks hooks() at load".into(),
-            ));
-        };
-        if !readable {
-            return Ok(Err(format!(
-                "no list {:?} this plugin may read",
-                cut(&name, 64)
-            )));
-        }
-        Ok(declared.declare_listed(&name))
+        self.declare("want-listed-recipients", |d| {
+            if !readable {
+                return Err(format!("no list {:?} this plugin may read", cut(&name, 64)));
+            }
+            d.declare_listed(&name)
+        })
     }
 
     fn want_messages_with(
@@ -367,13 +369,9 @@ impl wit::Host for StoreState {
         hook: wit::Hook,
         traits: Vec<String>,
     ) -> wasmtime::Result<Result<(), String>> {
-        self.charge()?;
-        let Some(declared) = self.declaring.as_mut() else {
-            return Ok(Err(
-                "want-messages-with counts only while the host asks hooks() at load".into(),
-            ));
-        };
-        Ok(declared.declare_traits(Hook::from(hook), &traits))
+        self.declare("want-messages-with", |d| {
+            d.declare_traits(Hook::from(hook), &traits)
+        })
     }
 
     fn config(&mut self) -> wasmtime::Result<String> {
