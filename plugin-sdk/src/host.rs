@@ -62,6 +62,80 @@ pub fn want_messages_with(hook: crate::Hook, traits: &[String]) -> Result<(), St
     imp::want_messages_with(hook, traits)
 }
 
+/// A GCRA rate (as [`rate_limit`]) the relay checks and charges one unit of in the plugin's
+/// place: the key is `key_start` followed by the parts of `key`, each written as its tag
+/// letter, the value's length in bytes in decimal, `:` and the value (`s13:a@example.org`),
+/// which is the key the plugin would pass itself. Since 0.2.9.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayRate {
+    /// At most 128 bytes.
+    pub key_start: String,
+    pub key: Vec<KeyPart>,
+    /// Requests per `period`, at least 1.
+    pub rate: u32,
+    /// At least a millisecond.
+    pub period: Duration,
+    /// At least 1.
+    pub burst: u32,
+}
+
+/// What a [`RelayRate`]'s key is made of after its start. Since 0.2.9.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyPart {
+    /// Tag `i`: the client's address as the network of these prefix lengths (at most 32 and
+    /// 128) in standard text form (`192.0.2.0/24`, `2001:db8:1:2::/64`), the bare address at
+    /// full length; an IPv4-mapped IPv6 address counts as IPv4.
+    ClientNetwork { ipv4_prefix: u8, ipv6_prefix: u8 },
+    /// Tag `s`: the reverse path in [`list_form`]; `""` for the null sender.
+    Sender,
+    /// Tag `d`: the sender's domain (after the last `@`, trailing dots removed; `""` when
+    /// there is none).
+    SenderDomain,
+    /// Tag `u`: the authenticated user in [`list_form`]. A rate keyed on it is left out
+    /// (not charged) while the client has not authenticated.
+    AuthUser,
+}
+
+/// Declares that all `hook` (`Connect` or `MailFrom`) does with a client under its limits is
+/// charge `rates` one unit each; only while the relay asks `hooks()` at load. The relay then
+/// checks and charges them itself (at `MailFrom` for the message, as
+/// [`rate_limit_for_message`]), and calls the hook only when one would refuse, the backend
+/// cannot answer, or a key would be too long: the hook then checks and answers as if nothing
+/// had been declared. Refused (and the hook then called every time) for another hook, a zero
+/// rate, period or burst, a prefix past the address length, a key start over 128 bytes, more
+/// than 8 rates for the hook, or a call outside `hooks()`. Prefer
+/// [`crate::Plugin::relay_charged_rates`], which the SDK declares through this. Since 0.2.9.
+pub fn want_calls_over_rates(hook: crate::Hook, rates: &[RelayRate]) -> Result<(), String> {
+    let rates: Vec<imp::RelayRate> = rates.iter().map(wit_rate).collect();
+    imp::want_calls_over_rates(hook, &rates)
+}
+
+/// Private functions rather than `From` impls: the generated types stay out of the docs.
+fn wit_rate(rate: &RelayRate) -> imp::RelayRate {
+    imp::RelayRate {
+        key_start: rate.key_start.clone(),
+        key: rate.key.iter().map(|&part| wit_key_part(part)).collect(),
+        rate: rate.rate,
+        period_ms: millis(rate.period),
+        burst: rate.burst,
+    }
+}
+
+fn wit_key_part(part: KeyPart) -> imp::KeyPart {
+    match part {
+        KeyPart::ClientNetwork {
+            ipv4_prefix,
+            ipv6_prefix,
+        } => imp::KeyPart::ClientNetwork(imp::NetworkPrefixes {
+            ipv4: ipv4_prefix,
+            ipv6: ipv6_prefix,
+        }),
+        KeyPart::Sender => imp::KeyPart::Sender,
+        KeyPart::SenderDomain => imp::KeyPart::SenderDomain,
+        KeyPart::AuthUser => imp::KeyPart::AuthUser,
+    }
+}
+
 /// The plugin's `config` table as JSON (also passed to [`crate::Plugin::init`]).
 pub fn config() -> String {
     imp::config()
@@ -253,5 +327,36 @@ mod tests {
             assert_eq!(u128::from(millis(d)), d.as_millis(), "{d:?}");
         }
         assert_eq!(millis(Duration::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn a_relay_rate_keeps_its_parts_in_order_with_the_period_in_millis() {
+        let rate = RelayRate {
+            key_start: "per-client\x1fr\x1f".into(),
+            key: vec![
+                KeyPart::ClientNetwork {
+                    ipv4_prefix: 24,
+                    ipv6_prefix: 64,
+                },
+                KeyPart::Sender,
+                KeyPart::SenderDomain,
+                KeyPart::AuthUser,
+            ],
+            rate: 30,
+            period: Duration::from_secs(60),
+            burst: 10,
+        };
+        let wit = wit_rate(&rate);
+        assert_eq!(wit.key_start, rate.key_start);
+        assert_eq!((wit.rate, wit.period_ms, wit.burst), (30, 60_000, 10));
+        assert!(matches!(
+            wit.key.as_slice(),
+            [
+                imp::KeyPart::ClientNetwork(imp::NetworkPrefixes { ipv4: 24, ipv6: 64 }),
+                imp::KeyPart::Sender,
+                imp::KeyPart::SenderDomain,
+                imp::KeyPart::AuthUser,
+            ]
+        ));
     }
 }

@@ -4,7 +4,7 @@
 //! [`export_plugin!`] turns a type into a component, [`host`] wraps the capabilities the relay
 //! grants, [`Address`] parses envelope addresses, and `mime` adds text-part helpers to
 //! [`Message`]. The interface itself is
-//! `wit/plugin.wit` (`wasmrelay:plugin@0.2.8`); its generated bindings stay private.
+//! `wit/plugin.wit` (`wasmrelay:plugin@0.2.9`); its generated bindings stay private.
 //!
 //! ```no_run
 //! use wasmrelay_plugin_sdk::{export_plugin, Context, Hook, Plugin, Verdict};
@@ -69,8 +69,10 @@ pub mod __private {
     /// header fields for the message hooks ([`crate::Plugin::wanted_headers`]), recipient
     /// counts for `rcpt` and `data` ([`crate::Plugin::wanted_recipient_count`]), message
     /// traits for `data` ([`crate::Plugin::wanted_message_traits`]), lists a recipient must
-    /// be on for `rcpt` ([`crate::Plugin::wanted_recipient_lists`]). A refused
-    /// declaration is logged; the hook is then called as without it, which is never wrong.
+    /// be on for `rcpt` ([`crate::Plugin::wanted_recipient_lists`]), rates the relay charges
+    /// itself for `connect` and `mail-from` ([`crate::Plugin::relay_charged_rates`]). A
+    /// refused declaration is logged; the hook is then called as without it, which is never
+    /// wrong.
     pub fn declare_wants<P: crate::Plugin>(plugin: &P, hooks: &[crate::Hook]) {
         use crate::Hook;
         for hook in [Hook::Data, Hook::RecipientCopy] {
@@ -103,6 +105,18 @@ pub mod __private {
                 if let Err(e) = crate::host::want_messages_with(Hook::Data, &traits) {
                     crate::host::warn(&format!("message-trait declaration refused: {e}"));
                 }
+            }
+        }
+        for hook in [Hook::Connect, Hook::MailFrom] {
+            if !hooks.contains(&hook) {
+                continue;
+            }
+            let rates = plugin.relay_charged_rates(hook);
+            if rates.is_empty() {
+                continue;
+            }
+            if let Err(e) = crate::host::want_calls_over_rates(hook, &rates) {
+                crate::host::warn(&format!("rate declaration refused: {e}"));
             }
         }
         if hooks.contains(&Hook::Rcpt) {
@@ -191,6 +205,21 @@ pub trait Plugin: Sized + 'static {
     /// message. Needs a relay of WIT 0.2.8 or later; an older one, or a trait it does not
     /// know, leaves the hook called for every message, as it must.
     fn wanted_message_traits(&self, hook: Hook) -> Vec<String> {
+        let _ = hook;
+        Vec::new()
+    }
+
+    /// Rates whose charge is all `hook` ([`Hook::Connect`] or [`Hook::MailFrom`]) does with a
+    /// client under its limits, asked once at load for each of the two this plugin handles:
+    /// the relay builds the keys, checks and charges them itself (at `MailFrom` for the
+    /// message, as [`host::rate_limit_for_message`]) and calls the hook only when one would
+    /// refuse, or when it cannot decide (backend error, key too long); the hook must then
+    /// check and answer as if nothing had been declared. Declare only what the hook would do
+    /// exactly: a hook that also counts, exempts or checks anything else must return empty,
+    /// the default: every call. At most 8 rates; a refused list leaves the hook called every
+    /// time. Needs a relay of WIT 0.2.9 or later; an older one calls the hook every time, as
+    /// it must.
+    fn relay_charged_rates(&self, hook: Hook) -> Vec<host::RelayRate> {
         let _ = hook;
         Vec::new()
     }

@@ -13,7 +13,7 @@
 // Try (rejected with 550 5.7.1):
 //   swaks --server 127.0.0.1:2525 --from a@example.org --to b@example.com --body "Please wire the money today"
 
-import { log } from "wasmrelay:plugin/host@0.2.8";
+import { log } from "wasmrelay:plugin/host@0.2.9";
 
 const DEFAULTS = {
   // Phrases (case-insensitive, any run of white space matching any other) that refuse a message.

@@ -9,7 +9,7 @@
 // Try:
 //   swaks --server 127.0.0.1:2525 --from a@example.org --to b@example.com
 //
-// Imports come from "wasmrelay:plugin/host@0.2.8" (log, config, nowMs, kvGet ...): see
+// Imports come from "wasmrelay:plugin/host@0.2.9" (log, config, nowMs, kvGet ...): see
 // plugin-sdk/wit/plugin.wit; names are camelCase, u64 values are BigInt.
 
 const CONTINUE = { tag: "continue" };

@@ -95,15 +95,15 @@ impl SessionHolds {
         std::mem::take(&mut *self.held.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Whether the plugin whose keys start with `prefix` may charge the transaction once
-    /// more.
-    pub(crate) fn has_room_for_charge(&self, prefix: &str) -> bool {
+    /// Whether the plugin whose keys start with `prefix` may charge the transaction `more`
+    /// times more.
+    pub(crate) fn has_room_for_charges(&self, prefix: &str, more: usize) -> bool {
         let charges = self.charges.lock().unwrap_or_else(|e| e.into_inner());
-        charges
+        let made = charges
             .iter()
             .filter(|c| c.key().starts_with(prefix))
-            .count()
-            < MAX_PER_PLUGIN
+            .count();
+        made + more <= MAX_PER_PLUGIN
     }
 
     pub(crate) fn charge(&self, charge: Charge) {

@@ -2,7 +2,7 @@
 //! order, what to do; the first verdict other than `continue` wins.
 //!
 //! Layout:
-//! - `plugin-sdk/wit/plugin.wit` is the interface (`wasmrelay:plugin@0.2.8`); `bindings`
+//! - `plugin-sdk/wit/plugin.wit` is the interface (`wasmrelay:plugin@0.2.9`); `bindings`
 //!   generates the host side from it and validates what plugins return.
 //! - `engine`: one `Engine` (pooling allocator, copy-on-write images, epoch ticker) and the
 //!   on-disk compile cache; components are refused at load unless they export
@@ -39,6 +39,7 @@ mod message;
 mod message_traits;
 mod metrics;
 pub(crate) mod mime;
+mod relay_rates;
 mod scope;
 mod state;
 #[cfg(any(test, feature = "test-util"))]
@@ -340,6 +341,8 @@ mod holds_tests;
 mod message_traits_tests;
 #[cfg(test)]
 mod pool_tests;
+#[cfg(test)]
+mod relay_rates_tests;
 #[cfg(test)]
 mod session_value_tests;
 #[cfg(test)]

@@ -15,6 +15,7 @@ use super::bindings::wasmrelay::plugin::host::{
 use super::bindings::{quota_decision, quota_window, rate_decision};
 use super::caps::{DnsFailure, DnsLookup, DnsType, EventSink, PluginEvent};
 use super::holds::{self, Charge, SessionHolds};
+use super::relay_rates::{KeyPart, RelayRate};
 use super::scope::{CallScope, Scope};
 use super::types::Hook;
 use super::wants::Declared;
@@ -22,7 +23,7 @@ use super::PluginMeta;
 use crate::state::{self, KvCap, StateBackend, StateError, MAX_LIST_MEMBER};
 
 /// Longest key a plugin may use for rate, counter and kv; largest kv value.
-const MAX_KEY: usize = 256;
+pub(crate) const MAX_KEY: usize = 256;
 const MAX_VALUE: usize = 64 * 1024;
 /// Log lines, event fields and DNS answers are cut rather than refused.
 const MAX_LOG: usize = 4 * 1024;
@@ -182,7 +183,7 @@ impl StoreState {
             )));
         };
         // The key starts with the plugin's name and a NUL: its charges are those keys.
-        if !session.has_room_for_charge(&key[..=name_len]) {
+        if !session.has_room_for_charges(&key[..=name_len], 1) {
             return Ok(Err(StateError::Denied(format!(
                 "at most {} charges per message",
                 holds::MAX_PER_PLUGIN
@@ -295,6 +296,25 @@ impl ResourceLimiter for StoreState {
     }
 }
 
+/// A declared rate in the host's terms, or why it is refused.
+fn relay_rate(hook: Hook, r: wit::RelayRate) -> Result<RelayRate, String> {
+    let key = r.key.into_iter().map(|part| match part {
+        wit::KeyPart::ClientNetwork(p) => KeyPart::ClientNetwork {
+            ipv4: p.ipv4,
+            ipv6: p.ipv6,
+        },
+        wit::KeyPart::Sender => KeyPart::Sender,
+        wit::KeyPart::SenderDomain => KeyPart::SenderDomain,
+        wit::KeyPart::AuthUser => KeyPart::AuthUser,
+    });
+    RelayRate::new(
+        hook,
+        r.key_start,
+        key.collect(),
+        (r.rate, r.period_ms, r.burst),
+    )
+}
+
 fn cut(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
@@ -371,6 +391,18 @@ impl wit::Host for StoreState {
     ) -> wasmtime::Result<Result<(), String>> {
         self.declare("want-messages-with", |d| {
             d.declare_traits(Hook::from(hook), &traits)
+        })
+    }
+
+    fn want_calls_over_rates(
+        &mut self,
+        hook: wit::Hook,
+        rates: Vec<wit::RelayRate>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        let hook = Hook::from(hook);
+        self.declare("want-calls-over-rates", |d| {
+            d.rates
+                .declare(hook, rates.into_iter().map(|r| relay_rate(hook, r)))
         })
     }
 

@@ -20,6 +20,7 @@
 //! with its session until the end. `session-memory: kept` is the default.
 
 use super::message_traits::{MessageTrait, MAX_TRAITS};
+use super::relay_rates::{DeclaredRates, RelayRate};
 use super::types::Hook;
 
 /// The custom section's name.
@@ -151,6 +152,12 @@ impl Wants {
         }
     }
 
+    /// The rates the relay charges for `hook` in the plugin's place, calling it only when
+    /// one would refuse (none: always called).
+    pub(crate) fn relay_rates(&self, hook: Hook) -> &[RelayRate] {
+        self.declared.rates.get(hook)
+    }
+
     /// These wants with what the plugin declared through the host at load.
     pub(crate) fn with_declared(self, declared: Declared) -> Wants {
         Wants { declared, ..self }
@@ -161,8 +168,9 @@ impl Wants {
 /// hook, header fields of which a message must have one (`host.want-headers`); for `rcpt`
 /// and `data` the recipients a transaction must already have (`host.want-recipient-count`);
 /// the lists a recipient must be on for `rcpt` (`host.want-listed-recipients`); the traits
-/// of which a message must have one for `data` (`host.want-messages-with`). Each only spares
-/// calls that could not concern the plugin.
+/// of which a message must have one for `data` (`host.want-messages-with`); the rates the
+/// relay charges for `connect` and `mail-from` (`host.want-calls-over-rates`). Each only
+/// spares calls that could not concern the plugin, or whose work the relay does for it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Declared {
     headers: PerMessageHook,
@@ -171,6 +179,8 @@ pub(crate) struct Declared {
     /// Lists of which a recipient must be a member for `rcpt` (none declared: every one).
     rcpt_lists: Vec<String>,
     data_traits: TraitWants,
+    /// Rates the relay charges for `connect` and `mail-from` (`host.want-calls-over-rates`).
+    pub(crate) rates: DeclaredRates,
 }
 
 /// The traits declared for one hook.

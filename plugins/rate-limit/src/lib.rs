@@ -15,6 +15,10 @@
 //!   not count, and no `data` call is needed to charge.
 //! - `rcpt`: `recipients` rules: the per-message cap, then one recipient charged.
 //!
+//! When a stage's rules are all plain rates ([`relay`]: `connections` by ip with no
+//! `concurrent` rule, `messages` rules without quotas or exemptions), the relay is handed them
+//! at load, charges them itself and calls `connect` or `mail-from` only for a client over one.
+//!
 //! The plugin keeps nothing of a session in its own memory (the host holds the connection
 //! counts and gives them back), and says so in its `wasmrelay:wants` section, so its pooled
 //! instance goes back to the pool after every call and an idle connection holds none. With
@@ -24,6 +28,7 @@ mod config;
 mod keys;
 mod limits;
 mod net;
+mod relay;
 mod reply;
 
 use std::borrow::Cow;
@@ -46,6 +51,9 @@ struct RateLimit {
     sender_for_messages: bool,
     sender_for_recipients: bool,
     recipient_for_recipients: bool,
+    /// What the relay may charge in place of `connect` and `mail-from` (empty: call them).
+    relay_rates_at_connect: Vec<host::RelayRate>,
+    relay_rates_at_mail_from: Vec<host::RelayRate>,
 }
 
 /// An instance holds nothing of a session between calls (docs/plugins.md#instances).
@@ -71,6 +79,8 @@ impl Plugin for RateLimit {
             recipient_for_recipients: any(&config.recipients, &|r| {
                 r.uses(KeyPart::RecipientDomain)
             }),
+            relay_rates_at_connect: relay::rates(&config, &config.connect, Count::Connections),
+            relay_rates_at_mail_from: relay::rates(&config, &config.messages, Count::Messages),
             config,
         })
     }
@@ -110,6 +120,15 @@ impl Plugin for RateLimit {
             }
         }
         least.unwrap_or(0)
+    }
+
+    /// Computed in `init`: asked once, at load.
+    fn relay_charged_rates(&self, hook: Hook) -> Vec<host::RelayRate> {
+        match hook {
+            Hook::Connect => self.relay_rates_at_connect.clone(),
+            Hook::MailFrom => self.relay_rates_at_mail_from.clone(),
+            _ => Vec::new(),
+        }
     }
 
     fn connect(&mut self, ctx: &Context) -> Verdict {
@@ -342,6 +361,35 @@ mod tests {
         let plugin = RateLimit::init(&config).expect("a valid config");
         assert_eq!(plugin.wanted_recipient_count(Hook::Data), 0);
         plugin.wanted_recipient_count(Hook::Rcpt)
+    }
+
+    #[test]
+    fn the_quickstart_hands_the_relay_its_message_rate_only() {
+        let plugin = RateLimit::init(
+            r#"{"on_state_error": "allow", "rules": [
+                {"name": "flood", "count": "connections", "key": "ip", "rate": "5000/s"},
+                {"name": "open", "count": "concurrent", "key": "ip", "max": 2000},
+                {"name": "per-sender", "count": "messages", "key": "sender", "rate": "10000/s"},
+                {"name": "rcpts", "count": "recipients", "key": "ip", "per_message": 1000}
+            ]}"#,
+        )
+        .expect("a valid config");
+        assert_eq!(
+            plugin.relay_charged_rates(Hook::Connect),
+            [],
+            "a concurrent count needs connect"
+        );
+        let rates = plugin.relay_charged_rates(Hook::MailFrom);
+        assert_eq!(rates.len(), 1);
+        assert_eq!(rates[0].key_start, "per-sender\x1fr\x1f");
+        assert_eq!(rates[0].key, [host::KeyPart::Sender]);
+        assert_eq!(plugin.relay_charged_rates(Hook::Rcpt), []);
+
+        let connections_only = RateLimit::init(
+            r#"{"rules": [{"name": "flood", "count": "connections", "key": "ip", "rate": "30/min"}]}"#,
+        )
+        .expect("a valid config");
+        assert_eq!(connections_only.relay_charged_rates(Hook::Connect).len(), 1);
     }
 
     #[test]

@@ -35,7 +35,8 @@ pub(crate) use instantiate::probe;
 use instantiate::{classify, instantiate};
 pub(crate) use pool::Pool;
 pub use session::SessionPlugins;
-use wanted::{listed, Caller, MessageFacts};
+pub(crate) use wanted::list_form;
+use wanted::{listed, relay_charged, Caller, MessageFacts};
 
 /// One live instance: its store and its hooks.
 pub(crate) struct Slot {
@@ -439,6 +440,9 @@ impl Chain {
                 if !listed(&self.host, i, recipient).await {
                     continue;
                 }
+            }
+            if relay_charged(&self.host, self.holds.as_deref(), i, hook, ctx).await {
+                continue;
             }
             let answer = match self
                 .invoke(i, hook, Subject::Session(ctx), call.clone())

@@ -8,10 +8,12 @@ use std::borrow::Cow;
 use wasmrelay_codec::message::header_end;
 
 use super::{Chain, Subject};
+use crate::plugins::context::ContextData;
+use crate::plugins::holds::SessionHolds;
 use crate::plugins::message::MessageRes;
 use crate::plugins::message_traits::{self, MessageTrait};
 use crate::plugins::types::{ConnectionInfo, EnvelopeInfo, Hook, TransactionInfo, TRUSTED};
-use crate::plugins::{mime, wants, PluginHost};
+use crate::plugins::{mime, relay_rates, wants, PluginHost};
 
 /// What the declarations asked of one version of a message, found once and only when a
 /// declaration needs it; the chain starts afresh after an edit.
@@ -218,6 +220,26 @@ fn has_trait(
     }
 }
 
+/// Whether the relay checked and charged the rates plugin `i` of `host` declared for `hook`
+/// (`host.want-calls-over-rates`) and every one allowed, so that the call is not needed.
+/// Takes the chain's parts, not the chain: its instances may not be held across an await.
+pub(super) async fn relay_charged(
+    host: &PluginHost,
+    holds: Option<&SessionHolds>,
+    i: usize,
+    hook: Hook,
+    ctx: &ContextData,
+) -> bool {
+    let plugin = &host.plugins[i];
+    let rates = plugin.wants.relay_rates(hook);
+    if rates.is_empty() {
+        return false;
+    }
+    let facts = relay_rates::Facts::of(ctx.conn.as_deref(), &ctx.tx);
+    let backend = &*host.caps.backend;
+    relay_rates::charged(&plugin.meta.name, rates, hook, &facts, backend, holds).await
+}
+
 /// Whether `recipient` is on one of the lists plugin `i` of `host` declared for `rcpt`
 /// (`host.want-listed-recipients`), or it declared none. Looked up in list form, as
 /// plugins write addresses into lists; a lookup the backend cannot answer counts as a
@@ -239,7 +261,7 @@ pub(super) async fn listed(host: &PluginHost, i: usize, recipient: &str) -> bool
 
 /// An address as plugins put it in lists (the SDK's `list_address`): no surrounding white
 /// space or angle brackets, ASCII letters lower-cased.
-fn list_form(address: &str) -> Cow<'_, str> {
+pub(crate) fn list_form(address: &str) -> Cow<'_, str> {
     let bare = address.trim().trim_start_matches('<').trim_end_matches('>');
     if bare.bytes().any(|b| b.is_ascii_uppercase()) {
         Cow::Owned(bare.to_ascii_lowercase())
