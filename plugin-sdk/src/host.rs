@@ -62,6 +62,16 @@ pub fn want_messages_with(hook: crate::Hook, traits: &[String]) -> Result<(), St
     imp::want_messages_with(hook, traits)
 }
 
+/// What a hook does with a client under its limits, for the relay to do in its place
+/// ([`want_calls_over_limits`]). Since 0.2.9.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayLimit {
+    /// Charge one unit of a rate.
+    Rate(RelayRate),
+    /// Count the connection, allowed while the count is at most `max` (`Connect` only).
+    Concurrent(RelayCount),
+}
+
 /// A GCRA rate (as [`rate_limit`]) the relay checks and charges one unit of in the plugin's
 /// place: the key is `key_start` followed by the parts of `key`, each written as its tag
 /// letter, the value's length in bytes in decimal, `:` and the value (`s13:a@example.org`),
@@ -79,46 +89,89 @@ pub struct RelayRate {
     pub burst: u32,
 }
 
-/// What a [`RelayRate`]'s key is made of after its start. Since 0.2.9.
+/// A count of open connections the relay keeps in the plugin's place, in epochs of `epoch`
+/// so that a count a dead relay never gave back is gone after two: the connection is added
+/// to the current epoch's counter (as [`counter_hold`] with a window of two epochs, given
+/// back when the session ends), and the count is that counter plus the previous epoch's (0
+/// if negative). The key of an epoch is `key_start`, the epoch's number (the Unix time in
+/// milliseconds, [`now_ms`], divided by `epoch` in milliseconds) in decimal, the byte 0x1f,
+/// then the parts of `key` as for [`RelayRate`]. Since 0.2.9.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayCount {
+    /// At most 128 bytes.
+    pub key_start: String,
+    /// The client's network only: the sender is not known at `Connect`.
+    pub key: Vec<KeyPart>,
+    /// Connections allowed, this one included.
+    pub max: u32,
+    /// At least a millisecond; whole milliseconds are taken.
+    pub epoch: Duration,
+}
+
+/// What a [`RelayRate`]'s or [`RelayCount`]'s key is made of after its start. Since 0.2.9.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyPart {
     /// Tag `i`: the client's address as the network of these prefix lengths (at most 32 and
     /// 128) in standard text form (`192.0.2.0/24`, `2001:db8:1:2::/64`), the bare address at
     /// full length; an IPv4-mapped IPv6 address counts as IPv4.
     ClientNetwork { ipv4_prefix: u8, ipv6_prefix: u8 },
-    /// Tag `s`: the reverse path in [`list_form`]; `""` for the null sender.
+    /// Tag `s`: the reverse path in [`list_form`]; `""` for the null sender. `MailFrom`
+    /// only.
     Sender,
     /// Tag `d`: the sender's domain (after the last `@`, trailing dots removed; `""` when
-    /// there is none).
+    /// there is none). `MailFrom` only.
     SenderDomain,
-    /// Tag `u`: the authenticated user in [`list_form`]. A rate keyed on it is left out
-    /// (not charged) while the client has not authenticated.
+    /// Tag `u`: the authenticated user in [`list_form`]. A limit keyed on it is left out
+    /// (neither counted nor charged) while the client has not authenticated.
     AuthUser,
 }
 
 /// Declares that all `hook` (`Connect` or `MailFrom`) does with a client under its limits is
-/// charge `rates` one unit each; only while the relay asks `hooks()` at load. The relay then
-/// checks and charges them itself (at `MailFrom` for the message, as
-/// [`rate_limit_for_message`]), and calls the hook only when one would refuse, the backend
-/// cannot answer, or a key would be too long: the hook then checks and answers as if nothing
-/// had been declared. Refused (and the hook then called every time) for another hook, a zero
-/// rate, period or burst, a prefix past the address length, a key start over 128 bytes, more
-/// than 8 rates for the hook, or a call outside `hooks()`. Prefer
-/// [`crate::Plugin::relay_charged_rates`], which the SDK declares through this. Since 0.2.9.
-pub fn want_calls_over_rates(hook: crate::Hook, rates: &[RelayRate]) -> Result<(), String> {
-    let rates: Vec<imp::RelayRate> = rates.iter().map(wit_rate).collect();
-    imp::want_calls_over_rates(hook, &rates)
+/// count and charge `limits`; only while the relay asks `hooks()` at load. The relay then
+/// does it itself: first the counts, in order, then every rate is checked and, only if all
+/// allow, each charged one unit (at `MailFrom` for the message, as
+/// [`rate_limit_for_message`]). It calls the hook only when a limit would refuse, the
+/// backend cannot answer, or a key would be too long: it takes back the counts it added,
+/// charges nothing, and the hook counts, checks and answers as if nothing had been declared.
+/// A second declaration for the hook adds its limits. Refused (and the hook then called
+/// every time) for another hook, a sender part or a count outside `Connect`, a zero rate,
+/// period, burst or epoch, a prefix past the address length, a key start over 128 bytes,
+/// more than 8 limits for the hook, or a call outside `hooks()`. Prefer
+/// [`crate::Plugin::relay_limits`], which the SDK declares through this. Since 0.2.9.
+pub fn want_calls_over_limits(hook: crate::Hook, limits: &[RelayLimit]) -> Result<(), String> {
+    let limits: Vec<imp::RelayLimit> = limits.iter().map(wit_limit).collect();
+    imp::want_calls_over_limits(hook, &limits)
 }
 
 /// Private functions rather than `From` impls: the generated types stay out of the docs.
+fn wit_limit(limit: &RelayLimit) -> imp::RelayLimit {
+    match limit {
+        RelayLimit::Rate(rate) => imp::RelayLimit::Rate(wit_rate(rate)),
+        RelayLimit::Concurrent(count) => imp::RelayLimit::Concurrent(wit_count(count)),
+    }
+}
+
 fn wit_rate(rate: &RelayRate) -> imp::RelayRate {
     imp::RelayRate {
         key_start: rate.key_start.clone(),
-        key: rate.key.iter().map(|&part| wit_key_part(part)).collect(),
+        key: wit_key(&rate.key),
         rate: rate.rate,
         period_ms: millis(rate.period),
         burst: rate.burst,
     }
+}
+
+fn wit_count(count: &RelayCount) -> imp::RelayCount {
+    imp::RelayCount {
+        key_start: count.key_start.clone(),
+        key: wit_key(&count.key),
+        max: count.max,
+        epoch_ms: millis(count.epoch),
+    }
+}
+
+fn wit_key(key: &[KeyPart]) -> Vec<imp::KeyPart> {
+    key.iter().map(|&part| wit_key_part(part)).collect()
 }
 
 fn wit_key_part(part: KeyPart) -> imp::KeyPart {
@@ -330,8 +383,17 @@ mod tests {
     }
 
     #[test]
-    fn a_relay_rate_keeps_its_parts_in_order_with_the_period_in_millis() {
-        let rate = RelayRate {
+    fn relay_limits_keep_their_kind_order_and_parts_with_times_in_millis() {
+        let open = RelayLimit::Concurrent(RelayCount {
+            key_start: "open\x1fc".into(),
+            key: vec![KeyPart::ClientNetwork {
+                ipv4_prefix: 32,
+                ipv6_prefix: 64,
+            }],
+            max: 2000,
+            epoch: Duration::from_millis(3_600_000) + Duration::from_micros(999),
+        });
+        let per_client = RelayLimit::Rate(RelayRate {
             key_start: "per-client\x1fr\x1f".into(),
             key: vec![
                 KeyPart::ClientNetwork {
@@ -345,12 +407,29 @@ mod tests {
             rate: 30,
             period: Duration::from_secs(60),
             burst: 10,
+        });
+        let wit: Vec<imp::RelayLimit> = [open, per_client].iter().map(wit_limit).collect();
+        let [imp::RelayLimit::Concurrent(count), imp::RelayLimit::Rate(rate)] = wit.as_slice()
+        else {
+            panic!("a count then a rate, as given");
         };
-        let wit = wit_rate(&rate);
-        assert_eq!(wit.key_start, rate.key_start);
-        assert_eq!((wit.rate, wit.period_ms, wit.burst), (30, 60_000, 10));
+        assert_eq!(count.key_start, "open\x1fc");
+        assert_eq!(
+            (count.max, count.epoch_ms),
+            (2000, 3_600_000),
+            "whole milliseconds"
+        );
         assert!(matches!(
-            wit.key.as_slice(),
+            count.key.as_slice(),
+            [imp::KeyPart::ClientNetwork(imp::NetworkPrefixes {
+                ipv4: 32,
+                ipv6: 64
+            })]
+        ));
+        assert_eq!(rate.key_start, "per-client\x1fr\x1f");
+        assert_eq!((rate.rate, rate.period_ms, rate.burst), (30, 60_000, 10));
+        assert!(matches!(
+            rate.key.as_slice(),
             [
                 imp::KeyPart::ClientNetwork(imp::NetworkPrefixes { ipv4: 24, ipv6: 64 }),
                 imp::KeyPart::Sender,

@@ -69,8 +69,8 @@ pub mod __private {
     /// header fields for the message hooks ([`crate::Plugin::wanted_headers`]), recipient
     /// counts for `rcpt` and `data` ([`crate::Plugin::wanted_recipient_count`]), message
     /// traits for `data` ([`crate::Plugin::wanted_message_traits`]), lists a recipient must
-    /// be on for `rcpt` ([`crate::Plugin::wanted_recipient_lists`]), rates the relay charges
-    /// itself for `connect` and `mail-from` ([`crate::Plugin::relay_charged_rates`]). A
+    /// be on for `rcpt` ([`crate::Plugin::wanted_recipient_lists`]), counts and rates the
+    /// relay keeps itself for `connect` and `mail-from` ([`crate::Plugin::relay_limits`]). A
     /// refused declaration is logged; the hook is then called as without it, which is never
     /// wrong.
     pub fn declare_wants<P: crate::Plugin>(plugin: &P, hooks: &[crate::Hook]) {
@@ -111,12 +111,12 @@ pub mod __private {
             if !hooks.contains(&hook) {
                 continue;
             }
-            let rates = plugin.relay_charged_rates(hook);
-            if rates.is_empty() {
+            let limits = plugin.relay_limits(hook);
+            if limits.is_empty() {
                 continue;
             }
-            if let Err(e) = crate::host::want_calls_over_rates(hook, &rates) {
-                crate::host::warn(&format!("rate declaration refused: {e}"));
+            if let Err(e) = crate::host::want_calls_over_limits(hook, &limits) {
+                crate::host::warn(&format!("limit declaration refused: {e}"));
             }
         }
         if hooks.contains(&Hook::Rcpt) {
@@ -209,17 +209,20 @@ pub trait Plugin: Sized + 'static {
         Vec::new()
     }
 
-    /// Rates whose charge is all `hook` ([`Hook::Connect`] or [`Hook::MailFrom`]) does with a
-    /// client under its limits, asked once at load for each of the two this plugin handles:
-    /// the relay builds the keys, checks and charges them itself (at `MailFrom` for the
-    /// message, as [`host::rate_limit_for_message`]) and calls the hook only when one would
-    /// refuse, or when it cannot decide (backend error, key too long); the hook must then
-    /// check and answer as if nothing had been declared. Declare only what the hook would do
-    /// exactly: a hook that also counts, exempts or checks anything else must return empty,
-    /// the default: every call. At most 8 rates; a refused list leaves the hook called every
-    /// time. Needs a relay of WIT 0.2.9 or later; an older one calls the hook every time, as
-    /// it must.
-    fn relay_charged_rates(&self, hook: Hook) -> Vec<host::RelayRate> {
+    /// The limits whose counting and charging is all `hook` ([`Hook::Connect`] or
+    /// [`Hook::MailFrom`]) does with a client under them, asked once at load for each of the
+    /// two this plugin handles: the relay builds the keys and keeps them itself, and calls the
+    /// hook only when one would refuse, or when it cannot decide (backend error, key too
+    /// long); it then takes back what it counted, and the hook must count, check and answer as
+    /// if nothing had been declared. Counts ([`host::RelayLimit::Concurrent`], `Connect` only)
+    /// are taken first, in order, as [`host::counter_hold`] for the session; then rates
+    /// ([`host::RelayLimit::Rate`]) are checked and, only if all allow, charged (at `MailFrom`
+    /// for the message, as [`host::rate_limit_for_message`]). Declare only what the hook would
+    /// do exactly, with the same keys: a hook that also exempts or checks anything else must
+    /// return empty, the default: every call. At most 8 limits; a refused list leaves the hook
+    /// called every time. Needs a relay of WIT 0.2.9 or later; an older one calls the hook
+    /// every time, as it must.
+    fn relay_limits(&self, hook: Hook) -> Vec<host::RelayLimit> {
         let _ = hook;
         Vec::new()
     }

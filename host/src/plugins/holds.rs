@@ -90,6 +90,14 @@ impl SessionHolds {
         held.push(Held { key, window });
     }
 
+    /// Forgets one hold on `key` that the caller has given back itself.
+    pub(crate) fn forget(&self, key: &str) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = held.iter().rposition(|h| h.key == key) {
+            held.remove(at);
+        }
+    }
+
     /// Everything held so far, which is no longer held.
     pub(crate) fn take(&self) -> Vec<Held> {
         std::mem::take(&mut *self.held.lock().unwrap_or_else(|e| e.into_inner()))

@@ -39,7 +39,7 @@ mod message;
 mod message_traits;
 mod metrics;
 pub(crate) mod mime;
-mod relay_rates;
+mod relay_limits;
 mod scope;
 mod state;
 #[cfg(any(test, feature = "test-util"))]
@@ -342,7 +342,7 @@ mod message_traits_tests;
 #[cfg(test)]
 mod pool_tests;
 #[cfg(test)]
-mod relay_rates_tests;
+mod relay_limits_tests;
 #[cfg(test)]
 mod session_value_tests;
 #[cfg(test)]

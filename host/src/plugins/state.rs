@@ -15,7 +15,7 @@ use super::bindings::wasmrelay::plugin::host::{
 use super::bindings::{quota_decision, quota_window, rate_decision};
 use super::caps::{DnsFailure, DnsLookup, DnsType, EventSink, PluginEvent};
 use super::holds::{self, Charge, SessionHolds};
-use super::relay_rates::{KeyPart, RelayRate};
+use super::relay_limits::{KeyPart, RelayCount, RelayLimit, RelayRate};
 use super::scope::{CallScope, Scope};
 use super::types::Hook;
 use super::wants::Declared;
@@ -296,23 +296,37 @@ impl ResourceLimiter for StoreState {
     }
 }
 
-/// A declared rate in the host's terms, or why it is refused.
-fn relay_rate(hook: Hook, r: wit::RelayRate) -> Result<RelayRate, String> {
-    let key = r.key.into_iter().map(|part| match part {
-        wit::KeyPart::ClientNetwork(p) => KeyPart::ClientNetwork {
-            ipv4: p.ipv4,
-            ipv6: p.ipv6,
-        },
-        wit::KeyPart::Sender => KeyPart::Sender,
-        wit::KeyPart::SenderDomain => KeyPart::SenderDomain,
-        wit::KeyPart::AuthUser => KeyPart::AuthUser,
-    });
-    RelayRate::new(
-        hook,
-        r.key_start,
-        key.collect(),
-        (r.rate, r.period_ms, r.burst),
-    )
+/// A declared limit in the host's terms, or why it is refused.
+fn relay_limit(hook: Hook, limit: wit::RelayLimit) -> Result<RelayLimit, String> {
+    let key = |parts: Vec<wit::KeyPart>| -> Vec<KeyPart> {
+        parts
+            .into_iter()
+            .map(|part| match part {
+                wit::KeyPart::ClientNetwork(p) => KeyPart::ClientNetwork {
+                    ipv4: p.ipv4,
+                    ipv6: p.ipv6,
+                },
+                wit::KeyPart::Sender => KeyPart::Sender,
+                wit::KeyPart::SenderDomain => KeyPart::SenderDomain,
+                wit::KeyPart::AuthUser => KeyPart::AuthUser,
+            })
+            .collect()
+    };
+    Ok(match limit {
+        wit::RelayLimit::Rate(r) => RelayLimit::Rate(RelayRate::new(
+            hook,
+            r.key_start,
+            key(r.key),
+            (r.rate, r.period_ms, r.burst),
+        )?),
+        wit::RelayLimit::Concurrent(c) => RelayLimit::Concurrent(RelayCount::new(
+            hook,
+            c.key_start,
+            key(c.key),
+            c.max,
+            c.epoch_ms,
+        )?),
+    })
 }
 
 fn cut(s: &str, max: usize) -> &str {
@@ -394,15 +408,15 @@ impl wit::Host for StoreState {
         })
     }
 
-    fn want_calls_over_rates(
+    fn want_calls_over_limits(
         &mut self,
         hook: wit::Hook,
-        rates: Vec<wit::RelayRate>,
+        limits: Vec<wit::RelayLimit>,
     ) -> wasmtime::Result<Result<(), String>> {
         let hook = Hook::from(hook);
-        self.declare("want-calls-over-rates", |d| {
-            d.rates
-                .declare(hook, rates.into_iter().map(|r| relay_rate(hook, r)))
+        self.declare("want-calls-over-limits", |d| {
+            d.limits
+                .declare(hook, limits.into_iter().map(|l| relay_limit(hook, l)))
         })
     }
 

@@ -20,7 +20,7 @@
 //! with its session until the end. `session-memory: kept` is the default.
 
 use super::message_traits::{MessageTrait, MAX_TRAITS};
-use super::relay_rates::{DeclaredRates, RelayRate};
+use super::relay_limits::{DeclaredLimits, RelayLimit};
 use super::types::Hook;
 
 /// The custom section's name.
@@ -152,10 +152,10 @@ impl Wants {
         }
     }
 
-    /// The rates the relay charges for `hook` in the plugin's place, calling it only when
+    /// The limits the relay keeps for `hook` in the plugin's place, calling it only when
     /// one would refuse (none: always called).
-    pub(crate) fn relay_rates(&self, hook: Hook) -> &[RelayRate] {
-        self.declared.rates.get(hook)
+    pub(crate) fn relay_limits(&self, hook: Hook) -> &[RelayLimit] {
+        self.declared.limits.get(hook)
     }
 
     /// These wants with what the plugin declared through the host at load.
@@ -168,8 +168,8 @@ impl Wants {
 /// hook, header fields of which a message must have one (`host.want-headers`); for `rcpt`
 /// and `data` the recipients a transaction must already have (`host.want-recipient-count`);
 /// the lists a recipient must be on for `rcpt` (`host.want-listed-recipients`); the traits
-/// of which a message must have one for `data` (`host.want-messages-with`); the rates the
-/// relay charges for `connect` and `mail-from` (`host.want-calls-over-rates`). Each only
+/// of which a message must have one for `data` (`host.want-messages-with`); the limits the
+/// relay keeps for `connect` and `mail-from` (`host.want-calls-over-limits`). Each only
 /// spares calls that could not concern the plugin, or whose work the relay does for it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Declared {
@@ -179,8 +179,8 @@ pub(crate) struct Declared {
     /// Lists of which a recipient must be a member for `rcpt` (none declared: every one).
     rcpt_lists: Vec<String>,
     data_traits: TraitWants,
-    /// Rates the relay charges for `connect` and `mail-from` (`host.want-calls-over-rates`).
-    pub(crate) rates: DeclaredRates,
+    /// Limits the relay keeps for `connect` and `mail-from` (`host.want-calls-over-limits`).
+    pub(crate) limits: DeclaredLimits,
 }
 
 /// The traits declared for one hook.

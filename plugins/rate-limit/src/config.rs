@@ -235,6 +235,17 @@ pub struct Config {
 }
 
 impl Config {
+    /// The length of a `concurrent` count's epoch ([`Config::concurrent_expiry`]) in whole
+    /// milliseconds, the unit epochs are numbered in; 0 only for an expiry under a
+    /// millisecond, which `parse` refuses.
+    pub fn concurrent_epoch_ms(&self) -> u64 {
+        let expiry = self.concurrent_expiry;
+        expiry
+            .as_secs()
+            .saturating_mul(1000)
+            .saturating_add(u64::from(expiry.subsec_millis()))
+    }
+
     /// Parses and checks the JSON of the `config` table.
     pub fn parse(json: &str) -> Result<Config, String> {
         let raw: RawConfig = serde_json::from_str(json).map_err(|e| e.to_string())?;

@@ -15,9 +15,10 @@
 //!   not count, and no `data` call is needed to charge.
 //! - `rcpt`: `recipients` rules: the per-message cap, then one recipient charged.
 //!
-//! When a stage's rules are all plain rates ([`relay`]: `connections` by ip with no
-//! `concurrent` rule, `messages` rules without quotas or exemptions), the relay is handed them
-//! at load, charges them itself and calls `connect` or `mail-from` only for a client over one.
+//! When a stage's rules are all limits the relay can keep exactly ([`relay`]: `concurrent`
+//! counts and `connections` rates by ip, `messages` rates, without quotas or exemptions), the
+//! relay is handed them at load, counts and charges them itself (counts first, as here) and
+//! calls `connect` or `mail-from` only for a client over one.
 //!
 //! The plugin keeps nothing of a session in its own memory (the host holds the connection
 //! counts and gives them back), and says so in its `wasmrelay:wants` section, so its pooled
@@ -51,9 +52,10 @@ struct RateLimit {
     sender_for_messages: bool,
     sender_for_recipients: bool,
     recipient_for_recipients: bool,
-    /// What the relay may charge in place of `connect` and `mail-from` (empty: call them).
-    relay_rates_at_connect: Vec<host::RelayRate>,
-    relay_rates_at_mail_from: Vec<host::RelayRate>,
+    /// What the relay may count and charge in place of `connect` and `mail-from` (empty:
+    /// call them).
+    relay_at_connect: Vec<host::RelayLimit>,
+    relay_at_mail_from: Vec<host::RelayLimit>,
 }
 
 /// An instance holds nothing of a session between calls (docs/plugins.md#instances).
@@ -79,8 +81,8 @@ impl Plugin for RateLimit {
             recipient_for_recipients: any(&config.recipients, &|r| {
                 r.uses(KeyPart::RecipientDomain)
             }),
-            relay_rates_at_connect: relay::rates(&config, &config.connect, Count::Connections),
-            relay_rates_at_mail_from: relay::rates(&config, &config.messages, Count::Messages),
+            relay_at_connect: relay::at_connect(&config),
+            relay_at_mail_from: relay::at_mail_from(&config),
             config,
         })
     }
@@ -123,10 +125,10 @@ impl Plugin for RateLimit {
     }
 
     /// Computed in `init`: asked once, at load.
-    fn relay_charged_rates(&self, hook: Hook) -> Vec<host::RelayRate> {
+    fn relay_limits(&self, hook: Hook) -> Vec<host::RelayLimit> {
         match hook {
-            Hook::Connect => self.relay_rates_at_connect.clone(),
-            Hook::MailFrom => self.relay_rates_at_mail_from.clone(),
+            Hook::Connect => self.relay_at_connect.clone(),
+            Hook::MailFrom => self.relay_at_mail_from.clone(),
             _ => Vec::new(),
         }
     }
@@ -280,11 +282,8 @@ impl RateLimit {
     /// decrement never meets a reset counter.
     fn count_concurrent(&self, facts: &Facts<'_>) -> Result<(), Refusal> {
         let expiry = self.config.concurrent_expiry;
-        let expiry_ms = expiry
-            .as_secs()
-            .saturating_mul(1000)
-            .saturating_add(u64::from(expiry.subsec_millis()))
-            .max(1);
+        // The relay numbers epochs the same way for the counts it keeps (`relay`).
+        let expiry_ms = self.config.concurrent_epoch_ms().max(1);
         let epoch = host::now_ms() / expiry_ms;
         for &i in &self.config.connect {
             let rule = &self.config.rules[i];
@@ -364,7 +363,7 @@ mod tests {
     }
 
     #[test]
-    fn the_quickstart_hands_the_relay_its_message_rate_only() {
+    fn the_quickstart_hands_the_relay_its_connection_count_and_rates() {
         let plugin = RateLimit::init(
             r#"{"on_state_error": "allow", "rules": [
                 {"name": "flood", "count": "connections", "key": "ip", "rate": "5000/s"},
@@ -374,22 +373,43 @@ mod tests {
             ]}"#,
         )
         .expect("a valid config");
+        let by_ip = vec![host::KeyPart::ClientNetwork {
+            ipv4_prefix: 32,
+            ipv6_prefix: 64,
+        }];
+        let connect = plugin.relay_limits(Hook::Connect);
+        let [host::RelayLimit::Concurrent(open), host::RelayLimit::Rate(flood)] =
+            connect.as_slice()
+        else {
+            panic!("the count, then the rate: {connect:?}");
+        };
         assert_eq!(
-            plugin.relay_charged_rates(Hook::Connect),
-            [],
-            "a concurrent count needs connect"
+            *open,
+            host::RelayCount {
+                key_start: "open\x1fc".into(),
+                key: by_ip.clone(),
+                max: 2000,
+                epoch: std::time::Duration::from_secs(3600),
+            }
         );
-        let rates = plugin.relay_charged_rates(Hook::MailFrom);
-        assert_eq!(rates.len(), 1);
-        assert_eq!(rates[0].key_start, "per-sender\x1fr\x1f");
-        assert_eq!(rates[0].key, [host::KeyPart::Sender]);
-        assert_eq!(plugin.relay_charged_rates(Hook::Rcpt), []);
+        assert_eq!(flood.key_start, "flood\x1fr\x1f");
+        assert_eq!(flood.key, by_ip);
+        assert_eq!((flood.rate, flood.burst), (5000, 5000));
+        let mail_from = plugin.relay_limits(Hook::MailFrom);
+        let [host::RelayLimit::Rate(per_sender)] = mail_from.as_slice() else {
+            panic!("the sender's rate: {mail_from:?}");
+        };
+        assert_eq!(per_sender.key_start, "per-sender\x1fr\x1f");
+        assert_eq!(per_sender.key, [host::KeyPart::Sender]);
+        assert_eq!(plugin.relay_limits(Hook::Rcpt), []);
 
-        let connections_only = RateLimit::init(
-            r#"{"rules": [{"name": "flood", "count": "connections", "key": "ip", "rate": "30/min"}]}"#,
+        let exempt = RateLimit::init(
+            r#"{"exempt_networks": "10.0.0.0/8", "rules": [
+                {"name": "open", "count": "concurrent", "key": "ip", "max": 2000}
+            ]}"#,
         )
         .expect("a valid config");
-        assert_eq!(connections_only.relay_charged_rates(Hook::Connect).len(), 1);
+        assert_eq!(exempt.relay_limits(Hook::Connect), [], "the hook exempts");
     }
 
     #[test]

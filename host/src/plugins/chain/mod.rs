@@ -36,7 +36,7 @@ use instantiate::{classify, instantiate};
 pub(crate) use pool::Pool;
 pub use session::SessionPlugins;
 pub(crate) use wanted::list_form;
-use wanted::{listed, relay_charged, Caller, MessageFacts};
+use wanted::{listed, relay_kept, Caller, MessageFacts};
 
 /// One live instance: its store and its hooks.
 pub(crate) struct Slot {
@@ -441,7 +441,7 @@ impl Chain {
                     continue;
                 }
             }
-            if relay_charged(&self.host, self.holds.as_deref(), i, hook, ctx).await {
+            if relay_kept(&self.host, self.holds.as_deref(), i, hook, ctx).await {
                 continue;
             }
             let answer = match self

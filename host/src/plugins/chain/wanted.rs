@@ -13,7 +13,7 @@ use crate::plugins::holds::SessionHolds;
 use crate::plugins::message::MessageRes;
 use crate::plugins::message_traits::{self, MessageTrait};
 use crate::plugins::types::{ConnectionInfo, EnvelopeInfo, Hook, TransactionInfo, TRUSTED};
-use crate::plugins::{mime, relay_rates, wants, PluginHost};
+use crate::plugins::{mime, relay_limits, wants, PluginHost};
 
 /// What the declarations asked of one version of a message, found once and only when a
 /// declaration needs it; the chain starts afresh after an edit.
@@ -220,10 +220,10 @@ fn has_trait(
     }
 }
 
-/// Whether the relay checked and charged the rates plugin `i` of `host` declared for `hook`
-/// (`host.want-calls-over-rates`) and every one allowed, so that the call is not needed.
+/// Whether the relay kept the limits plugin `i` of `host` declared for `hook`
+/// (`host.want-calls-over-limits`) and every one allowed, so that the call is not needed.
 /// Takes the chain's parts, not the chain: its instances may not be held across an await.
-pub(super) async fn relay_charged(
+pub(super) async fn relay_kept(
     host: &PluginHost,
     holds: Option<&SessionHolds>,
     i: usize,
@@ -231,13 +231,18 @@ pub(super) async fn relay_charged(
     ctx: &ContextData,
 ) -> bool {
     let plugin = &host.plugins[i];
-    let rates = plugin.wants.relay_rates(hook);
-    if rates.is_empty() {
+    let limits = plugin.wants.relay_limits(hook);
+    if limits.is_empty() {
         return false;
     }
-    let facts = relay_rates::Facts::of(ctx.conn.as_deref(), &ctx.tx);
-    let backend = &*host.caps.backend;
-    relay_rates::charged(&plugin.meta.name, rates, hook, &facts, backend, holds).await
+    let keeper = relay_limits::Keeper {
+        plugin: &plugin.meta.name,
+        hook,
+        facts: &relay_limits::Facts::of(ctx.conn.as_deref(), &ctx.tx),
+        backend: &*host.caps.backend,
+        holds,
+    };
+    keeper.kept(limits).await
 }
 
 /// Whether `recipient` is on one of the lists plugin `i` of `host` declared for `rcpt`

@@ -1,6 +1,6 @@
-//! `host.want-calls-over-rates` (0.2.9) with the bundled rate-limit: the relay charges the
-//! rates it declared, on the keys the plugin would use, and calls the hook only for a client
-//! over one of them, whose refusal is then the plugin's own.
+//! `host.want-calls-over-limits` (0.2.9) with the bundled rate-limit: the relay counts and
+//! charges the limits it declared, on the keys the plugin would use, and calls the hook only
+//! for a client over one of them, whose refusal is then the plugin's own.
 
 use super::tests::{conn, load, tx};
 use super::*;
@@ -22,22 +22,19 @@ async fn a_sender_under_its_rate_costs_no_call_and_the_plugin_refuses_one_over_i
     )])
     .await;
     let wants = &host.plugins[0].wants;
-    assert_eq!(wants.relay_rates(Hook::MailFrom).len(), 1);
-    assert!(
-        wants.relay_rates(Hook::Connect).is_empty(),
-        "a concurrent count needs the connect call"
-    );
+    assert_eq!(wants.relay_limits(Hook::MailFrom).len(), 1);
+    assert_eq!(wants.relay_limits(Hook::Connect).len(), 1);
     let c = conn("192.0.2.1");
     let mut s = host.session();
     assert_eq!(s.connect(&c).await, Verdict::Continue);
-    assert_eq!(calls(&host), 1);
+    assert_eq!(calls(&host), 0);
     // Three messages from one sender, spelled as the client likes: the relay charges the
     // key the plugin writes (list form), with no call.
     for sender in ["A@Example.org", "a@EXAMPLE.ORG", "a@example.org"] {
         assert_eq!(s.mail_from(&c, &mut tx(sender)).await, Verdict::Continue);
         s.message_queued();
     }
-    assert_eq!(calls(&host), 1, "no mail-from call under the rate");
+    assert_eq!(calls(&host), 0, "no call under the limits");
     // Another sender has its own key.
     assert_eq!(
         s.mail_from(&c, &mut tx("b@example.org")).await,
@@ -54,7 +51,7 @@ async fn a_sender_under_its_rate_costs_no_call_and_the_plugin_refuses_one_over_i
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(calls(&host), 2);
+    assert_eq!(calls(&host), 1);
 }
 
 #[tokio::test]
@@ -91,7 +88,7 @@ async fn a_connection_rate_by_network_costs_no_connect_call_under_it() {
         r#"{ name = "flood", count = "connections", key = "ip", rate = "2/1h", ipv4_prefix = 24 }"#,
     )])
     .await;
-    assert_eq!(host.plugins[0].wants.relay_rates(Hook::Connect).len(), 1);
+    assert_eq!(host.plugins[0].wants.relay_limits(Hook::Connect).len(), 1);
     for ip in ["192.0.2.1", "192.0.2.200"] {
         assert_eq!(host.session().connect(&conn(ip)).await, Verdict::Continue);
     }
@@ -111,6 +108,38 @@ async fn a_connection_rate_by_network_costs_no_connect_call_under_it() {
 }
 
 #[tokio::test]
+async fn connections_over_the_concurrent_max_are_refused_by_the_plugin() {
+    let host = load(&[rate_limit(
+        r#"{ name = "open", count = "concurrent", key = "ip", max = 2 }"#,
+    )])
+    .await;
+    let c = conn("192.0.2.1");
+    let (mut first, mut second) = (host.session(), host.session());
+    assert_eq!(first.connect(&c).await, Verdict::Continue);
+    assert_eq!(second.connect(&c).await, Verdict::Continue);
+    assert_eq!(calls(&host), 0);
+    // The third: the relay takes its count back and calls the plugin, which counts the two
+    // the relay holds on its key, and its own, and refuses.
+    let mut third = host.session();
+    match third.connect(&c).await {
+        Verdict::Disconnect(r) => assert_eq!(r.code, 421),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(calls(&host), 1);
+    third.closed(&c).await;
+    // Another client is not counted with them; and once one closes, there is room again.
+    assert_eq!(
+        host.session().connect(&conn("192.0.2.2")).await,
+        Verdict::Continue
+    );
+    first.closed(&c).await;
+    let mut fourth = host.session();
+    assert_eq!(fourth.connect(&c).await, Verdict::Continue);
+    assert_eq!(calls(&host), 1);
+    drop(second);
+}
+
+#[tokio::test]
 async fn exemptions_and_quotas_keep_every_call() {
     let host = load(&[rate_limit(
         r#"{ name = "q", count = "messages", key = "sender", rate = "10/1h", quota = ["100/day"] },
@@ -118,6 +147,6 @@ async fn exemptions_and_quotas_keep_every_call() {
     )])
     .await;
     let wants = &host.plugins[0].wants;
-    assert!(wants.relay_rates(Hook::MailFrom).is_empty());
-    assert!(wants.relay_rates(Hook::Connect).is_empty());
+    assert!(wants.relay_limits(Hook::MailFrom).is_empty());
+    assert!(wants.relay_limits(Hook::Connect).is_empty());
 }
