@@ -586,10 +586,34 @@ def table(args):
         head += ["other cores", "load average"]
         print(f"\n{label}; median (min-max) over rounds")
         print_table([head] + rows)
+    plugins_cost(runs, scenarios, [k for k, _ in others if k != "wasmrelay"])
     busiest = max((max(v) for v in load.values()), default=0.0)
     if busiest > BUSY_CORES:
         print(f"\n*** other processes kept up to {busiest:.2f} cores busy during a run "
               f"(column `other cores`): figures beside them are not results. ***")
+
+
+def plugins_cost(runs, scenarios, systems):
+    """What each plugin system costs against wasmrelay without plugins, from the rounds both
+    ran in: the share of the end-to-end throughput lost (1 - with / without, per round) and
+    the CPU added per message. Paired by round, so a round the whole machine was slower in
+    counts against neither."""
+    rows = []
+    for scenario in scenarios:
+        base_rate = runs.get((scenario, "wasmrelay", "e2e_rate"), {})
+        base_cpu = runs.get((scenario, "wasmrelay", "cpu_s_per_1k"), {})
+        for system in systems:
+            rate = runs.get((scenario, system, "e2e_rate"), {})
+            cpu = runs.get((scenario, system, "cpu_s_per_1k"), {})
+            lost = [100 * (1 - rate[r] / base_rate[r]) for r in rate if base_rate.get(r)]
+            added = [cpu[r] - base_cpu[r] for r in cpu if r in base_cpu]
+            if lost:
+                rows.append([scenario, dict(SYSTEMS)[system], str(len(lost)),
+                             cell(lost), cell(added)])
+    if rows:
+        print("\nwhat the plugins cost against no plugins, per round; median (min-max) over rounds")
+        print_table([["scenario", "system", "rounds", "throughput lost, %",
+                      "CPU added, ms per message"]] + rows)
 
 
 def print_table(rows):

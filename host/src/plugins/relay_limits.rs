@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 use std::fmt::Write;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::holds::{Charge, SessionHolds};
@@ -89,13 +89,17 @@ impl RelayRate {
         })
     }
 
-    /// The key for this session, or `None` when a part is not known yet (a user before
-    /// AUTH), which leaves the rate out as the plugin's own check would.
-    pub(crate) fn key(&self, facts: &Facts<'_>) -> Option<String> {
-        let mut out = String::with_capacity(self.key_start.len() + 48);
+    /// Appends the key for this session to `out`, or `None` when a part is not known yet
+    /// (a user before AUTH), which leaves the rate out as the plugin's own check would.
+    fn write_key(&self, out: &mut String, facts: &Facts<'_>) -> Option<()> {
         out.push_str(&self.key_start);
-        push_parts(&mut out, &self.key, facts)?;
-        Some(out)
+        push_parts(out, &self.key, facts)
+    }
+
+    #[cfg(test)]
+    fn key(&self, facts: &Facts<'_>) -> Option<String> {
+        let mut out = String::new();
+        self.write_key(&mut out, facts).map(|()| out)
     }
 }
 
@@ -123,13 +127,21 @@ impl RelayCount {
         })
     }
 
-    /// The key of epoch `epoch` (a number) for this session; `None` as for a rate.
-    pub(crate) fn key(&self, epoch: u64, facts: &Facts<'_>) -> Option<String> {
-        let mut out = String::with_capacity(self.key_start.len() + 64);
+    /// Appends the key of epoch `epoch` (a number) to `out`, with the `parts` written
+    /// for this session.
+    fn write_key(&self, out: &mut String, epoch: u64, parts: &str) {
         out.push_str(&self.key_start);
         out.push_str(itoa::Buffer::new().format(epoch));
         out.push('\x1f');
-        push_parts(&mut out, &self.key, facts)?;
+        out.push_str(parts);
+    }
+
+    #[cfg(test)]
+    fn key(&self, epoch: u64, facts: &Facts<'_>) -> Option<String> {
+        let mut parts = String::new();
+        push_parts(&mut parts, &self.key, facts)?;
+        let mut out = String::new();
+        self.write_key(&mut out, epoch, &parts);
         Some(out)
     }
 
@@ -167,8 +179,13 @@ fn push_parts(out: &mut String, key: &[KeyPart], facts: &Facts<'_>) -> Option<()
     for part in key {
         match *part {
             KeyPart::ClientNetwork { ipv4, ipv6 } => {
-                let network = network(facts.ip?, ipv4, ipv6);
-                push_part(out, 'i', &network);
+                // Written in place, its length put in front once known.
+                out.push('i');
+                let at = out.len();
+                write_network(out, facts.ip?, ipv4, ipv6);
+                let len = out.len() - at;
+                out.insert(at, ':');
+                out.insert_str(at, itoa::Buffer::new().format(len));
             }
             KeyPart::Sender => push_part(out, 's', facts.sender.as_deref()?),
             KeyPart::SenderDomain => push_part(out, 'd', domain(facts.sender.as_deref()?)),
@@ -186,29 +203,32 @@ fn push_part(out: &mut String, tag: char, value: &str) {
     out.push_str(value);
 }
 
-/// `ip` as the network of the prefix for its family, `/N` shown below the full length; an
-/// IPv4-mapped IPv6 address is the IPv4 client it stands for.
-fn network(ip: IpAddr, ipv4: u8, ipv6: u8) -> String {
-    let mut out = String::with_capacity(43);
-    let (masked, prefix, full) = match ip.to_canonical() {
+/// Appends `ip` as the network of the prefix for its family, `/N` below the full length;
+/// an IPv4-mapped IPv6 address is the IPv4 client it stands for. IPv4 digits are written by
+/// hand: through `core::fmt`, keys cost the relay more than the limits they count.
+fn write_network(out: &mut String, ip: IpAddr, ipv4: u8, ipv6: u8) {
+    let (prefix, full) = match ip.to_canonical() {
         IpAddr::V4(a) => {
             let mask = u32::MAX.checked_shl(32 - u32::from(ipv4)).unwrap_or(0);
-            (IpAddr::from((u32::from(a) & mask).to_be_bytes()), ipv4, 32)
+            let octets = (u32::from(a) & mask).to_be_bytes();
+            for (i, octet) in octets.into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(itoa::Buffer::new().format(octet));
+            }
+            (ipv4, 32)
         }
         IpAddr::V6(a) => {
             let mask = u128::MAX.checked_shl(128 - u32::from(ipv6)).unwrap_or(0);
-            (
-                IpAddr::from((u128::from(a) & mask).to_be_bytes()),
-                ipv6,
-                128,
-            )
+            let _ = write!(out, "{}", Ipv6Addr::from(u128::from(a) & mask));
+            (ipv6, 128)
         }
     };
-    let _ = write!(out, "{masked}");
     if prefix < full {
-        let _ = write!(out, "/{prefix}");
+        out.push('/');
+        out.push_str(itoa::Buffer::new().format(prefix));
     }
-    out
 }
 
 /// The domain of an address: after the last `@`, trailing dots removed (`""` without one).
@@ -352,9 +372,13 @@ impl Keeper<'_> {
         within
     }
 
-    /// The key in the plugin's private space.
-    fn private(&self, key: String) -> String {
-        format!("{}\0{key}", self.plugin)
+    /// A buffer holding the start of a key in the plugin's private space: its name and a
+    /// NUL, as its own calls' keys are.
+    fn private(&self, capacity: usize) -> String {
+        let mut key = String::with_capacity(self.prefix_len() + capacity);
+        key.push_str(self.plugin);
+        key.push('\0');
+        key
     }
 
     fn prefix_len(&self) -> usize {
@@ -366,11 +390,16 @@ impl Keeper<'_> {
         let mut rates = Vec::with_capacity(limits.len());
         for limit in limits {
             match limit {
-                RelayLimit::Rate(r) => match r.key(self.facts) {
-                    Some(key) if key.len() > MAX_KEY => return false,
-                    Some(key) => rates.push((self.private(key), r)),
-                    None => {}
-                },
+                RelayLimit::Rate(r) => {
+                    let mut key = self.private(r.key_start.len() + 48);
+                    if r.write_key(&mut key, self.facts).is_none() {
+                        continue;
+                    }
+                    if key.len() - self.prefix_len() > MAX_KEY {
+                        return false;
+                    }
+                    rates.push((key, r));
+                }
                 RelayLimit::Concurrent(c) => {
                     if !self.count(c, counted).await {
                         return false;
@@ -387,18 +416,20 @@ impl Keeper<'_> {
         let Some(holds) = self.holds else {
             return false;
         };
-        let epoch = now_ms() / c.epoch_ms().max(1);
-        let keys = (
-            c.key(epoch, self.facts),
-            c.key(epoch.saturating_sub(1), self.facts),
-        );
-        let (Some(now), Some(before)) = keys else {
+        let mut parts = String::with_capacity(48);
+        if push_parts(&mut parts, &c.key, self.facts).is_none() {
             return true;
+        }
+        let epoch = now_ms() / c.epoch_ms().max(1);
+        let key = |epoch| {
+            let mut key = self.private(c.key_start.len() + 21 + parts.len());
+            c.write_key(&mut key, epoch, &parts);
+            key
         };
-        if now.len() > MAX_KEY || before.len() > MAX_KEY {
+        let (now, before) = (key(epoch), key(epoch.saturating_sub(1)));
+        if now.len().max(before.len()) - self.prefix_len() > MAX_KEY {
             return false;
         }
-        let (now, before) = (self.private(now), self.private(before));
         if !holds.has_room(&now[..self.prefix_len()]) {
             return false;
         }
@@ -535,6 +566,19 @@ mod tests {
         assert_eq!(
             key(vec![KeyPart::SenderDomain], &dotted),
             "r1\x1fr\x1fd11:example.com"
+        );
+        // A count's key: the epoch between the start and the parts (keys::key_of(rule,
+        // ["c", epoch])).
+        let count = RelayCount::new(
+            Hook::Connect,
+            "open\x1fc".into(),
+            vec![net(24, 64)],
+            9,
+            60_000,
+        );
+        assert_eq!(
+            count.unwrap().key(29_000_000, &v4).unwrap(),
+            "open\x1fc29000000\x1fi12:192.0.2.0/24"
         );
         // No user before AUTH: the rate is left out, as the plugin's own check leaves it.
         assert_eq!(
