@@ -526,11 +526,11 @@ def num(v):
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
 
 
-def cell(xs):
+def cell(xs, fmt=num):
     if not xs:
         return "-"
     m = statistics.median(xs)
-    return num(m) if len(xs) == 1 else f"{num(m)} ({num(min(xs))}-{num(max(xs))})"
+    return fmt(m) if len(xs) == 1 else f"{fmt(m)} ({fmt(min(xs))} to {fmt(max(xs))})"
 
 
 def table(args):
@@ -584,7 +584,7 @@ def table(args):
         if has_postfix:
             head += [f"{l} / Postfix" for _, l in others]
         head += ["other cores", "load average"]
-        print(f"\n{label}; median (min-max) over rounds")
+        print(f"\n{label}; median (min to max) over rounds")
         print_table([head] + rows)
     plugins_cost(runs, scenarios, [k for k, _ in others if k != "wasmrelay"])
     busiest = max((max(v) for v in load.values()), default=0.0)
@@ -609,9 +609,9 @@ def plugins_cost(runs, scenarios, systems):
             added = [cpu[r] - base_cpu[r] for r in cpu if r in base_cpu]
             if lost:
                 rows.append([scenario, dict(SYSTEMS)[system], str(len(lost)),
-                             cell(lost), cell(added)])
+                             cell(lost, lambda v: f"{v:.1f}"), cell(added, lambda v: f"{v:.3f}")])
     if rows:
-        print("\nwhat the plugins cost against no plugins, per round; median (min-max) over rounds")
+        print("\nwhat the plugins cost against no plugins, per round; median (min to max) over rounds")
         print_table([["scenario", "system", "rounds", "throughput lost, %",
                       "CPU added, ms per message"]] + rows)
 

@@ -36,6 +36,7 @@ use wasmrelay_codec::reply::{Enhanced, Reply};
 
 use self::wasmrelay::plugin::host as host_wit;
 use self::wasmrelay::plugin::types as wit;
+use super::relay_limits::{KeyPart, RelayCount, RelayLimit, RelayRate};
 use super::types::{self as host, Hook};
 use crate::state;
 
@@ -79,6 +80,39 @@ pub(crate) fn quota_decision(d: state::QuotaDecision) -> host_wit::QuotaDecision
         total: d.total,
         reset_ms: d.reset_ms,
     }
+}
+
+/// A declared limit in the host's terms, or why it is refused.
+pub(crate) fn relay_limit(hook: Hook, limit: host_wit::RelayLimit) -> Result<RelayLimit, String> {
+    let key = |parts: Vec<host_wit::KeyPart>| -> Vec<KeyPart> {
+        parts
+            .into_iter()
+            .map(|part| match part {
+                host_wit::KeyPart::ClientNetwork(p) => KeyPart::ClientNetwork {
+                    ipv4: p.ipv4,
+                    ipv6: p.ipv6,
+                },
+                host_wit::KeyPart::Sender => KeyPart::Sender,
+                host_wit::KeyPart::SenderDomain => KeyPart::SenderDomain,
+                host_wit::KeyPart::AuthUser => KeyPart::AuthUser,
+            })
+            .collect()
+    };
+    Ok(match limit {
+        host_wit::RelayLimit::Rate(r) => RelayLimit::Rate(RelayRate::new(
+            hook,
+            r.key_start,
+            key(r.key),
+            (r.rate, r.period_ms, r.burst),
+        )?),
+        host_wit::RelayLimit::Concurrent(c) => RelayLimit::Concurrent(RelayCount::new(
+            hook,
+            c.key_start,
+            key(c.key),
+            c.max,
+            c.epoch_ms,
+        )?),
+    })
 }
 
 impl From<wit::Hook> for Hook {

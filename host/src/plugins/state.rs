@@ -12,10 +12,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::wasmrelay::plugin::host::{
     self as wit, DnsError, LogLevel, QuotaWindow, RecordType,
 };
-use super::bindings::{quota_decision, quota_window, rate_decision};
+use super::bindings::{quota_decision, quota_window, rate_decision, relay_limit};
 use super::caps::{DnsFailure, DnsLookup, DnsType, EventSink, PluginEvent};
 use super::holds::{self, Charge, SessionHolds};
-use super::relay_limits::{KeyPart, RelayCount, RelayLimit, RelayRate};
 use super::scope::{CallScope, Scope};
 use super::types::Hook;
 use super::wants::Declared;
@@ -294,39 +293,6 @@ impl ResourceLimiter for StoreState {
     ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
-}
-
-/// A declared limit in the host's terms, or why it is refused.
-fn relay_limit(hook: Hook, limit: wit::RelayLimit) -> Result<RelayLimit, String> {
-    let key = |parts: Vec<wit::KeyPart>| -> Vec<KeyPart> {
-        parts
-            .into_iter()
-            .map(|part| match part {
-                wit::KeyPart::ClientNetwork(p) => KeyPart::ClientNetwork {
-                    ipv4: p.ipv4,
-                    ipv6: p.ipv6,
-                },
-                wit::KeyPart::Sender => KeyPart::Sender,
-                wit::KeyPart::SenderDomain => KeyPart::SenderDomain,
-                wit::KeyPart::AuthUser => KeyPart::AuthUser,
-            })
-            .collect()
-    };
-    Ok(match limit {
-        wit::RelayLimit::Rate(r) => RelayLimit::Rate(RelayRate::new(
-            hook,
-            r.key_start,
-            key(r.key),
-            (r.rate, r.period_ms, r.burst),
-        )?),
-        wit::RelayLimit::Concurrent(c) => RelayLimit::Concurrent(RelayCount::new(
-            hook,
-            c.key_start,
-            key(c.key),
-            c.max,
-            c.epoch_ms,
-        )?),
-    })
 }
 
 fn cut(s: &str, max: usize) -> &str {
