@@ -109,3 +109,35 @@ fn a_rate_limit_holds_across_two_relays() {
     }
     assert!(mail_from(fleet.addr(1), "sam@example.org").starts_with("250 "));
 }
+
+/// The bundled rate-limit hands its limits to the relay (`want-calls-over-limits`): each
+/// relay charges them on Redis itself, on the keys the plugin would use, so the plugin is
+/// called only for the sender over its rate, on either relay, and refuses it with its reply.
+#[test]
+fn limits_the_relays_keep_for_the_bundled_rate_limit_hold_across_two_relays() {
+    let redis = RedisServer::start();
+    let sink = WasmrelaySink::start();
+    let plugins = r#"
+[[plugins]]
+builtin = "rate-limit"
+[plugins.config]
+rules = [
+    { name = "open", count = "concurrent", key = "ip", max = 100 },
+    { name = "per-sender", count = "messages", key = "sender", rate = "2/1h" },
+]
+"#;
+    let fleet = Fleet::start(&redis, &sink, plugins);
+    let msg = "From: tess@example.org\r\nTo: a@example.com\r\nSubject: hi\r\n\r\nhello\r\n";
+    for i in [0, 1] {
+        let sent = smtplib_send(fleet.addr(i), "tess@example.org", &["a@example.com"], msg);
+        assert_eq!(sent, "[]", "relay {i}");
+    }
+    for i in [0, 1] {
+        let reply = mail_from(fleet.addr(i), "Tess@Example.org");
+        assert!(
+            reply.starts_with("451 4.7.1 messages rate limit exceeded (per-sender"),
+            "relay {i}: {reply}"
+        );
+    }
+    assert!(mail_from(fleet.addr(0), "uma@example.org").starts_with("250 "));
+}
