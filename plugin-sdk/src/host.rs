@@ -135,7 +135,7 @@ pub enum KeyPart {
 /// charges nothing, and the hook counts, checks and answers as if nothing had been declared.
 /// A second declaration for the hook adds its limits. Refused (and the hook then called
 /// every time) for another hook, a sender part or a count outside `Connect`, a zero rate,
-/// period, burst or epoch, a prefix past the address length, a key start over 128 bytes,
+/// period, burst or epoch, a burst of `u32::MAX`, a prefix past the address length, a key start over 128 bytes,
 /// more than 8 limits for the hook, or a call outside `hooks()`. Prefer
 /// [`crate::Plugin::relay_limits`], which the SDK declares through this. Since 0.2.9.
 pub fn want_calls_over_limits(hook: crate::Hook, limits: &[RelayLimit]) -> Result<(), String> {
