@@ -1,10 +1,11 @@
 //! Keeping one plugin's declared limits at one call: the counts taken first and taken back
 //! if anything refuses, then the rates peeked and charged together.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::keys::{push_parts, Facts};
 use super::{RelayCount, RelayLimit, RelayRate};
+use crate::delivery::runner::now_ms;
 use crate::plugins::holds::{Charge, SessionHolds};
 use crate::plugins::state::MAX_KEY;
 use crate::plugins::types::Hook;
@@ -158,13 +159,6 @@ impl Keeper<'_> {
         }
         true
     }
-}
-
-fn now_ms() -> u64 {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    u64::try_from(now.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
