@@ -115,6 +115,38 @@ fn listening_sockets(table: &str) -> Vec<(SocketAddr, u64)> {
         .collect()
 }
 
+/// What each thread of process `pid` is doing, for a failure message: its state and kernel
+/// wait channel from `/proc`, and a backtrace per thread when `gdb` is installed. Best effort:
+/// what cannot be read is said, not fatal.
+pub(crate) fn thread_dump(pid: u32) -> String {
+    let mut out = String::new();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
+    for task in tasks.into_iter().flatten().flatten() {
+        let dir = task.path();
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+        // `stat` is "tid (comm) state ...": the state is the field after the closing paren.
+        let stat = read("stat");
+        let state = stat.rsplit_once(") ").map_or("?", |(_, rest)| &rest[..1]);
+        out.push_str(&format!(
+            "{} {:<16} state {state} wchan {}\n",
+            task.file_name().to_string_lossy(),
+            read("comm").trim(),
+            read("wchan").trim(),
+        ));
+    }
+    let gdb = Command::new("timeout")
+        .args(["20", "gdb", "-batch", "-p", &pid.to_string()])
+        .args(["-ex", "thread apply all bt 30"])
+        .stdin(Stdio::null())
+        .output();
+    match gdb {
+        Ok(o) if o.status.success() => out.push_str(&String::from_utf8_lossy(&o.stdout)),
+        Ok(o) => out.push_str(&format!("(gdb: {})\n", o.status)),
+        Err(e) => out.push_str(&format!("(no gdb: {e})\n")),
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +196,18 @@ mod tests {
         child.kill().ok();
         child.wait().ok();
         assert_eq!(found, Some(([127, 0, 0, 1], port).into()));
+    }
+
+    #[test]
+    fn a_thread_dump_names_each_thread_and_its_state() {
+        let mut sleeper = ChildGuard(Command::new("sleep").arg("30").spawn().unwrap());
+        let dump = thread_dump(sleeper.0.id());
+        let first = dump.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with(&format!("{} sleep", sleeper.0.id())),
+            "{dump}"
+        );
+        assert!(first.contains("state S"), "{dump}");
+        sleeper.0.kill().unwrap();
     }
 }

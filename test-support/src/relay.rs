@@ -164,10 +164,12 @@ impl Relay {
             if let Some(status) = self.child.0.try_wait().expect("poll the relay") {
                 return status;
             }
-            assert!(
-                Instant::now() < deadline,
-                "the relay did not stop on SIGTERM"
-            );
+            if Instant::now() >= deadline {
+                panic!(
+                    "the relay did not stop on SIGTERM; where its threads were:\n{}",
+                    crate::process::thread_dump(self.pid())
+                );
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
