@@ -207,7 +207,9 @@ mod tests {
             first.starts_with(&format!("{} sleep", sleeper.0.id())),
             "{dump}"
         );
-        assert!(first.contains("state S"), "{dump}");
+        // Running or asleep, depending on how far it got: a state letter either way.
+        let state = first.split(" state ").nth(1).and_then(|s| s.chars().next());
+        assert!(state.is_some_and(|c| "RSD".contains(c)), "{dump}");
         sleeper.0.kill().unwrap();
     }
 }
