@@ -150,3 +150,49 @@ async fn exemptions_and_quotas_keep_every_call() {
     assert!(wants.relay_limits(Hook::MailFrom).is_empty());
     assert!(wants.relay_limits(Hook::Connect).is_empty());
 }
+
+#[tokio::test]
+async fn a_user_exemption_keeps_mail_from_called_but_not_connect() {
+    let text = r#"builtin = "rate-limit"
+[config]
+exempt_users = ["ops@example.org"]
+rules = [
+  { name = "open", count = "concurrent", key = "ip", max = 100 },
+  { name = "per-sender", count = "messages", key = "sender", rate = "1/1h" },
+]
+"#;
+    let host = load(&[toml::from_str(text).unwrap()]).await;
+    let wants = &host.plugins[0].wants;
+    assert_eq!(wants.relay_limits(Hook::Connect).len(), 1);
+    assert!(wants.relay_limits(Hook::MailFrom).is_empty());
+    // No one has authenticated at connect: the relay counts the connection itself.
+    let c = conn("192.0.2.1");
+    let mut s = host.session();
+    assert_eq!(s.connect(&c).await, Verdict::Continue);
+    assert_eq!(calls(&host), 0);
+    // The exempt user sends past the sender's rate: only the hook can tell who is exempt.
+    let mut ops = (*c).clone();
+    ops.auth_user = Some("OPS@example.org".into());
+    let ops = Arc::new(ops);
+    for _ in 0..2 {
+        assert_eq!(
+            s.mail_from(&ops, &mut tx("a@example.org")).await,
+            Verdict::Continue
+        );
+        s.message_queued();
+    }
+    assert_eq!(calls(&host), 2);
+    // Anyone else is held to it.
+    let mut other = host.session();
+    assert_eq!(other.connect(&c).await, Verdict::Continue);
+    assert_eq!(
+        other.mail_from(&c, &mut tx("b@example.org")).await,
+        Verdict::Continue
+    );
+    other.message_queued();
+    assert!(matches!(
+        other.mail_from(&c, &mut tx("b@example.org")).await,
+        Verdict::Tempfail(_)
+    ));
+    assert_eq!(calls(&host), 4);
+}

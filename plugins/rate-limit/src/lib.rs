@@ -16,7 +16,8 @@
 //! - `rcpt`: `recipients` rules: the per-message cap, then one recipient charged.
 //!
 //! When a stage's rules are all limits the relay can keep exactly ([`relay`]: `concurrent`
-//! counts and `connections` rates by ip, `messages` rates, without quotas or exemptions), the
+//! counts and `connections` rates by ip, `messages` rates, without quotas or exemptions that
+//! can apply at the stage: at `connect` no one has authenticated, so only networks count), the
 //! relay is handed them at load, counts and charges them itself (counts first, as here) and
 //! calls `connect` or `mail-from` only for a client over one.
 //!

@@ -5,13 +5,14 @@
 //! it always does.
 //!
 //! Only a stage whose every rule the relay can keep exactly is declared; anything else (a
-//! quota, an exemption, a key the relay cannot build) needs the hook at every call.
+//! quota, an exemption that can apply at the stage, a key the relay cannot build) needs the
+//! hook at every call.
 
 use std::time::Duration;
 
 use wasmrelay_plugin_sdk::host::{self, RelayCount, RelayLimit, RelayRate};
 
-use crate::config::{Config, Count, KeyPart, Rule};
+use crate::config::{Config, Count, Exempt, KeyPart, Rule};
 
 /// The relay takes at most this many limits per hook.
 const MAX_LIMITS: usize = 8;
@@ -24,7 +25,8 @@ const MAX_KEY_START: usize = 128;
 pub fn at_connect(config: &Config) -> Vec<RelayLimit> {
     // count_concurrent's epochs; the relay refuses an epoch of 0 ms.
     let epoch_ms = config.concurrent_epoch_ms();
-    limits(config, &config.connect, |rule| {
+    // No client has authenticated at connect: a user exemption cannot apply there.
+    limits(config, &config.connect, Users::NotYet, |rule| {
         if rule.key != [KeyPart::Ip] {
             return None;
         }
@@ -48,20 +50,32 @@ pub fn at_connect(config: &Config) -> Vec<RelayLimit> {
 /// The `mail-from` stage's limits for the relay: its `messages` rates, or none unless every
 /// rule is a rate alone.
 pub fn at_mail_from(config: &Config) -> Vec<RelayLimit> {
-    limits(config, &config.messages, |rule| match rule.count {
-        Count::Messages => rate(rule),
-        _ => None,
+    limits(config, &config.messages, Users::Known, |rule| {
+        match rule.count {
+            Count::Messages => rate(rule),
+            _ => None,
+        }
     })
 }
 
+/// Whether a stage knows the authenticated user, so that user exemptions apply to it.
+#[derive(Clone, Copy, PartialEq)]
+enum Users {
+    NotYet,
+    Known,
+}
+
 /// The limits of `rules` (a stage's rules), counts first, or none unless `limit` gives one
-/// for every rule, no one is exempt, and the relay takes them all.
+/// for every rule, no one is exempt at this stage, and the relay takes them all.
 fn limits(
     config: &Config,
     rules: &[usize],
+    users: Users,
     limit: impl Fn(&Rule) -> Option<RelayLimit>,
 ) -> Vec<RelayLimit> {
-    if !config.exempt.networks.is_empty() || !config.exempt.users.is_empty() {
+    let exempts =
+        |e: &Exempt| !e.networks.is_empty() || (users == Users::Known && !e.users.is_empty());
+    if exempts(&config.exempt) {
         return Vec::new();
     }
     if rules.len() > MAX_LIMITS {
@@ -70,7 +84,7 @@ fn limits(
     let mut limits = Vec::with_capacity(rules.len());
     for &i in rules {
         let rule = &config.rules[i];
-        if !rule.exempt.networks.is_empty() || !rule.exempt.users.is_empty() {
+        if exempts(&rule.exempt) {
             return Vec::new();
         }
         let Some(limit) = limit(rule) else {
@@ -366,8 +380,14 @@ mod tests {
             r#"{{"exempt_users": "ops@example.org", "rules": [{OPEN}, {PER_SENDER}]}}"#
         ))
         .unwrap();
-        assert_eq!(at_connect(&users), []);
         assert_eq!(at_mail_from(&users), []);
+        // No one has authenticated at connect: the counts are the relay's all the same.
+        assert_eq!(at_connect(&users), at_connect(&config(OPEN)));
+        assert_eq!(at_connect(&users).len(), 1);
+        let rule_users = format!(
+            r#"{{"name": "u", "count": "connections", "key": "ip", "rate": "5/min", "exempt_users": "ops@example.org"}}, {OPEN}"#
+        );
+        assert_eq!(at_connect(&config(&rule_users)).len(), 2, "{rule_users}");
     }
 
     #[test]
