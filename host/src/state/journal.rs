@@ -409,22 +409,33 @@ impl Journal {
     }
 
     /// Queues `record`; the receiver answers once it is durable (or failed, after `undo`
-    /// ran). Call it while holding the lock that ordered the change in memory, so the
-    /// journal's order is memory's order.
-    pub fn append(&self, record: &Record, undo: Undo) -> oneshot::Receiver<StateResult<()>> {
+    /// ran on the writer thread). Call it while holding the lock that ordered the change in
+    /// memory, so the journal's order is memory's order. `Err` when the writer has stopped:
+    /// nothing is queued and `undo` is dropped unrun (it would take the lock the caller
+    /// holds), so the caller undoes the change itself.
+    pub fn append(
+        &self,
+        record: &Record,
+        undo: Undo,
+    ) -> StateResult<oneshot::Receiver<StateResult<()>>> {
         let (done, rx) = oneshot::channel();
         let mut bytes = Vec::new();
         encode(record, &mut bytes);
         let op = Op::Append { bytes, undo, done };
-        let sent = match &self.tx {
-            Some(tx) => tx.send(op).map_err(|mpsc::SendError(op)| op),
-            None => Err(op),
-        };
-        if let Err(Op::Append { undo, done, .. }) = sent {
-            undo();
-            let _ = done.send(Err(stopped()));
+        match &self.tx {
+            Some(tx) if tx.send(op).is_ok() => Ok(rx),
+            _ => Err(stopped()),
         }
-        rx
+    }
+
+    /// Ends the writer thread while callers still hold a sender, as a panic in it would.
+    #[cfg(test)]
+    pub(crate) fn stop_writer(&mut self) {
+        let (orphan, _) = mpsc::channel();
+        self.tx = Some(orphan);
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
     }
 
     /// Whether the journal has grown enough that the caller should hand it a snapshot.

@@ -147,6 +147,13 @@ impl InProcessBackend {
         Ok((backend, report))
     }
 
+    #[cfg(test)]
+    pub(crate) fn stop_journal_writer(&mut self) {
+        if let Some(journal) = &mut self.journal {
+            journal.stop_writer();
+        }
+    }
+
     /// Live kv keys and bytes of one namespace (a plugin).
     pub fn kv_usage(&self, namespace: &str) -> (u64, u64) {
         self.with(|t, now, _| t.kv.usage(namespace, now))
@@ -154,22 +161,37 @@ impl InProcessBackend {
 
     /// Queues a list change in the journal (under the tables lock, so the journal's order
     /// is memory's) and, when the journal has grown enough, a compaction after it. `None`
-    /// without a journal.
-    fn journal(&self, t: &Tables, change: Change) -> Option<oneshot::Receiver<StateResult<()>>> {
+    /// without a journal. A journal whose writer has stopped takes nothing: the change is
+    /// undone here, under the lock already held, and the answer is the error.
+    fn journal(
+        &self,
+        t: &mut Tables,
+        change: Change,
+    ) -> Option<oneshot::Receiver<StateResult<()>>> {
         let journal = self.journal.as_ref()?;
         let tables = Arc::downgrade(&self.tables);
         let record = change.record.clone();
+        let undone = change.clone();
         let undo = Box::new(move || {
             if let Some(tables) = tables.upgrade() {
                 let mut t = tables.lock().unwrap_or_else(|p| p.into_inner());
-                t.lists.undo(&change);
+                t.lists.undo(&undone);
             }
         });
-        let durable = journal.append(&record, undo);
-        if journal.wants_compaction() {
-            journal.compact(t.lists.lists());
+        match journal.append(&record, undo) {
+            Ok(durable) => {
+                if journal.wants_compaction() {
+                    journal.compact(t.lists.lists());
+                }
+                Some(durable)
+            }
+            Err(e) => {
+                t.lists.undo(&change);
+                let (failed, answer) = oneshot::channel();
+                let _ = failed.send(Err(e));
+                Some(answer)
+            }
         }
-        Some(durable)
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Tables, Instant, u64) -> R) -> R {

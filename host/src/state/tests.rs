@@ -268,6 +268,41 @@ async fn journal_of(dir: &std::path::Path, members: &[&str]) -> std::path::PathB
     journal_path(dir)
 }
 
+/// A change the journal cannot take (its writer gone) is an error at once, undone in memory:
+/// not a caller blocked on the lock it holds.
+#[test]
+fn a_stopped_journal_writer_refuses_changes_and_undoes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut b, _) = open(dir.path());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    assert_eq!(
+        rt.block_on(b.list_add("s", "kept@x.test", None, MAX)),
+        Ok(true)
+    );
+    b.stop_journal_writer();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let added = rt.block_on(b.list_add("s", "new@x.test", None, MAX));
+        let removed = rt.block_on(b.list_remove("s", "kept@x.test"));
+        let left = rt.block_on(members(&b, "s"));
+        let _ = tx.send((added, removed, left));
+    });
+    let (added, removed, left) = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("list changes answer with the writer gone");
+    assert!(
+        matches!(added, Err(StateError::Unavailable(_))),
+        "{added:?}"
+    );
+    assert!(
+        matches!(removed, Err(StateError::Unavailable(_))),
+        "{removed:?}"
+    );
+    assert_eq!(left, ["kept@x.test"]);
+}
+
 #[tokio::test]
 async fn lists_survive_a_restart_with_their_ttls() {
     let dir = tempfile::tempdir().unwrap();
