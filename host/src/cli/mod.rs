@@ -218,7 +218,7 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
     }
     let relay = Relay::start(&config).await?.with_config_file(path);
     let shutdown = CancellationToken::new();
-    tokio::spawn(stop_on_signal(shutdown.clone()));
+    tokio::spawn(stop_on_signal(shutdown.clone())?);
     tokio::spawn(reload_on_sighup(hup, path.to_path_buf(), relay.reloader()));
     relay.run(shutdown).await?;
     if let Some(traces) = traces {
@@ -275,7 +275,7 @@ async fn sink(listen: SocketAddr, dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("binding {listen}"))?;
     info!(address = %listener.local_addr(), dir = %dir.display(), "sink listening");
     let shutdown = CancellationToken::new();
-    tokio::spawn(stop_on_signal(shutdown.clone()));
+    tokio::spawn(stop_on_signal(shutdown.clone())?);
     let grace = crate::config::LimitsConfig::default().shutdown_grace;
     server::serve(
         vec![listener],
@@ -287,21 +287,24 @@ async fn sink(listen: SocketAddr, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGINT or SIGTERM starts a graceful shutdown.
-async fn stop_on_signal(shutdown: CancellationToken) {
+/// SIGINT or SIGTERM starts a graceful shutdown. The handlers are installed here, before the
+/// returned future is spawned: a signal that arrives before its first poll is kept, not left
+/// to the default action, and a handler that cannot be installed is an error at startup
+/// rather than a relay that ignores SIGTERM.
+fn stop_on_signal(
+    shutdown: CancellationToken,
+) -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    info!("shutting down");
-    shutdown.cancel();
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        info!("shutting down");
+        shutdown.cancel();
+    })
 }
 
 #[cfg(test)]
